@@ -1,0 +1,1 @@
+"""Benchmarks: ours against a baseline, measured side by side in one run."""

@@ -1,0 +1,147 @@
+"""Scorer throughput: the naive Hugging Face loop against rl-select's scorer, measured in one run.
+
+Shape: the 4-shot SST-2 setting (k demonstrations drawn from the sst2 pool, 256 dev queries). Both paths
+score the same token sequences. The naive loop runs in fp32 on CPU and bf16 on CUDA; our scorer runs at that
+dtype too (predictions must be identical) and at its own default dtype when that differs (agreement reported).
+Each timed run uses a fresh scorer with caches off, so the demonstration prefix is computed inside the timing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_select.scoring import LanguageModel, Scorer, ScoringConfig, load_language_model, naive_log_scores
+from rl_select.scoring.model import resolve_device, resolve_dtype
+from rl_select.selectors import RandomSelector
+from rl_select.tasks.task import Task
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _time_ours(
+    lm: LanguageModel, task: Task, demos: list, queries: list, progress: Callable[[int], None] | None
+) -> tuple[np.ndarray, float, dict]:
+    scorer = Scorer(lm, task, ScoringConfig(calibrate=False))
+    _sync(lm)
+    started = time.perf_counter()
+    result = scorer.score(demos, queries, use_cache=False, progress=progress)
+    _sync(lm)
+    return result.log_scores, time.perf_counter() - started, scorer.stats.to_dict()
+
+
+def _sync(lm: LanguageModel) -> None:
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize(lm.device)
+
+
+def run_scorer_benchmark(
+    task: Task,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    num_queries: int = 256,
+    k: int = 4,
+    seed: int = 0,
+    naive_batch: int | None = None,
+    progress: ProgressFactory | None = None,
+) -> dict[str, Any]:
+    """Run the naive loop and our scorer on the same prompts; return timings, ratios and agreement.
+
+    Our scorer runs at the naive loop's dtype (predictions must be identical), at its own default dtype, and
+    on CPU also in bf16, so the agreement across dtypes is always reported.
+    """
+    torch_device = resolve_device(device)
+    naive_dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
+    default_dtype = resolve_dtype("auto", torch_device)
+    our_dtypes = list(dict.fromkeys([naive_dtype, default_dtype, torch.bfloat16]))
+    models = {
+        dtype: load_language_model(model, device=str(torch_device), dtype=_dtype_name(dtype)) for dtype in our_dtypes
+    }
+    lm = models[naive_dtype]
+    naive_batch = naive_batch or (256 if torch_device.type == "cuda" else 16)
+
+    rng = np.random.default_rng(seed)
+    demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
+    queries = task.sample("dev", num_queries, seed=seed)
+    warm_demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
+    encoder = Scorer(lm, task).encoder
+    max_tokens = lm.max_positions
+
+    # warm-up: kernel selection and allocator growth happen outside the timings
+    naive_log_scores(lm, encoder, warm_demos, queries[:8], max_tokens=max_tokens, batch_size=naive_batch)
+    for model_at_dtype in models.values():
+        _time_ours(model_at_dtype, task, warm_demos, queries[:8], None)
+
+    advance = progress("naive HF loop", len(queries)) if progress else None
+    _sync(lm)
+    started = time.perf_counter()
+    naive = naive_log_scores(
+        lm, encoder, demos, queries, max_tokens=max_tokens, batch_size=naive_batch, progress=advance
+    )
+    _sync(lm)
+    naive_seconds = time.perf_counter() - started
+    runs = [
+        {
+            "path": "naive HF",
+            "dtype": _dtype_name(naive_dtype),
+            "seconds": naive_seconds,
+            "queries_per_s": len(queries) / naive_seconds,
+            "agreement_with_naive": 1.0,
+            "default": False,
+        }
+    ]
+    scores = {}
+    for dtype, model_at_dtype in models.items():
+        label = f"rl-select ({_dtype_name(dtype)})"
+        ours, seconds, stats = _time_ours(
+            model_at_dtype, task, demos, queries, progress(label, len(queries)) if progress else None
+        )
+        scores[dtype] = ours
+        runs.append(
+            {
+                "path": "rl-select",
+                "dtype": _dtype_name(dtype),
+                "seconds": seconds,
+                "queries_per_s": len(queries) / seconds,
+                "agreement_with_naive": float((ours.argmax(1) == naive.argmax(1)).mean()),
+                "max_abs_logprob_diff": float(np.abs(ours - naive).max()),
+                "default": dtype == default_dtype,
+                "stats": stats,
+            }
+        )
+    for run in runs:
+        run["ratio_vs_naive"] = run["queries_per_s"] / runs[0]["queries_per_s"]
+    same_pred = scores[naive_dtype].argmax(1) == naive.argmax(1)
+    default_run = next(r for r in runs if r["default"])
+    other = [r for r in runs[1:] if r["dtype"] != runs[0]["dtype"]]
+
+    prefix_tokens = len(encoder.prefix(demos))
+    query_tokens = [len(encoder.query(q)) for q in queries]
+    return {
+        "task": task.name,
+        "k": k,
+        "queries": len(queries),
+        "seed": seed,
+        "device": str(torch_device),
+        "naive_batch": naive_batch,
+        "prefix_tokens": prefix_tokens,
+        "mean_query_tokens": float(np.mean(query_tokens)),
+        "label_tokens": [len(t) for t in encoder.label_tokens],
+        "runs": runs,
+        "ratio": default_run["ratio_vs_naive"],
+        "ratio_same_dtype": next(r for r in runs[1:] if r["dtype"] == runs[0]["dtype"])["ratio_vs_naive"],
+        "identical_predictions_same_dtype": bool(same_pred.all()),
+        "mismatches_same_dtype": int((~same_pred).sum()),
+        "agreement_across_dtypes": {r["dtype"]: r["agreement_with_naive"] for r in other},
+        "default_dtype": default_run["dtype"],
+        "model": models[default_dtype].info(),
+    }

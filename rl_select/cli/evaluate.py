@@ -1,0 +1,157 @@
+"""``rl-select tasks`` and ``rl-select evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rl_select.cli.common import (
+    DataDirOption,
+    DeviceOption,
+    DtypeOption,
+    ModelOption,
+    VerboseOption,
+    console,
+    default_out,
+    err_console,
+    load_model_with_status,
+    progress_bars,
+    seeds_from,
+    setup_logging,
+)
+from rl_select.errors import ConfigError
+
+
+def tasks_command(data_dir: str | None = DataDirOption) -> None:
+    """List the tasks available, and where each comes from."""
+    from rl_select.tasks import list_tasks
+
+    table = Table(title="tasks")
+    for column in ("task", "source", "location", "train", "dev", "test"):
+        table.add_column(column)
+    for info in list_tasks(data_dir):
+        rows = info.rows or {}
+        table.add_row(info.name, info.source, info.location, *(str(rows.get(s, "")) for s in ("train", "dev", "test")))
+    console.print(table)
+
+
+def _format(mean_sd: tuple[float, float]) -> str:
+    mean, sd = mean_sd
+    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+
+def evaluate_command(
+    task: str = typer.Option(..., "--task", help="Task name, hub:<name>, or path to a task.json."),
+    data_dir: str | None = DataDirOption,
+    model: str | None = ModelOption,
+    selector: str | None = typer.Option(
+        None,
+        "--selector",
+        help="A baseline, a comma-separated list, or 'all' (default: random, or only --policy).",
+    ),
+    policy: list[Path] = typer.Option([], "--policy", help="A trained run directory (repeatable)."),
+    k: int = typer.Option(4, "--k", help="Demonstrations per prompt."),
+    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (0 … N-1)."),
+    n_test: int | None = typer.Option(None, "--n-test", help="Evaluate on a seeded subsample of N rows."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Primary metric calibrated or raw."),
+    embedder: str | None = typer.Option(None, "--embedder", help="sentence-transformers model (default: LLM)."),
+    num_sets: int | None = typer.Option(None, "--num-sets", help="best-of-n: random prompts tried."),
+    dev_size: int | None = typer.Option(None, "--dev-size", help="best-of-n / greedy-oracle: dev rows."),
+    num_candidates: int | None = typer.Option(None, "--num-candidates", help="Candidates for greedy/mmr/dpp."),
+    data_seed: int = typer.Option(0, "--data-seed", help="Seed of the evaluation and dev subsamples."),
+    max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Cap on prompt length."),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    out: Path | None = typer.Option(None, "--out", help="Result JSON (a .md table is written beside it)."),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
+    setup_logging(verbose)
+    from rl_select.evaluation import evaluate_selector
+    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.scoring import ScoringConfig
+    from rl_select.selectors import SELECTORS, Resources, check_k, make_selector
+    from rl_select.tasks import SPLITS, load_task
+
+    seed_list = seeds_from(seeds)
+    loaded = load_task(task, data_dir)
+    check_k(k, len(loaded.train))
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
+    if n_test is not None and n_test <= 0:
+        raise ConfigError(f"--n-test must be positive, got {n_test}")
+    if selector is None:
+        selector = "" if policy else "random"
+    names = list(SELECTORS) if selector == "all" else [s.strip() for s in selector.split(",") if s.strip()]
+    options = {"num_sets": num_sets, "dev_size": dev_size, "num_candidates": num_candidates}
+    selectors = [make_selector(name, strict=False, **options) for name in names]
+    for run_dir in policy:
+        from rl_select.policies.selector import PolicySelector
+
+        selectors.append(PolicySelector.from_run(run_dir))
+    scoring = ScoringConfig(calibrate=calibrate, max_prompt_tokens=max_prompt_tokens)
+
+    lm = load_model_with_status(model, device, dtype)
+    resources = Resources(loaded, lm=lm, scoring=scoring, embedder=embedder, data_seed=data_seed)
+    reports = []
+    with progress_bars() as factory:
+        resources.progress_factory = factory
+        for chosen in selectors:
+            reports.append(
+                evaluate_selector(chosen, resources, k=k, seeds=seed_list, n_rows=n_test, split=split, progress=factory)
+            )
+
+    primary = "calibrated" if calibrate else "raw"
+    table = Table(
+        title=f"{loaded.name} · k={k} · {split} ({reports[0].seeds[0].queries} rows) · "
+        f"{len(seed_list)} seed(s) · primary: {primary}"
+    )
+    for column in ("selector", "accuracy", "raw", "calibrated", "per seed", "s/seed"):
+        table.add_column(column, justify="left" if column in ("selector", "per seed") else "right")
+    md_rows = []
+    for report in reports:
+        per_seed = " ".join(f"{100 * s.accuracy:.1f}" for s in report.seeds)
+        seconds = sum(s.seconds for s in report.seeds) / len(report.seeds)
+        row = [
+            report.name,
+            _format(report.mean_sd),
+            _format(report.raw),
+            _format(report.calibrated),
+            per_seed,
+            f"{seconds:.1f}",
+        ]
+        table.add_row(*row)
+        md_rows.append(row)
+    console.print(table)
+    stats = resources.scorer.cache_stats()
+    err_console.print(
+        f"reward cache hit rate {stats['reward_cache']['hit_rate']:.1%} · "
+        f"{stats['queries']} queries scored in {stats['seconds']:.1f}s of forward passes"
+    )
+
+    record = provenance(seeds=seed_list, model=lm.info())
+    payload = {
+        "provenance": record,
+        "task": loaded.summary(),
+        "k": k,
+        "split": split,
+        "n_rows": reports[0].seeds[0].queries,
+        "data_seed": data_seed,
+        "scoring": scoring.to_dict(),
+        "reports": [r.to_dict() for r in reports],
+        "scorer": stats,
+    }
+    label = "all" if selector == "all" else "+".join([*names, *(p.name for p in policy)])
+    path = out or default_out("evaluate", f"{loaded.name}-k{k}-{label}")
+    write_json(path, payload)
+    markdown = (
+        f"# {loaded.name}: k={k}, {split} split, {payload['n_rows']} rows\n\n"
+        + markdown_table(["selector", f"accuracy ({primary})", "raw", "calibrated", "per seed", "s/seed"], md_rows)
+        + "\n"
+        + provenance_markdown(record)
+    )
+    path.with_suffix(".md").write_text(markdown)
+    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")

@@ -1,0 +1,32 @@
+"""Scoring prompts with an LLM: label distributions, calibration, caches."""
+
+from rl_select.scoring.cache import PrefixCache, PrefixState, RewardCache
+from rl_select.scoring.model import (
+    DEFAULT_MODEL,
+    LanguageModel,
+    load_language_model,
+    resolve_device,
+    resolve_dtype,
+)
+from rl_select.scoring.naive import naive_log_scores
+from rl_select.scoring.prompts import CONTENT_FREE_INPUTS, PromptEncoder, TruncationReport
+from rl_select.scoring.scorer import Scorer, ScoreResult, ScorerStats, ScoringConfig
+
+__all__ = [
+    "CONTENT_FREE_INPUTS",
+    "DEFAULT_MODEL",
+    "LanguageModel",
+    "PrefixCache",
+    "PrefixState",
+    "PromptEncoder",
+    "RewardCache",
+    "ScoreResult",
+    "Scorer",
+    "ScorerStats",
+    "ScoringConfig",
+    "TruncationReport",
+    "load_language_model",
+    "naive_log_scores",
+    "resolve_device",
+    "resolve_dtype",
+]

@@ -1,0 +1,213 @@
+"""Caches of the scorer: demonstration-prefix KV states and scored results (rewards).
+
+``RewardCache`` keys a scoring result by (model, task, ordered demonstration ids, evaluated rows, scoring
+config). It lives in memory (LRU) and optionally in a SQLite file, so sweeps and repeated runs share rewards
+across processes. Arrays are stored in ``.npy`` form (no pickle).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class PrefixState:
+    """The KV cache of one demonstration prefix and what the scorer needs to extend or read after it.
+
+    Attributes:
+        key: Ordered ``(split, id)`` keys of the demonstrations.
+        kv: Per layer ``(keys, values)``, each ``[1, heads, length, head_dim]``; None for an empty prefix.
+        length: Tokens in the prefix.
+        last_logprobs: Log-probabilities of the token after the prefix (``[vocab]``); None when empty.
+        nll_sum: Summed negative log-likelihood of the prefix tokens that were scored.
+        nll_count: How many prefix tokens were scored (0 unless prefix perplexity is enabled).
+    """
+
+    key: tuple
+    kv: list[tuple[torch.Tensor, torch.Tensor]] | None
+    length: int
+    last_logprobs: torch.Tensor | None
+    nll_sum: float = 0.0
+    nll_count: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the tensors."""
+        total = 0 if self.last_logprobs is None else self.last_logprobs.nbytes
+        for k, v in self.kv or []:
+            total += k.nbytes + v.nbytes
+        return total
+
+    def as_cache(self) -> Any:
+        """A fresh transformers ``DynamicCache`` holding this prefix (the stored tensors are not modified)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(self.kv or []):
+            cache.update(k, v, layer)
+        return cache
+
+
+class PrefixCache:
+    """LRU of :class:`PrefixState` bounded by bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._states: OrderedDict[tuple, PrefixState] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple) -> PrefixState | None:
+        """The state for ``key``, marked as recently used, or None."""
+        state = self._states.get(key)
+        if state is not None:
+            self._states.move_to_end(key)
+        return state
+
+    def put(self, state: PrefixState) -> None:
+        """Store ``state``, evicting the least recently used ones beyond the byte budget."""
+        old = self._states.pop(state.key, None)
+        if old is not None:
+            self._bytes -= old.nbytes
+        self._states[state.key] = state
+        self._bytes += state.nbytes
+        while self._bytes > self.max_bytes and len(self._states) > 1:
+            _, evicted = self._states.popitem(last=False)
+            self._bytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        """Drop every state."""
+        self._states.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+@dataclass
+class CachedScores:
+    """What a scoring call returns, minus what the caller already knows (the queries' gold labels)."""
+
+    log_scores: np.ndarray
+    content_free: np.ndarray
+    prefix_tokens: np.ndarray
+    prefix_nll: np.ndarray
+    truncation: dict[str, int]
+
+
+def _to_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _from_npy(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(blob), allow_pickle=False)
+
+
+class RewardCache:
+    """LRU of scoring results with hit statistics and optional SQLite persistence.
+
+    Args:
+        max_entries: In-memory entries kept.
+        path: SQLite file shared by processes (None: memory only).
+    """
+
+    def __init__(self, max_entries: int = 50_000, path: str | Path | None = None) -> None:
+        self.max_entries = max_entries
+        self.path = Path(path) if path else None
+        self._entries: OrderedDict[str, CachedScores] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS rewards (key TEXT PRIMARY KEY, log_scores BLOB, content_free BLOB, "
+                "prefix_tokens BLOB, prefix_nll BLOB, truncation TEXT)"
+            )
+            self._db.commit()
+
+    def get(self, key: str) -> CachedScores | None:
+        """The cached result for ``key`` or None; counts a hit or a miss."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            elif self._db is not None:
+                row = self._db.execute(
+                    "SELECT log_scores, content_free, prefix_tokens, prefix_nll, truncation FROM rewards WHERE key=?",
+                    (key,),
+                ).fetchone()
+                if row is not None:
+                    found = CachedScores(
+                        _from_npy(row[0]),
+                        _from_npy(row[1]),
+                        _from_npy(row[2]),
+                        _from_npy(row[3]),
+                        json.loads(row[4]),
+                    )
+                    self._remember(key, found)
+            if found is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return found
+
+    def put(self, key: str, value: CachedScores) -> None:
+        """Store ``value`` under ``key`` (and in the SQLite file, if any)."""
+        with self._lock:
+            self._remember(key, value)
+            if self._db is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO rewards VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        _to_npy(value.log_scores),
+                        _to_npy(value.content_free),
+                        _to_npy(value.prefix_tokens),
+                        _to_npy(value.prefix_nll),
+                        json.dumps(value.truncation),
+                    ),
+                )
+                self._db.commit()
+
+    def _remember(self, key: str, value: CachedScores) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups (0 before any lookup)."""
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def stats(self) -> dict[str, Any]:
+        """Hits, misses, hit rate and size."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hit_rate, 4),
+            "entries": len(self._entries),
+            "path": str(self.path) if self.path else None,
+        }
+
+    def close(self) -> None:
+        """Close the SQLite connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None

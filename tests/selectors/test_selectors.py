@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from rl_select.errors import ConfigError
+from rl_select.evaluation import evaluate_selector
+from rl_select.scoring import ScoringConfig
+from rl_select.selectors import SELECTORS, Resources, check_k, make_selector
+from rl_select.tasks import load_task
+
+SMALL = {"num_sets": 3, "dev_size": 4, "num_candidates": 6}
+
+
+@pytest.fixture
+def resources(tiny_lm, data_root):
+    return Resources(load_task("tiny_trec", data_root), lm=tiny_lm, scoring=ScoringConfig())
+
+
+@pytest.mark.parametrize("name", sorted(SELECTORS))
+def test_every_selector_returns_k_distinct_valid_ids(resources, name):
+    task = resources.task
+    selector = make_selector(name, strict=False, **SMALL).build(resources)
+    query = task.test[0] if selector.query_level else None
+    for k in (1, 3):
+        ids = selector.select(task, query, k, np.random.default_rng(0))
+        expected = 0 if name == "zero-shot" else k
+        assert len(ids) == expected and len(set(ids)) == expected
+        assert all(isinstance(i, int) and 0 <= i < len(task.train) for i in ids)
+
+
+@pytest.mark.parametrize("name", ["random", "balanced", "best-of-n", "greedy-oracle", "max-entropy"])
+def test_task_level_selectors_are_seeded(resources, name):
+    selector = make_selector(name, strict=False, **SMALL).build(resources)
+    task = resources.task
+    first = selector.select(task, None, 3, np.random.default_rng(7))
+    assert selector.select(task, None, 3, np.random.default_rng(7)) == first
+
+
+def test_balanced_covers_labels(resources):
+    task = resources.task
+    ids = make_selector("balanced").select(task, None, 3, np.random.default_rng(1))
+    assert {task.train[i].label for i in ids} == set(task.labels)
+
+
+def test_knn_puts_most_similar_last(resources):
+    task = resources.task
+    ids = make_selector("knn").build(resources).select(task, task.test[0], 3, np.random.default_rng(0))
+    query = resources.query_vectors([task.test[0]])[0]
+    sims = resources.index.vectors[ids] @ query
+    assert list(sims) == sorted(sims)
+
+
+def test_query_level_selector_needs_a_query(resources):
+    with pytest.raises(ConfigError, match="per query"):
+        make_selector("knn").build(resources).select(resources.task, None, 2, np.random.default_rng(0))
+
+
+def test_greedy_oracle_first_pick_is_the_best_single_demo(resources):
+    selector = make_selector("greedy-oracle", num_candidates=5, dev_size=4).build(resources)
+    task = resources.task
+    ids = selector.select(task, None, 1, np.random.default_rng(3))
+    candidates = np.random.default_rng(3).choice(len(task.train), size=5, replace=False)
+    dev = resources.dev_sample(4)
+    accuracies = [resources.scorer.score([task.train[int(c)]], dev).accuracy for c in candidates]
+    assert ids == [int(candidates[int(np.argmax(accuracies))])]
+
+
+def test_k_bounds():
+    with pytest.raises(ConfigError, match="positive"):
+        check_k(0, 10)
+    with pytest.raises(ConfigError, match="smaller than the candidate pool"):
+        check_k(10, 10)
+
+
+def test_make_selector_errors():
+    with pytest.raises(ConfigError, match="did you mean 'knn'"):
+        make_selector("knnn")
+    with pytest.raises(ConfigError, match="has no option"):
+        make_selector("random", num_sets=3)
+
+
+def test_evaluate_selector_pairs_rows_across_seeds(resources):
+    report = evaluate_selector(make_selector("random"), resources, k=2, seeds=[0, 1], n_rows=4)
+    assert [s.queries for s in report.seeds] == [4, 4]
+    assert report.seeds[0].selection != report.seeds[1].selection
+    knn = evaluate_selector(make_selector("knn"), resources, k=2, seeds=[0], n_rows=4)
+    assert knn.seeds[0].selection is None and 0.0 <= knn.mean_sd[0] <= 1.0
