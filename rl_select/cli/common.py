@@ -22,8 +22,8 @@ from rich.progress import (
 
 from rl_select.errors import ConfigError
 
-console = Console()
-err_console = Console(stderr=True, highlight=False)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataDirOption = typer.Option(None, "--data-dir", help="Task data directory (default: $RL_SELECT_DATA).")
 ModelOption = typer.Option(None, "--model", help="HF model id or path, or a .gguf file (default: SmolLM2-135M).")

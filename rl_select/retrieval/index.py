@@ -89,10 +89,14 @@ class VectorIndex:
         return scores, ids
 
 
-def split_embeddings(
-    task: Task, split: str, embedder: Embedder, progress: Callable[[int], None] | None = None
-) -> np.ndarray:
-    """Embeddings of a split's ``input_text`` (cached on disk per split content and embedder)."""
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def split_embeddings(task: Task, split: str, embedder: Embedder, progress: ProgressFactory | None = None) -> np.ndarray:
+    """Embeddings of a split's ``input_text`` (cached on disk per split content and embedder).
+
+    ``progress(description, total)`` is called only when the split has to be embedded.
+    """
     path = _cache_path(task, split, embedder, ".npy")
     if path.is_file():
         vectors = np.load(path, allow_pickle=False)
@@ -104,14 +108,16 @@ def split_embeddings(
             if vectors.shape[0] == len(task.split(split)):
                 return vectors
         logger.info("embedding %d %s rows of %s with %s", len(task.split(split)), split, task.name, embedder.id)
-        vectors = embedder.embed([e.input_text for e in task.split(split)], progress=progress)
+        rows = task.split(split)
+        advance = progress(f"embedding {task.name} {split}", len(rows)) if progress else None
+        vectors = embedder.embed([e.input_text for e in rows], progress=advance)
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, vectors, allow_pickle=False)
         tmp.replace(path)
     return vectors
 
 
-def pool_index(task: Task, embedder: Embedder, progress: Callable[[int], None] | None = None) -> VectorIndex:
+def pool_index(task: Task, embedder: Embedder, progress: ProgressFactory | None = None) -> VectorIndex:
     """The faiss index over the task's pool (``train``), cached on disk beside its embeddings."""
     vectors = split_embeddings(task, "train", embedder, progress)
     path = _cache_path(task, "train", embedder, ".faiss")

@@ -254,3 +254,14 @@ def _config_fingerprint(path: Path) -> str:
             if file.suffix == ".json":
                 h.update(file.read_bytes())
     return h.hexdigest()[:16]
+
+
+_SHARED: dict[tuple[str | None, str, str], LanguageModel] = {}
+
+
+def shared_language_model(model: str | None = None, device: str = "auto", dtype: str = "auto") -> LanguageModel:
+    """:func:`load_language_model`, memoised per process: environments of one process share one model."""
+    key = (model, device, dtype)
+    if key not in _SHARED:
+        _SHARED[key] = load_language_model(model, device=device, dtype=dtype)
+    return _SHARED[key]

@@ -246,7 +246,7 @@ class Scorer:
         self._multi_labels = [c for c, t in enumerate(self.encoder.label_tokens) if len(t) > 1]
         self._label_lengths = np.array([len(t) for t in self.encoder.label_tokens], dtype=np.float64)
         self._keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
-        self._namespace = hashlib.sha256(
+        self.namespace = hashlib.sha256(
             "|".join(
                 [
                     lm.fingerprint,
@@ -283,6 +283,15 @@ class Scorer:
             progress(len(queries))
         return self._result(cached, queries)
 
+    def score_many(
+        self, requests: Sequence[tuple[Sequence[Example], Sequence[Example]]], *, use_cache: bool = True
+    ) -> list[ScoreResult]:
+        """Score several (demonstrations, queries) requests in one call (the vectorised env's reward path).
+
+        Requests sharing a cached prefix reuse it; each request's prefix extends its longest cached ancestor.
+        """
+        return [self.score(demos, queries, use_cache=use_cache) for demos, queries in requests]
+
     def score_pairs(
         self,
         pairs: Sequence[tuple[Sequence[Example], Example]],
@@ -314,6 +323,13 @@ class Scorer:
         cached = CachedScores(log_scores, content_free, prefix_tokens, prefix_nll, report.to_dict())
         return self._result(cached, [q for _, q in pairs])
 
+    def prefix_log_perplexity(self, demos: Sequence[Example]) -> float:
+        """Mean NLL per token of the demonstration prefix (needs ``prefix_perplexity``; NaN for no tokens)."""
+        if not self.config.prefix_perplexity:
+            raise ConfigError("prefix perplexity needs ScoringConfig(prefix_perplexity=True)")
+        state = self._prefix_state(tuple(demos))
+        return state.nll_sum / state.nll_count if state.nll_count else float("nan")
+
     def cache_stats(self) -> dict:
         """Reward-cache hits and prefix-cache use."""
         return {
@@ -326,7 +342,7 @@ class Scorer:
 
     def _cache_key(self, demos: tuple[Example, ...], queries: list[Example]) -> str:
         query_digest = hashlib.sha1(repr([q.key for q in queries]).encode()).hexdigest()
-        return f"{self._namespace}|{[d.key for d in demos]}|{query_digest}"
+        return f"{self.namespace}|{[d.key for d in demos]}|{query_digest}"
 
     def _result(self, cached: CachedScores, queries: list[Example]) -> ScoreResult:
         return ScoreResult(

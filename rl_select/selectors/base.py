@@ -85,7 +85,7 @@ class Resources:
         """Faiss index over the pool's embeddings (cached on disk)."""
         from rl_select.retrieval import pool_index
 
-        return pool_index(self.task, self.embedder, progress=self._progress("embedding pool", len(self.task.train)))
+        return pool_index(self.task, self.embedder, progress=self.progress_factory)
 
     @cached_property
     def bm25(self) -> Any:
@@ -106,9 +106,6 @@ class Resources:
     def dev_sample(self, size: int | None) -> list[Example]:
         """The seeded dev subsample that dev-based selectors score on."""
         return self.task.sample("dev", size, seed=self.data_seed)
-
-    def _progress(self, label: str, total: int) -> Callable[[int], None] | None:
-        return self.progress_factory(label, total) if self.progress_factory is not None else None
 
 
 class Selector(ABC):

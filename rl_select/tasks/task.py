@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -112,6 +112,25 @@ class Task:
             raise ConfigError(f"sample size must be positive, got {n}")
         picked = np.random.default_rng(seed).choice(len(rows), size=n, replace=False)
         return [rows[i] for i in sorted(picked.tolist())]
+
+    def subset_pool(self, size: int | None, seed: int = 0) -> Task:
+        """This task with a seeded random subset of ``size`` pool rows (re-numbered 0..size-1); all if None.
+
+        For runs sized for a CPU: every method then draws from the same smaller pool.
+        """
+        if size is None or size >= len(self.train):
+            return self
+        if size < 2:
+            raise ConfigError(f"pool size must be at least 2, got {size}")
+        picked = sorted(np.random.default_rng(seed).choice(len(self.train), size=size, replace=False).tolist())
+        train = [replace(self.train[i], id=new) for new, i in enumerate(picked)]
+        return Task(
+            name=self.name,
+            template=self.template,
+            splits={**self.splits, "train": train},
+            source=f"{self.source} (pool subset {size}, seed {seed})",
+            description=self.description,
+        )
 
     def fingerprint(self, split: str) -> str:
         """sha256 over the split's rows and the prompt format: keys caches of embeddings and rewards."""

@@ -1,0 +1,87 @@
+"""The MDP's settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from rl_select.errors import ConfigError
+from rl_select.observation import MODES, FeatureConfig
+
+VALUES = ("accuracy", "probability")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """How episodes are built and rewarded.
+
+    Attributes:
+        mode: ``task`` (one prompt for the task, Zhang et al. 2022) or ``query`` (one prompt per query).
+        k: Demonstrations per prompt: episodes end after k steps.
+        num_candidates: Candidates offered per episode (M): sampled from the pool (task mode) or the query's
+            nearest pool neighbours (query mode).
+        reward_rows: Task mode: dev rows the reward is measured on (a fixed seeded subsample).
+        value: What a prompt is worth on its rows: ``accuracy`` (share predicted right; in query mode the query's
+            correctness) or ``probability`` (mean probability of the gold label: less noisy on few rows).
+            Default: accuracy in task mode (Zhang et al.), probability in query mode.
+        neighbour_rows: Query mode: also average the value over the query's nearest dev neighbours.
+        calibrate: Measure rewards with contextual calibration (the evaluation default, too).
+        data_seed: Seed of the reward-row subsample.
+        features: Observation features.
+    """
+
+    mode: str = "task"
+    k: int = 4
+    num_candidates: int = 64
+    reward_rows: int = 64
+    value: str | None = None
+    neighbour_rows: int = 0
+    calibrate: bool = True
+    data_seed: int = 0
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode '{self.mode}' (choose from: {', '.join(MODES)})")
+        if self.k < 1:
+            raise ConfigError(f"k must be a positive number of demonstrations, got {self.k}")
+        if self.num_candidates < 2:
+            raise ConfigError(f"num_candidates (M) must be at least 2, got {self.num_candidates}")
+        if self.k > self.num_candidates:
+            raise ConfigError(f"k={self.k} is larger than the candidates per episode M={self.num_candidates}")
+        if self.reward_rows < 1:
+            raise ConfigError(f"reward_rows must be positive, got {self.reward_rows}")
+        if self.value is not None and self.value not in VALUES:
+            raise ConfigError(f"unknown value '{self.value}' (choose from: {', '.join(VALUES)})")
+        if self.neighbour_rows < 0:
+            raise ConfigError(f"neighbour_rows must be >= 0, got {self.neighbour_rows}")
+        if isinstance(self.features, dict):
+            object.__setattr__(self, "features", FeatureConfig(**self.features))
+
+    @property
+    def value_kind(self) -> str:
+        """``value`` or the mode's default."""
+        return self.value or ("accuracy" if self.mode == "task" else "probability")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown env setting(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if isinstance(values.get("features"), dict):
+            values["features"] = FeatureConfig(**values["features"])
+        return cls(**values)
+
+    def check_pool(self, pool_size: int) -> None:
+        """Reject an M larger than the candidate pool."""
+        if self.num_candidates > pool_size:
+            raise ConfigError(
+                f"num_candidates (M={self.num_candidates}) is larger than the candidate pool ({pool_size} examples)"
+            )

@@ -1,0 +1,360 @@
+"""The demonstration-selection MDP as a Gymnasium environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from rl_select.envs.config import EnvConfig
+from rl_select.envs.features import FeatureBank
+
+from rl_select.errors import ConfigError
+from rl_select.observation import build_observation, feature_layout, query_features
+from rl_select.scoring import Scorer, ScoreResult, ScoringConfig
+from rl_select.scoring.model import shared_language_model
+from rl_select.selectors import Resources
+from rl_select.tasks import Task, load_task
+from rl_select.tasks.task import Example
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One scoring call an environment needs: ``demos`` (prompt order) scored on ``rows``."""
+
+    scorer: Scorer
+    demos: tuple[Example, ...]
+    rows: tuple[Example, ...]
+
+
+def run_requests(requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+    """Score many requests, one :meth:`Scorer.score_many` call per scorer (so per task)."""
+    results: list[ScoreResult | None] = [None] * len(requests)
+    by_scorer: dict[int, list[int]] = {}
+    for i, request in enumerate(requests):
+        by_scorer.setdefault(id(request.scorer), []).append(i)
+    for members in by_scorer.values():
+        scorer = requests[members[0]].scorer
+        scored = scorer.score_many([(requests[i].demos, requests[i].rows) for i in members])
+        for i, result in zip(members, scored, strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
+    """Build a k-demonstration prompt one demonstration at a time.
+
+    ## Description
+    The MDP of Zhang, Feng & Tan (2022), "Active Example Selection for In-Context Learning". The state is the
+    ordered list of demonstrations chosen so far; an action appends one of M candidates; the reward is the
+    change in the LLM's performance that the addition causes. In *task mode* an episode samples M candidates
+    from the pool and the value of a prompt is its accuracy on a fixed set of dev rows. In *query mode*
+    (RetICL-like) an episode takes one dev query, offers its M nearest pool neighbours, and the value of a
+    prompt is the probability (or correctness) of the query's gold label, optionally averaged over its nearest
+    dev neighbours. ``value="probability"`` scores prompts by mean gold-label probability in either mode.
+
+    ## Action Space
+    ``Discrete(M)``: the index of a candidate. Chosen candidates are masked out by :meth:`action_masks`.
+
+    ## Observation Space
+    A ``Dict`` (see :mod:`rl_select.observation`): ``candidates`` ``[M, F]`` per-candidate features,
+    ``chosen`` ``[M]``, ``step`` ``[1]``, ``state`` ``[S]`` and, in query mode, ``query`` ``[P + 1]``.
+
+    ## Rewards
+    ``value(prompt after step t) − value(prompt before it)``, with the zero-shot prompt as the start and γ = 1,
+    so an episode's rewards sum to the final prompt's value minus the zero-shot value.
+
+    ## Starting State
+    No demonstrations; candidates (and, in query mode, the query) drawn with ``self.np_random``.
+    ``reset(options={"candidate_ids": [...]})`` fixes the task-mode candidates and
+    ``reset(options={"query": example})`` the query-mode query (used for evaluation).
+
+    ## Episode End
+    Terminated after k steps. Never truncated.
+
+    ## Arguments
+    ``task`` (name, path or :class:`Task`), ``data_dir``, ``model``, ``device``, ``dtype`` (used when no
+    ``resources`` are given), ``config`` (:class:`EnvConfig`) or its fields as keywords, ``resources``
+    (shared scorer), ``features`` (shared :class:`FeatureBank`), ``candidate_ids`` (pool ids the env may offer;
+    default the whole pool), ``query_ids`` (dev ids query mode draws queries from; default all).
+
+    ## Version History
+    * v0: initial version.
+
+    Example:
+        >>> import gymnasium as gym, rl_select.envs  # doctest: +SKIP
+        >>> env = gym.make("rl_select/DemoSelection-v0", task="sst2", data_dir="../shared/data", k=4)  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+        >>> obs["candidates"].shape  # doctest: +SKIP
+        (64, 40)
+    """
+
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 - Gymnasium's convention
+
+    def __init__(
+        self,
+        task: str | Task = "sst2",
+        *,
+        config: EnvConfig | None = None,
+        resources: Resources | None = None,
+        features: FeatureBank | None = None,
+        candidate_ids: Sequence[int] | None = None,
+        query_ids: Sequence[int] | None = None,
+        data_dir: str | None = None,
+        model: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        render_mode: str | None = None,
+        **overrides: Any,
+    ) -> None:
+        config = replace(config or EnvConfig(), **overrides) if overrides else (config or EnvConfig())
+        self.config = config
+        if resources is None:
+            loaded = load_task(task, data_dir) if isinstance(task, str) else task
+            scoring = ScoringConfig(calibrate=config.calibrate, prefix_perplexity=config.features.step_features)
+            resources = Resources(
+                loaded,
+                lm=lambda: shared_language_model(model, device, dtype),
+                scoring=scoring,
+                embedder=config.features.embedder,
+                data_seed=config.data_seed,
+            )
+        elif config.features.step_features and not resources.scoring.prefix_perplexity:
+            raise ConfigError("step_features need resources whose ScoringConfig has prefix_perplexity=True")
+        self.resources = resources
+        self.task = resources.task
+        self.features = features or FeatureBank(resources, config.features)
+        pool = np.arange(len(self.task.train)) if candidate_ids is None else np.asarray(candidate_ids, dtype=np.int64)
+        if pool.size and (pool.min() < 0 or pool.max() >= len(self.task.train)):
+            raise ConfigError("candidate_ids must be ids of the task's pool")
+        config.check_pool(len(pool))
+        self.candidate_pool = pool
+        self.query_pool = np.arange(len(self.task.dev)) if query_ids is None else np.asarray(query_ids, np.int64)
+        self.render_mode = render_mode
+        self.layout = feature_layout(config.features, config.mode)
+        m = config.num_candidates
+        observation = {
+            "candidates": spaces.Box(-np.inf, np.inf, (m, len(self.layout.candidate)), np.float32),
+            "chosen": spaces.Box(0.0, 1.0, (m,), np.float32),
+            "step": spaces.Box(0.0, float(config.k), (1,), np.float32),
+            "state": spaces.Box(-np.inf, np.inf, (len(self.layout.state),), np.float32),
+        }
+        if config.mode == "query":
+            observation["query"] = spaces.Box(-np.inf, np.inf, (len(self.layout.query),), np.float32)
+        self.observation_space = spaces.Dict(observation)
+        self.action_space = spaces.Discrete(m)
+        self._reward_rows = tuple(self.task.sample("dev", config.reward_rows, seed=config.data_seed))
+        self._episode: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ Gymnasium API
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode: draw candidates (and the query), score the empty prompt."""
+        super().reset(seed=seed)
+        request = self.begin_episode(options or {})
+        return self.finish_reset(run_requests([request])[0])
+
+    def step(self, action: int | np.integer) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Append candidate ``action`` and return the change in value."""
+        requests = self.apply_action(action)
+        return self.finish_step(run_requests(requests))
+
+    def action_masks(self) -> np.ndarray:
+        """``[M]`` booleans: True for candidates that can still be chosen."""
+        mask = np.ones(self.config.num_candidates, dtype=bool)
+        mask[self._episode.get("chosen", [])] = False
+        return mask
+
+    def render(self) -> str | None:
+        """The current prompt as text (``render_mode="ansi"``)."""
+        if self.render_mode != "ansi":
+            return None
+        demos = self.demonstrations()
+        template = self.task.template
+        blocks = [template.demonstration(d.text, d.label, d.text_pair) for d in demos]
+        return template.separator.join(blocks)
+
+    # ------------------------------------------------------------------ split step (for the vectorised env)
+
+    def begin_episode(self, options: dict[str, Any]) -> ScoreRequest:
+        """Draw the episode's candidates; return the scoring request of the empty prompt's value."""
+        config = self.config
+        query = None
+        if config.mode == "task":
+            if "candidate_ids" in options:
+                candidates = np.asarray(options["candidate_ids"], dtype=np.int64)
+                if len(candidates) != config.num_candidates:
+                    raise ConfigError(f"reset needs exactly M={config.num_candidates} candidate_ids")
+            else:
+                candidates = self.np_random.choice(self.candidate_pool, size=config.num_candidates, replace=False)
+            rows = self._reward_rows
+            anchor = self.features.anchor(rows)
+        else:
+            query = options.get("query")
+            if query is None:
+                query = self.task.dev[int(self.np_random.choice(self.query_pool))]
+            anchor = self.features.centered([query])[0]
+            candidates = self._nearest_candidates(anchor)
+            rows = (query, *self._neighbour_rows(query, anchor))
+        self._episode = {
+            "candidates": candidates,
+            "static": self.features.static(candidates),
+            "vectors": self.features.centered_pool[candidates],
+            "labels": self.features.pool_labels[candidates],
+            "anchor": anchor,
+            "query": query,
+            "query_features": None
+            if query is None
+            else query_features(
+                self.resources.query_vectors([query])[0],
+                self.features.projection,
+                len(query.input_text.split()) / 50.0,
+            ),
+            "rows": rows,
+            "chosen": [],
+            "values": [],
+        }
+        return ScoreRequest(self.resources.scorer, (), rows)
+
+    def finish_reset(self, result: ScoreResult) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Record the empty prompt's value; return the first observation and info."""
+        value = self._value(result)
+        self._episode["values"].append(value)
+        step_features, perplexity = None, None
+        if self.config.features.step_features:
+            step_features, perplexity = self._step_features(self._candidate_result(()), ())
+        return self._observation(step_features, perplexity), self._info()
+
+    def apply_action(self, action: int | np.integer) -> list[ScoreRequest]:
+        """Append a candidate; return the scoring requests of the new state."""
+        episode = self._episode
+        if not episode:
+            raise RuntimeError("call reset() before step()")
+        action = int(action)
+        if not 0 <= action < self.config.num_candidates:
+            raise ValueError(f"action {action} is outside 0..{self.config.num_candidates - 1}")
+        if action in episode["chosen"] or len(episode["chosen"]) >= self.config.k:
+            raise ValueError(f"action {action} is masked (already chosen, or the episode is over)")
+        episode["chosen"].append(action)
+        demos = tuple(self.demonstrations())
+        requests = [ScoreRequest(self.resources.scorer, demos, episode["rows"])]
+        if self.config.features.step_features and len(episode["chosen"]) < self.config.k:
+            requests.append(self._candidate_request(demos))
+        return requests
+
+    def finish_step(
+        self, results: list[ScoreResult]
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Turn the new state's scores into (observation, reward, terminated, truncated, info)."""
+        episode = self._episode
+        value = self._value(results[0])
+        reward = value - episode["values"][-1]
+        episode["values"].append(value)
+        terminated = len(episode["chosen"]) == self.config.k
+        step_features, perplexity = None, None
+        if self.config.features.step_features:
+            if terminated:
+                step_features = np.zeros((self.config.num_candidates, 3), dtype=np.float32)
+                perplexity = self._log_perplexity(tuple(self.demonstrations()))
+            else:
+                step_features, perplexity = self._step_features(results[1], tuple(self.demonstrations()))
+        info = self._info()
+        if terminated:
+            info["episode_value"] = value
+            info["zero_shot_value"] = episode["values"][0]
+        return self._observation(step_features, perplexity), float(reward), terminated, False, info
+
+    def run_greedy(
+        self, choose: Callable[[dict[str, np.ndarray], np.ndarray], int], options: dict[str, Any] | None = None
+    ) -> list[int]:
+        """Run an episode with ``choose(obs, mask) -> action`` without scoring rewards; return the selection.
+
+        Inference needs no reward: only step features (if enabled) query the LLM.
+        """
+        self.begin_episode(options or {})
+        for _ in range(self.config.k):
+            step_features, perplexity = None, None
+            if self.config.features.step_features:
+                demos = tuple(self.demonstrations())
+                step_features, perplexity = self._step_features(self._candidate_result(demos), demos)
+            action = int(choose(self._observation(step_features, perplexity), self.action_masks()))
+            if not self.action_masks()[action]:
+                raise ValueError(f"policy chose masked action {action}")
+            self._episode["chosen"].append(action)
+        return self.selection()
+
+    # ------------------------------------------------------------------ helpers
+
+    def demonstrations(self) -> list[Example]:
+        """The chosen demonstrations, in prompt order."""
+        episode = self._episode
+        return [self.task.train[int(episode["candidates"][i])] for i in episode.get("chosen", [])]
+
+    def selection(self) -> list[int]:
+        """Pool ids of the chosen demonstrations, in prompt order."""
+        return [d.id for d in self.demonstrations()]
+
+    def _value(self, result: ScoreResult) -> float:
+        if self.config.value_kind == "probability":
+            return float(result.gold_probs.mean())
+        return result.accuracy
+
+    def _nearest_candidates(self, anchor: np.ndarray) -> np.ndarray:
+        sims = self.features.centered_pool[self.candidate_pool] @ anchor
+        top = np.argsort(-sims, kind="stable")[: self.config.num_candidates]
+        return self.candidate_pool[top]
+
+    def _neighbour_rows(self, query: Example, anchor: np.ndarray) -> list[Example]:
+        if not self.config.neighbour_rows:
+            return []
+        dev = self.task.dev
+        sims = self.features.centered(dev) @ anchor
+        order = [i for i in np.argsort(-sims, kind="stable") if dev[i].key != query.key]
+        return [dev[i] for i in order[: self.config.neighbour_rows]]
+
+    def _candidate_request(self, demos: tuple[Example, ...]) -> ScoreRequest:
+        candidates = tuple(self.task.train[int(i)] for i in self._episode["candidates"])
+        return ScoreRequest(self.resources.scorer, demos, candidates)
+
+    def _candidate_result(self, demos: tuple[Example, ...]) -> ScoreResult:
+        return run_requests([self._candidate_request(demos)])[0]
+
+    def _step_features(self, candidates: ScoreResult, demos: tuple[Example, ...]) -> tuple[np.ndarray, float]:
+        num_labels = self.task.num_labels
+        features = np.stack(
+            [candidates.entropy / np.log(num_labels), candidates.probs.max(axis=1), candidates.gold_probs], axis=1
+        )
+        return features.astype(np.float32), self._log_perplexity(demos)
+
+    def _log_perplexity(self, demos: tuple[Example, ...]) -> float:
+        value = self.resources.scorer.prefix_log_perplexity(demos)
+        return float(value) if np.isfinite(value) else 0.0
+
+    def _observation(self, step_features: np.ndarray | None, perplexity: float | None) -> dict[str, np.ndarray]:
+        episode = self._episode
+        return build_observation(
+            static=episode["static"],
+            vectors=episode["vectors"],
+            label_ids=episode["labels"],
+            num_labels=self.task.num_labels,
+            chosen=list(episode["chosen"]),
+            k=self.config.k,
+            anchor=episode["anchor"],
+            query=episode["query_features"],
+            step_features=step_features,
+            prompt_log_perplexity=perplexity,
+        )
+
+    def _info(self) -> dict[str, Any]:
+        episode = self._episode
+        return {
+            "task": self.task.name,
+            "value": episode["values"][-1],
+            "selection": self.selection(),
+            "candidate_ids": [int(i) for i in episode["candidates"]],
+        }

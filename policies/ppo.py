@@ -1,0 +1,124 @@
+"""PPO with action masking (sb3-contrib MaskablePPO) and a candidate-scoring actor-critic.
+
+The actor scores each candidate with one shared network (its logits are the policy's action logits, so it is
+permutation-equivariant over candidates and works for any M); the critic reads mean- and max-pooled candidate
+embeddings. Everything else is MaskablePPO unchanged.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from rl_select.policies.networks import CandidateEncoder, candidate_input_dim, mlp
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+
+class CandidateExtractor(BaseFeaturesExtractor):
+    """Features extractor: per-candidate embeddings ``[B, M, hidden]``.
+
+    Args:
+        observation_space: The env's Dict space.
+        hidden: Embedding width.
+        layers: Linear layers of the shared candidate MLP.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, hidden: int = 64, layers: int = 2) -> None:
+        super().__init__(observation_space, features_dim=hidden)
+        self.encoder = CandidateEncoder(candidate_input_dim(observation_space), hidden, layers)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-candidate embeddings."""
+        return self.encoder(observations)
+
+
+class CandidateHeads(nn.Module):
+    """Actor and critic heads over candidate embeddings (SB3's ``mlp_extractor`` slot).
+
+    ``latent_pi`` is already the ``[B, M]`` action logits (the policy's ``action_net`` is the identity);
+    ``latent_vf`` is ``[mean pool ‖ max pool]`` through an MLP.
+    """
+
+    def __init__(self, hidden: int, num_candidates: int, value_hidden: int = 64) -> None:
+        super().__init__()
+        self.logit = nn.Linear(hidden, 1)
+        self.value = mlp([2 * hidden, value_hidden, value_hidden], nn.Tanh)
+        self.latent_dim_pi = num_candidates
+        self.latent_dim_vf = value_hidden
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, value latent)``."""
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, M]`` candidate logits."""
+        return self.logit(features).squeeze(-1)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, value_hidden]`` value latent from pooled candidates."""
+        pooled = torch.cat([features.mean(dim=1), features.max(dim=1).values], dim=-1)
+        return torch.tanh(self.value(pooled))
+
+
+class CandidateActorCriticPolicy(MaskableActorCriticPolicy):
+    """MaskableActorCriticPolicy whose actor scores each candidate with shared weights.
+
+    ``features_extractor_kwargs`` set the candidate encoder (``hidden``, ``layers``); ``net_arch`` is not used
+    (the heads are fixed: a linear logit per candidate, and an MLP of width ``value_hidden`` for the critic).
+    """
+
+    def __init__(self, *args: Any, value_hidden: int = 64, **kwargs: Any) -> None:
+        self.value_hidden = value_hidden
+        kwargs.setdefault("features_extractor_class", CandidateExtractor)
+        kwargs["net_arch"] = []
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data["value_hidden"] = self.value_hidden
+        return data
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = CandidateHeads(self.features_dim, int(self.action_space.n), self.value_hidden)
+
+    def _build(self, lr_schedule: Any) -> None:
+        # as MaskableActorCriticPolicy._build, with the identity as action_net (the heads emit the logits)
+        self._build_mlp_extractor()
+        self.action_net = nn.Identity()
+        self.value_net = nn.Linear(self.mlp_extractor.latent_dim_vf, 1)
+        if self.ortho_init:
+            for module, gain in (
+                (self.features_extractor, np.sqrt(2)),
+                (self.mlp_extractor, np.sqrt(2)),
+                (self.value_net, 1.0),
+            ):
+                module.apply(partial(self.init_weights, gain=gain))
+            self.init_weights(self.mlp_extractor.logit, gain=0.01)  # near-uniform initial policy, as SB3 does
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def candidate_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, M]`` unmasked action logits (what the exported policy computes)."""
+        features = self.extract_features(obs, self.pi_features_extractor)
+        return self.mlp_extractor.forward_actor(features)
+
+
+def make_ppo(
+    env: Any, *, seed: int, tensorboard_log: str | None, hidden: int = 64, layers: int = 2, **ppo_kwargs: Any
+) -> MaskablePPO:
+    """A MaskablePPO with :class:`CandidateActorCriticPolicy` on ``env``."""
+    return MaskablePPO(
+        CandidateActorCriticPolicy,
+        env,
+        seed=seed,
+        tensorboard_log=tensorboard_log,
+        policy_kwargs={"features_extractor_kwargs": {"hidden": hidden, "layers": layers}, "value_hidden": hidden},
+        verbose=0,
+        device="cpu",
+        **ppo_kwargs,
+    )

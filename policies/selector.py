@@ -1,0 +1,178 @@
+"""Trained policies as selectors: load a run directory, choose demonstrations greedily on any task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rl_select.policies.config import TrainConfig, read_run_config
+
+from rl_select.errors import ArtifactError, ConfigError
+from rl_select.selectors.base import Resources, Selector, check_k
+from rl_select.tasks.task import Example, Task
+from rl_select.types import Selection
+
+POLICY_DIR = "policy"
+
+
+@dataclass
+class LoadedPolicy:
+    """A trained candidate scorer: ``scores(obs) -> [B, M]`` (higher is better, unmasked).
+
+    Attributes:
+        algo: ``cql``, ``dqn`` or ``ppo``.
+        module: torch module mapping observation tensors to scores (what gets exported).
+        config: The run's configuration.
+    """
+
+    algo: str
+    module: torch.nn.Module
+    config: TrainConfig
+
+    @torch.no_grad()
+    def scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores of a single or batched observation."""
+        batched = obs["chosen"].ndim > 1
+        tensors = {k: torch.as_tensor(np.asarray(v, dtype=np.float32) if batched else v[None]) for k, v in obs.items()}
+        self.module.eval()
+        out = self.module(tensors).numpy()
+        return out if batched else out[0]
+
+    def choose(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> int:
+        """The best unmasked candidate."""
+        scores = np.where(mask, self.scores(obs), -np.inf)
+        return int(np.argmax(scores))
+
+
+class _Scores(torch.nn.Module):
+    """Wraps an algorithm's network as ``obs -> unmasked scores``."""
+
+    def __init__(self, network: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.network = network
+        self.method = method
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return getattr(self.network, self.method)(obs)
+
+
+def policy_files(run_dir: Path, algo: str) -> Path:
+    """Where a run keeps its final policy."""
+    return Path(run_dir) / POLICY_DIR / ("cql.pt" if algo == "cql" else "model.zip")
+
+
+def load_policy(run_dir: str | Path) -> LoadedPolicy:
+    """Load the final policy of a training run (any algorithm)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArtifactError(f"run directory {run_dir} does not exist")
+    config = read_run_config(run_dir)
+    path = policy_files(run_dir, config.algo)
+    if not path.is_file():
+        raise ArtifactError(f"{run_dir} has no trained policy ({path.name} missing): the run did not finish")
+    try:
+        if config.algo == "cql":
+            from rl_select.policies.cql import CQL
+
+            module: torch.nn.Module = CQL.load(path).q
+        elif config.algo == "dqn":
+            from rl_select.policies.dqn import MaskedDQN
+
+            model = MaskedDQN.load(path, device="cpu")
+            module = _Scores(model.q_net, "candidate_scores")
+        else:
+            from sb3_contrib import MaskablePPO
+
+            model = MaskablePPO.load(path, device="cpu")
+            module = _Scores(model.policy, "candidate_scores")
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        raise ArtifactError(f"cannot load the policy in {run_dir}: {str(exc).splitlines()[0]}") from None
+    module.eval()
+    return LoadedPolicy(algo=config.algo, module=module, config=config)
+
+
+def training_candidates(task: Task, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Task mode's split of the pool: ``(train ids, held-out ids)``, seeded by ``config.seed``."""
+    order = np.random.default_rng(config.seed + 7919).permutation(len(task.train))
+    held = round(len(order) * config.holdout_fraction)
+    if config.env.mode == "query" or held == 0:
+        return np.sort(order), np.sort(order)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+class PolicySelector(Selector):
+    """A trained policy behind the selector interface, so it is evaluated exactly like a baseline.
+
+    On a task it trained on (same name and pool), task mode draws its M candidates from the held-out part of
+    the pool ("new examples"); on any other task, from the whole pool. Query mode offers each query its M
+    nearest pool neighbours. The policy then picks greedily.
+
+    Args:
+        policy: The loaded policy.
+        name: Name in result tables (default ``<algo>-<mode>``).
+        trained_on: ``{task name: pool fingerprint}`` of the training tasks.
+    """
+
+    uses_resources = True
+
+    def __init__(self, policy: LoadedPolicy, name: str | None = None, trained_on: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.policy = policy
+        self.name = name or f"{policy.algo}-{policy.config.env.mode}"  # type: ignore[misc]
+        self.query_level = policy.config.env.mode == "query"  # type: ignore[misc]
+        self.trained_on = trained_on or {}
+        self._env: Any = None
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, name: str | None = None) -> PolicySelector:
+        """Load from a run directory (its ``trained_on.json`` says which pools it trained on)."""
+        import json
+
+        run_dir = Path(run_dir)
+        policy = load_policy(run_dir)
+        trained = run_dir / POLICY_DIR / "trained_on.json"
+        trained_on = json.loads(trained.read_text()) if trained.is_file() else {}
+        return cls(
+            policy, name=name or f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})", trained_on=trained_on
+        )
+
+    def options(self) -> dict[str, Any]:
+        """The policy's algorithm and MDP settings."""
+        env = self.policy.config.env
+        return {"algo": self.policy.algo, "mode": env.mode, "num_candidates": env.num_candidates, "k": env.k}
+
+    def build(self, resources: Resources) -> PolicySelector:
+        """Build the feature environment for ``resources.task``."""
+        from rl_select.envs import DemoSelectionEnv, EnvConfig
+
+        super().build(resources)
+        task = resources.task
+        config = self.policy.config
+        if config.env.features.step_features and not resources.scoring.prefix_perplexity:
+            raise ConfigError("this policy uses step features: evaluate it with prefix perplexity enabled")
+        seen = self.trained_on.get(task.name) == task.fingerprint("train")
+        candidates = training_candidates(task, config)[1] if seen else None
+        env_config = EnvConfig.from_dict({**config.env.to_dict(), "calibrate": resources.scoring.calibrate})
+        self._env = DemoSelectionEnv(task, config=env_config, resources=resources, candidate_ids=candidates)
+        return self
+
+    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
+        """Greedy episode of the policy over this task's candidates."""
+        self._resources(task)
+        env = self._env
+        env_k = self.policy.config.env.k
+        if k != env_k:
+            env.config = type(env.config).from_dict({**env.config.to_dict(), "k": k})
+        check_k(k, len(task.train))
+        if self.query_level:
+            if query is None:
+                raise ConfigError(f"'{self.name}' is a query-mode policy; it selects per query")
+            options: dict[str, Any] = {"query": query}
+        else:
+            options = {"candidate_ids": rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)}
+        choose: Callable[[dict, np.ndarray], int] = self.policy.choose
+        return env.run_greedy(choose, options)

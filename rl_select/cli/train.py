@@ -1,0 +1,241 @@
+"""``rl-select train`` and ``rl-select collect``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from rl_select.cli.common import (
+    DataDirOption,
+    DeviceOption,
+    DtypeOption,
+    ModelOption,
+    VerboseOption,
+    console,
+    err_console,
+    progress_bars,
+    setup_logging,
+)
+from rl_select.errors import ConfigError, DataError
+
+TaskOption = typer.Option(None, "--task", help="Task to train on.")
+TasksOption = typer.Option(None, "--tasks", help="Comma-separated tasks to train one policy on.")
+ModeOption = typer.Option(None, "--mode", help="task (one prompt per task) or query (one prompt per query).")
+KOption = typer.Option(None, "--k", help="Demonstrations per prompt (default 4).")
+MOption = typer.Option(None, "--num-candidates", "-M", help="Candidates per episode (default 64).")
+RewardRowsOption = typer.Option(None, "--reward-rows", help="Dev rows per task-mode reward (default 64).")
+PoolSizeOption = typer.Option(None, "--pool-size", help="Use a seeded subset of the pool (CPU-sized runs).")
+SeedOption = typer.Option(None, "--seed", help="Seed (default 0).")
+WorkersOption = typer.Option(None, "--workers", help="Ray rollout workers (0: in-process).")
+AddressOption = typer.Option(None, "--address", help="Address of an existing Ray cluster.")
+ConfigOption = typer.Option(None, "--config", help="YAML file of TrainConfig fields (options override it).")
+SetOption = typer.Option([], "--set", help="Any TrainConfig field: key=value (dotted for env.*), repeatable.")
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: YAML scalar/list syntax (``4``, ``0.1``, ``true``, ``[a, b]``, ``null``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    """A YAML mapping of TrainConfig fields."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of training settings")
+    return data
+
+
+def gather_overrides(*, task: str | None, tasks: str | None, sets: list[str], **options: Any) -> dict[str, Any]:
+    """Options the user gave (None means "not given"), as dotted TrainConfig keys."""
+    if task and tasks:
+        raise ConfigError("give --task or --tasks, not both")
+    overrides: dict[str, Any] = {}
+    if task or tasks:
+        overrides["tasks"] = [t.strip() for t in (task or tasks or "").split(",") if t.strip()]
+    names = {
+        "mode": "env.mode",
+        "k": "env.k",
+        "num_candidates": "env.num_candidates",
+        "reward_rows": "env.reward_rows",
+        "calibrate": "env.calibrate",
+        "embedder": "env.features.embedder",
+        "step_features": "env.features.step_features",
+    }
+    for key, value in options.items():
+        if value is not None:
+            overrides[names.get(key, key)] = value
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = parse_value(value)
+    return overrides
+
+
+def build_config(config_file: Path | None, overrides: dict[str, Any]):
+    """TrainConfig from defaults, then the YAML file, then the command-line overrides."""
+    from rl_select.policies.config import TrainConfig
+
+    base = TrainConfig.from_dict(read_yaml_config(config_file)) if config_file else TrainConfig()
+    return base.with_overrides(overrides)
+
+
+def default_run_dir(config: Any) -> Path:
+    """``runs/{tasks}__{algo}-{mode}__{seed}__{timestamp}`` (CleanRL's naming)."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    tasks = "+".join(Path(t).name.removeprefix("hub:") for t in config.tasks)
+    return Path("runs") / f"{tasks}__{config.algo}-{config.env.mode}__{config.seed}__{stamp}"
+
+
+def train_command(
+    task: str | None = TaskOption,
+    tasks: str | None = TasksOption,
+    algo: str | None = typer.Option(None, "--algo", help="cql, dqn or ppo (default ppo)."),
+    mode: str | None = ModeOption,
+    k: int | None = KOption,
+    num_candidates: int | None = MOption,
+    reward_rows: int | None = RewardRowsOption,
+    steps: int | None = typer.Option(None, "--steps", help="Env steps (dqn, ppo) or gradient steps (cql)."),
+    seed: int | None = SeedOption,
+    n_envs: int | None = typer.Option(None, "--n-envs", help="Sub-envs stepped together (default 4)."),
+    pool_size: int | None = PoolSizeOption,
+    eval_rows: int | None = typer.Option(None, "--eval-rows", help="Test rows of the final evaluation."),
+    eval_seeds: int | None = typer.Option(None, "--eval-seeds", help="Seeds of the final evaluation (default 3)."),
+    cql_data: str | None = typer.Option(None, "--cql-data", help="Episode data set from `rl-select collect`."),
+    cql_episodes: int | None = typer.Option(None, "--cql-episodes", help="Random episodes to collect for cql."),
+    calibrate: bool | None = typer.Option(None, "--calibrate/--no-calibrate", help="Calibrated rewards (default)."),
+    embedder: str | None = typer.Option(None, "--embedder", help="sentence-transformers model for features."),
+    step_features: bool | None = typer.Option(
+        None, "--step-features/--no-step-features", help="Zhang et al.'s per-step LLM features (slow, not exportable)."
+    ),
+    workers: int | None = WorkersOption,
+    address: str | None = AddressOption,
+    data_dir: str | None = DataDirOption,
+    model: str | None = ModelOption,
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
+    config_file: Path | None = ConfigOption,
+    sets: list[str] = SetOption,
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Train a demonstration selector (cql, dqn or ppo), then compare it with baselines on the test split."""
+    setup_logging(verbose)
+    from rl_select.policies.config import read_run_config
+    from rl_select.policies.training import train
+
+    overrides = gather_overrides(
+        task=task,
+        tasks=tasks,
+        sets=sets,
+        algo=algo,
+        mode=mode,
+        k=k,
+        num_candidates=num_candidates,
+        reward_rows=reward_rows,
+        steps=steps,
+        seed=seed,
+        n_envs=n_envs,
+        pool_size=pool_size,
+        eval_rows=eval_rows,
+        eval_seeds=eval_seeds,
+        cql_data=cql_data,
+        cql_episodes=cql_episodes,
+        calibrate=calibrate,
+        embedder=embedder,
+        step_features=step_features,
+        workers=workers,
+        address=address,
+        data_dir=data_dir,
+        model=model,
+        device=device,
+        dtype=dtype,
+    )
+    if resume is not None:
+        if out is not None and out != resume:
+            raise ConfigError("--resume continues a run in place; do not give --out")
+        if config_file is not None:
+            overrides = {**read_yaml_config(config_file), **overrides}
+        config, run_dir = read_run_config(resume), resume
+    else:
+        if "tasks" not in overrides and config_file is None:
+            raise ConfigError("give --task or --tasks (or --config)")
+        config = build_config(config_file, overrides)
+        run_dir = out or default_run_dir(config)
+    with progress_bars() as factory:
+        evaluation = train(config, run_dir, resume=resume is not None, overrides=overrides, progress=factory)
+    typer.echo((run_dir / "results.md").read_text())
+    err_console.print(f"run directory {run_dir}: results.json, results.md, learning_curve.png, policy/")
+    del evaluation
+
+
+def collect_command(
+    task: str | None = TaskOption,
+    tasks: str | None = TasksOption,
+    episodes: int = typer.Option(..., "--episodes", help="Episodes the data set should hold."),
+    out: Path = typer.Option(..., "--out", help="Data set directory (re-running continues it)."),
+    mode: str | None = ModeOption,
+    k: int | None = KOption,
+    num_candidates: int | None = MOption,
+    reward_rows: int | None = RewardRowsOption,
+    pool_size: int | None = PoolSizeOption,
+    seed: int | None = SeedOption,
+    workers: int | None = WorkersOption,
+    address: str | None = AddressOption,
+    data_dir: str | None = DataDirOption,
+    model: str | None = ModelOption,
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    config_file: Path | None = ConfigOption,
+    sets: list[str] = SetOption,
+    verbose: bool = VerboseOption,
+) -> None:
+    """Log random-policy episodes (with episode ids) for offline Q-learning."""
+    setup_logging(verbose)
+    from rl_select.rollouts.collect import collect_episodes
+
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be positive, got {episodes}")
+    overrides = gather_overrides(
+        task=task,
+        tasks=tasks,
+        sets=sets,
+        algo="cql",
+        mode=mode,
+        k=k,
+        num_candidates=num_candidates,
+        reward_rows=reward_rows,
+        pool_size=pool_size,
+        seed=seed,
+        workers=workers,
+        address=address,
+        data_dir=data_dir,
+        model=model,
+        device=device,
+        dtype=dtype,
+    )
+    if "tasks" not in overrides and config_file is None:
+        raise ConfigError("give --task or --tasks (or --config)")
+    config = build_config(config_file, overrides)
+    from rl_select.policies.training import load_tasks
+
+    load_tasks(config)  # validate tasks and MDP settings before any work
+    with progress_bars() as factory:
+        store = collect_episodes(out, episodes=episodes, config=config, progress=factory)
+    ids = store.ids()
+    console.print(f"{len(ids)} episodes in {out} (ids {ids[0]}..{ids[-1]})" if ids else f"no episodes in {out}")
+    if len(ids) < episodes:
+        raise DataError(f"only {len(ids)} of {episodes} episodes were stored")

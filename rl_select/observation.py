@@ -1,0 +1,240 @@
+"""Observation features of the selection MDP, in plain numpy.
+
+The environment (training) and the exported runtime (inference, no torch) build observations with the same
+functions, so a policy sees identical inputs in both. Every block has a fixed width that does not depend on
+the task (labels are one-hot padded to ``max_labels``) or on the pool size, so one policy can run on any task
+and any number of candidates.
+
+Per candidate (``candidates``, ``[M, F]``):
+
+* ``proj_*``: the candidate's embedding through a fixed random Gaussian projection, standardised on the pool
+  (Zhang et al. 2022 project LM hidden states the same way);
+* ``label_*``: its label, one-hot;
+* ``length``: words / 50;
+* ``zs_entropy``, ``zs_gold_prob``, ``zs_correct``: the LLM's zero-shot label distribution of the candidate
+  itself (normalised entropy, calibrated probability of its gold label, whether zero-shot gets it right),
+  computed once per candidate (``llm_features``);
+* ``same_label``: share of the chosen demonstrations with the candidate's label;
+* ``max_sim_chosen``: highest cosine similarity to a chosen demonstration;
+* ``sim_anchor`` / ``anchor_rank``: similarity to the anchor (the query in query mode, the centroid of the
+  reward rows in task mode) and the candidate's rank by it among the M (0 = most similar);
+* ``step_*`` (``step_features``): the candidate scored as a query under the current prompt (normalised entropy,
+  max probability, gold-label probability), Zhang et al.'s per-step action features.
+
+Global: ``chosen`` (``[M]``, 1 for chosen), ``step`` (``[1]``, demonstrations chosen so far), ``state``
+(``[S]``: step / k, label entropy of the chosen set, their mean pairwise and anchor similarity, and with step
+features the log-perplexity of the prompt) and, in query mode, ``query`` (``[P + 1]``: projected query embedding
+and its length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODES = ("task", "query")
+STATIC_SCALARS = ("length", "zs_entropy", "zs_gold_prob", "zs_correct")
+DYNAMIC_SCALARS = ("same_label", "max_sim_chosen", "sim_anchor", "anchor_rank")
+STEP_SCALARS = ("step_entropy", "step_max_prob", "step_gold_prob")
+STATE_SCALARS = ("progress", "chosen_label_entropy", "chosen_pairwise_sim", "chosen_anchor_sim")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which features the MDP exposes.
+
+    Attributes:
+        projection_dim: Width of the projected embedding (P).
+        max_labels: Width of the label one-hot; tasks with more labels are rejected.
+        llm_features: Include the zero-shot LLM statistics of each candidate (computed once per candidate).
+        step_features: Include Zhang et al.'s per-step features: every candidate scored as a query under the
+            current prompt at every step (M extra queries per step) and the prompt's perplexity. Policies that
+            use them need the LLM at inference, so they cannot be exported.
+        embedder: Embedder spec (None: the scoring LLM's mean-pooled hidden states).
+        projection_seed: Seed of the random projection.
+    """
+
+    projection_dim: int = 16
+    max_labels: int = 16
+    llm_features: bool = True
+    step_features: bool = False
+    embedder: str | None = None
+    projection_seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Column names (and so widths) of each observation block."""
+
+    candidate: tuple[str, ...]
+    state: tuple[str, ...]
+    query: tuple[str, ...] = field(default=())
+
+    @property
+    def static_width(self) -> int:
+        """Columns of the per-candidate block that do not change within an episode."""
+        return len(self.candidate) - len(DYNAMIC_SCALARS) - sum(n in STEP_SCALARS for n in self.candidate)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """JSON form (part of exported manifests)."""
+        return {"candidate": list(self.candidate), "state": list(self.state), "query": list(self.query)}
+
+
+def feature_layout(config: FeatureConfig, mode: str) -> FeatureLayout:
+    """The observation layout for ``config`` in ``mode`` (``task`` or ``query``)."""
+    projected = tuple(f"proj_{i}" for i in range(config.projection_dim))
+    labels = tuple(f"label_{i}" for i in range(config.max_labels))
+    candidate = projected + labels + STATIC_SCALARS + DYNAMIC_SCALARS
+    state = STATE_SCALARS
+    if config.step_features:
+        candidate += STEP_SCALARS
+        state += ("prompt_log_perplexity",)
+    query = (*projected, "length") if mode == "query" else ()
+    return FeatureLayout(candidate=candidate, state=state, query=query)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Random projection of embeddings to ``projection_dim`` standardised columns.
+
+    Mean-pooled LM embeddings are strongly anisotropic (all pool texts have cosine similarity near 1), so the
+    pool mean is subtracted first and each projected column is scaled to unit variance over the pool.
+    """
+
+    matrix: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, pool_vectors: np.ndarray, output_dim: int, seed: int) -> Projection:
+        """Draw the Gaussian matrix from ``seed`` and standardise it on ``pool_vectors``."""
+        rng = np.random.default_rng(seed)
+        matrix = rng.standard_normal((pool_vectors.shape[1], output_dim)).astype(np.float32)
+        mean = pool_vectors.mean(axis=0).astype(np.float32)
+        projected = (pool_vectors - mean) @ matrix
+        scale = np.clip(projected.std(axis=0), 1e-6, None).astype(np.float32)
+        return cls(matrix=matrix, mean=mean, scale=scale)
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        """``[n, projection_dim]`` standardised projections of ``[n, D]`` vectors."""
+        return ((vectors - self.mean) @ self.matrix / self.scale).astype(np.float32)
+
+    def centered(self, vectors: np.ndarray) -> np.ndarray:
+        """``[n, D]`` unit vectors after removing the pool mean: the space similarity features are taken in."""
+        shifted = np.atleast_2d(vectors) - self.mean
+        norms = np.linalg.norm(shifted, axis=1, keepdims=True)
+        return (shifted / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+def word_length(texts: list[str]) -> np.ndarray:
+    """Length feature: words / 50."""
+    return np.array([len(t.split()) / 50.0 for t in texts], dtype=np.float32)
+
+
+def static_features(
+    vectors: np.ndarray,
+    projection: Projection,
+    label_ids: np.ndarray,
+    lengths: np.ndarray,
+    zero_shot: np.ndarray | None,
+    config: FeatureConfig,
+) -> np.ndarray:
+    """``[n, P + L + 4]``: projected embedding, label one-hot, length, zero-shot stats (zeros when disabled)."""
+    n = len(vectors)
+    out = np.zeros((n, config.projection_dim + config.max_labels + len(STATIC_SCALARS)), dtype=np.float32)
+    out[:, : config.projection_dim] = projection(vectors)
+    out[np.arange(n), config.projection_dim + label_ids] = 1.0
+    base = config.projection_dim + config.max_labels
+    out[:, base] = lengths
+    if config.llm_features and zero_shot is not None:
+        out[:, base + 1 : base + 4] = zero_shot
+    return out
+
+
+def query_features(vector: np.ndarray, projection: Projection, length: float) -> np.ndarray:
+    """``[P + 1]``: projected query embedding and its length."""
+    return np.concatenate([projection(vector[None])[0], [length]]).astype(np.float32)
+
+
+def label_entropy(label_ids: np.ndarray, num_labels: int) -> float:
+    """Normalised entropy of the label histogram of a set (0 for one label or an empty set)."""
+    if len(label_ids) == 0 or num_labels < 2:
+        return 0.0
+    counts = np.bincount(label_ids, minlength=num_labels).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(num_labels))
+
+
+def build_observation(
+    *,
+    static: np.ndarray,
+    vectors: np.ndarray,
+    label_ids: np.ndarray,
+    num_labels: int,
+    chosen: list[int],
+    k: int,
+    anchor: np.ndarray,
+    query: np.ndarray | None = None,
+    step_features: np.ndarray | None = None,
+    prompt_log_perplexity: float | None = None,
+) -> dict[str, np.ndarray]:
+    """The observation for one state. All inputs describe the episode's M candidates.
+
+    Args:
+        static: ``[M, P + L + 4]`` static candidate features.
+        vectors: ``[M, D]`` centred unit embeddings of the candidates (:meth:`Projection.centered`).
+        label_ids: ``[M]`` label index of each candidate.
+        num_labels: Labels of the task.
+        chosen: Candidate indices chosen so far, in order.
+        k: Demonstrations per episode.
+        anchor: ``[D]`` centred unit vector: the query (query mode) or the reward rows' centroid (task mode).
+        query: ``[P + 1]`` query features (query mode only).
+        step_features: ``[M, 3]`` per-step LLM features (only with ``step_features``).
+        prompt_log_perplexity: Log-perplexity of the current prompt (only with ``step_features``).
+
+    Returns:
+        Fresh arrays (never views of the inputs): ``candidates``, ``chosen``, ``step``, ``state``
+        and ``query`` when given.
+    """
+    m = len(static)
+    anchor_sim = vectors @ anchor
+    rank = np.empty(m, dtype=np.float32)
+    rank[np.argsort(-anchor_sim, kind="stable")] = np.arange(m, dtype=np.float32) / max(m - 1, 1)
+    dynamic = np.zeros((m, len(DYNAMIC_SCALARS)), dtype=np.float32)
+    mask = np.zeros(m, dtype=np.float32)
+    if chosen:
+        chosen_idx = np.asarray(chosen)
+        mask[chosen_idx] = 1.0
+        chosen_labels = label_ids[chosen_idx]
+        dynamic[:, 0] = (label_ids[:, None] == chosen_labels[None, :]).mean(axis=1)
+        dynamic[:, 1] = (vectors @ vectors[chosen_idx].T).max(axis=1)
+    dynamic[:, 2] = anchor_sim
+    dynamic[:, 3] = rank
+    blocks = [static, dynamic]
+    if step_features is not None:
+        blocks.append(step_features.astype(np.float32))
+    state = [len(chosen) / k, 0.0, 0.0, 0.0]
+    if chosen:
+        chosen_idx = np.asarray(chosen)
+        state[1] = label_entropy(label_ids[chosen_idx], num_labels)
+        if len(chosen) > 1:
+            sims = vectors[chosen_idx] @ vectors[chosen_idx].T
+            state[2] = float((sims.sum() - np.trace(sims)) / (len(chosen) * (len(chosen) - 1)))
+        state[3] = float(anchor_sim[chosen_idx].mean())
+    if step_features is not None:
+        state.append(float(prompt_log_perplexity or 0.0))
+    observation = {
+        "candidates": np.concatenate(blocks, axis=1).astype(np.float32),
+        "chosen": mask,
+        "step": np.array([len(chosen)], dtype=np.float32),
+        "state": np.array(state, dtype=np.float32),
+    }
+    if query is not None:
+        observation["query"] = np.array(query, dtype=np.float32)
+    return observation

@@ -1,0 +1,85 @@
+"""Collecting random-policy episodes into an episode data set (``rl-select collect``), in-process or with Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rl_select.rollouts.episodes import EpisodeStore, run_episode
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+EPISODE_SEED_STRIDE = 1_000_003
+
+
+def episode_base_seed(seed: int) -> int:
+    """Episode ``i`` of a run with ``seed`` is reset with ``episode_base_seed(seed) + i``."""
+    return seed * EPISODE_SEED_STRIDE
+
+
+def dataset_settings(config: Any) -> dict[str, Any]:
+    """What makes two collections interchangeable (stored in ``meta.json`` and checked on reuse)."""
+    return {
+        "tasks": list(config.tasks),
+        "env": config.env.to_dict(),
+        "pool_size": config.pool_size,
+        "holdout_fraction": config.holdout_fraction,
+        "seed": config.seed,
+        "model": config.model,
+        "data_dir": config.data_dir,
+    }
+
+
+def task_of_episode(config: Any, episode_id: int) -> str:
+    """Episodes cycle through the run's tasks."""
+    return config.tasks[episode_id % len(config.tasks)]
+
+
+def collect_episodes(
+    out: str | Path,
+    *,
+    episodes: int,
+    config: Any,
+    setup: Any = None,
+    progress: ProgressFactory | None = None,
+) -> EpisodeStore:
+    """Collect episodes ``0 .. episodes-1`` (skipping those already stored) of a random policy.
+
+    Args:
+        out: Data set directory.
+        episodes: Number of episodes the data set should hold.
+        config: A :class:`~rl_select.policies.config.TrainConfig` defining tasks and MDP.
+        setup: An already built :class:`~rl_select.policies.training.TrainingSetup` (in-process collection).
+        progress: Progress factory.
+    """
+    from rl_select.provenance import provenance
+
+    store = EpisodeStore(out)
+    store.create({"settings": dataset_settings(config), "provenance": provenance(seeds=[config.seed])})
+    done = set(store.ids())
+    todo = [e for e in range(episodes) if e not in done]
+    advance = progress("collecting episodes", episodes) if progress else None
+    if advance is not None and done:
+        advance(len(done & set(range(episodes))))
+    if not todo:
+        return store
+    if config.workers:
+        from rl_select.rollouts.ray_collect import collect_with_ray
+
+        collect_with_ray(config, store, todo, advance)
+        return store
+    if setup is None:
+        from rl_select.policies.training import build_setup, load_tasks
+
+        setup = build_setup(config, store.path, load_tasks(config))
+    from rl_select.policies.training import make_env
+
+    envs = {t.name: make_env(setup, t) for t in setup.tasks}
+    names = [t.name for t in setup.tasks]
+    base = episode_base_seed(config.seed)
+    for episode_id in todo:
+        env = envs[names[episode_id % len(names)]]
+        store.write(run_episode(env, episode_id, base))
+        if advance is not None:
+            advance(1)
+    return store

@@ -1,0 +1,227 @@
+"""``rl-select train``, ``collect`` and ``evaluate --policy`` end to end with the tiny model."""
+
+import json
+
+import pytest
+
+from tests.helpers import run_cli
+
+SMALL = [
+    "--k",
+    "2",
+    "-M",
+    "4",
+    "--reward-rows",
+    "4",
+    "--eval-seeds",
+    "1",
+    "--set",
+    "best_of_n_sets=2",
+    "--set",
+    "best_of_n_dev_rows=4",
+]
+
+
+def base(data_root, tiny_model_dir, task="tiny_sst"):
+    return [
+        "--task",
+        task,
+        "--data-dir",
+        str(data_root),
+        "--model",
+        str(tiny_model_dir),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        *SMALL,
+    ]
+
+
+def test_train_ppo_writes_results_and_the_policy_transfers(data_root, tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "ppo"
+    code, out, err = run_cli(
+        [
+            "train",
+            *base(data_root, tiny_model_dir),
+            "--algo",
+            "ppo",
+            "--steps",
+            "64",
+            "--n-envs",
+            "2",
+            "--set",
+            "ppo_n_steps=16",
+            "--out",
+            str(run),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "ppo (task mode)" in out and "| tiny_sst | random |" in out
+    results = json.loads((run / "results.json").read_text())
+    names = [r["selector"]["name"] for r in results["reports"]]
+    assert names == ["ppo (task mode)", "zero-shot", "random", "best-of-n", "knn"]
+    assert results["provenance"]["command"].startswith("rl-select train")
+    for path in ("results.md", "learning_curve.png", "policy/model.zip", "config.json", "curve.csv"):
+        assert (run / path).is_file(), path
+    assert any((run / "tb").iterdir())
+    # a policy trained on one task runs on another (transfer), in the same table as a baseline
+    code, out, err = run_cli(
+        [
+            "evaluate",
+            "--task",
+            "tiny_rte",
+            "--data-dir",
+            str(data_root),
+            "--model",
+            str(tiny_model_dir),
+            "--policy",
+            str(run),
+            "--selector",
+            "random",
+            "--k",
+            "2",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path / "transfer.json"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    reports = json.loads((tmp_path / "transfer.json").read_text())["reports"]
+    assert [r["selector"]["name"] for r in reports] == ["random", f"ppo-task ({run.name})"]
+
+
+def test_collect_then_offline_cql(data_root, tiny_model_dir, tmp_path, capsys):
+    data = tmp_path / "episodes"
+    args = ["collect", *base(data_root, tiny_model_dir)[:8], "--k", "2", "-M", "4", "--reward-rows", "4"]
+    code, out, err = run_cli([*args, "--episodes", "12", "--out", str(data)], capsys)
+    assert code == 0, err
+    assert "12 episodes" in out
+    # re-running continues the data set without duplicating episodes
+    code, out, err = run_cli([*args, "--episodes", "16", "--out", str(data)], capsys)
+    assert code == 0 and "16 episodes" in out and "ids 0..15" in out
+    run = tmp_path / "cql"
+    code, out, err = run_cli(
+        [
+            "train",
+            *base(data_root, tiny_model_dir),
+            "--algo",
+            "cql",
+            "--steps",
+            "60",
+            "--cql-data",
+            str(data),
+            "--set",
+            "checkpoint_every=20",
+            "--out",
+            str(run),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert (run / "policy" / "cql.pt").is_file() and "cql (task mode)" in out
+    # episodes collected with other MDP settings are refused
+    code, _, err = run_cli(
+        [
+            "train",
+            *base(data_root, tiny_model_dir),
+            "-M",
+            "5",
+            "--algo",
+            "cql",
+            "--steps",
+            "5",
+            "--cql-data",
+            str(data),
+            "--out",
+            str(tmp_path / "bad"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "other MDP settings" in err
+
+
+@pytest.mark.slow
+def test_train_dqn_query_mode(data_root, tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "dqn"
+    code, out, err = run_cli(
+        [
+            "train",
+            *base(data_root, tiny_model_dir, "tiny_trec"),
+            "--algo",
+            "dqn",
+            "--mode",
+            "query",
+            "--steps",
+            "40",
+            "--n-envs",
+            "2",
+            "--set",
+            "dqn_learning_starts=8",
+            "--out",
+            str(run),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "dqn (query mode)" in out and (run / "policy" / "model.zip").is_file()
+
+
+def test_resume_continues_an_interrupted_run(data_root, tiny_model_dir, tmp_path, capsys):
+    from sb3_contrib import MaskablePPO
+
+    run = tmp_path / "ppo"
+    args = [
+        "train",
+        *base(data_root, tiny_model_dir),
+        "--algo",
+        "ppo",
+        "--steps",
+        "64",
+        "--n-envs",
+        "2",
+        "--set",
+        "ppo_n_steps=16",
+        "--set",
+        "checkpoint_every=32",
+        "--out",
+        str(run),
+    ]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    # simulate a crash after the first checkpoint: no final policy, no results, no later checkpoint
+    for path in (run / "policy" / "model.zip", run / "results.json", run / "checkpoints" / "ppo_64_steps.zip"):
+        path.unlink()
+    assert (run / "checkpoints" / "ppo_32_steps.zip").is_file()
+    code, _, err = run_cli(["train", "--resume", str(run)], capsys)
+    assert code == 0, err
+    assert MaskablePPO.load(run / "policy" / "model.zip").num_timesteps == 64
+    assert (run / "results.json").is_file()
+    # resuming with a different config is refused
+    code, _, err = run_cli(["train", "--resume", str(run), "--k", "3"], capsys)
+    assert code == 2 and "different config" in err and "env.k: 2 → 3" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--algo", "a2c"], "unknown algo 'a2c'"),
+        (["--mode", "batch"], "unknown mode 'batch'"),
+        (["--k", "5"], "larger than the candidates per episode"),
+        (["-M", "40", "--k", "2"], "larger than the candidate pool"),
+        (["--set", "nonsense=1"], "unknown training setting"),
+        (["--set", "eval_seeds"], "--set expects key=value"),
+    ],
+)
+def test_train_rejects_bad_settings(data_root, tiny_model_dir, tmp_path, capsys, extra, message):
+    code, out, err = run_cli(["train", *base(data_root, tiny_model_dir), *extra, "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_of_missing_run(tmp_path, capsys):
+    code, _, err = run_cli(["train", "--resume", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "not a training run" in err
