@@ -62,6 +62,9 @@ class TrainConfig:
         best_of_n_dev_rows: Dev rows best-of-n picks on.
         workers: Ray rollout workers (0: in-process).
         address: Ray cluster address (None: a local cluster).
+        scorer_placement: With workers, ``worker`` (each worker loads the model) or ``central`` (one scorer actor
+            serves every worker); see ``rl_select.rollouts.workers``.
+        worker_gpus: GPU fraction per worker with ``worker`` placement (default 1 / workers when GPUs exist).
     """
 
     tasks: tuple[str, ...] = ("sst2",)
@@ -102,6 +105,8 @@ class TrainConfig:
     best_of_n_dev_rows: int = 200
     workers: int = 0
     address: str | None = None
+    scorer_placement: str = "worker"
+    worker_gpus: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.env, dict):
@@ -139,6 +144,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.learning_rate <= 0 or not 0 < self.gamma <= 1:
             raise ConfigError("learning_rate must be > 0 and gamma in (0, 1]")
+        if self.scorer_placement not in ("worker", "central"):
+            raise unknown_name("scorer placement", self.scorer_placement, ("worker", "central"))
+        if self.worker_gpus is not None and not 0 < self.worker_gpus <= 1:
+            raise ConfigError(f"worker_gpus must be in (0, 1], got {self.worker_gpus}")
         if self.workers < 0 or self.eval_every < 0 or self.dqn_learning_starts < 0:
             raise ConfigError("workers, eval_every and dqn_learning_starts must be >= 0")
         unknown = [

@@ -134,3 +134,13 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RL_SELECT_CACHE", str(cache))
         yield cache
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(isolated_cache):
+    """One local Ray cluster (2 CPUs) for the whole test session."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

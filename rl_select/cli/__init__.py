@@ -12,7 +12,7 @@ import typer
 
 from rl_select.cli.bench import bench_app
 from rl_select.cli.evaluate import evaluate_command, tasks_command
-from rl_select.cli.train import collect_command, train_command
+from rl_select.cli.train import collect_command, sweep_command, train_command
 from rl_select.errors import RLSelectError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("tasks")(tasks_command)
 app.command("evaluate")(evaluate_command)
 app.command("train")(train_command)
 app.command("collect")(collect_command)
+app.command("sweep")(sweep_command)
 app.add_typer(bench_app, name="bench")
 
 

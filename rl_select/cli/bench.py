@@ -98,3 +98,95 @@ def bench_scorer(
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
     if not result["identical_predictions_same_dtype"]:
         raise typer.Exit(1)
+
+
+@bench_app.command("rollouts")
+def bench_rollouts(
+    workers: str = typer.Option("1,2,4", "--workers", help="Comma-separated worker counts."),
+    placement: str = typer.Option("worker,central", "--placement", help="Scorer placements to compare."),
+    episodes: int = typer.Option(16, "--episodes", help="Timed episodes per configuration."),
+    task: str = typer.Option("sst2", "--task", help="Task of the episodes."),
+    data_dir: str | None = DataDirOption,
+    model: str | None = ModelOption,
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    k: int = typer.Option(4, "--k", help="Demonstrations per episode."),
+    num_candidates: int = typer.Option(16, "--num-candidates", "-M", help="Candidates per episode."),
+    reward_rows: int = typer.Option(8, "--reward-rows", help="Dev rows per reward."),
+    pool_size: int | None = typer.Option(200, "--pool-size", help="Pool subset (0: the whole pool)."),
+    address: str | None = typer.Option(None, "--address", help="Existing Ray cluster."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Result JSON (default experiments/results/bench_rollouts_<device>.json)."
+    ),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Episodes/s for each worker count and scorer placement in one run, with parallel efficiency."""
+    setup_logging(verbose)
+    from rl_select.bench.rollouts import run_rollout_benchmark
+    from rl_select.policies.config import TrainConfig
+    from rl_select.policies.training import load_tasks
+    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.scoring.model import resolve_device
+
+    try:
+        counts = sorted({int(w) for w in workers.split(",") if w.strip()})
+    except ValueError:
+        raise ConfigError(f"--workers takes comma-separated integers, got '{workers}'") from None
+    if not counts or counts[0] < 1:
+        raise ConfigError("--workers needs positive worker counts")
+    placements = [p.strip() for p in placement.split(",") if p.strip()]
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be positive, got {episodes}")
+    config = TrainConfig.from_dict(
+        {
+            "tasks": [task],
+            "algo": "cql",
+            "data_dir": data_dir,
+            "model": model,
+            "device": device,
+            "dtype": dtype,
+            "pool_size": pool_size or None,
+            "address": address,
+            "scorer_placement": placements[0],
+            "env": {"k": k, "num_candidates": num_candidates, "reward_rows": reward_rows},
+        }
+    )
+    for name in placements:
+        config.with_overrides({"scorer_placement": name})  # validates the names before Ray starts
+    load_tasks(config)
+    with progress_bars() as factory:
+        result = run_rollout_benchmark(
+            config, worker_counts=counts, placements=placements, episodes=episodes, progress=factory
+        )
+    headers = ["scorer placement", "workers", "episodes/s", "speedup", "parallel efficiency"]
+    table = Table(title=f"rollout benchmark · {task} · k={k} · M={num_candidates} · {reward_rows} reward rows")
+    for column in headers:
+        table.add_column(column, justify="right")
+    rows = []
+    for row in result["rows"]:
+        cells = [
+            row["placement"],
+            str(row["workers"]),
+            f"{row['episodes_per_s']:.3f}",
+            f"{row['speedup']:.2f}",
+            f"{row['parallel_efficiency']:.2f}",
+        ]
+        table.add_row(*cells)
+        rows.append(cells)
+    console.print(table)
+    fastest = result["fastest"]
+    console.print(f"fastest: {fastest['placement']} scorer with {fastest['workers']} worker(s)")
+    device_kind = resolve_device(device).type
+    record = provenance(
+        seeds=[config.seed], model={"name": model or "smollm2-135m-instruct", "device": device_kind, "dtype": dtype}
+    )
+    path = out or RESULTS_DIR / f"bench_rollouts_{device_kind}.json"
+    write_json(path, {"provenance": record, "config": config.to_dict(), **result})
+    path.with_suffix(".md").write_text(
+        f"# Rollout benchmark: {task}, k={k}, M={num_candidates}, {reward_rows} reward rows, {episodes} episodes "
+        f"per configuration, {result['cluster_cpus']:.0f} CPUs / {result['cluster_gpus']:.0f} GPUs\n\n"
+        + markdown_table(headers, rows)
+        + f"\nfastest: **{fastest['placement']} scorer, {fastest['workers']} worker(s)**\n\n"
+        + provenance_markdown(record)
+    )
+    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")

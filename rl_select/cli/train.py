@@ -28,6 +28,7 @@ ModeOption = typer.Option(None, "--mode", help="task (one prompt per task) or qu
 KOption = typer.Option(None, "--k", help="Demonstrations per prompt (default 4).")
 MOption = typer.Option(None, "--num-candidates", "-M", help="Candidates per episode (default 64).")
 RewardRowsOption = typer.Option(None, "--reward-rows", help="Dev rows per task-mode reward (default 64).")
+ValueOption = typer.Option(None, "--value", help="Prompt value: accuracy (task-mode default) or probability.")
 PoolSizeOption = typer.Option(None, "--pool-size", help="Use a seeded subset of the pool (CPU-sized runs).")
 SeedOption = typer.Option(None, "--seed", help="Seed (default 0).")
 WorkersOption = typer.Option(None, "--workers", help="Ray rollout workers (0: in-process).")
@@ -69,6 +70,7 @@ def gather_overrides(*, task: str | None, tasks: str | None, sets: list[str], **
         "k": "env.k",
         "num_candidates": "env.num_candidates",
         "reward_rows": "env.reward_rows",
+        "value": "env.value",
         "calibrate": "env.calibrate",
         "embedder": "env.features.embedder",
         "step_features": "env.features.step_features",
@@ -107,6 +109,7 @@ def train_command(
     k: int | None = KOption,
     num_candidates: int | None = MOption,
     reward_rows: int | None = RewardRowsOption,
+    value: str | None = ValueOption,
     steps: int | None = typer.Option(None, "--steps", help="Env steps (dqn, ppo) or gradient steps (cql)."),
     seed: int | None = SeedOption,
     n_envs: int | None = typer.Option(None, "--n-envs", help="Sub-envs stepped together (default 4)."),
@@ -146,6 +149,7 @@ def train_command(
         k=k,
         num_candidates=num_candidates,
         reward_rows=reward_rows,
+        value=value,
         steps=steps,
         seed=seed,
         n_envs=n_envs,
@@ -191,6 +195,7 @@ def collect_command(
     k: int | None = KOption,
     num_candidates: int | None = MOption,
     reward_rows: int | None = RewardRowsOption,
+    value: str | None = ValueOption,
     pool_size: int | None = PoolSizeOption,
     seed: int | None = SeedOption,
     workers: int | None = WorkersOption,
@@ -218,6 +223,7 @@ def collect_command(
         k=k,
         num_candidates=num_candidates,
         reward_rows=reward_rows,
+        value=value,
         pool_size=pool_size,
         seed=seed,
         workers=workers,
@@ -239,3 +245,24 @@ def collect_command(
     console.print(f"{len(ids)} episodes in {out} (ids {ids[0]}..{ids[-1]})" if ids else f"no episodes in {out}")
     if len(ids) < episodes:
         raise DataError(f"only {len(ids)} of {episodes} episodes were stored")
+
+
+def sweep_command(
+    sweep_file: Path = typer.Argument(..., help="Sweep YAML (see experiments/sweeps/)."),
+    address: str | None = AddressOption,
+    verbose: bool = VerboseOption,
+) -> None:
+    """Run (or resume) a grid of training runs with Ray Tune; write trials.csv, summary.md and plots."""
+    setup_logging(verbose)
+    from rl_select.rollouts.ray_runtime import ensure_ray
+    from rl_select.rollouts.sweep import load_sweep, run_sweep
+
+    spec = load_sweep(sweep_file)  # every error surfaces here, before Ray starts
+    err_console.print(f"sweep {spec.name}: {len(spec.points())} trials into {spec.root}")
+    if address:
+        ensure_ray(address)
+    outcome = run_sweep(spec)
+    typer.echo((spec.root / "summary.md").read_text())
+    err_console.print(f"wrote {spec.root}/trials.csv, summary.md, accuracy.png, learning_curves.png")
+    if outcome["failed"]:
+        raise typer.Exit(1)

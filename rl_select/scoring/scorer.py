@@ -296,11 +296,12 @@ class Scorer:
         self,
         pairs: Sequence[tuple[Sequence[Example], Example]],
         *,
+        use_cache: bool = True,
         progress: Progress | None = None,
     ) -> ScoreResult:
         """Score queries that each have their own demonstrations (query-level selection).
 
-        Pairs with identical demonstrations share one prefix computation.
+        Pairs with identical demonstrations share one prefix computation and one reward-cache entry.
         """
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, (demos, _) in enumerate(pairs):
@@ -314,7 +315,15 @@ class Scorer:
         report = TruncationReport()
         for members in groups.values():
             demos = tuple(pairs[members[0]][0])
-            part = self._score_shared(demos, [pairs[i][1] for i in members], progress)
+            queries = [pairs[i][1] for i in members]
+            key = self._cache_key(demos, queries) if use_cache else None
+            part = self.rewards.get(key) if key else None
+            if part is None:
+                part = self._score_shared(demos, queries, progress)
+                if key:
+                    self.rewards.put(key, part)
+            elif progress is not None:
+                progress(len(members))
             log_scores[members] = part.log_scores
             content_free[members] = part.content_free
             prefix_tokens[members] = part.prefix_tokens

@@ -94,6 +94,18 @@ class Resources:
 
         return BM25Index([e.input_text for e in self.task.train])
 
+    def attach(self, *, scorer: Any = None, embedder: Any = None) -> Resources:
+        """Use this scorer and/or embedder instead of building them from the local model.
+
+        Rollout workers attach proxies of a central scorer actor here (see ``rl_select.rollouts.workers``);
+        anything with the :class:`Scorer` / :class:`~rl_select.retrieval.Embedder` methods works.
+        """
+        if scorer is not None:
+            self.__dict__["scorer"] = scorer
+        if embedder is not None:
+            self.__dict__["embedder"] = embedder
+        return self
+
     def query_vectors(self, queries: Sequence[Example]) -> np.ndarray:
         """Embeddings of ``queries`` (memoised per example)."""
         missing = [q for q in queries if q.key not in self._query_vectors]

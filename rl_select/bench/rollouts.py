@@ -1,0 +1,80 @@
+"""Rollout throughput with Ray: episodes/s for several worker counts and both scorer placements, one run.
+
+Every configuration gets fresh workers (fresh prefix and reward caches), a warm-up episode per worker outside
+the timing (model load, kernel selection), and the same timed episode ids. Per-candidate features are computed
+before any timing, so no configuration benefits from another's disk caches.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rl_select.rollouts.ray_collect import run_on_workers, stop_workers
+from rl_select.rollouts.ray_runtime import ensure_ray
+from rl_select.rollouts.workers import start_workers
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+WARMUP_EPISODE = 1_000_000
+
+
+def precompute_features(config: Any) -> None:
+    """Embeddings and zero-shot features of every training candidate, cached on disk for all workers."""
+    from rl_select.policies.selector import training_candidates
+    from rl_select.policies.training import build_setup, load_tasks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        setup = build_setup(config, Path(tmp), load_tasks(config))
+        for task in setup.tasks:
+            setup.banks[task.name].static(training_candidates(task, config)[0])
+
+
+def run_rollout_benchmark(
+    config: Any,
+    *,
+    worker_counts: Sequence[int],
+    placements: Sequence[str] = ("worker", "central"),
+    episodes: int = 16,
+    progress: ProgressFactory | None = None,
+) -> dict[str, Any]:
+    """Time ``episodes`` random-policy episodes for each (placement, worker count)."""
+    ray = ensure_ray(config.address)
+    precompute_features(config)
+    rows = []
+    for placement in placements:
+        for count in worker_counts:
+            trial = config.with_overrides({"workers": count, "scorer_placement": placement})
+            with tempfile.TemporaryDirectory() as tmp:
+                workers, central = start_workers(trial, Path(tmp), count)
+                try:
+                    ray.get([w.run_episode.remote(WARMUP_EPISODE + i) for i, w in enumerate(workers)])
+                    advance = progress(f"{placement} scorer · {count} worker(s)", episodes) if progress else None
+                    started = time.perf_counter()
+                    run_on_workers(workers, list(range(episodes)), lambda record: None, advance)
+                    seconds = time.perf_counter() - started
+                finally:
+                    stop_workers(workers, central)
+            rows.append(
+                {
+                    "placement": placement,
+                    "workers": count,
+                    "episodes": episodes,
+                    "seconds": seconds,
+                    "episodes_per_s": episodes / seconds,
+                }
+            )
+    for row in rows:
+        base = next((r for r in rows if r["placement"] == row["placement"] and r["workers"] == min(worker_counts)), row)
+        speedup = row["episodes_per_s"] / base["episodes_per_s"]
+        row["speedup"] = speedup
+        row["parallel_efficiency"] = speedup / (row["workers"] / base["workers"])
+    best = max(rows, key=lambda r: r["episodes_per_s"])
+    return {
+        "rows": rows,
+        "fastest": {"placement": best["placement"], "workers": best["workers"]},
+        "cluster_cpus": ray.cluster_resources().get("CPU"),
+        "cluster_gpus": ray.cluster_resources().get("GPU", 0),
+    }

@@ -1,0 +1,345 @@
+"""Research sweeps with Ray Tune: a grid of training runs, summarised into tables and plots.
+
+A sweep file (YAML)::
+
+    name: ppo-grid                      # directory under storage
+    storage: runs/sweeps                # resolved to an absolute path
+    description: free text
+    metric: accuracy_calibrated         # accuracy | accuracy_raw | accuracy_calibrated (learned policy, test)
+    resources_per_trial: {cpu: 1, gpu: 0}
+    max_concurrent: 2
+    base: {algo: ppo, steps: 20000, env: {k: 4}}   # TrainConfig fields shared by every trial
+    grid:                               # every combination is one trial; dotted keys reach env.* fields
+      tasks: [[sst2], [agnews]]
+      learning_rate: [1.0e-4, 3.0e-4]
+      env.mode: [task, query]
+      seed: [0, 1, 2]
+
+Everything is validated before Ray starts: unknown keys, empty or non-list grids, and every grid point as a
+full TrainConfig (so a bad range fails at once, naming the point). Each trial trains in
+``<storage>/<name>/runs/<trial key>``; running the same sweep again resumes it (finished trials are kept,
+interrupted ones continue from their checkpoints). Results: ``trials.csv``, ``summary.md`` (mean ± sd over seeds
+per configuration, best configuration per task), ``accuracy.png`` and ``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rl_select.errors import ConfigError, RLSelectError
+
+SWEEP_KEYS = {"name", "storage", "description", "metric", "resources_per_trial", "max_concurrent", "base", "grid"}
+METRICS = ("accuracy", "accuracy_raw", "accuracy_calibrated")
+RESOURCE_KEYS = {"cpu", "gpu"}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep file."""
+
+    name: str
+    storage: Path
+    description: str
+    metric: str
+    resources: dict[str, float]
+    max_concurrent: int
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    source: str
+
+    @property
+    def root(self) -> Path:
+        """``<storage>/<name>``."""
+        return self.storage / self.name
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every grid combination, in a stable order."""
+        return _points(self.grid)
+
+
+def trial_key(point: dict[str, Any]) -> str:
+    """A readable, unique, file-name-safe name for a grid point."""
+    parts = []
+    for key, value in point.items():
+        text = "+".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(f"{key.split('.')[-1]}={text}")
+    slug = "_".join(parts).replace("/", "-").replace(" ", "")[:80]
+    digest = hashlib.sha1(json.dumps(point, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{slug}_{digest}"
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and fully validate a sweep file (no Ray involved)."""
+    from rl_select.policies.config import TrainConfig
+    from rl_select.policies.training import load_tasks
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping")
+    unknown = sorted(set(data) - SWEEP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(SWEEP_KEYS)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"{path}: 'name' must be a non-empty name without '/'")
+    metric = data.get("metric", "accuracy")
+    if metric not in METRICS:
+        raise ConfigError(f"{path}: unknown metric '{metric}' (choose from {', '.join(METRICS)})")
+    resources = data.get("resources_per_trial", {"cpu": 1, "gpu": 0})
+    if not isinstance(resources, dict) or set(resources) - RESOURCE_KEYS:
+        raise ConfigError(f"{path}: resources_per_trial takes only {sorted(RESOURCE_KEYS)}")
+    if any(not isinstance(v, (int, float)) or v < 0 for v in resources.values()) or resources.get("cpu", 1) <= 0:
+        raise ConfigError(f"{path}: resources_per_trial needs cpu > 0 and gpu >= 0")
+    max_concurrent = data.get("max_concurrent", 1)
+    if not isinstance(max_concurrent, int) or max_concurrent < 1:
+        raise ConfigError(f"{path}: max_concurrent must be a positive integer")
+    base = data.get("base") or {}
+    grid = data.get("grid") or {}
+    if not isinstance(base, dict) or not isinstance(grid, dict) or not grid:
+        raise ConfigError(f"{path}: 'base' must be a mapping and 'grid' a non-empty mapping")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: grid '{key}' must be a non-empty list of values")
+    try:
+        base_config = TrainConfig.from_dict(base)
+    except RLSelectError as exc:
+        raise ConfigError(f"{path}: base: {exc}") from None
+    checked_tasks: set[tuple[str, ...]] = set()
+    for point in _points(grid):
+        try:
+            config = base_config.with_overrides(point)
+        except (RLSelectError, TypeError) as exc:
+            raise ConfigError(f"{path}: grid point {point}: {exc}") from None
+        if config.tasks not in checked_tasks:
+            try:
+                load_tasks(config)
+            except RLSelectError as exc:
+                raise ConfigError(f"{path}: grid point {point}: {exc}") from None
+            checked_tasks.add(config.tasks)
+    storage = Path(data.get("storage", "runs/sweeps")).expanduser().resolve()
+    return SweepSpec(
+        name=name,
+        storage=storage,
+        description=str(data.get("description", "")),
+        metric=metric,
+        resources={k: float(v) for k, v in resources.items()},
+        max_concurrent=max_concurrent,
+        base=base,
+        grid=grid,
+        source=path.read_text(),
+    )
+
+
+def _points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of the grid's value lists, as dicts."""
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def run_trial(point: dict[str, Any], base: dict[str, Any], runs_root: str) -> None:
+    """Ray Tune function trainable: train one grid point (resuming its run directory), report test metrics."""
+    from ray import tune
+
+    from rl_select.cli.common import setup_logging
+    from rl_select.policies.config import TrainConfig
+    from rl_select.policies.training import train
+
+    setup_logging(False)
+    config = TrainConfig.from_dict(base).with_overrides(point)
+    run_dir = Path(runs_root) / trial_key(point)
+    resume = (run_dir / "config.json").is_file()
+    evaluation = train(config, run_dir, resume=resume, progress_bar=False)
+    metrics: dict[str, Any] = {"run_dir": str(run_dir)}
+    for report in evaluation["objects"]:
+        prefix = "learned" if report is evaluation["objects"][0] else report.name
+        metrics[f"{prefix}/accuracy"] = report.mean_sd[0]
+        metrics[f"{prefix}/accuracy_raw"] = report.raw[0]
+        metrics[f"{prefix}/accuracy_calibrated"] = report.calibrated[0]
+    tune.report(metrics)
+
+
+def run_sweep(spec: SweepSpec) -> dict[str, Any]:
+    """Run (or resume) the sweep with Ray Tune; write trials.csv, summary.md and plots."""
+    from ray import tune
+
+    from rl_select.rollouts.ray_runtime import ensure_ray
+
+    root = spec.root
+    root.mkdir(parents=True, exist_ok=True)
+    stored = root / "sweep.yaml"
+    if stored.is_file() and stored.read_text() != spec.source:
+        raise ConfigError(f"sweep '{spec.name}' in {root} was started from a different file; use a new name")
+    stored.write_text(spec.source)
+    ensure_ray()
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial_entry, base=spec.base, runs_root=str(root / "runs")), spec.resources
+    )
+    param_space = {"point": tune.grid_search(spec.points())}
+    tune_dir = root / "tune"
+    if tune.Tuner.can_restore(str(tune_dir)):
+        tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent),
+            run_config=tune.RunConfig(name="tune", storage_path=str(root), verbose=1),
+        )
+    grid = tuner.fit()
+    rows = []
+    for result in grid:
+        point = result.config["point"]
+        row = {"trial": trial_key(point), "status": "error" if result.error else "ok", **point}
+        row.update({k: v for k, v in (result.metrics or {}).items() if "/" in k or k == "run_dir"})
+        if result.error:
+            row["error"] = str(result.error).strip().splitlines()[-1][:300]
+        rows.append(row)
+    return write_sweep_results(spec, rows)
+
+
+def _trial_entry(config: dict[str, Any], base: dict[str, Any], runs_root: str) -> None:
+    run_trial(config["point"], base, runs_root)
+
+
+def _fmt(values: list[float]) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "–"
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{100 * np.mean(values):.1f} ± {100 * sd:.1f} (n={len(values)})"
+
+
+def write_sweep_results(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """trials.csv, summary.md, accuracy.png and learning_curves.png under the sweep directory."""
+    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+
+    root = spec.root
+    columns = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("trial", "status"), k))
+    with open(root / "trials.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+    metric = f"learned/{spec.metric}"
+    grid_keys = [k for k in spec.grid if k != "seed"]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[json.dumps({k: row.get(k) for k in grid_keys}, sort_keys=True)].append(row)
+    config_rows = []
+    for key, members in groups.items():
+        values = [m.get(metric) for m in members if m["status"] == "ok"]
+        config = json.loads(key)
+        mean = float(np.mean([v for v in values if v is not None])) if any(v is not None for v in values) else -1
+        config_rows.append((config, values, mean, sum(m["status"] != "ok" for m in members)))
+    config_rows.sort(key=lambda item: -item[2])
+    table = [
+        [", ".join(f"{k}={v}" for k, v in config.items()) or "(all)", _fmt(values), failed]
+        for config, values, _, failed in config_rows
+    ]
+    best_per_task: dict[str, tuple[dict, list]] = {}
+    for config, values, mean, _ in config_rows:
+        task = "+".join(config.get("tasks") or spec.base.get("tasks", ["?"]))
+        if task not in best_per_task and mean >= 0:
+            best_per_task[task] = (config, values)
+    baselines = sorted({k.split("/")[0] for row in rows for k in row if "/" in k} - {"learned"})
+    best_table = []
+    for task, (config, values) in best_per_task.items():
+        members = groups[json.dumps({k: config.get(k) for k in grid_keys}, sort_keys=True)]
+        best_table.append(
+            [
+                task,
+                ", ".join(f"{k}={v}" for k, v in config.items() if k != "tasks"),
+                _fmt(values),
+                *[_fmt([m.get(f"{b}/{spec.metric}") for m in members]) for b in baselines],
+            ]
+        )
+    record = provenance(seeds=sorted({row.get("seed", spec.base.get("seed", 0)) for row in rows}))
+    text = (
+        f"# Sweep {spec.name}\n\n{spec.description}\n\nMetric: test {spec.metric} of the learned policy, "
+        f"mean ± sd over seeds. {len(rows)} trials, {sum(r['status'] != 'ok' for r in rows)} failed.\n\n"
+        "## Best configuration per task\n\n"
+        + markdown_table(["task", "configuration", f"learned {spec.metric}", *baselines], best_table)
+        + "\n## All configurations\n\n"
+        + markdown_table(["configuration", spec.metric, "failed trials"], table)
+        + "\n"
+        + provenance_markdown(record)
+    )
+    (root / "summary.md").write_text(text)
+    write_json(root / "summary.json", {"provenance": record, "metric": spec.metric, "trials": rows})
+    plot_sweep(spec, rows, best_per_task, baselines)
+    return {"rows": rows, "best": best_per_task, "failed": sum(r["status"] != "ok" for r in rows)}
+
+
+def plot_sweep(
+    spec: SweepSpec, rows: list[dict[str, Any]], best: dict[str, tuple[dict, list]], baselines: list[str]
+) -> None:
+    """accuracy.png (learned best configuration vs baselines, per task) and learning_curves.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rl_select.policies.training import Curve
+
+    tasks = list(best)
+    methods = ["learned (best config)", *baselines]
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(tasks) * len(methods) / 3), 3.6))
+    width = 0.8 / len(methods)
+    grid_keys = [k for k in spec.grid if k != "seed"]
+    for m, method in enumerate(methods):
+        means, sds = [], []
+        for task in tasks:
+            config, values = best[task]
+            if m > 0:
+                members = [r for r in rows if all(r.get(k) == config.get(k) for k in grid_keys)]
+                values = [r.get(f"{method}/{spec.metric}") for r in members]
+            values = [v for v in values if v is not None]
+            means.append(100 * np.mean(values) if values else 0)
+            sds.append(100 * np.std(values, ddof=1) if len(values) > 1 else 0)
+        ax.bar(np.arange(len(tasks)) + m * width, means, width, yerr=sds, label=method, capsize=2)
+    ax.set_xticks(np.arange(len(tasks)) + width * (len(methods) - 1) / 2, tasks)
+    ax.set_ylabel(f"test {spec.metric} (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"sweep {spec.name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(spec.root / "accuracy.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for row in rows:
+        curve_path = Path(row.get("run_dir", "")) / "curve.csv"
+        if not curve_path.is_file():
+            continue
+        series = Curve(curve_path).read()
+        key = "rollout/episode_value" if "rollout/episode_value" in series else "train/td_loss"
+        if key not in series:
+            continue
+        steps, values = zip(*series[key], strict=True)
+        window = max(len(values) // 20, 1)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, alpha=0.7, linewidth=1, label=row["trial"][:40])
+        ax.set_ylabel(key)
+    ax.set_xlabel("step")
+    if len(rows) <= 12:
+        ax.legend(fontsize=5)
+    ax.set_title(f"learning curves · sweep {spec.name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(spec.root / "learning_curves.png", dpi=120)
+    plt.close(fig)

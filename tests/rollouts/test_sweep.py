@@ -1,0 +1,89 @@
+"""Sweeps with Ray Tune: a tiny grid end to end, resume, and errors caught before Ray starts."""
+
+import csv
+
+import pytest
+import yaml
+
+from rl_select.errors import ConfigError
+from rl_select.rollouts.sweep import load_sweep
+from tests.helpers import run_cli
+
+
+def tiny_sweep(tmp_path, data_root, tiny_model_dir, **changes):
+    spec = {
+        "name": "tiny",
+        "storage": str(tmp_path / "sweeps"),
+        "metric": "accuracy",
+        "resources_per_trial": {"cpu": 1},
+        "max_concurrent": 2,
+        "base": {
+            "tasks": ["tiny_sst"],
+            "data_dir": str(data_root),
+            "model": str(tiny_model_dir),
+            "device": "cpu",
+            "dtype": "float32",
+            "algo": "ppo",
+            "steps": 16,
+            "n_envs": 2,
+            "ppo_n_steps": 8,
+            "eval_seeds": 1,
+            "baselines": ["random"],
+            "env": {"k": 2, "num_candidates": 4, "reward_rows": 4},
+        },
+        "grid": {"tasks": [["tiny_sst"], ["tiny_trec"]], "seed": [0, 1]},
+    }
+    spec.update(changes)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.ray
+def test_tiny_sweep_runs_summarises_and_resumes(ray_cluster, data_root, tiny_model_dir, tmp_path, capsys):
+    path = tiny_sweep(tmp_path, data_root, tiny_model_dir)
+    code, out, err = run_cli(["sweep", str(path)], capsys)
+    assert code == 0, err
+    root = tmp_path / "sweeps" / "tiny"
+    with open(root / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert all(0 <= float(r["learned/accuracy"]) <= 1 and r["random/accuracy"] for r in rows)
+    summary = (root / "summary.md").read_text()
+    assert "## Best configuration per task" in summary and "| tiny_sst |" in summary and "| tiny_trec |" in summary
+    assert "(n=2)" in summary
+    assert (root / "accuracy.png").is_file() and (root / "learning_curves.png").is_file()
+    results = sorted((root / "runs").glob("*/results.json"))
+    assert len(results) == 4
+    stamps = [p.stat().st_mtime_ns for p in results]
+    # running the sweep again resumes it: finished trials are not trained again
+    code, out, err = run_cli(["sweep", str(path)], capsys)
+    assert code == 0, err
+    assert [p.stat().st_mtime_ns for p in results] == stamps
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"gird": {}}, "unknown key(s) ['gird']"),
+        ({"grid": {"learning_rate": [-1.0]}}, "learning_rate must be > 0"),
+        ({"grid": {"env.k": [2, 9]}}, "larger than the candidates per episode"),
+        ({"grid": {"seed": 3}}, "must be a non-empty list"),
+        ({"grid": {"nonsense": [1]}}, "unknown training setting"),
+        ({"grid": {"tasks": [["tiny_sst"], ["tiny_sts"]]}}, "did you mean 'tiny_sst'"),
+        ({"metric": "f1"}, "unknown metric"),
+        ({"resources_per_trial": {"tpu": 1}}, "resources_per_trial takes only"),
+    ],
+)
+def test_bad_sweep_files_fail_before_ray(tmp_path, data_root, tiny_model_dir, capsys, changes, message):
+    path = tiny_sweep(tmp_path, data_root, tiny_model_dir, **changes)
+    with pytest.raises(ConfigError) as info:
+        load_sweep(path)
+    assert message in str(info.value)
+    code, _, err = run_cli(["sweep", str(path)], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_sweep_file(tmp_path, capsys):
+    code, _, err = run_cli(["sweep", str(tmp_path / "nope.yaml")], capsys)
+    assert code == 2 and "does not exist" in err
