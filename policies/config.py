@@ -53,6 +53,7 @@ class TrainConfig:
         cql_episodes: Random episodes collected for CQL when no ``cql_data`` is given.
         cql_data: An episode data set from ``rl-select collect`` to train CQL on.
         checkpoint_every: Steps between checkpoints.
+        eval_tasks: Extra tasks the final evaluation runs on, never trained on (new-task transfer).
         eval_rows: Test rows of the final evaluation (None: the whole test split).
         eval_seeds: Seeds of the final evaluation.
         eval_episodes: Greedy episodes per evaluation point of the learning curve.
@@ -96,6 +97,7 @@ class TrainConfig:
     cql_episodes: int = 500
     cql_data: str | None = None
     checkpoint_every: int = 1000
+    eval_tasks: tuple[str, ...] = ()
     eval_rows: int | None = None
     eval_seeds: int = 3
     eval_episodes: int = 8
@@ -113,10 +115,14 @@ class TrainConfig:
             object.__setattr__(self, "env", EnvConfig.from_dict(self.env))
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "baselines", tuple(self.baselines))
+        object.__setattr__(self, "eval_tasks", tuple(self.eval_tasks))
         if self.algo not in ALGOS:
             raise unknown_name("algo", self.algo, ALGOS)
         if not self.tasks:
             raise ConfigError("give at least one task (--task or --tasks)")
+        overlap = sorted(set(self.tasks) & set(self.eval_tasks))
+        if overlap:
+            raise ConfigError(f"eval_tasks must be tasks the policy does not train on, got {overlap}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"--steps must be positive, got {self.steps}")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -190,6 +196,7 @@ class TrainConfig:
         data = asdict(self)
         data["tasks"] = list(self.tasks)
         data["baselines"] = list(self.baselines)
+        data["eval_tasks"] = list(self.eval_tasks)
         return data
 
     @classmethod

@@ -160,6 +160,13 @@ class Curve:
         return series
 
 
+def tensorboard_available() -> bool:
+    """Whether TensorBoard logging can be written (the package is optional on minimal GPU images)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 def _latest_checkpoint(run_dir: Path, algo: str) -> tuple[Path, int] | None:
     pattern = re.compile(rf"^{algo}_(\d+)_steps\.zip$")
     found = [(p, int(m.group(1))) for p in (run_dir / "checkpoints").glob("*.zip") if (m := pattern.match(p.name))]
@@ -238,7 +245,8 @@ def train_sb3(setup: TrainingSetup, progress: bool) -> None:
             train_freq=4,
             **common,
         )
-    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    formats = ["csv", "tensorboard"] if tensorboard_available() else ["csv"]
+    model.set_logger(configure(str(run_dir / "tb"), formats))
     checkpoints = CheckpointCallback(
         save_freq=max(config.checkpoint_every // config.n_envs, 1),
         save_path=str(run_dir / "checkpoints"),
@@ -305,7 +313,11 @@ def train_cql(setup: TrainingSetup, progress: ProgressFactory | None) -> None:
             hidden=config.hidden_units,
         )
         agent = CQL(input_dim, cql_config, seed=config.seed)
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = None
+    if tensorboard_available():
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
     curve = Curve(run_dir / "curve.csv", writer)
     eval_env = make_env(setup, setup.tasks[0], held_out=True)
     advance = progress("cql gradient steps", config.total_steps) if progress else None
@@ -328,7 +340,8 @@ def train_cql(setup: TrainingSetup, progress: ProgressFactory | None) -> None:
         return True
 
     agent.learn(data, config.total_steps, log=log, on_step=on_step)
-    writer.close()
+    if writer is not None:
+        writer.close()
     agent.save(policy_files(run_dir, "cql"))
 
 
@@ -356,7 +369,20 @@ def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> 
     (setup.run_dir / POLICY_DIR / "trained_on.json").write_text(json.dumps(trained_on, indent=2) + "\n")
     seeds = list(range(config.eval_seeds))
     reports = []
-    for task in setup.tasks:
+    transfer = [
+        load_task(name, config.data_dir).subset_pool(config.pool_size, seed=config.seed) for name in config.eval_tasks
+    ]
+    for task in [*setup.tasks, *transfer]:
+        if task.name not in setup.resources:  # a transfer task: same model, scoring and reward cache
+            template = next(iter(setup.resources.values()))
+            setup.resources[task.name] = Resources(
+                task,
+                lm=template.lm,
+                scoring=template.scoring,
+                embedder=template.embedder_spec,
+                reward_cache=template.reward_cache,
+                data_seed=template.data_seed,
+            )
         resources = setup.resources[task.name]
         resources.progress_factory = progress
         learned = PolicySelector(policy, name=f"{config.algo} ({config.env.mode} mode)", trained_on=trained_on)
@@ -370,7 +396,7 @@ def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> 
                     selector, resources, k=config.env.k, seeds=seeds, n_rows=config.eval_rows, progress=progress
                 )
             )
-    return {"reports": [r.to_dict() for r in reports], "objects": reports}
+    return {"reports": [r.to_dict() for r in reports], "objects": reports, "transfer": [t.name for t in transfer]}
 
 
 def plot_curve(curve: Curve, path: Path, title: str) -> None:
@@ -422,7 +448,7 @@ def write_results(setup: TrainingSetup, evaluation: dict[str, Any], seconds: flo
         raw, cal = report.raw, report.calibrated
         rows.append(
             [
-                report.task,
+                report.task + (" (new task)" if report.task in evaluation["transfer"] else ""),
                 report.name,
                 f"{100 * report.mean_sd[0]:.1f} ± {100 * report.mean_sd[1]:.1f}",
                 f"{100 * raw[0]:.1f} ± {100 * raw[1]:.1f}",

@@ -117,6 +117,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: grid '{key}' must be a non-empty list of values")
+        if any(isinstance(v, dict) for v in values) and not all(isinstance(v, dict) and v for v in values):
+            raise ConfigError(f"{path}: grid '{key}' mixes bundles (mappings) with plain values")
     try:
         base_config = TrainConfig.from_dict(base)
     except RLSelectError as exc:
@@ -148,9 +150,23 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
 
 def _points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Cartesian product of the grid's value lists, as dicts."""
-    keys = list(grid)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+    """Cartesian product of the grid's value lists, as dicts of overrides.
+
+    A grid entry whose values are mappings is a list of *bundles*: each mapping sets several keys together
+    (e.g. ``fold: [{tasks: [a, b], eval_tasks: [c]}, ...]`` for leave-one-out folds); its own name is a label.
+    """
+    points = []
+    for values in itertools.product(*grid.values()):
+        point: dict[str, Any] = {}
+        for key, value in zip(grid, values, strict=True):
+            point.update(value) if isinstance(value, dict) else point.__setitem__(key, value)
+        points.append(point)
+    return points
+
+
+def grid_keys(points: list[dict[str, Any]]) -> list[str]:
+    """The keys that vary or are set by the grid, in first-seen order (seed excluded)."""
+    return [k for k in dict.fromkeys(k for p in points for k in p) if k != "seed"]
 
 
 def run_trial(point: dict[str, Any], base: dict[str, Any], runs_root: str) -> None:
@@ -166,13 +182,33 @@ def run_trial(point: dict[str, Any], base: dict[str, Any], runs_root: str) -> No
     run_dir = Path(runs_root) / trial_key(point)
     resume = (run_dir / "config.json").is_file()
     evaluation = train(config, run_dir, resume=resume, progress_bar=False)
+    tune.report(trial_metrics(evaluation, run_dir))
+
+
+def trial_metrics(evaluation: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Per method: ``<method>/<task>/<metric>`` and ``<method>/<metric>`` averaged over the scored tasks.
+
+    The scored tasks are the transfer tasks when the run has ``eval_tasks``, else its training tasks; the
+    learned policy is reported as ``learned``.
+    """
+    reports = evaluation["objects"]
+    learned_name = reports[0].name
+    scored = set(evaluation["transfer"]) or {r.task for r in reports}
     metrics: dict[str, Any] = {"run_dir": str(run_dir)}
-    for report in evaluation["objects"]:
-        prefix = "learned" if report is evaluation["objects"][0] else report.name
-        metrics[f"{prefix}/accuracy"] = report.mean_sd[0]
-        metrics[f"{prefix}/accuracy_raw"] = report.raw[0]
-        metrics[f"{prefix}/accuracy_calibrated"] = report.calibrated[0]
-    tune.report(metrics)
+    sums: dict[str, list[float]] = defaultdict(list)
+    for report in reports:
+        method = "learned" if report.name == learned_name else report.name
+        values = {
+            "accuracy": report.mean_sd[0],
+            "accuracy_raw": report.raw[0],
+            "accuracy_calibrated": report.calibrated[0],
+        }
+        for name, value in values.items():
+            metrics[f"{method}/{report.task}/{name}"] = value
+            if report.task in scored:
+                sums[f"{method}/{name}"].append(value)
+    metrics.update({key: float(np.mean(values)) for key, values in sums.items()})
+    return metrics
 
 
 def run_sweep(spec: SweepSpec) -> dict[str, Any]:
@@ -238,10 +274,10 @@ def write_sweep_results(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str
         for row in rows:
             writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
     metric = f"learned/{spec.metric}"
-    grid_keys = [k for k in spec.grid if k != "seed"]
+    keys = grid_keys(spec.points())
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[json.dumps({k: row.get(k) for k in grid_keys}, sort_keys=True)].append(row)
+        groups[json.dumps({k: row.get(k) for k in keys}, sort_keys=True)].append(row)
     config_rows = []
     for key, members in groups.items():
         values = [m.get(metric) for m in members if m["status"] == "ok"]
@@ -258,10 +294,10 @@ def write_sweep_results(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str
         task = "+".join(config.get("tasks") or spec.base.get("tasks", ["?"]))
         if task not in best_per_task and mean >= 0:
             best_per_task[task] = (config, values)
-    baselines = sorted({k.split("/")[0] for row in rows for k in row if "/" in k} - {"learned"})
+    baselines = sorted({k.split("/")[0] for row in rows for k in row if k.count("/") == 1} - {"learned"})
     best_table = []
     for task, (config, values) in best_per_task.items():
-        members = groups[json.dumps({k: config.get(k) for k in grid_keys}, sort_keys=True)]
+        members = groups[json.dumps({k: config.get(k) for k in keys}, sort_keys=True)]
         best_table.append(
             [
                 task,
@@ -302,13 +338,13 @@ def plot_sweep(
     methods = ["learned (best config)", *baselines]
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(tasks) * len(methods) / 3), 3.6))
     width = 0.8 / len(methods)
-    grid_keys = [k for k in spec.grid if k != "seed"]
+    keys = grid_keys(spec.points())
     for m, method in enumerate(methods):
         means, sds = [], []
         for task in tasks:
             config, values = best[task]
             if m > 0:
-                members = [r for r in rows if all(r.get(k) == config.get(k) for k in grid_keys)]
+                members = [r for r in rows if all(r.get(k) == config.get(k) for k in keys)]
                 values = [r.get(f"{method}/{spec.metric}") for r in members]
             values = [v for v in values if v is not None]
             means.append(100 * np.mean(values) if values else 0)
