@@ -213,7 +213,7 @@ class CQL:
                 ("train/cql_loss", cql_loss),
                 ("train/q", q_taken.mean()),
             ):
-                running[key].append(float(value))
+                running[key].append(float(value.detach()))
             if log is not None and self.num_steps % log_every == 0:
                 log(self.num_steps, {k: float(np.mean(v)) for k, v in running.items()})
                 running = {k: [] for k in running}

@@ -12,6 +12,7 @@ import typer
 
 from rl_select.cli.bench import bench_app
 from rl_select.cli.evaluate import evaluate_command, tasks_command
+from rl_select.cli.serve import export_command, select_command, serve_command
 from rl_select.cli.train import collect_command, sweep_command, train_command
 from rl_select.errors import RLSelectError
 
@@ -27,6 +28,9 @@ app.command("evaluate")(evaluate_command)
 app.command("train")(train_command)
 app.command("collect")(collect_command)
 app.command("sweep")(sweep_command)
+app.command("export")(export_command)
+app.command("select")(select_command)
+app.command("serve")(serve_command)
 app.add_typer(bench_app, name="bench")
 
 

@@ -190,3 +190,92 @@ def bench_rollouts(
         + provenance_markdown(record)
     )
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+@bench_app.command("service")
+def bench_service(
+    policy_dir: Path = typer.Argument(..., help="An exported policy directory."),
+    requests: int = typer.Option(500, "--requests", help="Timed requests per concurrency level."),
+    concurrency: str = typer.Option("1,4", "--concurrency", help="Comma-separated requests in flight."),
+    k: int | None = typer.Option(None, "--k", help="k per request (default: the policy's)."),
+    queries: Path | None = typer.Option(
+        None, "--queries", help="Text file of queries, one per line (default: pool texts)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Result JSON (default experiments/results/bench_service_cpu.json)."
+    ),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Latency and throughput of `rl-select serve` under a bounded load on loopback."""
+    setup_logging(verbose)
+    from rl_select.bench.service import default_queries, run_service_benchmark
+    from rl_select.export.manifest import read_manifest
+    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+
+    manifest = read_manifest(policy_dir)
+    try:
+        levels = sorted({int(c) for c in concurrency.split(",") if c.strip()})
+    except ValueError:
+        raise ConfigError(f"--concurrency takes comma-separated integers, got '{concurrency}'") from None
+    if not levels or levels[0] < 1 or requests < 1:
+        raise ConfigError("--requests and --concurrency levels must be positive")
+    if queries is not None:
+        if not queries.is_file():
+            raise ConfigError(f"queries file {queries} does not exist")
+        texts = [line.strip() for line in queries.read_text().splitlines() if line.strip()]
+    else:
+        texts = default_queries(policy_dir)
+    if not texts:
+        raise ConfigError("no queries to send")
+    with progress_bars() as factory:
+        result = run_service_benchmark(policy_dir, texts, requests=requests, concurrency=levels, k=k, progress=factory)
+    headers = ["concurrency", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"]
+    table = Table(
+        title=f"service benchmark · {manifest['mode']} mode · pool {manifest['task']['pool_size']} · "
+        f"k={k or manifest['k']}"
+    )
+    for column in headers:
+        table.add_column(column, justify="right")
+    rows = []
+    for row in result["rows"]:
+        cells = [
+            str(row["concurrency"]),
+            str(row["requests"]),
+            f"{row['requests_per_s']:.1f}",
+            f"{row['p50_ms']:.2f}",
+            f"{row['p95_ms']:.2f}",
+            f"{row['p99_ms']:.2f}",
+            f"{row['max_ms']:.2f}",
+            str(row["errors"]),
+        ]
+        table.add_row(*cells)
+        rows.append(cells)
+    console.print(table)
+    record = provenance(
+        seeds=[0],
+        model={
+            "name": manifest["embedder"]["id"],
+            "device": "cpu",
+            "dtype": "onnx" if manifest["embedder"].get("onnx") else "torch",
+        },
+    )
+    path = out or RESULTS_DIR / "bench_service_cpu.json"
+    write_json(
+        path,
+        {
+            "provenance": record,
+            "manifest": {k_: manifest[k_] for k_ in ("algo", "mode", "k", "num_candidates", "embedder", "task")},
+            **result,
+        },
+    )
+    path.with_suffix(".md").write_text(
+        f"# Service benchmark: {manifest['algo']} policy, {manifest['mode']} mode, pool of "
+        f"{manifest['task']['pool_size']}, k={k or manifest['k']}, embedder {manifest['embedder']['id']} "
+        f"({'ONNX' if manifest['embedder'].get('onnx') else 'torch'})\n\n"
+        "Server: `rl-select serve` (1 uvicorn worker) in its own process; load generator: httpx on loopback, "
+        "bounded concurrency, latency measured end to end per request.\n\n"
+        + markdown_table(headers, rows)
+        + "\n"
+        + provenance_markdown(record)
+    )
+    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")

@@ -1,23 +1,29 @@
-"""Embeddings, faiss and BM25 retrieval over a task's candidate pool."""
+"""Embeddings, faiss and BM25 retrieval over a task's candidate pool.
 
-from rl_select.retrieval.bm25 import BM25Index
-from rl_select.retrieval.embed import (
-    Embedder,
-    LMEmbedder,
-    SentenceTransformerEmbedder,
-    make_embedder,
-    normalize,
-)
-from rl_select.retrieval.index import VectorIndex, pool_index, split_embeddings
+Names are imported on first use, so ``rl_select.retrieval.index`` (numpy + faiss) can be used without torch.
+"""
 
-__all__ = [
-    "BM25Index",
-    "Embedder",
-    "LMEmbedder",
-    "SentenceTransformerEmbedder",
-    "VectorIndex",
-    "make_embedder",
-    "normalize",
-    "pool_index",
-    "split_embeddings",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BM25Index": "rl_select.retrieval.bm25",
+    "Embedder": "rl_select.retrieval.base",
+    "normalize": "rl_select.retrieval.base",
+    "LMEmbedder": "rl_select.retrieval.embed",
+    "SentenceTransformerEmbedder": "rl_select.retrieval.embed",
+    "make_embedder": "rl_select.retrieval.embed",
+    "VectorIndex": "rl_select.retrieval.index",
+    "pool_index": "rl_select.retrieval.index",
+    "split_embeddings": "rl_select.retrieval.index",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'rl_select.retrieval' has no attribute {name!r}")

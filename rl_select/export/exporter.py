@@ -1,0 +1,281 @@
+"""``rl-select export RUN_DIR --out POLICY_DIR``: a trained selector as a self-contained, pickle-free artifact.
+
+The policy network goes to ONNX with the action mask as an input and dynamic batch and candidate axes (the
+network is per-candidate, so any M works). Pool features are computed here, once, with the training stack, so
+the runtime needs no LLM for task-mode policies and only the embedder for query-mode ones. A mean-pooling
+sentence-transformers embedder is exported to ONNX too (checked against the original); other embedders are
+loaded by the runtime as they were in training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rl_select.errors import ArtifactError, ConfigError
+from rl_select.export import manifest as fmt
+
+logger = logging.getLogger(__name__)
+OBS_ORDER = ("candidates", "chosen", "step", "state", "query")
+MASKED = -1.0e9
+
+
+class OnnxPolicy(nn.Module):
+    """``(observation tensors..., action_mask) -> scores`` with masked candidates at -1e9."""
+
+    def __init__(self, module: nn.Module, keys: list[str]) -> None:
+        super().__init__()
+        self.module = module
+        self.keys = keys
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        obs = dict(zip(self.keys, tensors[:-1], strict=True))
+        scores = self.module(obs)
+        return torch.where(tensors[-1], scores, torch.full_like(scores, MASKED))
+
+
+def export_policy_onnx(module: nn.Module, mode: str, dims: dict[str, int], path: Path) -> list[str]:
+    """Write the ONNX policy; return its input names."""
+    keys = [k for k in OBS_ORDER if k != "query" or mode == "query"]
+    m = 3
+    example = {
+        "candidates": torch.zeros(1, m, dims["candidate"]),
+        "chosen": torch.zeros(1, m),
+        "step": torch.zeros(1, 1),
+        "state": torch.zeros(1, dims["state"]),
+        "query": torch.zeros(1, dims["query"]),
+    }
+    inputs = tuple(example[k] for k in keys) + (torch.ones(1, m, dtype=torch.bool),)
+    names = [*keys, "action_mask"]
+    axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in names}
+    for name in ("candidates", "chosen", "action_mask"):
+        axes[name][1] = "candidates"
+    axes["scores"] = {0: "batch", 1: "candidates"}
+    wrapper = OnnxPolicy(module, keys).eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            inputs,
+            str(path),
+            input_names=names,
+            output_names=["scores"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    return names
+
+
+class MeanPooledEncoder(nn.Module):
+    """A sentence-transformers model as one graph: transformer, mean pooling over the mask, L2 normalisation."""
+
+    def __init__(self, transformer: nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str]) -> dict[str, Any] | None:
+    """Export a mean-pooling sentence-transformers embedder; None when it cannot be (then the runtime uses it)."""
+    model = getattr(embedder, "model", None)
+    if model is None or not hasattr(model, "_modules"):
+        return None
+    modules = list(model._modules.values())
+    names = [type(m).__name__ for m in modules]
+    pooling = modules[1] if len(modules) > 1 else None
+    if names[:2] != ["Transformer", "Pooling"] or names[2:] not in ([], ["Normalize"]):
+        logger.info("embedder modules %s: not exported to ONNX", names)
+        return None
+    if not getattr(pooling, "pooling_mode_mean_tokens", False) or any(
+        getattr(pooling, f"pooling_mode_{mode}", False) for mode in ("cls_token", "max_tokens", "lasttoken")
+    ):
+        return None
+    transformer = modules[0].auto_model.float().cpu().eval()
+    encoder = MeanPooledEncoder(transformer)
+    tokenizer = modules[0].tokenizer
+    path = directory / fmt.EMBEDDER_ONNX
+    ids = torch.tensor([[101, 2023, 102]])
+    with torch.no_grad():
+        torch.onnx.export(
+            encoder,
+            (ids, torch.ones_like(ids)),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "embedding": {0: "batch"},
+            },
+        )
+    tokenizer.backend_tokenizer.save(str(directory / fmt.EMBEDDER_TOKENIZER))
+    max_length = int(getattr(model, "max_seq_length", 256) or 256)
+    from rl_select.export.runtime import OnnxEmbedder
+
+    onnx_vectors = OnnxEmbedder(path, directory / fmt.EMBEDDER_TOKENIZER, max_length, embedder.id).embed(probe_texts)
+    torch_vectors = embedder.embed(probe_texts)
+    error = float(np.abs(onnx_vectors - torch_vectors).max())
+    if error > 1e-4:
+        logger.warning("ONNX embedder differs from the original by %.2g; the runtime will use the original", error)
+        path.unlink()
+        (directory / fmt.EMBEDDER_TOKENIZER).unlink()
+        return None
+    return {"onnx": True, "max_length": max_length, "onnx_max_abs_error": error}
+
+
+def export_policy(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    task: str | None = None,
+    data_dir: str | None = None,
+    pool: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Export a trained run.
+
+    Args:
+        run_dir: A finished training run.
+        out: New directory for the artifact.
+        task: Task whose pool and format to export (default: the run's first task).
+        data_dir: Data directory (default: the run's).
+        pool: A JSONL/CSV pool to export instead of the task's (features computed for it).
+        seed: Seed of the task-mode candidate draw.
+
+    Returns:
+        The manifest.
+    """
+    from rl_select.envs import FeatureBank
+    from rl_select.policies.selector import POLICY_DIR, load_policy, training_candidates
+    from rl_select.provenance import provenance
+    from rl_select.retrieval.index import VectorIndex
+    from rl_select.scoring import ScoringConfig
+    from rl_select.scoring.model import shared_language_model
+    from rl_select.selectors import Resources
+    from rl_select.tasks import Task, load_task
+    from rl_select.tasks.files import read_split
+
+    run_dir, out = Path(run_dir), Path(out)
+    policy = load_policy(run_dir)
+    config = policy.config
+    if config.env.features.step_features:
+        raise ArtifactError(
+            "this policy uses step features (the LLM scores candidates at every step); it cannot "
+            "run without the LLM and is not exportable"
+        )
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty; choose a new --out")
+    loaded = load_task(task or config.tasks[0], data_dir or config.data_dir).subset_pool(
+        config.pool_size, seed=config.seed
+    )
+    if pool is not None:
+        rows = read_split(Path(pool), "train", loaded.template)
+        loaded = Task(
+            name=loaded.name,
+            template=loaded.template,
+            splits={**loaded.splits, "train": rows},
+            source=f"{loaded.source} with pool {pool}",
+            description=loaded.description,
+        )
+    config.env.check_pool(len(loaded.train))
+    lm = shared_language_model(config.model, config.device, config.dtype)
+    resources = Resources(
+        loaded,
+        lm=lm,
+        scoring=ScoringConfig(calibrate=config.env.calibrate),
+        embedder=config.env.features.embedder,
+        data_seed=config.env.data_seed,
+    )
+    bank = FeatureBank(resources, config.env.features)
+    n = len(loaded.train)
+    static = bank.static(range(n))
+    mode, m = config.env.mode, config.env.num_candidates
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        layout = bank_layout(config)
+        dims = {"candidate": len(layout.candidate), "state": len(layout.state), "query": len(layout.query)}
+        inputs = export_policy_onnx(policy.module, mode, dims, out / fmt.POLICY_ONNX)
+        np.save(out / fmt.POOL_EMBEDDINGS, bank.pool_vectors.astype(np.float32), allow_pickle=False)
+        np.save(out / fmt.POOL_STATIC, static.astype(np.float32), allow_pickle=False)
+        for name, array in zip(
+            fmt.PROJECTION_FILES, (bank.projection.matrix, bank.projection.mean, bank.projection.scale), strict=True
+        ):
+            np.save(out / name, array, allow_pickle=False)
+        with open(out / fmt.POOL_JSONL, "w") as f:
+            for example in loaded.train:
+                f.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
+        VectorIndex(bank.centered_pool, use_gpu=False).save(out / fmt.POOL_INDEX)
+        embedder = resources.embedder
+        embedder_spec: dict[str, Any] = {"id": embedder.id, "spec": config.env.features.embedder}
+        if embedder.id.startswith("lm:"):
+            embedder_spec.update(kind="lm", model=config.model, dtype=str(lm.dtype).removeprefix("torch."))
+        else:
+            embedder_spec["kind"] = "sentence-transformers"
+        extra: dict[str, Any] = {}
+        if mode == "task":
+            anchor = bank.anchor(loaded.sample("dev", config.env.reward_rows, seed=config.env.data_seed))
+            np.save(out / fmt.ANCHOR, anchor.astype(np.float32), allow_pickle=False)
+            trained = run_dir / POLICY_DIR / "trained_on.json"
+            trained_on = json.loads(trained.read_text()) if trained.is_file() else {}
+            seen = pool is None and trained_on.get(loaded.name) == loaded.fingerprint("train")
+            candidate_pool = training_candidates(loaded, config)[1] if seen else np.arange(n)
+            rng = np.random.default_rng(seed)
+            extra["task_candidates"] = sorted(int(i) for i in rng.choice(candidate_pool, size=m, replace=False))
+        else:
+            probe = [e.input_text for e in loaded.dev[:8]]
+            onnx_spec = export_embedder_onnx(embedder, out, probe)
+            if onnx_spec:
+                embedder_spec.update(onnx_spec)
+        run_record = json.loads((run_dir / "config.json").read_text()).get("provenance", {})
+        manifest = {
+            "algo": config.algo,
+            "mode": mode,
+            "k": config.env.k,
+            "num_candidates": m,
+            "seed": seed,
+            "features": config.env.features.to_dict(),
+            "layout": layout.to_dict(),
+            "onnx_inputs": inputs,
+            "embedder": embedder_spec,
+            "scoring": {
+                "model": config.model,
+                "dtype": str(lm.dtype).removeprefix("torch."),
+                "calibrate": config.env.calibrate,
+                "value": config.env.value_kind,
+            },
+            "task": {"name": loaded.name, **loaded.template.to_dict(), "pool_size": n, "pool_source": loaded.source},
+            "provenance": {
+                "trained_on": list(config.tasks),
+                "training_config": config.to_dict(),
+                "commit": run_record.get("commit"),
+                "training_command": run_record.get("command"),
+                "export": provenance(),
+            },
+            **extra,
+        }
+        fmt.write_manifest(out, manifest)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # never leave a half-written artifact behind
+        raise
+    return json.loads((out / fmt.MANIFEST).read_text())
+
+
+def bank_layout(config: Any) -> Any:
+    """The observation layout of a run's features and mode."""
+    from rl_select.observation import feature_layout
+
+    return feature_layout(config.env.features, config.env.mode)

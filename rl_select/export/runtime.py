@@ -1,0 +1,345 @@
+"""Running an exported selector: ``load_selector(POLICY_DIR).select(query)``.
+
+Needs numpy, onnxruntime, faiss and, for query-mode policies, the embedder: an ONNX embedder when the export
+could convert it (onnxruntime + tokenizers), else the original one (torch). No stable-baselines3, Ray,
+Gymnasium or training code is imported.
+
+Example:
+    >>> selector = load_selector("policies/sst2-query")  # doctest: +SKIP
+    >>> [d.label for d in selector.select("a gripping, funny film", k=4)]  # doctest: +SKIP
+    ['positive', 'negative', 'positive', 'positive']
+    >>> print(selector.prompt("a gripping, funny film"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl_select.errors import ArtifactError, ConfigError
+from rl_select.export import manifest as fmt
+from rl_select.observation import (
+    FeatureConfig,
+    Projection,
+    build_observation,
+    feature_layout,
+    query_features,
+    static_features,
+    word_length,
+)
+from rl_select.tasks.files import read_split
+from rl_select.tasks.task import Example
+from rl_select.tasks.template import PromptTemplate
+
+MAX_QUERY_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """One chosen demonstration: its pool id, text, label (and second text for pair tasks)."""
+
+    id: int
+    text: str
+    label: str
+    text_pair: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        row: dict[str, Any] = {"id": self.id, "text": self.text, "label": self.label}
+        if self.text_pair is not None:
+            row["text_pair"] = self.text_pair
+        return row
+
+
+class OnnxEmbedder:
+    """A sentence embedder exported to ONNX (token ids + mask → unit vector), tokenized with ``tokenizers``."""
+
+    def __init__(self, model: Path, tokenizer: Path, max_length: int, embedder_id: str) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.no_padding()
+        self.session = ort.InferenceSession(str(model), _session_options(), providers=["CPUExecutionProvider"])
+        self.id = embedder_id
+
+    def embed(self, texts: list[str], progress: Any = None) -> np.ndarray:
+        """Unit vectors, one text per run (queries come one at a time)."""
+        out = []
+        for text in texts:
+            encoding = self.tokenizer.encode(text)
+            ids = np.asarray([encoding.ids], dtype=np.int64)
+            mask = np.asarray([encoding.attention_mask], dtype=np.int64)
+            out.append(self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0][0])
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+
+
+def _session_options() -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # requests are small; one thread each scales better under concurrency
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def _load_embedder(directory: Path, manifest: dict[str, Any]) -> Any:
+    spec = manifest["embedder"]
+    if spec.get("onnx"):
+        return OnnxEmbedder(
+            directory / fmt.EMBEDDER_ONNX,
+            directory / fmt.EMBEDDER_TOKENIZER,
+            int(spec.get("max_length", 256)),
+            spec["id"],
+        )
+    from rl_select.retrieval.embed import make_embedder
+
+    if spec["kind"] == "lm":
+        from rl_select.scoring.model import load_language_model
+
+        embedder = make_embedder(
+            None, load_language_model(spec.get("model"), device="cpu", dtype=spec.get("dtype", "float32"))
+        )
+    else:
+        embedder = make_embedder(spec["spec"], lambda: None)
+    if embedder.id != spec["id"]:
+        raise ArtifactError(
+            f"the embedder loaded here ({embedder.id}) is not the one the policy was exported with ({spec['id']})"
+        )
+    return embedder
+
+
+class Selector:
+    """An exported demonstration selector. Thread-safe: one instance can serve concurrent requests.
+
+    Use :func:`load_selector` to create one.
+    """
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], pool_file: str | Path | None = None) -> None:
+        import onnxruntime as ort
+
+        self.directory = directory
+        self.manifest = manifest
+        task = manifest["task"]
+        self.template = PromptTemplate(
+            task["template"], task["verbalizer"], tuple(task["labels"]), task.get("separator", "\n\n")
+        )
+        self.mode: str = manifest["mode"]
+        self.k: int = int(manifest["k"])
+        self.num_candidates: int = int(manifest["num_candidates"])
+        self.features = FeatureConfig(**manifest["features"])
+        self.layout = feature_layout(self.features, self.mode)
+        try:
+            self.session = ort.InferenceSession(
+                str(directory / fmt.POLICY_ONNX), _session_options(), providers=["CPUExecutionProvider"]
+            )
+            self.projection = Projection(
+                *(np.load(directory / name, allow_pickle=False) for name in fmt.PROJECTION_FILES)
+            )
+            self.anchor = np.load(directory / fmt.ANCHOR, allow_pickle=False) if self.mode == "task" else None
+        except Exception as exc:  # onnxruntime raises its own exception types for damaged models
+            raise ArtifactError(f"cannot load {directory}: {str(exc).splitlines()[0]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        if self.input_names != manifest["onnx_inputs"]:
+            raise ArtifactError(f"{fmt.POLICY_ONNX} inputs {self.input_names} do not match the manifest")
+        self._embedder: Any = None
+        self._embedder_lock = threading.Lock()
+        if pool_file is None:
+            self.pool = read_split(directory / fmt.POOL_JSONL, "train", self.template)
+            self.vectors = np.load(directory / fmt.POOL_EMBEDDINGS, allow_pickle=False)
+            self.static = np.load(directory / fmt.POOL_STATIC, allow_pickle=False)
+            self.task_candidates = np.asarray(manifest.get("task_candidates", []), dtype=np.int64)
+        else:
+            self._swap_pool(Path(pool_file))
+        self.labels = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
+        self.centered = self.projection.centered(self.vectors)
+        self._check_shapes()
+        self.index = self._index()
+
+    # ------------------------------------------------------------------ public API
+
+    def select(
+        self, query: str | None = None, k: int | None = None, query_pair: str | None = None
+    ) -> list[Demonstration]:
+        """Demonstrations for ``query`` (query mode) or the task (task mode), in prompt order.
+
+        Args:
+            query: The input to classify (required in query mode; ignored by task-mode policies).
+            k: Demonstrations to return (default: the k the policy was trained with; at most M).
+            query_pair: The second text of pair tasks (``{text_pair}`` in the template).
+        """
+        k = self.k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_candidates:
+            raise ConfigError(f"k must be an integer from 1 to {self.num_candidates} (the candidates per episode)")
+        if self.mode == "task":
+            ids = self._greedy(self.task_candidates, k, self.anchor, None)
+        else:
+            text = self._query_text(query, query_pair)
+            raw = self.embedder.embed([text])[0]
+            anchor = self.projection.centered(raw[None])[0]
+            sims, found = self.index.search(anchor[None].astype(np.float32), self.num_candidates)
+            order = sorted(range(len(found[0])), key=lambda i: (-sims[0][i], found[0][i]))
+            candidates = found[0][order].astype(np.int64)
+            ids = self._greedy(candidates, k, anchor, query_features(raw, self.projection, len(text.split()) / 50.0))
+        return [Demonstration(int(i), self.pool[i].text, self.pool[i].label, self.pool[i].text_pair) for i in ids]
+
+    def prompt(self, query: str, k: int | None = None, query_pair: str | None = None) -> str:
+        """The full prompt: the selected demonstrations, then the query up to the answer."""
+        self._query_text(query, query_pair)
+        demos = self.select(query, k, query_pair)
+        return self.template.prompt([(d.text, d.label, d.text_pair) for d in demos], query, query_pair)
+
+    @property
+    def embedder(self) -> Any:
+        """The query embedder (loaded on first use; task-mode policies never need it)."""
+        if self._embedder is None:
+            with self._embedder_lock:
+                if self._embedder is None:
+                    self._embedder = _load_embedder(self.directory, self.manifest)
+        return self._embedder
+
+    def info(self) -> dict[str, Any]:
+        """A summary of the manifest (what ``GET /v1/policy`` returns)."""
+        m = self.manifest
+        return {
+            "format_version": m["format_version"],
+            "algo": m["algo"],
+            "mode": self.mode,
+            "k": self.k,
+            "num_candidates": self.num_candidates,
+            "pool_size": len(self.pool),
+            "task": m["task"]["name"],
+            "labels": list(self.template.labels),
+            "template": self.template.template,
+            "embedder": m["embedder"]["id"],
+            "trained": m.get("provenance", {}).get("trained_on"),
+            "commit": m.get("provenance", {}).get("commit"),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _query_text(self, query: str | None, query_pair: str | None) -> str:
+        if self.mode == "task" and query is None:
+            return ""
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError("this policy selects per query: give a non-empty 'query'")
+        if len(query) + len(query_pair or "") > MAX_QUERY_CHARS:
+            raise ConfigError(f"query is longer than {MAX_QUERY_CHARS} characters")
+        if self.template.uses_text_pair and not (isinstance(query_pair, str) and query_pair.strip()):
+            raise ConfigError("this task's template has {text_pair}: give a non-empty 'query_pair'")
+        return query if not self.template.uses_text_pair else f"{query}\n{query_pair}"
+
+    def _greedy(self, candidates: np.ndarray, k: int, anchor: np.ndarray, query: np.ndarray | None) -> list[int]:
+        static, vectors, labels = self.static[candidates], self.centered[candidates], self.labels[candidates]
+        chosen: list[int] = []
+        mask = np.ones(len(candidates), dtype=bool)
+        for _ in range(k):
+            obs = build_observation(
+                static=static,
+                vectors=vectors,
+                label_ids=labels,
+                num_labels=len(self.template.labels),
+                chosen=chosen,
+                k=k,
+                anchor=anchor,
+                query=query,
+            )
+            feeds = {name: obs[name][None] for name in self.input_names if name != "action_mask"}
+            feeds["action_mask"] = mask[None]
+            scores = self.session.run(None, feeds)[0][0]
+            action = int(np.argmax(np.where(mask, scores, -np.inf)))
+            chosen.append(action)
+            mask[action] = False
+        return [int(candidates[i]) for i in chosen]
+
+    def _index(self) -> Any:
+        from rl_select.retrieval.index import VectorIndex
+
+        path = self.directory / fmt.POOL_INDEX
+        if self.manifest.get("pool_swapped") or not path.is_file():
+            return VectorIndex(self.centered, use_gpu=False)
+        return VectorIndex.load(path, self.centered, use_gpu=False)
+
+    def _check_shapes(self) -> None:
+        n = len(self.pool)
+        width = len(self.layout.candidate) - 4  # static part: everything but the dynamic block
+        if self.vectors.shape[0] != n or self.static.shape != (n, width):
+            raise ArtifactError(f"{self.directory}: pool arrays do not match pool.jsonl ({n} rows)")
+        if self.mode == "task" and (
+            len(self.task_candidates) != self.num_candidates or self.task_candidates.max(initial=-1) >= n
+        ):
+            raise ArtifactError(f"{self.directory}: task_candidates in the manifest do not fit the pool")
+        if n < self.num_candidates:
+            raise ArtifactError(f"the pool has {n} examples, fewer than the policy's {self.num_candidates} candidates")
+
+    def _swap_pool(self, pool_file: Path) -> None:
+        """Use another candidate pool: its embeddings and static features are recomputed."""
+        self.pool = read_split(pool_file, "train", self.template)
+        if len(self.pool) < self.num_candidates:
+            raise ConfigError(f"--pool has {len(self.pool)} rows; the policy needs at least {self.num_candidates}")
+        self.vectors = np.asarray(self.embedder.embed([e.input_text for e in self.pool]), dtype=np.float32)
+        zero_shot = self._zero_shot(self.pool) if self.features.llm_features else None
+        label_ids = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
+        self.static = static_features(
+            self.vectors,
+            self.projection,
+            label_ids,
+            word_length([e.input_text for e in self.pool]),
+            zero_shot,
+            self.features,
+        )
+        rng = np.random.default_rng(int(self.manifest.get("seed", 0)))
+        self.task_candidates = np.sort(rng.choice(len(self.pool), size=self.num_candidates, replace=False))
+        self.manifest = {**self.manifest, "pool_swapped": str(pool_file)}
+
+    def _zero_shot(self, pool: list[Example]) -> np.ndarray:
+        """Zero-shot LLM statistics of a swapped-in pool (loads the scoring model: these features need it)."""
+        from rl_select.scoring import Scorer, ScoringConfig, load_language_model
+        from rl_select.tasks.task import Task
+
+        scoring = self.manifest["scoring"]
+        lm = load_language_model(scoring.get("model"), device="cpu", dtype=scoring.get("dtype", "float32"))
+        task = Task(
+            name=self.manifest["task"]["name"],
+            template=self.template,
+            splits={"train": pool, "dev": pool[:1], "test": pool[:1]},
+            source=f"pool:{len(pool)}",
+        )
+        result = Scorer(lm, task, ScoringConfig(calibrate=scoring.get("calibrate", True))).score([], pool)
+        return np.stack(
+            [result.entropy / np.log(len(self.template.labels)), result.gold_probs, result.correct], axis=1
+        ).astype(np.float32)
+
+
+def load_selector(path: str | Path, *, pool: str | Path | None = None, verify: bool = True) -> Selector:
+    """Load an exported selector.
+
+    Args:
+        path: The directory written by ``rl-select export``.
+        pool: A JSONL/CSV pool to use instead of the exported one (its features are recomputed; policies with
+            zero-shot LLM features then load the scoring model once).
+        verify: Check every file's sha256 against the manifest.
+
+    Raises:
+        ArtifactError: Missing, edited or damaged files, or an unknown format version.
+    """
+    directory = Path(path)
+    manifest = fmt.read_manifest(directory, verify=verify)
+    try:
+        return Selector(directory, manifest, pool)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ArtifactError(f"{directory}/{fmt.MANIFEST} is inconsistent: {exc}") from None
+
+
+def manifest_json(selector: Selector) -> str:
+    """The selector's manifest summary as JSON."""
+    return json.dumps(selector.info(), indent=2)

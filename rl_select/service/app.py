@@ -1,0 +1,172 @@
+"""The selection service: an exported selector behind HTTP (FastAPI, served by uvicorn).
+
+Endpoints: ``POST /v1/select`` ``{"query": str?, "query_pair": str?, "k": int?}`` → demonstrations and the
+formatted prompt; ``GET /healthz``; ``GET /v1/policy`` (manifest summary); ``/openapi.json`` and ``/docs``.
+Every client error is a 4xx with a JSON body ``{"error": "<one line>"}``: malformed or non-JSON bodies, unknown
+or mistyped fields, k out of range, a missing or over-long query, bodies over the size cap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rl_select import __version__
+from rl_select.errors import RLSelectError
+from rl_select.export.runtime import MAX_QUERY_CHARS, Selector, load_selector
+
+MAX_BODY_BYTES = 64 * 1024
+POLICY_ENV = "RL_SELECT_POLICY_DIR"
+POOL_ENV = "RL_SELECT_POLICY_POOL"
+
+
+class SelectRequest(BaseModel):
+    """Body of ``POST /v1/select``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    query: str | None = Field(default=None, max_length=MAX_QUERY_CHARS, description="Input to classify.")
+    query_pair: str | None = Field(default=None, max_length=MAX_QUERY_CHARS, description="Second text (pair tasks).")
+    k: int | None = Field(default=None, ge=1, le=4096, description="Demonstrations (default: the policy's k).")
+
+
+class DemonstrationOut(BaseModel):
+    """One demonstration."""
+
+    id: int
+    text: str
+    label: str
+    text_pair: str | None = None
+
+
+class SelectResponse(BaseModel):
+    """Demonstrations in prompt order and, when a query was given, the formatted prompt."""
+
+    demonstrations: list[DemonstrationOut]
+    prompt: str | None
+    k: int
+    mode: str
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, by header or by actual size.
+
+    The body is read (at most ``limit + 1`` bytes) before the app sees the request, then replayed to it.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": f"request body is larger than {self.limit} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+def create_app(selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """A FastAPI app serving ``selector``."""
+    app = FastAPI(
+        title="rl-select",
+        version=__version__,
+        description="Chooses in-context demonstrations with a trained selection policy.",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": _validation_message(exc)})
+
+    @app.exception_handler(RLSelectError)
+    async def rejected(_: Request, exc: RLSelectError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"error": str(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Liveness: the policy is loaded."""
+        return {"status": "ok", "mode": selector.mode, "pool_size": len(selector.pool)}
+
+    @app.get("/v1/policy")
+    def policy() -> dict[str, Any]:
+        """Summary of the served policy's manifest."""
+        return selector.info()
+
+    @app.post("/v1/select", response_model=SelectResponse)
+    def select(request: SelectRequest) -> SelectResponse:
+        """Choose demonstrations for a query (query mode) or the task (task mode)."""
+        demos = selector.select(request.query, request.k, request.query_pair)
+        prompt = None
+        if request.query is not None:
+            prompt = selector.template.prompt(
+                [(d.text, d.label, d.text_pair) for d in demos], request.query, request.query_pair
+            )
+        return SelectResponse(
+            demonstrations=[DemonstrationOut(**d.to_dict()) for d in demos],
+            prompt=prompt,
+            k=len(demos),
+            mode=selector.mode,
+        )
+
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for multi-worker uvicorn: the policy directory comes from ``$RL_SELECT_POLICY_DIR``."""
+    return create_app(load_selector(os.environ[POLICY_ENV], pool=os.environ.get(POOL_ENV) or None))
