@@ -36,6 +36,7 @@ class OnnxPolicy(nn.Module):
         self.keys = keys
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        """Scores of the candidates; masked ones at -1e9."""
         obs = dict(zip(self.keys, tensors[:-1], strict=True))
         scores = self.module(obs)
         return torch.where(tensors[-1], scores, torch.full_like(scores, MASKED))
@@ -52,7 +53,7 @@ def export_policy_onnx(module: nn.Module, mode: str, dims: dict[str, int], path:
         "state": torch.zeros(1, dims["state"]),
         "query": torch.zeros(1, dims["query"]),
     }
-    inputs = tuple(example[k] for k in keys) + (torch.ones(1, m, dtype=torch.bool),)
+    inputs = (*(example[k] for k in keys), torch.ones(1, m, dtype=torch.bool))
     names = [*keys, "action_mask"]
     axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in names}
     for name in ("candidates", "chosen", "action_mask"):
@@ -81,6 +82,7 @@ class MeanPooledEncoder(nn.Module):
         self.transformer = transformer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Unit sentence embeddings."""
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

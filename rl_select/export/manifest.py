@@ -69,8 +69,10 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 
 
 def read_manifest(directory: Path, verify: bool = True) -> dict[str, Any]:
-    """Read ``manifest.json`` and check format version, required keys and (with ``verify``) the manifest's own
-    checksum and every file's sha256.
+    """Read ``manifest.json`` and check it.
+
+    Checks the format version, the required keys and, with ``verify``, the manifest's own checksum and every
+    file's sha256.
     """
     directory = Path(directory)
     if not directory.is_dir():

@@ -134,7 +134,9 @@ def packaged_minilm_path() -> str:
 
 
 def make_embedder(spec: str | None, lm: LanguageModel | Callable[[], LanguageModel]) -> Embedder:
-    """``None``/``lm`` → :class:`LMEmbedder` over the scoring model; ``minilm`` → the packaged all-MiniLM-L6-v2;
+    """An embedder from its spec.
+
+    ``None``/``lm`` → :class:`LMEmbedder` over the scoring model; ``minilm`` → the packaged all-MiniLM-L6-v2;
     anything else → a sentence-transformers model id or path.
     """
     if spec in (None, "", LM_EMBEDDER):

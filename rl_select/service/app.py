@@ -67,6 +67,7 @@ class BodySizeLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with its body read, or answer 413."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
