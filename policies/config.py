@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -156,25 +156,11 @@ class TrainConfig:
             raise ConfigError(f"worker_gpus must be in (0, 1], got {self.worker_gpus}")
         if self.workers < 0 or self.eval_every < 0 or self.dqn_learning_starts < 0:
             raise ConfigError("workers, eval_every and dqn_learning_starts must be >= 0")
-        unknown = [
-            b
-            for b in self.baselines
-            if b
-            not in (
-                "random",
-                "balanced",
-                "best-of-n",
-                "knn",
-                "bm25",
-                "mmr",
-                "dpp",
-                "max-entropy",
-                "greedy-oracle",
-                "zero-shot",
-            )
-        ]
+        from rl_select.selectors import SELECTORS
+
+        unknown = [b for b in self.baselines if b not in SELECTORS]
         if unknown:
-            raise ConfigError(f"unknown baseline(s) {unknown}")
+            raise ConfigError(f"unknown baseline(s) {unknown} (choose from: {', '.join(sorted(SELECTORS))})")
 
     @property
     def total_steps(self) -> int:
@@ -279,8 +265,3 @@ def write_run_config(run_dir: Path, config: TrainConfig, provenance: dict[str, A
         )
         + "\n"
     )
-
-
-def resolve_overrides(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """``dataclasses.replace`` with validation."""
-    return replace(config, **changes)

@@ -89,6 +89,17 @@ class MeanPooledEncoder(nn.Module):
         return nn.functional.normalize(pooled, dim=-1)
 
 
+def _mean_pooling(pooling: Any) -> bool:
+    """Whether a sentence-transformers Pooling module averages token embeddings and nothing else."""
+    mode = getattr(pooling, "pooling_mode", None)
+    if isinstance(mode, str):  # sentence-transformers >= 5
+        return mode in ("mean", "mean_tokens")
+    others = ("cls_token", "max_tokens", "lasttoken", "mean_sqrt_len_tokens", "weightedmean_tokens")
+    return bool(getattr(pooling, "pooling_mode_mean_tokens", False)) and not any(
+        getattr(pooling, f"pooling_mode_{name}", False) for name in others
+    )
+
+
 def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str]) -> dict[str, Any] | None:
     """Export a mean-pooling sentence-transformers embedder; None when it cannot be (then the runtime uses it)."""
     model = getattr(embedder, "model", None)
@@ -100,9 +111,8 @@ def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str])
     if names[:2] != ["Transformer", "Pooling"] or names[2:] not in ([], ["Normalize"]):
         logger.info("embedder modules %s: not exported to ONNX", names)
         return None
-    if not getattr(pooling, "pooling_mode_mean_tokens", False) or any(
-        getattr(pooling, f"pooling_mode_{mode}", False) for mode in ("cls_token", "max_tokens", "lasttoken")
-    ):
+    if not _mean_pooling(pooling):
+        logger.info("embedder pooling is not a plain mean: not exported to ONNX")
         return None
     transformer = modules[0].auto_model.float().cpu().eval()
     encoder = MeanPooledEncoder(transformer)

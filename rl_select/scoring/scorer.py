@@ -477,45 +477,33 @@ class Scorer:
     def _score_chunk(
         self, prefix: PrefixState, items: list[tuple[int, ...]], chunk: list[int], out: np.ndarray
     ) -> None:
+        """Score ``items[chunk]`` in one packed forward and write their label log-probabilities into ``out``."""
         labels = self.encoder.label_tokens
         tree = TokenTree(past_length=prefix.length)
-        first_reads: list[int] = []
-        cont_reads: list[tuple[int, int, int]] = []  # (item, label, token id) scored at each continuation read
-        cont_index: list[int] = []
-        for i in chunk:
+        first_reads: list[int] = []  # per item: packed index whose logits score every answer's first token
+        continuations: list[tuple[int, int, int, int]] = []  # (row, label, packed index, token scored there)
+        for row, i in enumerate(chunk):
             node = tree.add(items[i])
             first_reads.append(tree.last_index(node))
             for c in self._multi_labels:
                 branch = tree.add(labels[c][:-1], parent=node)
-                for j in range(len(labels[c]) - 1):
-                    cont_index.append(tree.starts[branch] + j)
-                    cont_reads.append((i, c, labels[c][j + 1]))
-        if len(tree) == 0:  # nothing to compute: every query is empty and reads the prefix's last logits
-            rows = [i for i in chunk]
-            if prefix.last_logprobs is None:
-                return
-            first = prefix.last_logprobs[self._first_tokens].float().cpu().numpy()
-            out[rows] = first
-            return
-        in_row = [r for r in first_reads if r >= 0]
-        logprobs, _ = self._forward(tree, prefix if prefix.length else None, in_row + cont_index)
-        first = torch.empty((len(chunk), len(labels)), device=logprobs.device)
+                start = tree.starts[branch]
+                continuations += [(row, c, start + j, labels[c][j + 1]) for j in range(len(labels[c]) - 1)]
+        reads = [r for r in first_reads if r >= 0] + [index for _, _, index, _ in continuations]
+        logprobs = self._forward(tree, prefix if prefix.length else None, reads)[0] if reads else None
+        device = self.lm.device
+        scores = torch.full((len(chunk), len(labels)), -torch.inf, device=device)
         cursor = 0
         for row, read in enumerate(first_reads):
             if read >= 0:
-                first[row] = logprobs[cursor, self._first_tokens]
+                scores[row] = logprobs[cursor, self._first_tokens]
                 cursor += 1
-            elif prefix.last_logprobs is not None:
-                first[row] = prefix.last_logprobs[self._first_tokens]
-            else:
-                first[row] = -torch.inf  # an empty prompt has no next-token distribution
-        scores = first
-        if cont_reads:
-            rows = torch.tensor([chunk.index(i) for i, _, _ in cont_reads], device=logprobs.device)
-            cols = torch.tensor([c for _, c, _ in cont_reads], device=logprobs.device)
-            toks = torch.tensor([t for _, _, t in cont_reads], device=logprobs.device)
-            gathered = logprobs[len(in_row) + torch.arange(len(cont_reads), device=logprobs.device), toks]
-            scores = scores.index_put((rows, cols), gathered, accumulate=True)
+            elif prefix.last_logprobs is not None:  # an empty query: the answer follows the prefix directly
+                scores[row] = prefix.last_logprobs[self._first_tokens]
+        if continuations:
+            rows, cols, _, tokens = (torch.tensor(column, device=device) for column in zip(*continuations, strict=True))
+            offsets = cursor + torch.arange(len(continuations), device=device)
+            scores = scores.index_put((rows, cols), logprobs[offsets, tokens], accumulate=True)
         out[chunk] = scores.double().cpu().numpy()
 
     @torch.inference_mode()

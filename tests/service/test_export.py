@@ -133,3 +133,23 @@ def test_export_errors(query_policy, tmp_path, capsys):
     assert code == 2 and "already exists" in err
     code, _, err = run_cli(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.real_model
+def test_minilm_embedder_is_exported_to_onnx_with_parity(tmp_path_factory, big_data, tiny_model_dir):
+    from tests.service.conftest import train_and_export
+
+    run_dir, policy_dir = train_and_export(
+        tmp_path_factory, big_data, tiny_model_dir, "ppo", "query", env={"features": {"embedder": "minilm"}}
+    )
+    manifest = json.loads((policy_dir / "manifest.json").read_text())
+    assert manifest["embedder"]["onnx"] is True and manifest["embedder"]["onnx_max_abs_error"] < 1e-4
+    assert {"embedder.onnx", "tokenizer.json"} <= set(manifest["files"])
+    exported = load_selector(policy_dir)
+    task = load_task("gen_sst", big_data)
+    lm = load_language_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    selector = PolicySelector.from_run(run_dir).build(Resources(task, lm=lm, embedder="minilm"))
+    rng = np.random.default_rng(0)
+    for i, text in enumerate(parity_queries(30)):
+        expected = selector.select(task, Example(split="query", id=i, text=text, label="positive"), 3, rng)
+        assert [d.id for d in exported.select(text, k=3)] == expected, text
