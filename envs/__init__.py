@@ -4,6 +4,7 @@ Importing this package registers ``rl_select/DemoSelection-v0``.
 """
 
 from gymnasium.envs.registration import register, registry
+
 from rl_select.envs.config import EnvConfig
 from rl_select.envs.demo_selection import DemoSelectionEnv, ScoreRequest, run_requests
 from rl_select.envs.features import FeatureBank

@@ -9,9 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
 from rl_select.envs.config import EnvConfig
 from rl_select.envs.features import FeatureBank
-
 from rl_select.errors import ConfigError
 from rl_select.observation import build_observation, feature_layout, query_features
 from rl_select.scoring import Scorer, ScoreResult, ScoringConfig

@@ -13,9 +13,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from rl_select.envs.demo_selection import DemoSelectionEnv, run_requests
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from rl_select.envs.demo_selection import DemoSelectionEnv, run_requests
 
 
 class DemoSelectionVecEnv(VecEnv):

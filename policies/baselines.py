@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from rl_select.envs.demo_selection import DemoSelectionEnv
 
+from rl_select.envs.demo_selection import DemoSelectionEnv
 from rl_select.errors import unknown_name
 from rl_select.selectors.retrieval import DPPSelector, MMRSelector
 

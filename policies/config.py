@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from rl_select.envs.config import EnvConfig
-
 from rl_select.errors import ArtifactError, ConfigError, unknown_name
 from rl_select.observation import FeatureConfig
 

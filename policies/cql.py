@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from rl_select.policies.networks import MASKED_SCORE, candidate_inputs
 from torch import nn
 from torch.nn import functional as F
 
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.policies.networks import MASKED_SCORE, candidate_inputs
 from rl_select.rollouts.episodes import OBS_KEYS
 
 

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from rl_select.policies.networks import MASKED_SCORE
-from rl_select.policies.ppo import CandidateExtractor
 from stable_baselines3 import DQN
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
+
+from rl_select.policies.networks import MASKED_SCORE
+from rl_select.policies.ppo import CandidateExtractor
 
 
 class CandidateQNetwork(BasePolicy):

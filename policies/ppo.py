@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from rl_select.policies.networks import CandidateEncoder, candidate_input_dim, mlp
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+
+from rl_select.policies.networks import CandidateEncoder, candidate_input_dim, mlp
 
 
 class CandidateExtractor(BaseFeaturesExtractor):

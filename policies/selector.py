@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rl_select.policies.config import TrainConfig, read_run_config
 
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.policies.config import TrainConfig, read_run_config
 from rl_select.selectors.base import Resources, Selector, check_k
 from rl_select.tasks.task import Example, Task
 from rl_select.types import Selection

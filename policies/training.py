@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from rl_select.envs import DemoSelectionEnv, FeatureBank
+from rl_select.errors import ConfigError
 from rl_select.policies.config import TrainConfig, config_differences, read_run_config, write_run_config
 from rl_select.policies.networks import candidate_input_dim
 from rl_select.policies.selector import POLICY_DIR, LoadedPolicy, PolicySelector, policy_files, training_candidates
-
-from rl_select.errors import ConfigError
 from rl_select.scoring import RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
 from rl_select.selectors import Resources, make_selector
@@ -175,10 +175,11 @@ def _latest_checkpoint(run_dir: Path, algo: str) -> tuple[Path, int] | None:
 
 def train_sb3(setup: TrainingSetup, progress: bool) -> None:
     """Online training with SB3 (dqn) or sb3-contrib (ppo), with checkpoints and resume."""
-    from rl_select.policies.dqn import MaskedDQN, make_dqn
-    from rl_select.policies.ppo import make_ppo
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
     from stable_baselines3.common.logger import configure
+
+    from rl_select.policies.dqn import MaskedDQN, make_dqn
+    from rl_select.policies.ppo import make_ppo
 
     config, run_dir = setup.config, setup.run_dir
     vec_env = make_vec_env(setup)
@@ -287,9 +288,9 @@ def collect_for_cql(setup: TrainingSetup, progress: ProgressFactory | None) -> P
 
 def train_cql(setup: TrainingSetup, progress: ProgressFactory | None) -> None:
     """Offline CQL on logged random-policy episodes, with checkpoints and resume."""
-    from rl_select.policies.cql import CQL, CQLConfig, Transitions
     from torch.utils.tensorboard import SummaryWriter
 
+    from rl_select.policies.cql import CQL, CQLConfig, Transitions
     from rl_select.rollouts.episodes import EpisodeStore
 
     config, run_dir = setup.config, setup.run_dir
@@ -359,9 +360,8 @@ def greedy_values(env: DemoSelectionEnv, policy: LoadedPolicy, episodes: int, se
 
 def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> dict[str, Any]:
     """The learned policy against the baselines on each training task's test split."""
-    from rl_select.policies.selector import load_policy
-
     from rl_select.evaluation import evaluate_selector
+    from rl_select.policies.selector import load_policy
 
     config = setup.config
     policy = load_policy(setup.run_dir)

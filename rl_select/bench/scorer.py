@@ -43,6 +43,81 @@ def _sync(lm: LanguageModel) -> None:
         torch.cuda.synchronize(lm.device)
 
 
+BF16_PEAK_TFLOPS = {
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "L4": 121.0,
+}
+"""Dense bf16 tensor-core peaks (vendor data sheets, without sparsity), matched against the device name."""
+
+
+def bf16_peak_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a known GPU, else None."""
+    for name, peak in BF16_PEAK_TFLOPS.items():
+        if all(part in device_name for part in name.split()):
+            return peak
+    return None
+
+
+def forward_flops(lm: LanguageModel, tokens: int) -> float:
+    """Matmul FLOPs of ``tokens`` tokens through the transformer body (2 × non-embedding parameters per token)."""
+    embedding = lm.model.get_input_embeddings().weight.numel()
+    return 2.0 * (sum(p.numel() for p in lm.model.parameters()) - embedding) * tokens
+
+
+def env_reward_throughput(
+    lm: LanguageModel,
+    task: Task,
+    *,
+    n_envs: int,
+    steps: int,
+    batch_prefixes: bool,
+    seed: int = 0,
+    reward_rows: int = 64,
+) -> dict[str, Any]:
+    """Rewards/s of the vectorised env (``reward_rows`` dev queries per reward), random valid actions."""
+    from rl_select.envs import DemoSelectionEnv, EnvConfig, FeatureBank
+    from rl_select.envs.vector import DemoSelectionVecEnv
+    from rl_select.observation import FeatureConfig
+    from rl_select.selectors import Resources
+
+    resources = Resources(task, lm=lm, scoring=ScoringConfig(batch_prefixes=batch_prefixes))
+    m = min(16, len(task.train))
+    config = EnvConfig(
+        k=min(4, m - 1), num_candidates=m, reward_rows=reward_rows, features=FeatureConfig(llm_features=False)
+    )
+    bank = FeatureBank(resources, config.features)
+    envs = [DemoSelectionEnv(task, config=config, resources=resources, features=bank) for _ in range(n_envs)]
+    vec = DemoSelectionVecEnv(envs, seed=seed)
+    rng = np.random.default_rng(seed)
+    vec.reset()
+    scorer = resources.scorer
+    before = scorer.stats.to_dict()
+    _sync(lm)
+    started = time.perf_counter()
+    for _ in range(steps):
+        masks = vec.action_masks()
+        vec.step(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
+    _sync(lm)
+    seconds = time.perf_counter() - started
+    after = scorer.stats.to_dict()
+    return {
+        "batch_prefixes": batch_prefixes,
+        "n_envs": n_envs,
+        "steps": steps,
+        "reward_rows": reward_rows,
+        "seconds": seconds,
+        "rewards_per_s": n_envs * steps / seconds,
+        "forwards": after["forwards"] - before["forwards"],
+        "tokens": after["tokens"] - before["tokens"],
+        "reward_cache_hit_rate": scorer.rewards.hit_rate,
+    }
+
+
 def run_scorer_benchmark(
     task: Task,
     *,
@@ -52,9 +127,14 @@ def run_scorer_benchmark(
     k: int = 4,
     seed: int = 0,
     naive_batch: int | None = None,
+    env_steps: int = 0,
+    env_envs: int | None = None,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """Run the naive loop and our scorer on the same prompts; return timings, ratios and agreement.
+
+    With ``env_steps``, also time the vectorised env's reward computation (64 dev queries per reward) with
+    prefixes scored one at a time and batched.
 
     Our scorer runs at the naive loop's dtype (predictions must be identical), at its own default dtype, and
     on CPU also in bf16, so the agreement across dtypes is always reported.
@@ -123,6 +203,27 @@ def run_scorer_benchmark(
     same_pred = scores[naive_dtype].argmax(1) == naive.argmax(1)
     default_run = next(r for r in runs if r["default"])
     other = [r for r in runs[1:] if r["dtype"] != runs[0]["dtype"]]
+    peak = bf16_peak_tflops(torch.cuda.get_device_name(torch_device)) if torch_device.type == "cuda" else None
+    for run in runs[1:]:
+        flops = forward_flops(lm, run["stats"]["tokens"])
+        run["achieved_tflops"] = flops / run["stats"]["seconds"] / 1e12
+        run["share_of_bf16_peak"] = run["achieved_tflops"] / peak if peak and run["dtype"] == "bfloat16" else None
+    environment = []
+    if env_steps:
+        lm_env = models[default_dtype]
+        env_task = task.subset_pool(512, seed=seed)
+        for batched in (False, True):
+            environment.append(
+                env_reward_throughput(
+                    lm_env,
+                    env_task,
+                    n_envs=env_envs or (16 if torch_device.type == "cuda" else 4),
+                    steps=env_steps,
+                    batch_prefixes=batched,
+                    seed=seed,
+                )
+            )
+    memory = torch.cuda.max_memory_allocated(torch_device) / 2**30 if torch_device.type == "cuda" else None
 
     prefix_tokens = len(encoder.prefix(demos))
     query_tokens = [len(encoder.query(q)) for q in queries]
@@ -143,5 +244,8 @@ def run_scorer_benchmark(
         "mismatches_same_dtype": int((~same_pred).sum()),
         "agreement_across_dtypes": {r["dtype"]: r["agreement_with_naive"] for r in other},
         "default_dtype": default_run["dtype"],
+        "bf16_peak_tflops": peak,
+        "gpu_max_memory_gb": memory,
+        "env": environment,
         "model": models[default_dtype].info(),
     }

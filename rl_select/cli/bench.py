@@ -33,6 +33,8 @@ def bench_scorer(
     k: int = typer.Option(4, "--k", help="Demonstrations in the prompt."),
     seed: int = typer.Option(0, "--seed", help="Seed of the demonstrations and query sample."),
     naive_batch: int | None = typer.Option(None, "--naive-batch", help="Prompts per naive forward (16 CPU, 256 GPU)."),
+    env_steps: int = typer.Option(8, "--env-steps", help="Vectorised-env steps to time (0: skip)."),
+    env_envs: int | None = typer.Option(None, "--env-envs", help="Sub-envs of the env measurement (4 CPU, 16 GPU)."),
     out: Path | None = typer.Option(
         None, "--out", help="Result JSON (default experiments/results/bench_scorer_<device>.json)."
     ),
@@ -58,6 +60,8 @@ def bench_scorer(
             k=k,
             seed=seed,
             naive_batch=naive_batch,
+            env_steps=env_steps,
+            env_envs=env_envs,
             progress=factory,
         )
     table = Table(title=f"scorer benchmark · {loaded.name} · k={k} · {result['queries']} queries · {result['device']}")
@@ -84,6 +88,29 @@ def bench_scorer(
         f"predictions at equal dtype ({result['runs'][0]['dtype']}): {same}; "
         f"agreement across dtypes (vs naive {result['runs'][0]['dtype']}): {across}"
     )
+    env_rows = []
+    for run in result["env"]:
+        env_rows.append(
+            [
+                "batched prefixes" if run["batch_prefixes"] else "one prefix at a time",
+                str(run["n_envs"]),
+                str(run["reward_rows"]),
+                f"{run['rewards_per_s']:.2f}",
+                str(run["forwards"]),
+            ]
+        )
+        console.print(
+            f"vectorised env, {env_rows[-1][0]}: {run['rewards_per_s']:.2f} rewards/s "
+            f"({run['n_envs']} sub-envs, {run['reward_rows']} dev queries per reward)"
+        )
+    flops = [
+        f"{r['dtype']} {r['achieved_tflops']:.3f} TFLOP/s"
+        + (f" ({r['share_of_bf16_peak']:.1%} of the bf16 peak)" if r.get("share_of_bf16_peak") else "")
+        for r in result["runs"][1:]
+    ]
+    console.print("rl-select compute rate: " + "; ".join(flops))
+    if result["gpu_max_memory_gb"] is not None:
+        console.print(f"GPU memory (peak allocated): {result['gpu_max_memory_gb']:.2f} GiB")
     record = provenance(seeds=[seed], model=result["model"])
     path = out or RESULTS_DIR / f"bench_scorer_{result['device'].split(':')[0]}.json"
     write_json(path, {"provenance": record, **result})
@@ -93,7 +120,22 @@ def bench_scorer(
         f"naive batch {result['naive_batch']}.\n\n"
         + markdown_table(headers, rows)
         + f"\nratio = **{result['ratio']:.2f}** (default dtype {result['default_dtype']}); predictions at equal "
-        f"dtype: {same}; agreement across dtypes: {across}\n\n" + provenance_markdown(record)
+        f"dtype: {same}; agreement across dtypes: {across}\n\n"
+        f"Compute rate of rl-select's forward passes (2 × non-embedding parameters per computed token): "
+        f"{'; '.join(flops)}.\n\n"
+        + (
+            "## Rewards inside the vectorised env\n\n"
+            + markdown_table(["scoring", "sub-envs", "dev queries per reward", "rewards/s", "forward passes"], env_rows)
+            + "\n"
+            if env_rows
+            else ""
+        )
+        + (
+            f"GPU memory, peak allocated: {result['gpu_max_memory_gb']:.2f} GiB\n\n"
+            if result["gpu_max_memory_gb"] is not None
+            else ""
+        )
+        + provenance_markdown(record)
     )
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
     if not result["identical_predictions_same_dtype"]:
@@ -229,7 +271,18 @@ def bench_service(
         raise ConfigError("no queries to send")
     with progress_bars() as factory:
         result = run_service_benchmark(policy_dir, texts, requests=requests, concurrency=levels, k=k, progress=factory)
-    headers = ["concurrency", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"]
+    headers = [
+        "concurrency",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "server p50 ms",
+        "server p99 ms",
+        "errors",
+    ]
     table = Table(
         title=f"service benchmark · {manifest['mode']} mode · pool {manifest['task']['pool_size']} · "
         f"k={k or manifest['k']}"
@@ -272,8 +325,10 @@ def bench_service(
         f"# Service benchmark: {manifest['algo']} policy, {manifest['mode']} mode, pool of "
         f"{manifest['task']['pool_size']}, k={k or manifest['k']}, embedder {manifest['embedder']['id']} "
         f"({'ONNX' if manifest['embedder'].get('onnx') else 'torch'})\n\n"
-        "Server: `rl-select serve` (1 uvicorn worker) in its own process; load generator: httpx on loopback, "
-        "bounded concurrency, latency measured end to end per request.\n\n"
+        "Server: `rl-select serve` (1 uvicorn worker) in its own process; load generator: one keep-alive "
+        "connection per thread on loopback (threads = concurrency), in another process on the same cores. "
+        "Latency is end to end per request; *server* columns are the time spent choosing inside the service "
+        "(its Server-Timing header), without HTTP and queueing.\n\n"
         + markdown_table(headers, rows)
         + "\n"
         + provenance_markdown(record)

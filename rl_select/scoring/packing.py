@@ -65,6 +65,10 @@ class TokenTree:
 
     def attention_mask(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Additive 4D mask ``[1, 1, T, past + T]``: 0 where attention is allowed, the dtype's minimum elsewhere."""
+        return additive_mask(self.allowed(), dtype, device)[None, None]
+
+    def allowed(self) -> np.ndarray:
+        """``[T, past + T]`` booleans: which key each packed token may attend to."""
         total = len(self.ids)
         allowed = np.zeros((total, self.past_length + total), dtype=bool)
         allowed[:, : self.past_length] = True
@@ -82,6 +86,11 @@ class TokenTree:
                 a_start, a_end = self.starts[ancestor], self.ends[ancestor]
                 allowed[start:end, self.past_length + a_start : self.past_length + a_end] = True
                 ancestor = self.parents[ancestor]
-        mask = torch.zeros(allowed.shape, dtype=dtype)
-        mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
-        return mask.to(device)[None, None]
+        return allowed
+
+
+def additive_mask(allowed: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A float mask from booleans: 0 where allowed, the dtype's minimum elsewhere (works for eager and SDPA)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
+    return mask.to(device)

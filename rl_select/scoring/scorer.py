@@ -35,7 +35,7 @@ import torch
 from rl_select.errors import ConfigError
 from rl_select.scoring.cache import CachedScores, PrefixCache, PrefixState, RewardCache
 from rl_select.scoring.model import LanguageModel
-from rl_select.scoring.packing import TokenTree
+from rl_select.scoring.packing import TokenTree, additive_mask
 from rl_select.scoring.prompts import PromptEncoder, TruncationReport
 from rl_select.tasks.task import Example, Task
 
@@ -53,6 +53,9 @@ class ScoringConfig:
         prefix_perplexity: Also score the demonstration prefix itself (a feature of the MDP; costs the LM head
             over every prefix token).
         batch_tokens: Tokens packed per forward pass (default: 512 on CPU, 8192 on CUDA). Does not change scores.
+        batch_prefixes: Score the queries of several prefixes in one batched forward (one row per prefix, its
+            KV cache left-padded) in :meth:`Scorer.score_many`; default on CUDA, where each forward's launch cost
+            dominates at this model size. Changes scores only by float rounding.
         prefix_cache_mb: Memory for cached prefix KV states. Does not change scores.
         reward_cache_size: Scoring results kept in memory. Does not change scores.
         reward_cache_path: SQLite file to share scoring results across processes and runs.
@@ -63,6 +66,7 @@ class ScoringConfig:
     max_prompt_tokens: int | None = None
     prefix_perplexity: bool = False
     batch_tokens: int | None = None
+    batch_prefixes: bool | None = None
     prefix_cache_mb: int = 512
     reward_cache_size: int = 50_000
     reward_cache_path: str | None = None
@@ -209,6 +213,23 @@ class ScorerStats:
         return asdict(self)
 
 
+@dataclass
+class _Job:
+    """Token sequences to score after one prefix: ``real`` queries first, then content-free inputs."""
+
+    prefix: PrefixState
+    items: list[tuple[int, ...]]
+    real: int
+
+
+@dataclass
+class _Plan:
+    """How one request's queries are scored: per number of dropped demonstrations, its members and job."""
+
+    plans: list
+    groups: list[tuple[list[int], _Job]]
+
+
 class Scorer:
     """Scores queries of one task with one language model.
 
@@ -239,12 +260,15 @@ class Scorer:
             raise ConfigError(f"max prompt length {self.max_tokens} is too short for this task's answers")
         default_batch = 8192 if lm.device.type == "cuda" else 512
         self.batch_tokens = self.config.batch_tokens or default_batch
+        batch_prefixes = self.config.batch_prefixes
+        self.batch_prefixes = lm.device.type == "cuda" if batch_prefixes is None else batch_prefixes
         self.prefixes = PrefixCache(self.config.prefix_cache_mb * 2**20)
         self.rewards = reward_cache or RewardCache(self.config.reward_cache_size, self.config.reward_cache_path)
         self.stats = ScorerStats()
         self._first_tokens = torch.tensor([t[0] for t in self.encoder.label_tokens], device=lm.device)
         self._multi_labels = [c for c, t in enumerate(self.encoder.label_tokens) if len(t) > 1]
         self._label_lengths = np.array([len(t) for t in self.encoder.label_tokens], dtype=np.float64)
+        self._answer_tokens = sum(len(self.encoder.label_tokens[c]) - 1 for c in self._multi_labels)
         self._keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
         self.namespace = hashlib.sha256(
             "|".join(
@@ -288,9 +312,23 @@ class Scorer:
     ) -> list[ScoreResult]:
         """Score several (demonstrations, queries) requests in one call (the vectorised env's reward path).
 
-        Requests sharing a cached prefix reuse it; each request's prefix extends its longest cached ancestor.
+        Each request's prefix extends its longest cached ancestor; with ``batch_prefixes`` the queries of all
+        uncached requests go through batched forwards, one row per prefix.
         """
-        return [self.score(demos, queries, use_cache=use_cache) for demos, queries in requests]
+        if not self.batch_prefixes:
+            return [self.score(demos, queries, use_cache=use_cache) for demos, queries in requests]
+        requests = [(tuple(demos), list(queries)) for demos, queries in requests]
+        keys = [self._cache_key(d, q) if use_cache else None for d, q in requests]
+        found = [self.rewards.get(key) if key else None for key in keys]
+        todo = [i for i, cached in enumerate(found) if cached is None]
+        plans = {i: self._plan(*requests[i]) for i in todo}
+        jobs = [job for i in todo for _, job in plans[i].groups]
+        scores = iter(self._score_jobs(jobs))
+        for i in todo:
+            found[i] = self._assemble(plans[i], [next(scores) for _ in plans[i].groups])
+            if keys[i]:
+                self.rewards.put(keys[i], found[i])
+        return [self._result(cached, queries) for cached, (_, queries) in zip(found, requests, strict=True)]
 
     def score_pairs(
         self,
@@ -368,33 +406,44 @@ class Scorer:
         self, demos: tuple[Example, ...], queries: list[Example], progress: Progress | None
     ) -> CachedScores:
         """Score queries under one prefix; queries whose prompt is too long drop demonstrations first."""
+        plan = self._plan(demos, queries)
+        return self._assemble(plan, [self._score_items(job, progress) for _, job in plan.groups])
+
+    def _plan(self, demos: tuple[Example, ...], queries: list[Example]) -> _Plan:
+        """Apply the length policy and build one job per distinct prefix (the prefixes' KV states included)."""
         encoder = self.encoder
         plans = [encoder.plan(demos, q, self.max_tokens) for q in queries]
         by_dropped: dict[int, list[int]] = defaultdict(list)
         for i, plan in enumerate(plans):
             by_dropped[plan.num_dropped].append(i)
-        n = len(queries)
+        groups = []
+        for dropped, members in sorted(by_dropped.items()):
+            kept = demos[dropped:]
+            free = [encoder.plan(kept, cf, self.max_tokens).tokens for cf in encoder.content_free]
+            items = [plans[i].tokens for i in members] + free
+            groups.append((members, _Job(self._prefix_state(kept), items, len(members))))
+        return _Plan(plans, groups)
+
+    def _assemble(self, plan: _Plan, scores: list[np.ndarray]) -> CachedScores:
+        """Per-query arrays of one request from its jobs' scores."""
+        n = len(plan.plans)
         log_scores = np.zeros((n, self.task.num_labels))
         content_free = np.zeros((n, self.task.num_labels))
         prefix_tokens = np.zeros(n, dtype=np.int64)
         prefix_nll = np.full(n, np.nan)
-        for dropped, members in sorted(by_dropped.items()):
-            kept = demos[dropped:]
-            prefix = self._prefix_state(kept)
-            free = [encoder.plan(kept, cf, self.max_tokens).tokens for cf in encoder.content_free]
-            scores = self._score_items(prefix, [plans[i].tokens for i in members] + free, progress, len(members))
-            log_scores[members] = scores[: len(members)]
-            cf_scores = scores[len(members) :]
+        for (members, job), job_scores in zip(plan.groups, scores, strict=True):
+            log_scores[members] = job_scores[: job.real]
+            cf_scores = job_scores[job.real :]
             cf_scores = cf_scores[np.isfinite(cf_scores).all(axis=1)]
             content_free[members] = _softmax(cf_scores).mean(axis=0) if len(cf_scores) else 1.0 / self.task.num_labels
-            prefix_tokens[members] = prefix.length
-            if prefix.nll_count:
-                prefix_nll[members] = prefix.nll_sum / prefix.nll_count
+            prefix_tokens[members] = job.prefix.length
+            if job.prefix.nll_count:
+                prefix_nll[members] = job.prefix.nll_sum / job.prefix.nll_count
         report = TruncationReport(
             queries=n,
-            queries_with_dropped_demos=sum(1 for p in plans if p.num_dropped),
-            demos_dropped=sum(p.num_dropped for p in plans),
-            queries_truncated=sum(1 for p in plans if p.truncated),
+            queries_with_dropped_demos=sum(1 for p in plan.plans if p.num_dropped),
+            demos_dropped=sum(p.num_dropped for p in plan.plans),
+            queries_truncated=sum(1 for p in plan.plans if p.truncated),
         )
         return CachedScores(log_scores, content_free, prefix_tokens, prefix_nll, report.to_dict())
 
@@ -447,12 +496,11 @@ class Scorer:
         self.prefixes.put(state)
         return state
 
-    def _score_items(
-        self, prefix: PrefixState, items: list[tuple[int, ...]], progress: Progress | None, real: int
-    ) -> np.ndarray:
-        """``[len(items), C]`` label log-probabilities of query token sequences after ``prefix``."""
+    def _score_items(self, job: _Job, progress: Progress | None) -> np.ndarray:
+        """``[len(items), C]`` label log-probabilities of a job's token sequences, in chunks of ``batch_tokens``."""
+        prefix, items, real = job.prefix, job.items, job.real
         labels = self.encoder.label_tokens
-        extra = sum(len(labels[c]) - 1 for c in self._multi_labels)
+        extra = self._answer_tokens
         out = np.full((len(items), len(labels)), -np.inf)
         chunk: list[int] = []
         size = 0
@@ -469,30 +517,115 @@ class Scorer:
             self._score_chunk(prefix, items, chunk, out)
             if progress is not None:
                 progress(sum(1 for j in chunk if j < real))
-        if self.config.length_normalize:
-            out = out / self._label_lengths
         self.stats.queries += real
-        return out
+        return out / self._label_lengths if self.config.length_normalize else out
+
+    def _score_jobs(self, jobs: list[_Job]) -> list[np.ndarray]:
+        """Scores of many jobs in batched forwards, one row per job.
+
+        Batches hold up to ``4 × batch_tokens`` padded tokens; a job too big for one row goes through
+        :meth:`_score_items`.
+        """
+        results: list[np.ndarray | None] = [None] * len(jobs)
+        packed = []
+        for j, job in enumerate(jobs):
+            if sum(len(t) for t in job.items) + self._answer_tokens * len(job.items) > self.batch_tokens:
+                results[j] = self._score_items(job, None)
+            else:
+                packed.append((j, *self._pack(job.prefix.length, job.items)))
+        batch: list = []
+        for row in sorted(packed, key=lambda r: jobs[r[0]].prefix.length):
+            widths = [len(r[1]) + jobs[r[0]].prefix.length for r in (*batch, row)]
+            if batch and max(widths) * len(widths) > 4 * self.batch_tokens:
+                self._score_rows(jobs, batch, results)
+                batch = []
+            batch.append(row)
+        if batch:
+            self._score_rows(jobs, batch, results)
+        return results  # type: ignore[return-value]
+
+    def _score_rows(self, jobs: list[_Job], rows: list, results: list) -> None:
+        """One batched forward: row r holds job r's prefix KV (left-padded) and its packed tree (right-padded)."""
+        device, dtype = self.lm.device, self.lm.dtype
+        past = max(jobs[j].prefix.length for j, *_ in rows)
+        width = max(len(tree) for _, tree, _, _ in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        allowed = np.zeros((len(rows), width, past + width), dtype=bool)
+        reads = []
+        for r, (j, tree, first_reads, continuations) in enumerate(rows):
+            length, size = jobs[j].prefix.length, len(tree)
+            ids[r, :size] = torch.tensor(tree.ids)
+            positions[r, :size] = torch.tensor(tree.positions)
+            own = tree.allowed()
+            allowed[r, :size, past - length : past] = own[:, :length]
+            allowed[r, :size, past : past + size] = own[:, length:]
+            allowed[r, np.arange(size, width), past + np.arange(size, width)] = True  # padding attends to itself
+            reads.append([i for i in first_reads if i >= 0] + [index for _, _, index, _ in continuations])
+        cache = None
+        if past:  # some row has a prefix: pad every row's KV on the left to the longest
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            reference = next(jobs[j].prefix.kv for j, *_ in rows if jobs[j].prefix.kv)
+            for layer, (ref_keys, ref_values) in enumerate(reference):
+                keys = torch.zeros((len(rows), ref_keys.shape[1], past, ref_keys.shape[-1]), dtype=dtype, device=device)
+                values = torch.zeros(
+                    (len(rows), ref_values.shape[1], past, ref_values.shape[-1]), dtype=dtype, device=device
+                )
+                for r, (j, *_) in enumerate(rows):
+                    prefix = jobs[j].prefix
+                    if prefix.kv:
+                        keys[r, :, past - prefix.length :] = prefix.kv[layer][0][0]
+                        values[r, :, past - prefix.length :] = prefix.kv[layer][1][0]
+                cache.update(keys, values, layer)
+        keep = torch.zeros((len(rows), max(len(r) for r in reads)), dtype=torch.long)
+        for r, row_reads in enumerate(reads):
+            keep[r, : len(row_reads)] = torch.tensor(row_reads, dtype=torch.long)
+        mask = additive_mask(allowed, dtype, device)[:, None]
+        logprobs = self._forward_batch(ids.to(device), positions.to(device), mask, cache, keep.to(device))
+        for r, (j, _, first_reads, continuations) in enumerate(rows):
+            scores = self._assemble_scores(jobs[j].prefix, first_reads, continuations, logprobs[r, : len(reads[r])])
+            self.stats.queries += jobs[j].real
+            results[j] = scores / self._label_lengths if self.config.length_normalize else scores
 
     def _score_chunk(
         self, prefix: PrefixState, items: list[tuple[int, ...]], chunk: list[int], out: np.ndarray
     ) -> None:
         """Score ``items[chunk]`` in one packed forward and write their label log-probabilities into ``out``."""
-        labels = self.encoder.label_tokens
-        tree = TokenTree(past_length=prefix.length)
-        first_reads: list[int] = []  # per item: packed index whose logits score every answer's first token
-        continuations: list[tuple[int, int, int, int]] = []  # (row, label, packed index, token scored there)
-        for row, i in enumerate(chunk):
-            node = tree.add(items[i])
-            first_reads.append(tree.last_index(node))
-            for c in self._multi_labels:
-                branch = tree.add(labels[c][:-1], parent=node)
-                start = tree.starts[branch]
-                continuations += [(row, c, start + j, labels[c][j + 1]) for j in range(len(labels[c]) - 1)]
+        tree, first_reads, continuations = self._pack(prefix.length, [items[i] for i in chunk])
         reads = [r for r in first_reads if r >= 0] + [index for _, _, index, _ in continuations]
         logprobs = self._forward(tree, prefix if prefix.length else None, reads)[0] if reads else None
+        out[chunk] = self._assemble_scores(prefix, first_reads, continuations, logprobs)
+
+    def _pack(self, past_length: int, items: list[tuple[int, ...]]) -> tuple[TokenTree, list[int], list[tuple]]:
+        """The token tree of ``items`` after a prefix, with where to read each answer's token log-probabilities.
+
+        Returns:
+            The tree; per item the packed index whose logits score every answer's first token (-1: the answer
+            follows the prefix directly); and ``(item, label, packed index, token)`` for every later answer token.
+        """
+        labels = self.encoder.label_tokens
+        tree = TokenTree(past_length=past_length)
+        first_reads: list[int] = []
+        continuations: list[tuple[int, int, int, int]] = []
+        for row, tokens in enumerate(items):
+            node = tree.add(tokens)
+            first_reads.append(tree.last_index(node))
+            for c in self._multi_labels:
+                start = tree.starts[tree.add(labels[c][:-1], parent=node)]
+                continuations += [(row, c, start + j, labels[c][j + 1]) for j in range(len(labels[c]) - 1)]
+        return tree, first_reads, continuations
+
+    def _assemble_scores(
+        self, prefix: PrefixState, first_reads: list[int], continuations: list[tuple], logprobs: torch.Tensor | None
+    ) -> np.ndarray:
+        """``[items, C]`` answer log-probabilities.
+
+        ``logprobs`` holds the log-softmax rows read at ``first_reads`` (those >= 0), then at ``continuations``.
+        """
         device = self.lm.device
-        scores = torch.full((len(chunk), len(labels)), -torch.inf, device=device)
+        scores = torch.full((len(first_reads), len(self.encoder.label_tokens)), -torch.inf, device=device)
         cursor = 0
         for row, read in enumerate(first_reads):
             if read >= 0:
@@ -504,7 +637,33 @@ class Scorer:
             rows, cols, _, tokens = (torch.tensor(column, device=device) for column in zip(*continuations, strict=True))
             offsets = cursor + torch.arange(len(continuations), device=device)
             scores = scores.index_put((rows, cols), logprobs[offsets, tokens], accumulate=True)
-        out[chunk] = scores.double().cpu().numpy()
+        return scores.double().cpu().numpy()
+
+    @torch.inference_mode()
+    def _forward_batch(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object, keep: torch.Tensor
+    ) -> torch.Tensor:
+        """A batched forward; float32 log-softmax ``[rows, reads, vocab]`` at the per-row positions ``keep``."""
+        kwargs = {
+            "input_ids": ids,
+            "position_ids": positions,
+            "attention_mask": mask,
+            "past_key_values": cache,
+            "use_cache": cache is not None,
+        }
+        started = time.perf_counter()
+        if self._keeps_logits:
+            logits = self.lm.model(**kwargs, logits_to_keep=keep).logits
+        else:
+            full = self.lm.model(**kwargs).logits
+            logits = full.gather(1, keep[..., None].expand(-1, -1, full.shape[-1]))
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        if ids.device.type == "cuda":
+            torch.cuda.synchronize(ids.device)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.forwards += 1
+        self.stats.tokens += int(ids.numel())
+        return logprobs
 
     @torch.inference_mode()
     def _forward(

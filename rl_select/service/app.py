@@ -2,6 +2,7 @@
 
 Endpoints: ``POST /v1/select`` ``{"query": str?, "query_pair": str?, "k": int?}`` → demonstrations and the
 formatted prompt; ``GET /healthz``; ``GET /v1/policy`` (manifest summary); ``/openapi.json`` and ``/docs``.
+Successful selections carry a ``Server-Timing: select;dur=<ms>`` header (time spent choosing, without HTTP).
 Every client error is a 4xx with a JSON body ``{"error": "<one line>"}``: malformed or non-JSON bodies, unknown
 or mistyped fields, k out of range, a missing or over-long query, bodies over the size cap.
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,9 +151,11 @@ def create_app(selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
         return selector.info()
 
     @app.post("/v1/select", response_model=SelectResponse)
-    def select(request: SelectRequest) -> SelectResponse:
+    def select(request: SelectRequest, response: Response) -> SelectResponse:
         """Choose demonstrations for a query (query mode) or the task (task mode)."""
+        started = time.perf_counter()
         demos = selector.select(request.query, request.k, request.query_pair)
+        response.headers["Server-Timing"] = f"select;dur={1000 * (time.perf_counter() - started):.3f}"
         prompt = None
         if request.query is not None:
             prompt = selector.template.prompt(

@@ -96,6 +96,8 @@ def test_bench_scorer_reports_ratio_and_identical_predictions(tiny_model_dir, da
             "6",
             "--k",
             "2",
+            "--env-steps",
+            "2",
             "--out",
             str(out),
         ],
@@ -106,3 +108,6 @@ def test_bench_scorer_reports_ratio_and_identical_predictions(tiny_model_dir, da
     result = json.loads(out.read_text())
     assert result["identical_predictions_same_dtype"] and result["ratio"] > 0
     assert result["runs"][0]["path"] == "naive HF"
+    assert [run["batch_prefixes"] for run in result["env"]] == [False, True]
+    assert all(run["rewards_per_s"] > 0 and run["forwards"] > 0 for run in result["env"])
+    assert "rewards/s" in stdout and "TFLOP/s" in stdout

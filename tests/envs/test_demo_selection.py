@@ -2,9 +2,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
 from rl_select.envs import ENV_ID, DemoSelectionEnv, EnvConfig
 from rl_select.envs.vector import DemoSelectionVecEnv
-
 from rl_select.errors import ConfigError
 from rl_select.observation import FeatureConfig, feature_layout
 from rl_select.scoring import ScoringConfig

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+
 from rl_select.policies.cql import CQL, CQLConfig, Transitions
 from rl_select.policies.dqn import CandidateDQNPolicy, random_valid_actions
 from rl_select.policies.networks import candidate_input_dim

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rl_select.policies.config import TrainConfig
 
+from rl_select.policies.config import TrainConfig
 from rl_select.rollouts import EpisodeStore, collect_episodes
 
 pytestmark = pytest.mark.ray

@@ -169,3 +169,39 @@ def test_bad_scoring_config():
         ScoringConfig(max_prompt_tokens=2)
     with pytest.raises(ConfigError, match="batch_tokens"):
         ScoringConfig(batch_tokens=1)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name):
+    sequential = scorer_for(name, batch_prefixes=False)
+    batched = scorer_for(name, batch_prefixes=True)
+    task = sequential.task
+    requests = [
+        ([], task.dev),
+        (task.train[:1], task.dev),
+        (task.train[:3], task.dev[:3]),
+        (task.train[2:4][::-1], task.test),
+        (task.train[:2], task.dev),
+    ]
+    expected = sequential.score_many(requests)
+    got = batched.score_many(requests)
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(a.log_scores, b.log_scores, atol=1e-4)
+        np.testing.assert_allclose(a.content_free, b.content_free, atol=1e-5)
+        np.testing.assert_array_equal(a.prefix_tokens, b.prefix_tokens)
+    assert batched.stats.forwards < sequential.stats.forwards
+
+
+def test_batched_prefixes_handle_truncation_and_cache(scorer_for, tiny_lm):
+    tight = scorer_for("tiny_sst", batch_prefixes=True, max_prompt_tokens=40)
+    task = tight.task
+    requests = [(task.train[:4], task.dev), (task.train[4:8], task.dev)]
+    got = tight.score_many(requests)
+    reference = [naive_log_scores(tiny_lm, tight.encoder, demos, rows, max_tokens=40) for demos, rows in requests]
+    for result, expected in zip(got, reference, strict=True):
+        assert result.truncation.demos_dropped > 0
+        np.testing.assert_allclose(result.log_scores, expected, atol=1e-4)
+    forwards = tight.stats.forwards
+    again = tight.score_many(requests)
+    assert tight.stats.forwards == forwards and tight.rewards.hits == 2
+    np.testing.assert_array_equal(again[0].log_scores, got[0].log_scores)

@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from rl_select.policies.selector import PolicySelector
 
 from rl_select import load_selector
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.policies.selector import PolicySelector
 from rl_select.scoring import load_language_model
 from rl_select.selectors import Resources
 from rl_select.tasks import load_task

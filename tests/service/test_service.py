@@ -47,6 +47,8 @@ def test_round_trip_select(server):
     assert [d["id"] for d in body["demonstrations"]] == [d.id for d in selector.select("a warm and clever debut", 3)]
     assert body["prompt"].endswith("Review: a warm and clever debut\nSentiment:")
     assert httpx.post(f"{base}/v1/select", json={"query": "fine"}).json()["k"] == selector.k
+    timing = response.headers["server-timing"]
+    assert timing.startswith("select;dur=") and float(timing.split("dur=")[1]) > 0
 
 
 def test_health_policy_and_openapi(server):
