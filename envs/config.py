@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from rl_select.errors import ConfigError
+from rl_select.errors import ConfigError, reject_unknown_keys
 from rl_select.observation import MODES, FeatureConfig
 
 VALUES = ("accuracy", "probability")
@@ -70,12 +70,10 @@ class EnvConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown env setting(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(data, (f.name for f in fields(cls)), "env")
         values = dict(data)
         if isinstance(values.get("features"), dict):
+            reject_unknown_keys(values["features"], (f.name for f in fields(FeatureConfig)), "feature")
             values["features"] = FeatureConfig(**values["features"])
         return cls(**values)
 

@@ -8,13 +8,30 @@ from pathlib import Path
 from typing import Any
 
 from rl_select.envs.config import EnvConfig
-from rl_select.errors import ArtifactError, ConfigError, unknown_name
-from rl_select.observation import FeatureConfig
+from rl_select.errors import ArtifactError, ConfigError, reject_unknown_keys, unknown_name
 
 ALGOS = ("cql", "dqn", "ppo")
 DEFAULT_STEPS = {"cql": 8000, "dqn": 20_000, "ppo": 20_000}
 BASELINES = ("zero-shot", "random", "best-of-n", "knn")
 CONFIG_FORMAT = 1
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping a YAML file holds (``what`` names it in errors: "training settings", "a sweep", ...)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of {what}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -187,20 +204,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict (a YAML file, a sweep trial, a run's config.json); unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {unknown}")
+        reject_unknown_keys(data, (f.name for f in fields(cls)), "training")
         values = dict(data)
-        env = values.get("env")
-        if isinstance(env, dict):
-            env = dict(env)
-            if isinstance(env.get("features"), dict):
-                feature_keys = {f.name for f in fields(FeatureConfig)}
-                bad = sorted(set(env["features"]) - feature_keys)
-                if bad:
-                    raise ConfigError(f"unknown feature setting(s) {bad}")
-            values["env"] = EnvConfig.from_dict(env)
+        if isinstance(values.get("env"), dict):
+            values["env"] = EnvConfig.from_dict(values["env"])
         try:
             return cls(**values)
         except TypeError as exc:

@@ -8,7 +8,7 @@ that line and exits with status 2; the service turns it into a 4xx response. Any
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class RLSelectError(Exception):
@@ -41,3 +41,11 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     """Build the error for a lookup by name that failed, with a close match and the valid names."""
     choices = sorted(choices)
     return ConfigError(f"unknown {kind} '{name}'{did_you_mean(name, choices)} (choose from: {', '.join(choices)})")
+
+
+def reject_unknown_keys(data: Mapping[str, object], known: Iterable[str], what: str) -> None:
+    """Raise a :class:`ConfigError` naming the keys of ``data`` that are not in ``known``."""
+    known = set(known)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} setting(s) {unknown}; known: {sorted(known)}")

@@ -110,6 +110,7 @@ def env_reward_throughput(
         "n_envs": n_envs,
         "steps": steps,
         "reward_rows": reward_rows,
+        "batch_tokens": scorer.batch_tokens,
         "seconds": seconds,
         "rewards_per_s": n_envs * steps / seconds,
         "forwards": after["forwards"] - before["forwards"],

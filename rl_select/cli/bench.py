@@ -127,6 +127,7 @@ def bench_scorer(
             "## Rewards inside the vectorised env\n\n"
             + markdown_table(["scoring", "sub-envs", "dev queries per reward", "rewards/s", "forward passes"], env_rows)
             + "\n"
+            + _batching_note(result["env"], result["mean_query_tokens"])
             if env_rows
             else ""
         )
@@ -299,6 +300,8 @@ def bench_service(
             f"{row['p95_ms']:.2f}",
             f"{row['p99_ms']:.2f}",
             f"{row['max_ms']:.2f}",
+            f"{row['server_p50_ms']:.2f}",
+            f"{row['server_p99_ms']:.2f}",
             str(row["errors"]),
         ]
         table.add_row(*cells)
@@ -312,7 +315,7 @@ def bench_service(
             "dtype": "onnx" if manifest["embedder"].get("onnx") else "torch",
         },
     )
-    path = out or RESULTS_DIR / "bench_service_cpu.json"
+    path = out or RESULTS_DIR / f"bench_service_cpu_{manifest['mode']}.json"
     write_json(
         path,
         {
@@ -334,3 +337,17 @@ def bench_service(
         + provenance_markdown(record)
     )
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+def _batching_note(env_runs: list[dict], mean_query_tokens: float) -> str:
+    """Why batched and one-at-a-time prefixes ran the same number of forwards, when they did."""
+    forwards = {run["forwards"] for run in env_runs}
+    if len(forwards) != 1 or not env_runs:
+        return ""
+    run = env_runs[0]
+    reward_tokens = run["reward_rows"] * mean_query_tokens
+    return (
+        f"Both ran the same forwards: one reward's {run['reward_rows']} queries (~{reward_tokens:.0f} tokens) "
+        f"already exceed a forward's {run['batch_tokens']} tokens on this device, so there is nothing left to "
+        "batch across prefixes. Batching pays where a forward holds many rewards (8192 tokens on CUDA).\n\n"
+    )

@@ -45,19 +45,6 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def read_yaml_config(path: Path) -> dict[str, Any]:
-    """A YAML mapping of TrainConfig fields."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of training settings")
-    return data
-
-
 def gather_overrides(*, task: str | None, tasks: str | None, sets: list[str], **options: Any) -> dict[str, Any]:
     """Options the user gave (None means "not given"), as dotted TrainConfig keys."""
     if task and tasks:
@@ -88,9 +75,9 @@ def gather_overrides(*, task: str | None, tasks: str | None, sets: list[str], **
 
 def build_config(config_file: Path | None, overrides: dict[str, Any]):
     """TrainConfig from defaults, then the YAML file, then the command-line overrides."""
-    from rl_select.policies.config import TrainConfig
+    from rl_select.policies.config import TrainConfig, read_yaml_mapping
 
-    base = TrainConfig.from_dict(read_yaml_config(config_file)) if config_file else TrainConfig()
+    base = TrainConfig.from_dict(read_yaml_mapping(config_file, "training settings")) if config_file else TrainConfig()
     return base.with_overrides(overrides)
 
 
@@ -137,7 +124,7 @@ def train_command(
 ) -> None:
     """Train a demonstration selector (cql, dqn or ppo), then compare it with baselines on the test split."""
     setup_logging(verbose)
-    from rl_select.policies.config import read_run_config
+    from rl_select.policies.config import read_run_config, read_yaml_mapping
     from rl_select.policies.training import train
 
     overrides = gather_overrides(
@@ -172,7 +159,7 @@ def train_command(
         if out is not None and out != resume:
             raise ConfigError("--resume continues a run in place; do not give --out")
         if config_file is not None:
-            overrides = {**read_yaml_config(config_file), **overrides}
+            overrides = {**read_yaml_mapping(config_file, "training settings"), **overrides}
         config, run_dir = read_run_config(resume), resume
     else:
         if "tasks" not in overrides and config_file is None:

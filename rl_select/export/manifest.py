@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_select.errors import ArtifactError
+from rl_select.paths import file_sha256
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -51,15 +52,6 @@ REQUIRED_KEYS = (
     "algo",
     "onnx_inputs",
 )
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
@@ -103,14 +95,14 @@ def read_manifest(directory: Path, verify: bool = True) -> dict[str, Any]:
             raise ArtifactError(f"{path} lists an unexpected file name {name!r}")
         if not file.is_file():
             raise ArtifactError(f"{directory} is missing {name}")
-        if verify and sha256(file) != digest:
+        if verify and file_sha256(file) != digest:
             raise ArtifactError(f"checksum mismatch for {name} in {directory}: the file was changed or damaged")
     return manifest
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Add the sha256 of every file in ``directory`` (but the manifest) and write ``manifest.json``."""
-    files = {p.name: sha256(p) for p in sorted(Path(directory).iterdir()) if p.is_file() and p.name != MANIFEST}
+    files = {p.name: file_sha256(p) for p in sorted(Path(directory).iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {**manifest, "format_version": FORMAT_VERSION, "files": files}
     manifest["manifest_sha256"] = manifest_digest(manifest)
     (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from rl_select.errors import ConfigError, RLSelectError
+from rl_select.errors import ConfigError, RLSelectError, reject_unknown_keys
 
 SWEEP_KEYS = {"name", "storage", "description", "metric", "resources_per_trial", "max_concurrent", "base", "grid"}
 METRICS = ("accuracy", "accuracy_raw", "accuracy_calibrated")
@@ -81,21 +80,12 @@ def trial_key(point: dict[str, Any]) -> str:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and fully validate a sweep file (no Ray involved)."""
-    from rl_select.policies.config import TrainConfig
+    from rl_select.policies.config import TrainConfig, read_yaml_mapping
     from rl_select.policies.training import load_tasks
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping")
-    unknown = sorted(set(data) - SWEEP_KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(SWEEP_KEYS)}")
+    data = read_yaml_mapping(path, "sweep settings")
+    reject_unknown_keys(data, SWEEP_KEYS, "sweep")
     name = data.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"{path}: 'name' must be a non-empty name without '/'")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from rl_select.errors import ConfigError, ModelError
-from rl_select.paths import cache_dir, file_lock
+from rl_select.paths import cache_dir, file_lock, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -135,17 +135,9 @@ def default_gguf_path() -> Path:
     return path
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def converted_gguf_dir(gguf: Path) -> tuple[Path, str]:
     """Convert ``gguf`` to a safetensors model directory once (cached by file hash); return it and the hash."""
-    digest = _file_digest(gguf)[:16]
+    digest = file_sha256(gguf)[:16]
     target = cache_dir("models") / f"{gguf.stem}-{digest}"
     if (target / "config.json").is_file():
         return target, digest

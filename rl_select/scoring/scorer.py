@@ -295,17 +295,8 @@ class Scorer:
         progress: Progress | None = None,
     ) -> ScoreResult:
         """Score ``queries`` under one demonstration prefix (``demos`` in prompt order)."""
-        demos = tuple(demos)
         queries = list(queries)
-        key = self._cache_key(demos, queries) if use_cache else None
-        cached = self.rewards.get(key) if key else None
-        if cached is None:
-            cached = self._score_shared(demos, queries, progress)
-            if key:
-                self.rewards.put(key, cached)
-        elif progress is not None:
-            progress(len(queries))
-        return self._result(cached, queries)
+        return self._result(self._cached_scores(tuple(demos), queries, use_cache, progress), queries)
 
     def score_many(
         self, requests: Sequence[tuple[Sequence[Example], Sequence[Example]]], *, use_cache: bool = True
@@ -352,16 +343,8 @@ class Scorer:
         prefix_nll = np.full(n, np.nan)
         report = TruncationReport()
         for members in groups.values():
-            demos = tuple(pairs[members[0]][0])
             queries = [pairs[i][1] for i in members]
-            key = self._cache_key(demos, queries) if use_cache else None
-            part = self.rewards.get(key) if key else None
-            if part is None:
-                part = self._score_shared(demos, queries, progress)
-                if key:
-                    self.rewards.put(key, part)
-            elif progress is not None:
-                progress(len(members))
+            part = self._cached_scores(tuple(pairs[members[0]][0]), queries, use_cache, progress)
             log_scores[members] = part.log_scores
             content_free[members] = part.content_free
             prefix_tokens[members] = part.prefix_tokens
@@ -390,6 +373,20 @@ class Scorer:
     def _cache_key(self, demos: tuple[Example, ...], queries: list[Example]) -> str:
         query_digest = hashlib.sha1(repr([q.key for q in queries]).encode()).hexdigest()
         return f"{self.namespace}|{[d.key for d in demos]}|{query_digest}"
+
+    def _cached_scores(
+        self, demos: tuple[Example, ...], queries: list[Example], use_cache: bool, progress: Progress | None
+    ) -> CachedScores:
+        """Scores of ``queries`` under ``demos``: from the reward cache, else computed (and cached)."""
+        key = self._cache_key(demos, queries) if use_cache else None
+        cached = self.rewards.get(key) if key else None
+        if cached is None:
+            cached = self._score_shared(demos, queries, progress)
+            if key:
+                self.rewards.put(key, cached)
+        elif progress is not None:
+            progress(len(queries))
+        return cached
 
     def _result(self, cached: CachedScores, queries: list[Example]) -> ScoreResult:
         return ScoreResult(
@@ -639,6 +636,22 @@ class Scorer:
             scores = scores.index_put((rows, cols), logprobs[offsets, tokens], accumulate=True)
         return scores.double().cpu().numpy()
 
+    @cached_property
+    def _keeps_row_logits(self) -> bool:
+        """Whether the model takes per-row positions (a 2D ``logits_to_keep``), probed once on two tokens.
+
+        Recent transformers gather them per row; older releases index every row with the whole 2D tensor,
+        which gives logits of the wrong shape, so the batched path then computes full logits and gathers.
+        """
+        if not self._keeps_logits:
+            return False
+        device = self.lm.device
+        ids = torch.zeros((2, 2), dtype=torch.long, device=device)
+        keep = torch.tensor([[0], [1]], dtype=torch.long, device=device)
+        with torch.inference_mode():
+            logits = self.lm.model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
+        return tuple(logits.shape[:2]) == (2, 1) and logits.dim() == 3
+
     @torch.inference_mode()
     def _forward_batch(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object, keep: torch.Tensor
@@ -652,7 +665,7 @@ class Scorer:
             "use_cache": cache is not None,
         }
         started = time.perf_counter()
-        if self._keeps_logits:
+        if self._keeps_row_logits:
             logits = self.lm.model(**kwargs, logits_to_keep=keep).logits
         else:
             full = self.lm.model(**kwargs).logits

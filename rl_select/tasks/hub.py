@@ -54,6 +54,23 @@ class HubTaskSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# DBpedia-14 classes in the hub's label-id order: (hub class name, our label, verbalizer word).
+_DBPEDIA_CLASSES = (
+    ("Company", "company", "Company"),
+    ("EducationalInstitution", "school", "School"),
+    ("Artist", "artist", "Artist"),
+    ("Athlete", "athlete", "Athlete"),
+    ("OfficeHolder", "politician", "Politics"),
+    ("MeanOfTransportation", "transportation", "Transportation"),
+    ("Building", "building", "Building"),
+    ("NaturalPlace", "nature", "Nature"),
+    ("Village", "village", "Village"),
+    ("Animal", "animal", "Animal"),
+    ("Plant", "plant", "Plant"),
+    ("Album", "album", "Album"),
+    ("Film", "film", "Film"),
+    ("WrittenWork", "book", "Book"),
+)
 _SUPERGLUE_NOTE = "test = SuperGLUE validation split, dev carved from train (seed 0)"
 
 HUB_TASKS: dict[str, HubTaskSpec] = {
@@ -197,75 +214,12 @@ HUB_TASKS: dict[str, HubTaskSpec] = {
             text_column="content",
             label_column="label",
             label_map={
-                "Company": "company",
-                "EducationalInstitution": "school",
-                "Artist": "artist",
-                "Athlete": "athlete",
-                "OfficeHolder": "politician",
-                "MeanOfTransportation": "transportation",
-                "Building": "building",
-                "NaturalPlace": "nature",
-                "Village": "village",
-                "Animal": "animal",
-                "Plant": "plant",
-                "Album": "album",
-                "Film": "film",
-                "WrittenWork": "book",
-                **{
-                    i: name
-                    for i, name in enumerate(
-                        [
-                            "company",
-                            "school",
-                            "artist",
-                            "athlete",
-                            "politician",
-                            "transportation",
-                            "building",
-                            "nature",
-                            "village",
-                            "animal",
-                            "plant",
-                            "album",
-                            "film",
-                            "book",
-                        ]
-                    )
-                },
+                **{hub: ours for hub, ours, _ in _DBPEDIA_CLASSES},
+                **{i: ours for i, (_, ours, _) in enumerate(_DBPEDIA_CLASSES)},
             },
             template="Article: {text}\nAnswer: {label}",
-            verbalizer={
-                "company": "Company",
-                "school": "School",
-                "artist": "Artist",
-                "athlete": "Athlete",
-                "politician": "Politics",
-                "transportation": "Transportation",
-                "building": "Building",
-                "nature": "Nature",
-                "village": "Village",
-                "animal": "Animal",
-                "plant": "Plant",
-                "album": "Album",
-                "film": "Film",
-                "book": "Book",
-            },
-            labels=(
-                "company",
-                "school",
-                "artist",
-                "athlete",
-                "politician",
-                "transportation",
-                "building",
-                "nature",
-                "village",
-                "animal",
-                "plant",
-                "album",
-                "film",
-                "book",
-            ),
+            verbalizer={ours: word for _, ours, word in _DBPEDIA_CLASSES},
+            labels=tuple(ours for _, ours, _ in _DBPEDIA_CLASSES),
             dev_size=280,
             max_train=2000,
             max_test=256,

@@ -65,7 +65,7 @@ def test_tiny_sweep_runs_summarises_and_resumes(ray_cluster, data_root, tiny_mod
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"gird": {}}, "unknown key(s) ['gird']"),
+        ({"gird": {}}, "unknown sweep setting(s) ['gird']"),
         ({"grid": {"learning_rate": [-1.0]}}, "learning_rate must be > 0"),
         ({"grid": {"env.k": [2, 9]}}, "larger than the candidates per episode"),
         ({"grid": {"seed": 3}}, "must be a non-empty list"),

@@ -171,10 +171,13 @@ def test_bad_scoring_config():
         ScoringConfig(batch_tokens=1)
 
 
+@pytest.mark.parametrize("row_logits", [True, False], ids=["per-row-logits", "full-logits-fallback"])
 @pytest.mark.parametrize("name", TASKS)
-def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name):
+def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name, row_logits):
     sequential = scorer_for(name, batch_prefixes=False)
     batched = scorer_for(name, batch_prefixes=True)
+    assert batched._keeps_row_logits  # this transformers gathers per-row positions
+    batched._keeps_row_logits = row_logits  # False: the path taken on releases that do not
     task = sequential.task
     requests = [
         ([], task.dev),
@@ -190,6 +193,16 @@ def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name):
         np.testing.assert_allclose(a.content_free, b.content_free, atol=1e-5)
         np.testing.assert_array_equal(a.prefix_tokens, b.prefix_tokens)
     assert batched.stats.forwards < sequential.stats.forwards
+
+
+def test_probe_detects_models_that_slice_positions_for_every_row(scorer_for, monkeypatch):
+    from transformers.models.llama import modeling_llama
+
+    def old_slicing(hidden, keep):  # what transformers < 5 does with a 2D logits_to_keep
+        return hidden[:, keep, :] if isinstance(keep, torch.Tensor) else hidden[:, -keep:, :]
+
+    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing)
+    assert scorer_for("tiny_sst", batch_prefixes=True)._keeps_row_logits is False
 
 
 def test_batched_prefixes_handle_truncation_and_cache(scorer_for, tiny_lm):
