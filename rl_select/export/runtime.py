@@ -4,10 +4,6 @@ Needs numpy, onnxruntime, faiss and, for query-mode policies, the embedder: an O
 could convert it (onnxruntime + tokenizers), else the original one (torch). No stable-baselines3, Ray,
 Gymnasium or training code is imported.
 
-Latency: each query-mode selection searches one vector. In a long-running process that serves single queries,
-call ``faiss.omp_set_num_threads(1)`` once (``rl-select serve`` does): faiss's idle OpenMP threads otherwise
-compete with the embedder and double the latency on small machines.
-
 Example:
     >>> selector = load_selector("policies/sst2-query")  # doctest: +SKIP
     >>> [d.label for d in selector.select("a gripping, funny film", k=4)]  # doctest: +SKIP

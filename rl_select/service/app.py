@@ -28,7 +28,6 @@ from rl_select.export.runtime import MAX_QUERY_CHARS, Selector, load_selector
 MAX_BODY_BYTES = 64 * 1024
 POLICY_ENV = "RL_SELECT_POLICY_DIR"
 POOL_ENV = "RL_SELECT_POLICY_POOL"
-SEARCH_THREADS_ENV = "RL_SELECT_SEARCH_THREADS"
 
 
 class SelectRequest(BaseModel):
@@ -121,25 +120,8 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
-def limit_search_threads() -> int:
-    """Cap faiss's OpenMP threads for this process at ``$RL_SELECT_SEARCH_THREADS`` (default 1); return the cap.
-
-    Each request searches one query: faiss's OpenMP threads gain nothing there and, spinning while the ONNX
-    embedder runs, doubled the query-mode p50 (6.8 → 14.7 ms) and tripled p99 on 2 cores.
-    """
-    value = os.environ.get(SEARCH_THREADS_ENV, "1")
-    threads = max(1, int(value)) if value.isdigit() else 1
-    try:
-        import faiss
-    except ImportError:  # task-mode artifacts can be served without faiss
-        return threads
-    faiss.omp_set_num_threads(threads)
-    return threads
-
-
 def create_app(selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """A FastAPI app serving ``selector`` (caps faiss's threads for single-query search, see above)."""
-    limit_search_threads()
+    """A FastAPI app serving ``selector``."""
     app = FastAPI(
         title="rl-select",
         version=__version__,

@@ -84,3 +84,36 @@ def test_evaluate_selector_pairs_rows_across_seeds(resources):
     assert report.seeds[0].selection != report.seeds[1].selection
     knn = evaluate_selector(make_selector("knn"), resources, k=2, seeds=[0], n_rows=4)
     assert knn.seeds[0].selection is None and 0.0 <= knn.mean_sd[0] <= 1.0
+
+
+def test_single_query_search_runs_on_one_thread_and_restores_the_setting():
+    import threading
+
+    import faiss
+
+    from rl_select.retrieval.index import VectorIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(vectors, use_gpu=False)
+    seen = []
+
+    class Recording:  # records the OpenMP threads each search ran with
+        def search(self, queries, k):
+            seen.append(faiss.omp_get_max_threads())
+            return index._cpu_index.search(queries, k)
+
+    index.index = Recording()
+
+    def run():  # in a fresh thread, like a service request
+        faiss.omp_set_num_threads(2)
+        single = index.search(vectors[3], 5)
+        batch = index.search(vectors[:4], 5)
+        seen.append(faiss.omp_get_max_threads())
+        assert single[1][0][0] == 3 and (batch[1][:, 0] == np.arange(4)).all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [1, 2, 2]

@@ -103,20 +103,3 @@ def test_serve_refuses_a_bad_artifact(tmp_path, capsys):
 
     code, _, err = run_cli(["serve", str(tmp_path)], capsys)
     assert code == 2 and "not an exported policy" in err
-
-
-def test_search_threads_are_capped_for_single_queries(monkeypatch):
-    import faiss
-
-    from rl_select.service.app import SEARCH_THREADS_ENV, limit_search_threads
-
-    before = faiss.omp_get_max_threads()
-    try:
-        monkeypatch.setenv(SEARCH_THREADS_ENV, "1")
-        assert limit_search_threads() == 1 and faiss.omp_get_max_threads() == 1
-        monkeypatch.setenv(SEARCH_THREADS_ENV, "not-a-number")
-        assert limit_search_threads() == 1
-        monkeypatch.setenv(SEARCH_THREADS_ENV, "2")
-        assert limit_search_threads() == 2 and faiss.omp_get_max_threads() == 2
-    finally:
-        faiss.omp_set_num_threads(before)
