@@ -9,6 +9,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,34 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs since boot (Linux), else None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    values = [int(v) for v in fields[1:]]
+    return values[7], sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+
+
+def cpu_steal_meter() -> Callable[[], float | None]:
+    """Start measuring the share of CPU time a hypervisor took from this VM; call the result to read it.
+
+    Benchmarks record it: on a shared VM, timings taken while a neighbour steals cycles are not comparable.
+    """
+    start = _cpu_times()
+
+    def share() -> float | None:
+        end = _cpu_times()
+        if start is None or end is None or end[1] <= start[1]:
+            return None
+        return round((end[0] - start[0]) / (end[1] - start[1]), 4)
+
+    return share
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """Command, commit, package versions, hardware and UTC time, plus ``extra`` (seeds, model, ...)."""
     versions = {"rl_select": __version__, "python": platform.python_version()}
@@ -142,4 +171,6 @@ def provenance_markdown(record: dict[str, Any]) -> str:
         f"- hardware: {device}",
         f"- time: {record.get('time_utc', '?')}",
     ]
+    if record.get("cpu_steal_share") is not None:
+        lines.append(f"- CPU time taken by the hypervisor (steal) during the run: {record['cpu_steal_share']:.1%}")
     return "\n".join(lines) + "\n"

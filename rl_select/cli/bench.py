@@ -43,7 +43,9 @@ def bench_scorer(
     """Naive HF loop vs. rl-select's scorer at the 4-shot SST-2 shape: queries/s, ratio, agreement."""
     setup_logging(verbose)
     from rl_select.bench.scorer import run_scorer_benchmark
-    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.provenance import cpu_steal_meter, markdown_table, provenance, provenance_markdown, write_json
+
+    stolen = cpu_steal_meter()
     from rl_select.selectors import check_k
     from rl_select.tasks import load_task
 
@@ -111,7 +113,7 @@ def bench_scorer(
     console.print("rl-select compute rate: " + "; ".join(flops))
     if result["gpu_max_memory_gb"] is not None:
         console.print(f"GPU memory (peak allocated): {result['gpu_max_memory_gb']:.2f} GiB")
-    record = provenance(seeds=[seed], model=result["model"])
+    record = provenance(seeds=[seed], model=result["model"], cpu_steal_share=stolen())
     path = out or RESULTS_DIR / f"bench_scorer_{result['device'].split(':')[0]}.json"
     write_json(path, {"provenance": record, **result})
     path.with_suffix(".md").write_text(
@@ -168,8 +170,10 @@ def bench_rollouts(
     from rl_select.bench.rollouts import run_rollout_benchmark
     from rl_select.policies.config import TrainConfig
     from rl_select.policies.training import load_tasks
-    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.provenance import cpu_steal_meter, markdown_table, provenance, provenance_markdown, write_json
     from rl_select.scoring.model import resolve_device
+
+    stolen = cpu_steal_meter()
 
     try:
         counts = sorted({int(w) for w in workers.split(",") if w.strip()})
@@ -221,7 +225,9 @@ def bench_rollouts(
     console.print(f"fastest: {fastest['placement']} scorer with {fastest['workers']} worker(s)")
     device_kind = resolve_device(device).type
     record = provenance(
-        seeds=[config.seed], model={"name": model or "smollm2-135m-instruct", "device": device_kind, "dtype": dtype}
+        seeds=[config.seed],
+        model={"name": model or "smollm2-135m-instruct", "device": device_kind, "dtype": dtype},
+        cpu_steal_share=stolen(),
     )
     path = out or RESULTS_DIR / f"bench_rollouts_{device_kind}.json"
     write_json(path, {"provenance": record, "config": config.to_dict(), **result})
@@ -245,7 +251,7 @@ def bench_service(
         None, "--queries", help="Text file of queries, one per line (default: pool texts)."
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Result JSON (default experiments/results/bench_service_cpu.json)."
+        None, "--out", help="Result JSON (default experiments/results/bench_service_cpu_<mode>.json)."
     ),
     verbose: bool = VerboseOption,
 ) -> None:
@@ -253,8 +259,9 @@ def bench_service(
     setup_logging(verbose)
     from rl_select.bench.service import default_queries, run_service_benchmark
     from rl_select.export.manifest import read_manifest
-    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.provenance import cpu_steal_meter, markdown_table, provenance, provenance_markdown, write_json
 
+    stolen = cpu_steal_meter()
     manifest = read_manifest(policy_dir)
     try:
         levels = sorted({int(c) for c in concurrency.split(",") if c.strip()})
@@ -314,6 +321,7 @@ def bench_service(
             "device": "cpu",
             "dtype": "onnx" if manifest["embedder"].get("onnx") else "torch",
         },
+        cpu_steal_share=stolen(),
     )
     path = out or RESULTS_DIR / f"bench_service_cpu_{manifest['mode']}.json"
     write_json(
