@@ -27,12 +27,15 @@ def server(query_policy):
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    deadline = time.monotonic() + 120  # generous: CI machines can be slow to start a server
+    while True:
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.05)
+            pass
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
     yield base, selector
     instance.should_exit = True
     thread.join(timeout=10)
