@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
@@ -657,13 +658,7 @@ class Scorer:
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object, keep: torch.Tensor
     ) -> torch.Tensor:
         """A batched forward; float32 log-softmax ``[rows, reads, vocab]`` at the per-row positions ``keep``."""
-        kwargs = {
-            "input_ids": ids,
-            "position_ids": positions,
-            "attention_mask": mask,
-            "past_key_values": cache,
-            "use_cache": cache is not None,
-        }
+        kwargs = _model_inputs(ids, positions, mask, cache)
         started = time.perf_counter()
         if self._keeps_row_logits:
             logits = self.lm.model(**kwargs, logits_to_keep=keep).logits
@@ -693,13 +688,7 @@ class Scorer:
             from transformers import DynamicCache
 
             cache = DynamicCache() if keep_cache else None
-        kwargs = {
-            "input_ids": ids,
-            "position_ids": positions,
-            "attention_mask": mask,
-            "past_key_values": cache,
-            "use_cache": cache is not None,
-        }
+        kwargs = _model_inputs(ids, positions, mask, cache)
         read_index = torch.tensor(reads, device=device, dtype=torch.long)
         if self._keeps_logits:
             kwargs["logits_to_keep"] = read_index
@@ -713,6 +702,17 @@ class Scorer:
         self.stats.forwards += 1
         self.stats.tokens += len(tree)
         return logprobs, output.past_key_values if keep_cache else None
+
+
+def _model_inputs(ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object) -> dict[str, Any]:
+    """Keyword arguments of a forward over packed rows with explicit positions, a 4D mask and an optional KV cache."""
+    return {
+        "input_ids": ids,
+        "position_ids": positions,
+        "attention_mask": mask,
+        "past_key_values": cache,
+        "use_cache": cache is not None,
+    }
 
 
 def accuracy_interval(accuracies: Sequence[float]) -> tuple[float, float]:
