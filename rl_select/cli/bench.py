@@ -44,10 +44,10 @@ def bench_scorer(
     setup_logging(verbose)
     from rl_select.bench.scorer import run_scorer_benchmark
     from rl_select.provenance import cpu_steal_meter, markdown_table, provenance, provenance_markdown, write_json
-
-    stolen = cpu_steal_meter()
     from rl_select.selectors import check_k
     from rl_select.tasks import load_task
+
+    stolen = cpu_steal_meter()
 
     if queries < 1:
         raise ConfigError(f"--queries must be positive, got {queries}")
@@ -350,7 +350,7 @@ def bench_service(
 def _batching_note(env_runs: list[dict], mean_query_tokens: float) -> str:
     """Why batched and one-at-a-time prefixes ran the same number of forwards, when they did."""
     forwards = {run["forwards"] for run in env_runs}
-    if len(forwards) != 1 or not env_runs:
+    if len(forwards) != 1:
         return ""
     run = env_runs[0]
     reward_tokens = run["reward_rows"] * mean_query_tokens

@@ -666,11 +666,7 @@ class Scorer:
             full = self.lm.model(**kwargs).logits
             logits = full.gather(1, keep[..., None].expand(-1, -1, full.shape[-1]))
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        if ids.device.type == "cuda":
-            torch.cuda.synchronize(ids.device)
-        self.stats.seconds += time.perf_counter() - started
-        self.stats.forwards += 1
-        self.stats.tokens += int(ids.numel())
+        self._count_forward(started, int(ids.numel()))
         return logprobs
 
     @torch.inference_mode()
@@ -696,12 +692,16 @@ class Scorer:
         output = self.lm.model(**kwargs)
         logits = output.logits[0] if self._keeps_logits else output.logits[0, read_index]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        self._count_forward(started, len(tree))
+        return logprobs, output.past_key_values if keep_cache else None
+
+    def _count_forward(self, started: float, tokens: int) -> None:
+        """Add one finished forward (waiting for the GPU, so the time is real) to :attr:`stats`."""
+        if self.lm.device.type == "cuda":
+            torch.cuda.synchronize(self.lm.device)
         self.stats.seconds += time.perf_counter() - started
         self.stats.forwards += 1
-        self.stats.tokens += len(tree)
-        return logprobs, output.past_key_values if keep_cache else None
+        self.stats.tokens += tokens
 
 
 def _model_inputs(ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object) -> dict[str, Any]:
