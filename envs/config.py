@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from rl_select.errors import ConfigError, reject_unknown_keys
-from rl_select.observation import MODES, FeatureConfig
+from rl_select.observation import MODES, ORDERS, FeatureConfig
 
 VALUES = ("accuracy", "probability")
 
@@ -25,6 +25,10 @@ class EnvConfig:
             correctness) or ``probability`` (mean probability of the gold label: less noisy on few rows).
             Default: accuracy in task mode (Zhang et al.), probability in query mode.
         neighbour_rows: Query mode: also average the value over the query's nearest dev neighbours.
+        order: Where each new demonstration goes in the prompt: ``append`` (right before the query, after the
+            earlier ones; Zhang et al.) or ``prepend`` (at the top, so the first choice sits right before the
+            query). Default: append in task mode, prepend in query mode, where the policy's first pick (the
+            nearest neighbour, for a kNN-like policy) then lands where KATE puts the most similar example.
         calibrate: Measure rewards with contextual calibration (the evaluation default, too).
         data_seed: Seed of the reward-row subsample.
         features: Observation features.
@@ -36,6 +40,7 @@ class EnvConfig:
     reward_rows: int = 64
     value: str | None = None
     neighbour_rows: int = 0
+    order: str | None = None
     calibrate: bool = True
     data_seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -53,6 +58,8 @@ class EnvConfig:
             raise ConfigError(f"reward_rows must be positive, got {self.reward_rows}")
         if self.value is not None and self.value not in VALUES:
             raise ConfigError(f"unknown value '{self.value}' (choose from: {', '.join(VALUES)})")
+        if self.order is not None and self.order not in ORDERS:
+            raise ConfigError(f"unknown order '{self.order}' (choose from: {', '.join(ORDERS)})")
         if self.neighbour_rows < 0:
             raise ConfigError(f"neighbour_rows must be >= 0, got {self.neighbour_rows}")
         if isinstance(self.features, dict):
@@ -62,6 +69,11 @@ class EnvConfig:
     def value_kind(self) -> str:
         """``value`` or the mode's default."""
         return self.value or ("accuracy" if self.mode == "task" else "probability")
+
+    @property
+    def prompt_order(self) -> str:
+        """``order`` or the mode's default."""
+        return self.order or ("append" if self.mode == "task" else "prepend")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from rl_select.envs.config import EnvConfig
 from rl_select.envs.features import FeatureBank
 from rl_select.errors import ConfigError
-from rl_select.observation import build_observation, feature_layout, query_features
+from rl_select.observation import arrange_prompt, build_observation, feature_layout, query_features
 from rl_select.scoring import Scorer, ScoreResult, ScoringConfig
 from rl_select.scoring.model import shared_language_model
 from rl_select.selectors import Resources
@@ -49,8 +49,9 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     ## Description
     The MDP of Zhang, Feng & Tan (2022), "Active Example Selection for In-Context Learning". The state is the
-    ordered list of demonstrations chosen so far; an action appends one of M candidates; the reward is the
-    change in the LLM's performance that the addition causes. In *task mode* an episode samples M candidates
+    ordered list of demonstrations chosen so far; an action adds one of M candidates to the prompt (after the
+    earlier ones, or before them with ``order="prepend"``, the query-mode default); the reward is the change in
+    the LLM's performance that the addition causes. In *task mode* an episode samples M candidates
     from the pool and the value of a prompt is its accuracy on a fixed set of dev rows. In *query mode*
     (RetICL-like) an episode takes one dev query, offers its M nearest pool neighbours, and the value of a
     prompt is the probability (or correctness) of the query's gold label, optionally averaged over its nearest
@@ -290,10 +291,12 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     # ------------------------------------------------------------------ helpers
 
-    def demonstrations(self) -> list[Example]:
-        """The chosen demonstrations, in prompt order."""
+    def demonstrations(self, extra: int | None = None) -> list[Example]:
+        """The chosen demonstrations in prompt order (``config.prompt_order``), with candidate ``extra`` added."""
         episode = self._episode
-        return [self.task.train[int(episode["candidates"][i])] for i in episode.get("chosen", [])]
+        picks = [*episode.get("chosen", []), *([] if extra is None else [extra])]
+        ordered = arrange_prompt(picks, self.config.prompt_order)
+        return [self.task.train[int(episode["candidates"][i])] for i in ordered]
 
     def selection(self) -> list[int]:
         """Pool ids of the chosen demonstrations, in prompt order."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from rl_select.envs.demo_selection import DemoSelectionEnv
 from rl_select.errors import unknown_name
+from rl_select.observation import arrange_prompt
 from rl_select.selectors.retrieval import DPPSelector, MMRSelector
 
 ENV_BASELINES = ("random", "balanced", "knn", "mmr", "dpp", "max-entropy", "best-of-n", "greedy-oracle")
@@ -43,17 +44,18 @@ class EnvBaseline:
         episode, k = env._episode, env.config.k
         anchor_sim = episode["vectors"] @ episode["anchor"]
         if self.name in ("knn", "mmr", "dpp"):
+            nearest_first = [int(i) for i in np.argsort(-anchor_sim, kind="stable")]  # the anchor_rank order
             if self.name == "knn":
-                picked = list(np.argsort(-anchor_sim, kind="stable")[:k])
+                picked = nearest_first[:k]
             else:
                 chooser = MMRSelector() if self.name == "mmr" else DPPSelector()
                 picked = chooser._pick(anchor_sim, episode["vectors"] @ episode["vectors"].T, k)
-            self._plan = sorted(picked, key=lambda i: anchor_sim[i])  # most similar last
+            self._plan = sorted(picked, key=nearest_first.index, reverse=True)  # prompt order: most similar last
         elif self.name == "best-of-n":
             scorer, rows, m = env.resources.scorer, episode["rows"], env.config.num_candidates
             best, best_value = [], -np.inf
             for _ in range(self.num_sets):
-                subset = [int(i) for i in self.rng.choice(m, size=k, replace=False)]
+                subset = [int(i) for i in self.rng.choice(m, size=k, replace=False)]  # in prompt order
                 demos = [env.task.train[int(episode["candidates"][i])] for i in subset]
                 value = env._value(scorer.score(demos, rows))
                 if value > best_value:
@@ -61,6 +63,7 @@ class EnvBaseline:
             self._plan = best
         else:
             self._plan = []
+        self._plan = arrange_prompt(self._plan, env.config.prompt_order)  # the picks that build that prompt
 
     def act(self, env: DemoSelectionEnv, mask: np.ndarray) -> int:
         """The next candidate."""
@@ -81,7 +84,7 @@ class EnvBaseline:
         if self.name == "max-entropy":
             return int(valid[int(np.argmax(scorer.score(demos, candidates).entropy))])
         # greedy-oracle: the candidate whose addition gives the best value on the reward rows
-        values = [env._value(scorer.score([*demos, c], episode["rows"])) for c in candidates]
+        values = [env._value(scorer.score(env.demonstrations(extra=int(i)), episode["rows"])) for i in valid]
         return int(valid[int(np.argmax(values))])
 
 

@@ -60,6 +60,9 @@ class TrainConfig:
         ppo_n_steps: PPO rollout length per sub-env.
         ppo_epochs: PPO epochs per rollout.
         ppo_ent_coef: PPO entropy bonus.
+        ppo_prior: PPO: starting weight of the retrieval prior added to the candidate logits,
+            ``w · (−anchor_rank)`` with ``w`` trained along (the policy starts as a softened kNN, greedy exactly
+            the nearest candidates first); 0 turns it off. Default: 4 in query mode, 0 in task mode.
         dqn_buffer_size: DQN replay buffer size.
         dqn_learning_starts: DQN random steps before learning.
         dqn_exploration_fraction: DQN share of training over which ε decays to 0.05.
@@ -104,6 +107,7 @@ class TrainConfig:
     ppo_n_steps: int = 64
     ppo_epochs: int = 4
     ppo_ent_coef: float = 0.01
+    ppo_prior: float | None = None
     dqn_buffer_size: int = 20_000
     dqn_learning_starts: int = 200
     dqn_exploration_fraction: float = 0.3
@@ -164,6 +168,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if self.ppo_prior is not None and self.ppo_prior < 0:
+            raise ConfigError(f"ppo_prior must be >= 0 (0 turns the prior off), got {self.ppo_prior}")
         if self.learning_rate <= 0 or not 0 < self.gamma <= 1:
             raise ConfigError("learning_rate must be > 0 and gamma in (0, 1]")
         if self.scorer_placement not in ("worker", "central"):
@@ -187,6 +193,13 @@ class TrainConfig:
     def hidden_units(self) -> int:
         """``hidden`` or the algorithm's default (16 for cql, as in the paper; 64 otherwise)."""
         return self.hidden if self.hidden is not None else (16 if self.algo == "cql" else 64)
+
+    @property
+    def ppo_prior_weight(self) -> float:
+        """``ppo_prior`` or the mode's default (4 in query mode, off in task mode)."""
+        if self.ppo_prior is not None:
+            return self.ppo_prior
+        return 4.0 if self.env.mode == "query" else 0.0
 
     @property
     def minibatch(self) -> int:
@@ -259,7 +272,12 @@ def read_run_config(run_dir: Path) -> TrainConfig:
         raise ArtifactError(f"{path} is corrupt ({exc.msg})") from None
     if data.get("format") != CONFIG_FORMAT:
         raise ArtifactError(f"{path} has format {data.get('format')!r}; this rl-select reads format {CONFIG_FORMAT}")
-    return TrainConfig.from_dict(data["config"])
+    settings = data.get("config")
+    if isinstance(settings, dict) and "ppo_prior" not in settings:  # written before prompt order and PPO prior
+        settings["ppo_prior"] = 0.0
+        if isinstance(settings.get("env"), dict):
+            settings["env"].setdefault("order", "append")
+    return TrainConfig.from_dict(settings)
 
 
 def write_run_config(run_dir: Path, config: TrainConfig, provenance: dict[str, Any]) -> None:

@@ -2,7 +2,9 @@
 
 The actor scores each candidate with one shared network (its logits are the policy's action logits, so it is
 permutation-equivariant over candidates and works for any M); the critic reads mean- and max-pooled candidate
-embeddings. Everything else is MaskablePPO unchanged.
+embeddings. Optionally the logits get a retrieval prior, ``w · (−anchor_rank)`` with a trainable ``w``: the
+policy then starts as a softened kNN (greedy: exactly the nearest candidates first) and learns from there
+instead of from a uniform policy. Everything else is MaskablePPO unchanged.
 """
 
 from __future__ import annotations
@@ -22,34 +24,49 @@ from rl_select.policies.networks import CandidateEncoder, candidate_input_dim, m
 
 
 class CandidateExtractor(BaseFeaturesExtractor):
-    """Features extractor: per-candidate embeddings ``[B, M, hidden]``.
+    """Features extractor: per-candidate embeddings ``[B, M, hidden]`` (``[B, M, hidden + 1]`` with a prior).
 
     Args:
         observation_space: The env's Dict space.
         hidden: Embedding width.
         layers: Linear layers of the shared candidate MLP.
+        prior_column: Column of ``candidates`` holding ``anchor_rank``; its negation is passed on as a last
+            channel for the actor's retrieval prior (None: no prior).
     """
 
-    def __init__(self, observation_space: spaces.Dict, hidden: int = 64, layers: int = 2) -> None:
-        super().__init__(observation_space, features_dim=hidden)
+    def __init__(
+        self, observation_space: spaces.Dict, hidden: int = 64, layers: int = 2, prior_column: int | None = None
+    ) -> None:
+        super().__init__(observation_space, features_dim=hidden + (prior_column is not None))
         self.encoder = CandidateEncoder(candidate_input_dim(observation_space), hidden, layers)
+        self.prior_column = prior_column
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-candidate embeddings."""
-        return self.encoder(observations)
+        """Per-candidate embeddings (and the prior channel)."""
+        embedded = self.encoder(observations)
+        if self.prior_column is None:
+            return embedded
+        column = self.prior_column
+        return torch.cat([embedded, -observations["candidates"][..., column : column + 1]], dim=-1)
 
 
 class CandidateHeads(nn.Module):
     """Actor and critic heads over candidate embeddings (SB3's ``mlp_extractor`` slot).
 
     ``latent_pi`` is already the ``[B, M]`` action logits (the policy's ``action_net`` is the identity);
-    ``latent_vf`` is ``[mean pool ‖ max pool]`` through an MLP.
+    ``latent_vf`` is ``[mean pool ‖ max pool]`` through an MLP. With ``prior_weight`` the features' last
+    channel is the retrieval prior, added to the logits times a trainable weight that starts at ``prior_weight``.
     """
 
-    def __init__(self, hidden: int, num_candidates: int, value_hidden: int = 64) -> None:
+    def __init__(
+        self, features_dim: int, num_candidates: int, value_hidden: int = 64, prior_weight: float | None = None
+    ) -> None:
         super().__init__()
+        hidden = features_dim - (prior_weight is not None)
+        self.hidden = hidden
         self.logit = nn.Linear(hidden, 1)
         self.value = mlp([2 * hidden, value_hidden, value_hidden], nn.Tanh)
+        self.prior_weight = None if prior_weight is None else nn.Parameter(torch.tensor(float(prior_weight)))
         self.latent_dim_pi = num_candidates
         self.latent_dim_vf = value_hidden
 
@@ -59,10 +76,14 @@ class CandidateHeads(nn.Module):
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, M]`` candidate logits."""
-        return self.logit(features).squeeze(-1)
+        logits = self.logit(features[..., : self.hidden]).squeeze(-1)
+        if self.prior_weight is not None:
+            logits = logits + self.prior_weight * features[..., -1]
+        return logits
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, value_hidden]`` value latent from pooled candidates."""
+        features = features[..., : self.hidden]
         pooled = torch.cat([features.mean(dim=1), features.max(dim=1).values], dim=-1)
         return torch.tanh(self.value(pooled))
 
@@ -70,23 +91,31 @@ class CandidateHeads(nn.Module):
 class CandidateActorCriticPolicy(MaskableActorCriticPolicy):
     """MaskableActorCriticPolicy whose actor scores each candidate with shared weights.
 
-    ``features_extractor_kwargs`` set the candidate encoder (``hidden``, ``layers``); ``net_arch`` is not used
-    (the heads are fixed: a linear logit per candidate, and an MLP of width ``value_hidden`` for the critic).
+    ``features_extractor_kwargs`` set the candidate encoder (``hidden``, ``layers``, ``prior_column``);
+    ``net_arch`` is not used (the heads are fixed: a linear logit per candidate, and an MLP of width
+    ``value_hidden`` for the critic). ``prior_weight`` turns on the retrieval prior (it needs ``prior_column``).
     """
 
-    def __init__(self, *args: Any, value_hidden: int = 64, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, value_hidden: int = 64, prior_weight: float | None = None, **kwargs: Any) -> None:
         self.value_hidden = value_hidden
+        self.prior_weight = prior_weight
         kwargs.setdefault("features_extractor_class", CandidateExtractor)
+        has_column = (kwargs.get("features_extractor_kwargs") or {}).get("prior_column") is not None
+        if has_column != (prior_weight is not None):
+            raise ValueError("prior_weight and features_extractor_kwargs['prior_column'] go together")
         kwargs["net_arch"] = []
         super().__init__(*args, **kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data["value_hidden"] = self.value_hidden
+        data["prior_weight"] = self.prior_weight
         return data
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = CandidateHeads(self.features_dim, int(self.action_space.n), self.value_hidden)
+        self.mlp_extractor = CandidateHeads(
+            self.features_dim, int(self.action_space.n), self.value_hidden, self.prior_weight
+        )
 
     def _build(self, lr_schedule: Any) -> None:
         # as MaskableActorCriticPolicy._build, with the identity as action_net (the heads emit the logits)
@@ -110,15 +139,34 @@ class CandidateActorCriticPolicy(MaskableActorCriticPolicy):
 
 
 def make_ppo(
-    env: Any, *, seed: int, tensorboard_log: str | None, hidden: int = 64, layers: int = 2, **ppo_kwargs: Any
+    env: Any,
+    *,
+    seed: int,
+    tensorboard_log: str | None,
+    hidden: int = 64,
+    layers: int = 2,
+    prior_column: int | None = None,
+    prior_weight: float = 0.0,
+    **ppo_kwargs: Any,
 ) -> MaskablePPO:
-    """A MaskablePPO with :class:`CandidateActorCriticPolicy` on ``env``."""
+    """A MaskablePPO with :class:`CandidateActorCriticPolicy` on ``env``.
+
+    ``prior_weight`` > 0 (with ``prior_column``, the ``anchor_rank`` column) starts the actor at a retrieval prior.
+    """
+    use_prior = prior_weight > 0
+    if use_prior and prior_column is None:
+        raise ValueError("a retrieval prior needs prior_column")
+    extractor = {"hidden": hidden, "layers": layers, "prior_column": prior_column if use_prior else None}
     return MaskablePPO(
         CandidateActorCriticPolicy,
         env,
         seed=seed,
         tensorboard_log=tensorboard_log,
-        policy_kwargs={"features_extractor_kwargs": {"hidden": hidden, "layers": layers}, "value_hidden": hidden},
+        policy_kwargs={
+            "features_extractor_kwargs": extractor,
+            "value_hidden": hidden,
+            "prior_weight": prior_weight if use_prior else None,
+        },
         verbose=0,
         device="cpu",
         **ppo_kwargs,

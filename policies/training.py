@@ -29,6 +29,7 @@ import numpy as np
 
 from rl_select.envs import DemoSelectionEnv, FeatureBank
 from rl_select.errors import ConfigError
+from rl_select.observation import feature_layout
 from rl_select.policies.config import TrainConfig, config_differences, read_run_config, write_run_config
 from rl_select.policies.networks import candidate_input_dim
 from rl_select.policies.selector import POLICY_DIR, LoadedPolicy, PolicySelector, policy_files, training_candidates
@@ -230,6 +231,8 @@ def train_sb3(setup: TrainingSetup, progress: bool) -> None:
             n_epochs=config.ppo_epochs,
             gamma=config.gamma,
             ent_coef=config.ppo_ent_coef,
+            prior_column=feature_layout(config.env.features, config.env.mode).candidate.index("anchor_rank"),
+            prior_weight=config.ppo_prior_weight,
             **common,
         )
     else:

@@ -29,12 +29,15 @@ and its length).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 MODES = ("task", "query")
+ORDERS = ("append", "prepend")
 STATIC_SCALARS = ("length", "zs_entropy", "zs_gold_prob", "zs_correct")
 DYNAMIC_SCALARS = ("same_label", "max_sim_chosen", "sim_anchor", "anchor_rank")
 STEP_SCALARS = ("step_entropy", "step_max_prob", "step_gold_prob")
@@ -160,6 +163,18 @@ def static_features(
 def query_features(vector: np.ndarray, projection: Projection, length: float) -> np.ndarray:
     """``[P + 1]``: projected query embedding and its length."""
     return np.concatenate([projection(vector[None])[0], [length]]).astype(np.float32)
+
+
+def arrange_prompt(picks: Sequence[T], order: str) -> list[T]:
+    """Picks (in the order they were chosen) in prompt order: as chosen (``append``) or reversed (``prepend``).
+
+    The mapping is its own inverse, so it also turns a wanted prompt order into the picks that produce it.
+    """
+    if order == "append":
+        return list(picks)
+    if order == "prepend":
+        return list(picks)[::-1]
+    raise ValueError(f"unknown prompt order '{order}'")
 
 
 def label_entropy(label_ids: np.ndarray, num_labels: int) -> float:

@@ -258,6 +258,7 @@ def export_policy(
             "mode": mode,
             "k": config.env.k,
             "num_candidates": m,
+            "prompt_order": config.env.prompt_order,
             "seed": seed,
             "features": config.env.features.to_dict(),
             "layout": layout.to_dict(),

@@ -25,8 +25,10 @@ import numpy as np
 from rl_select.errors import ArtifactError, ConfigError
 from rl_select.export import manifest as fmt
 from rl_select.observation import (
+    ORDERS,
     FeatureConfig,
     Projection,
+    arrange_prompt,
     build_observation,
     feature_layout,
     query_features,
@@ -147,6 +149,9 @@ class Selector:
         self.mode: str = manifest["mode"]
         self.k: int = int(manifest["k"])
         self.num_candidates: int = int(manifest["num_candidates"])
+        self.prompt_order: str = manifest.get("prompt_order", "append")  # artifacts before the setting appended
+        if self.prompt_order not in ORDERS:
+            raise ArtifactError(f"{directory}: unknown prompt_order {self.prompt_order!r} in the manifest")
         self.features = FeatureConfig(**manifest["features"])
         self.layout = feature_layout(self.features, self.mode)
         try:
@@ -227,6 +232,7 @@ class Selector:
             "mode": self.mode,
             "k": self.k,
             "num_candidates": self.num_candidates,
+            "prompt_order": self.prompt_order,
             "pool_size": len(self.pool),
             "task": m["task"]["name"],
             "labels": list(self.template.labels),
@@ -270,7 +276,7 @@ class Selector:
             action = int(np.argmax(np.where(mask, scores, -np.inf)))
             chosen.append(action)
             mask[action] = False
-        return [int(candidates[i]) for i in chosen]
+        return [int(candidates[i]) for i in arrange_prompt(chosen, self.prompt_order)]
 
     def _index(self) -> Any:
         from rl_select.retrieval.index import VectorIndex

@@ -64,6 +64,24 @@ def test_task_mode_reward_is_dev_accuracy_change(resources):
     assert reward == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("mode", ["task", "query"])
+def test_prepend_puts_each_new_demonstration_first(resources, mode):
+    assert EnvConfig(mode=mode).prompt_order == {"task": "append", "query": "prepend"}[mode]
+    env = make(resources, mode=mode, k=3, order="prepend")
+    env.reset(seed=1)
+    candidates = env._episode["candidates"]
+    for action in (2, 0):
+        _, reward, *_ = env.step(action)
+    demos = env.demonstrations()
+    assert [d.id for d in demos] == [int(candidates[0]), int(candidates[2])] == env.selection()
+    assert [d.id for d in env.demonstrations(extra=1)] == [int(candidates[i]) for i in (1, 0, 2)]
+    _, reward, *_ = env.step(1)
+    expected = env._value(resources.scorer.score(env.demonstrations(), env._episode["rows"]))
+    before = env._value(resources.scorer.score(demos, env._episode["rows"]))
+    assert env.demonstrations()[0].id == int(candidates[1])
+    assert reward == pytest.approx(expected - before, abs=1e-6)
+
+
 def test_seeded_episodes_are_deterministic(resources):
     first = rollout(make(resources, mode="query"), seed=11)
     second = rollout(make(resources, mode="query"), seed=11)
@@ -179,6 +197,7 @@ def test_vector_env_batches_and_matches_single_envs(resources, monkeypatch):
         ({"num_candidates": 50}, "larger than the candidate pool"),
         ({"mode": "batch"}, "unknown mode"),
         ({"value": "f1"}, "unknown value"),
+        ({"order": "shuffle"}, "unknown order"),
     ],
 )
 def test_bad_env_settings(resources, overrides, message):

@@ -3,6 +3,7 @@ import pytest
 
 from rl_select.envs import DemoSelectionEnv
 from rl_select.errors import ConfigError
+from rl_select.observation import arrange_prompt
 from rl_select.policies.baselines import ENV_BASELINES, EnvBaseline, run_env_baseline
 from rl_select.selectors import Resources
 from rl_select.tasks import load_task
@@ -34,19 +35,57 @@ def test_greedy_oracle_takes_the_best_first_step(env):
     assert values[action] == max(values)
 
 
-def test_knn_puts_the_most_similar_candidate_last(env):
+@pytest.mark.parametrize("order", ["append", "prepend"])
+@pytest.mark.parametrize("name", ["knn", "best-of-n"])
+def test_planned_baselines_build_their_prompt_in_either_order(tiny_lm, data_root, order, name):
+    task = load_task("tiny_trec", data_root)
+    resources = Resources(task, lm=tiny_lm)
+    env = DemoSelectionEnv(
+        task, resources=resources, k=3, num_candidates=5, reward_rows=4, order=order, value="probability"
+    )
     env.reset(seed=2)
-    baseline = EnvBaseline("knn", np.random.default_rng(0))
+    baseline = EnvBaseline(name, np.random.default_rng(0), num_sets=4)
     baseline.plan(env)
+    wanted = arrange_prompt(baseline._plan, order)  # the prompt the baseline decided on
+    for _ in range(3):
+        *_, info = env.step(baseline.act(env, env.action_masks()))
     episode = env._episode
-    sims = episode["vectors"] @ episode["anchor"]
-    first, second = baseline.act(env, env.action_masks()), None
-    env.step(first)
-    second = baseline.act(env, env.action_masks())
-    top2 = list(np.argsort(-sims, kind="stable")[:2])
-    assert {first, second} == set(top2) and sims[second] >= sims[first]
+    assert env.selection() == [int(episode["candidates"][i]) for i in wanted]
+    if name == "knn":  # KATE: the most similar candidate sits last, right before the query
+        sims = episode["vectors"] @ episode["anchor"]
+        assert list(wanted) == list(np.argsort(-sims, kind="stable")[:3][::-1])
+    else:  # the prompt built is the best of the subsets tried, each scored in the order it was tried
+        rng = np.random.default_rng(0)
+        tried = [rng.choice(5, size=3, replace=False) for _ in range(4)]
+        values = [
+            env._value(resources.scorer.score([task.train[int(episode["candidates"][i])] for i in s], episode["rows"]))
+            for s in tried
+        ]
+        assert info["episode_value"] == pytest.approx(max(values), abs=1e-6)
 
 
 def test_unknown_env_baseline():
     with pytest.raises(ConfigError, match="unknown env baseline"):
         EnvBaseline("oracle", np.random.default_rng(0))
+
+
+def test_untrained_ppo_with_the_retrieval_prior_builds_the_knn_prompt(tiny_lm, data_root):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rl_select.observation import feature_layout
+    from rl_select.policies.ppo import make_ppo
+    from rl_select.policies.selector import LoadedPolicy, _Scores
+
+    task = load_task("tiny_trec", data_root)
+    env = DemoSelectionEnv(task, resources=Resources(task, lm=tiny_lm), mode="query", k=3, num_candidates=6)
+    column = feature_layout(env.config.features, "query").candidate.index("anchor_rank")
+    model = make_ppo(DummyVecEnv([lambda: env]), seed=0, tensorboard_log=None, prior_column=column, prior_weight=4.0)
+    policy = LoadedPolicy("ppo", _Scores(model.policy, "candidate_scores"), config=None)  # type: ignore[arg-type]
+    for query in task.dev[:4]:
+        learned = env.run_greedy(policy.choose, {"query": query})
+        baseline = EnvBaseline("knn", np.random.default_rng(0))
+        env.begin_episode({"query": query})
+        baseline.plan(env)
+        for _ in range(3):
+            env._episode["chosen"].append(baseline.act(env, env.action_masks()))
+        assert learned == env.selection()

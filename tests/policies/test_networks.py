@@ -137,3 +137,44 @@ def test_cql_learns_a_bandit_and_saves_loads(tmp_path):
 def test_cql_config_validation():
     with pytest.raises(ValueError, match="dropout"):
         CQLConfig(dropout=1.5)
+
+
+def prior_policy(m, weight=4.0):
+    return CandidateActorCriticPolicy(
+        obs_space(m),
+        spaces.Discrete(m),
+        lambda _: 3e-4,
+        features_extractor_kwargs={"hidden": 16, "layers": 2, "prior_column": 5},
+        value_hidden=16,
+        prior_weight=weight,
+    )
+
+
+def test_ppo_retrieval_prior_orders_candidates_by_rank_and_is_trained():
+    policy = prior_policy(6)
+    obs = random_obs(6)
+    ranks = torch.tensor([0.4, 0.0, 1.0, 0.2, 0.8, 0.6])
+    obs["candidates"][:, :, 5] = ranks
+    logits = policy.candidate_scores(obs)
+    # near-zero learned logits at initialisation: the prior decides the order (nearest first)
+    assert (logits.argsort(dim=1, descending=True) == ranks.argsort()).all()
+    torch.testing.assert_close(logits, -4.0 * ranks.expand(2, -1), atol=0.05, rtol=0)
+    weight = policy.mlp_extractor.prior_weight
+    assert any(p is weight for p in policy.parameters())
+    logits.sum().backward()
+    assert weight.grad is not None and weight.grad != 0
+    # still permutation-equivariant, and the critic ignores the prior channel's presence
+    perm = torch.tensor([5, 3, 0, 1, 4, 2])
+    permuted = {**obs, "candidates": obs["candidates"][:, perm], "chosen": obs["chosen"][:, perm]}
+    torch.testing.assert_close(policy.candidate_scores(permuted), logits[:, perm])
+
+
+def test_ppo_prior_needs_its_column():
+    with pytest.raises(ValueError, match="go together"):
+        CandidateActorCriticPolicy(
+            obs_space(4),
+            spaces.Discrete(4),
+            lambda _: 3e-4,
+            features_extractor_kwargs={"hidden": 8},
+            prior_weight=2.0,
+        )

@@ -214,6 +214,8 @@ def test_resume_continues_an_interrupted_run(data_root, tiny_model_dir, tmp_path
         (["-M", "40", "--k", "2"], "larger than the candidate pool"),
         (["--set", "nonsense=1"], "unknown training setting"),
         (["--set", "eval_seeds"], "--set expects key=value"),
+        (["--set", "ppo_prior=-1"], "ppo_prior must be >= 0"),
+        (["--set", "env.order=random"], "unknown order 'random'"),
     ],
 )
 def test_train_rejects_bad_settings(data_root, tiny_model_dir, tmp_path, capsys, extra, message):
@@ -225,3 +227,18 @@ def test_train_rejects_bad_settings(data_root, tiny_model_dir, tmp_path, capsys,
 def test_resume_of_missing_run(tmp_path, capsys):
     code, _, err = run_cli(["train", "--resume", str(tmp_path / "nope")], capsys)
     assert code == 2 and "not a training run" in err
+
+
+def test_run_configs_from_before_the_order_setting_keep_appending(tmp_path):
+    from rl_select.policies.config import CONFIG_FORMAT, TrainConfig, read_run_config, write_run_config
+
+    old = TrainConfig.from_dict({"tasks": ["sst2"], "env": {"mode": "query"}}).to_dict()
+    del old["ppo_prior"], old["env"]["order"]
+    (tmp_path / "config.json").write_text(json.dumps({"format": CONFIG_FORMAT, "config": old}))
+    config = read_run_config(tmp_path)
+    assert config.env.prompt_order == "append" and config.ppo_prior_weight == 0.0
+    # new runs in query mode prepend and start PPO at the retrieval prior; their config.json keeps that
+    fresh = TrainConfig.from_dict({"tasks": ["sst2"], "env": {"mode": "query"}})
+    assert fresh.env.prompt_order == "prepend" and fresh.ppo_prior_weight == 4.0
+    write_run_config(tmp_path, fresh, {})
+    assert read_run_config(tmp_path) == fresh

@@ -35,6 +35,22 @@ def test_query_mode_exported_selections_equal_torch_policy_on_100_queries(query_
         assert [d.id for d in exported.select(text, k=3)] == expected, text
 
 
+def test_exported_prompt_order(query_policy, tmp_path):
+    from rl_select.export import manifest as fmt
+
+    selector = load_selector(query_policy[1])
+    assert selector.info()["prompt_order"] == "prepend"  # the query-mode default it was trained with
+    picks = [d.id for d in selector.select(parity_queries(1)[0], k=3)]
+    path = copy_policy(query_policy[1], tmp_path / "policy")
+    manifest = json.loads((path / fmt.MANIFEST).read_text())
+    del manifest["prompt_order"]  # an artifact from before the setting: its policies appended
+    fmt.write_manifest(path, manifest)
+    assert [d.id for d in load_selector(path).select(parity_queries(1)[0], k=3)] == picks[::-1]
+    fmt.write_manifest(path, {**manifest, "prompt_order": "sideways"})
+    with pytest.raises(ArtifactError, match="unknown prompt_order 'sideways'"):
+        load_selector(path)
+
+
 @pytest.mark.parametrize("algo", ["ppo", "dqn", "cql"])
 def test_task_mode_exported_selection_equals_torch_policy(task_policies, big_data, tiny_model_dir, algo):
     run_dir, policy_dir = task_policies[algo]
