@@ -37,6 +37,9 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
     console.print(table)
 
 
+ORDERS = ("selected", "reversed", "both")
+
+
 def _format(mean_sd: tuple[float, float]) -> str:
     mean, sd = mean_sd
     return f"{100 * mean:.1f} ± {100 * sd:.1f}"
@@ -63,6 +66,11 @@ def evaluate_command(
     num_candidates: int | None = typer.Option(None, "--num-candidates", help="Candidates for greedy/mmr/dpp."),
     data_seed: int = typer.Option(0, "--data-seed", help="Seed of the evaluation and dev subsamples."),
     max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Cap on prompt length."),
+    order: str = typer.Option(
+        "selected",
+        "--order",
+        help="Prompt order: as each selector returns it ('selected'), 'reversed', or 'both' (order ablation).",
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     out: Path | None = typer.Option(None, "--out", help="Result JSON (a .md table is written beside it)."),
@@ -74,6 +82,7 @@ def evaluate_command(
     from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
     from rl_select.scoring import ScoringConfig
     from rl_select.selectors import SELECTORS, Resources, check_k, make_selector
+    from rl_select.selectors.base import ReversedOrder
     from rl_select.tasks import SPLITS, load_task
 
     seed_list = seeds_from(seeds)
@@ -92,6 +101,11 @@ def evaluate_command(
         from rl_select.policies.selector import PolicySelector
 
         selectors.append(PolicySelector.from_run(run_dir))
+    if order not in ORDERS:
+        raise ConfigError(f"unknown --order '{order}' (choose from: {', '.join(ORDERS)})")
+    if order != "selected":
+        pairs = [(s, ReversedOrder(s)) for s in selectors]
+        selectors = [r for _, r in pairs] if order == "reversed" else [x for pair in pairs for x in pair]
     scoring = ScoringConfig(calibrate=calibrate, max_prompt_tokens=max_prompt_tokens)
 
     lm = load_model_with_status(model, device, dtype)
@@ -145,6 +159,7 @@ def evaluate_command(
         "scorer": stats,
     }
     label = "all" if selector == "all" else "+".join([*names, *(p.name for p in policy)])
+    label += "" if order == "selected" else f"-{order}-order"
     path = out or default_out("evaluate", f"{loaded.name}-k{k}-{label}")
     write_json(path, payload)
     markdown = (

@@ -164,6 +164,39 @@ class Selector(ABC):
         return {"name": self.name, "query_level": self.query_level, **self.options()}
 
 
+class ReversedOrder(Selector):
+    """Another selector's demonstrations in reverse prompt order: the order ablation (e.g. KATE most similar first).
+
+    Args:
+        inner: The selector whose choices are reversed.
+    """
+
+    def __init__(self, inner: Selector) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = f"{inner.name} (reversed)"  # type: ignore[misc]
+        self.query_level = inner.query_level  # type: ignore[misc]
+        self.uses_resources = inner.uses_resources  # type: ignore[misc]
+
+    def build(self, resources: Resources) -> ReversedOrder:
+        """Build the inner selector."""
+        self.inner.build(resources)
+        self.resources = resources
+        return self
+
+    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
+        """The inner selection, reversed."""
+        return list(self.inner.select(task, query, k, rng))[::-1]
+
+    def retrieve(self, task: Task, queries: Sequence[Example], k: int, rng: np.random.Generator) -> list[Selection]:
+        """The inner selections, each reversed."""
+        return [list(s)[::-1] for s in self.inner.retrieve(task, queries, k, rng)]
+
+    def options(self) -> dict[str, Any]:
+        """The inner selector's settings, marked reversed."""
+        return {**self.inner.options(), "reversed": True}
+
+
 def require_query(selector: Selector, query: Example | None) -> Example:
     """The query, or a clear error for a query-level selector asked for a task-level prompt."""
     if query is None:

@@ -64,6 +64,10 @@ CASES = {
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--n-test", "0"],
         "positive",
     ),
+    "bad order": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--order", "shuffled"],
+        "unknown --order 'shuffled'",
+    ),
     "bad seeds": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--seeds", "0"],
         "--seeds",

@@ -42,6 +42,19 @@ def test_evaluate_writes_results_with_provenance(tiny_model_dir, data_root, tmp_
     assert out.with_suffix(".md").read_text().startswith("# tiny_sst")
 
 
+def test_evaluate_order_ablation_reverses_each_selection(tiny_model_dir, data_root, tmp_path, capsys):
+    out = tmp_path / "order.json"
+    args = ["evaluate", "--task", "tiny_trec", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    args += ["--selector", "random", "--k", "3", "--seeds", "2", "--n-test", "4", "--order", "both", "--out", str(out)]
+    code, stdout, err = run_cli(args, capsys)
+    assert code == 0, err
+    reports = json.loads(out.read_text())["reports"]
+    assert [r["selector"]["name"] for r in reports] == ["random", "random (reversed)"]
+    assert reports[1]["selector"]["reversed"] is True
+    for plain, flipped in zip(reports[0]["seeds"], reports[1]["seeds"], strict=True):
+        assert flipped["selection"] == plain["selection"][::-1] and len(set(plain["selection"])) == 3
+
+
 @pytest.mark.slow
 def test_evaluate_all_selectors(tiny_model_dir, data_root, tmp_path, capsys):
     out = tmp_path / "all.json"

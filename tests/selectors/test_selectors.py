@@ -49,6 +49,19 @@ def test_knn_puts_most_similar_last(resources):
     assert list(sims) == sorted(sims)
 
 
+def test_reversed_order_wraps_query_level_selectors(resources):
+    from rl_select.selectors.base import ReversedOrder
+
+    task = resources.task
+    knn = make_selector("knn").build(resources)
+    flipped = ReversedOrder(make_selector("knn")).build(resources)
+    assert flipped.query_level and flipped.name == "knn (reversed)"
+    rng = np.random.default_rng(0)
+    plain = knn.retrieve(task, task.test[:3], 3, rng)
+    assert flipped.retrieve(task, task.test[:3], 3, rng) == [s[::-1] for s in plain]
+    assert flipped.select(task, task.test[0], 3, rng) == plain[0][::-1]
+
+
 def test_query_level_selector_needs_a_query(resources):
     with pytest.raises(ConfigError, match="per query"):
         make_selector("knn").build(resources).select(resources.task, None, 2, np.random.default_rng(0))
