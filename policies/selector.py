@@ -176,3 +176,29 @@ class PolicySelector(Selector):
             options = {"candidate_ids": rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)}
         choose: Callable[[dict, np.ndarray], int] = self.policy.choose
         return env.run_greedy(choose, options)
+
+    def compare_with_knn(self, task: Task, queries: list[Example]) -> dict[str, Any]:
+        """How far a query-mode policy's greedy prompts are from kNN over the same candidates.
+
+        Returns the share of ``queries`` whose prompt equals the kNN prompt (the k candidates nearest the query,
+        nearest last) and the mean similarity rank (0 = nearest) of the demonstration at each prompt position.
+        No LLM calls: this is about choices, not accuracy.
+        """
+        if not self.query_level:
+            raise ConfigError("compare_with_knn is for query-mode policies")
+        self._resources(task)
+        env, k = self._env, self._env.config.k
+        same, ranks = 0, []
+        for query in queries:
+            prompt = env.run_greedy(self.policy.choose, {"query": query})
+            episode = env._episode
+            nearest_first = np.argsort(-(episode["vectors"] @ episode["anchor"]), kind="stable")
+            rank = {int(episode["candidates"][i]): r for r, i in enumerate(nearest_first)}
+            knn_prompt = [int(episode["candidates"][i]) for i in nearest_first[:k][::-1]]
+            same += prompt == knn_prompt
+            ranks.append([rank[i] for i in prompt])
+        return {
+            "queries": len(queries),
+            "same_as_knn": same / max(len(queries), 1),
+            "mean_rank_by_position": np.mean(ranks, axis=0).round(2).tolist() if ranks else [],
+        }

@@ -363,7 +363,7 @@ def greedy_values(env: DemoSelectionEnv, policy: LoadedPolicy, episodes: int, se
 
 def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> dict[str, Any]:
     """The learned policy against the baselines on each training task's test split."""
-    from rl_select.evaluation import evaluate_selector
+    from rl_select.evaluation import evaluate_selector, evaluation_rows
     from rl_select.policies.selector import load_policy
 
     config = setup.config
@@ -372,6 +372,7 @@ def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> 
     (setup.run_dir / POLICY_DIR / "trained_on.json").write_text(json.dumps(trained_on, indent=2) + "\n")
     seeds = list(range(config.eval_seeds))
     reports = []
+    versus_knn: dict[str, dict[str, Any]] = {}
     transfer = [
         load_task(name, config.data_dir).subset_pool(config.pool_size, seed=config.seed) for name in config.eval_tasks
     ]
@@ -399,7 +400,15 @@ def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> 
                     selector, resources, k=config.env.k, seeds=seeds, n_rows=config.eval_rows, progress=progress
                 )
             )
-    return {"reports": [r.to_dict() for r in reports], "objects": reports, "transfer": [t.name for t in transfer]}
+        if learned.query_level:
+            rows = evaluation_rows(resources, "test", config.eval_rows)
+            versus_knn[task.name] = learned.compare_with_knn(task, rows)
+    return {
+        "reports": [r.to_dict() for r in reports],
+        "objects": reports,
+        "transfer": [t.name for t in transfer],
+        "versus_knn": versus_knn,
+    }
 
 
 def plot_curve(curve: Curve, path: Path, title: str) -> None:
@@ -443,6 +452,7 @@ def write_results(setup: TrainingSetup, evaluation: dict[str, Any], seconds: flo
         "config": config.to_dict(),
         "train_seconds": round(seconds, 1),
         "reports": evaluation["reports"],
+        "versus_knn": evaluation.get("versus_knn", {}),
         "scorer": caches,
     }
     write_json(run_dir / "results.json", payload)
@@ -465,6 +475,13 @@ def write_results(setup: TrainingSetup, evaluation: dict[str, Any], seconds: flo
         f"M={config.env.num_candidates}, {config.total_steps} steps\n\n"
         f"Test split, {n_rows} rows, {config.eval_seeds} seeds (mean ± sd); primary metric {primary}.\n\n"
         + markdown_table(["task", "method", f"accuracy ({primary})", "raw", "calibrated"], rows)
+        + "\n"
+        + "".join(
+            f"{task}: the greedy prompt equals kNN's over the same candidates on {100 * v['same_as_knn']:.0f}% of "
+            f"{v['queries']} test queries; mean neighbour rank by prompt position (0 = nearest): "
+            f"{v['mean_rank_by_position']}.\n"
+            for task, v in evaluation.get("versus_knn", {}).items()
+        )
         + "\n"
         + provenance_markdown(record)
     )

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from rl_select.envs import DemoSelectionEnv
 from rl_select.errors import ConfigError
@@ -69,12 +70,18 @@ def test_unknown_env_baseline():
         EnvBaseline("oracle", np.random.default_rng(0))
 
 
+class RandomScores(torch.nn.Module):
+    def forward(self, obs):
+        return torch.rand(obs["chosen"].shape)
+
+
 def test_untrained_ppo_with_the_retrieval_prior_builds_the_knn_prompt(tiny_lm, data_root):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from rl_select.observation import feature_layout
+    from rl_select.policies.config import TrainConfig
     from rl_select.policies.ppo import make_ppo
-    from rl_select.policies.selector import LoadedPolicy, _Scores
+    from rl_select.policies.selector import LoadedPolicy, PolicySelector, _Scores
 
     task = load_task("tiny_trec", data_root)
     env = DemoSelectionEnv(task, resources=Resources(task, lm=tiny_lm), mode="query", k=3, num_candidates=6)
@@ -89,3 +96,12 @@ def test_untrained_ppo_with_the_retrieval_prior_builds_the_knn_prompt(tiny_lm, d
         for _ in range(3):
             env._episode["chosen"].append(baseline.act(env, env.action_masks()))
         assert learned == env.selection()
+    # the same check as the training run's report
+    config = TrainConfig(tasks=("tiny_trec",), env=env.config)
+    selector = PolicySelector(LoadedPolicy("ppo", policy.module, config)).build(env.resources)
+    report = selector.compare_with_knn(task, task.dev[:4])
+    assert report == {"queries": 4, "same_as_knn": 1.0, "mean_rank_by_position": [2.0, 1.0, 0.0]}
+    random_policy = LoadedPolicy("ppo", RandomScores(), config)
+    torch.manual_seed(0)
+    report = PolicySelector(random_policy).build(env.resources).compare_with_knn(task, task.dev[:8])
+    assert report["same_as_knn"] < 0.5 and len(report["mean_rank_by_position"]) == 3

@@ -168,6 +168,9 @@ def test_train_dqn_query_mode(data_root, tiny_model_dir, tmp_path, capsys):
     )
     assert code == 0, err
     assert "dqn (query mode)" in out and (run / "policy" / "model.zip").is_file()
+    versus = json.loads((run / "results.json").read_text())["versus_knn"]["tiny_trec"]
+    assert versus["queries"] > 0 and 0.0 <= versus["same_as_knn"] <= 1.0
+    assert len(versus["mean_rank_by_position"]) == 2 and "equals kNN's" in (run / "results.md").read_text()
 
 
 def test_resume_continues_an_interrupted_run(data_root, tiny_model_dir, tmp_path, capsys):
