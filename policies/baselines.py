@@ -16,7 +16,7 @@ import numpy as np
 
 from rl_select.envs.demo_selection import DemoSelectionEnv
 from rl_select.errors import unknown_name
-from rl_select.observation import arrange_prompt
+from rl_select.observation import arrange_prompt, nearest_first
 from rl_select.selectors.retrieval import DPPSelector, MMRSelector
 
 ENV_BASELINES = ("random", "balanced", "knn", "mmr", "dpp", "max-entropy", "best-of-n", "greedy-oracle")
@@ -42,15 +42,15 @@ class EnvBaseline:
     def plan(self, env: DemoSelectionEnv) -> None:
         """Decide the whole episode where the baseline is not step-by-step."""
         episode, k = env._episode, env.config.k
-        anchor_sim = episode["vectors"] @ episode["anchor"]
         if self.name in ("knn", "mmr", "dpp"):
-            nearest_first = [int(i) for i in np.argsort(-anchor_sim, kind="stable")]  # the anchor_rank order
+            order = [int(i) for i in nearest_first(episode["vectors"], episode["anchor"])]
             if self.name == "knn":
-                picked = nearest_first[:k]
+                picked = order[:k]
             else:
                 chooser = MMRSelector() if self.name == "mmr" else DPPSelector()
+                anchor_sim = episode["vectors"] @ episode["anchor"]
                 picked = chooser._pick(anchor_sim, episode["vectors"] @ episode["vectors"].T, k)
-            self._plan = sorted(picked, key=nearest_first.index, reverse=True)  # prompt order: most similar last
+            self._plan = sorted(picked, key=order.index, reverse=True)  # prompt order: most similar last
         elif self.name == "best-of-n":
             scorer, rows, m = env.resources.scorer, episode["rows"], env.config.num_candidates
             best, best_value = [], -np.inf

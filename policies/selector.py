@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.observation import nearest_first
 from rl_select.policies.config import TrainConfig, read_run_config
 from rl_select.selectors.base import Resources, Selector, check_k
 from rl_select.tasks.task import Example, Task
@@ -182,7 +183,7 @@ class PolicySelector(Selector):
 
         Returns the share of ``queries`` whose prompt equals the kNN prompt (the k candidates nearest the query,
         nearest last) and the mean similarity rank (0 = nearest) of the demonstration at each prompt position.
-        No LLM calls: this is about choices, not accuracy.
+        Nothing is scored: this is about choices, not accuracy.
         """
         if not self.query_level:
             raise ConfigError("compare_with_knn is for query-mode policies")
@@ -192,9 +193,9 @@ class PolicySelector(Selector):
         for query in queries:
             prompt = env.run_greedy(self.policy.choose, {"query": query})
             episode = env._episode
-            nearest_first = np.argsort(-(episode["vectors"] @ episode["anchor"]), kind="stable")
-            rank = {int(episode["candidates"][i]): r for r, i in enumerate(nearest_first)}
-            knn_prompt = [int(episode["candidates"][i]) for i in nearest_first[:k][::-1]]
+            order = nearest_first(episode["vectors"], episode["anchor"])
+            rank = {int(episode["candidates"][i]): r for r, i in enumerate(order)}
+            knn_prompt = [int(episode["candidates"][i]) for i in order[:k][::-1]]
             same += prompt == knn_prompt
             ranks.append([rank[i] for i in prompt])
         return {

@@ -165,6 +165,11 @@ def query_features(vector: np.ndarray, projection: Projection, length: float) ->
     return np.concatenate([projection(vector[None])[0], [length]]).astype(np.float32)
 
 
+def nearest_first(vectors: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """Candidate indices by decreasing similarity to ``anchor``, ties by index: the order ``anchor_rank`` counts."""
+    return np.argsort(-(vectors @ anchor), kind="stable")
+
+
 def arrange_prompt(picks: Sequence[T], order: str) -> list[T]:
     """Picks (in the order they were chosen) in prompt order: as chosen (``append``) or reversed (``prepend``).
 
@@ -220,7 +225,7 @@ def build_observation(
     m = len(static)
     anchor_sim = vectors @ anchor
     rank = np.empty(m, dtype=np.float32)
-    rank[np.argsort(-anchor_sim, kind="stable")] = np.arange(m, dtype=np.float32) / max(m - 1, 1)
+    rank[nearest_first(vectors, anchor)] = np.arange(m, dtype=np.float32) / max(m - 1, 1)
     dynamic = np.zeros((m, len(DYNAMIC_SCALARS)), dtype=np.float32)
     mask = np.zeros(m, dtype=np.float32)
     if chosen:

@@ -37,7 +37,7 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
     console.print(table)
 
 
-ORDERS = ("selected", "reversed", "both")
+ORDER_CHOICES = ("selected", "reversed", "both")
 
 
 def _format(mean_sd: tuple[float, float]) -> str:
@@ -101,8 +101,8 @@ def evaluate_command(
         from rl_select.policies.selector import PolicySelector
 
         selectors.append(PolicySelector.from_run(run_dir))
-    if order not in ORDERS:
-        raise ConfigError(f"unknown --order '{order}' (choose from: {', '.join(ORDERS)})")
+    if order not in ORDER_CHOICES:
+        raise ConfigError(f"unknown --order '{order}' (choose from: {', '.join(ORDER_CHOICES)})")
     if order != "selected":
         pairs = [(s, ReversedOrder(s)) for s in selectors]
         selectors = [r for _, r in pairs] if order == "reversed" else [x for pair in pairs for x in pair]
