@@ -179,8 +179,9 @@ class ReversedOrder(Selector):
         self.uses_resources = inner.uses_resources  # type: ignore[misc]
 
     def build(self, resources: Resources) -> ReversedOrder:
-        """Build the inner selector."""
-        self.inner.build(resources)
+        """Build the inner selector (unless it is already built on ``resources``, as with ``--order both``)."""
+        if self.inner.resources is not resources:
+            self.inner.build(resources)
         self.resources = resources
         return self
 
