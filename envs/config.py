@@ -9,6 +9,7 @@ from rl_select.errors import ConfigError, reject_unknown_keys
 from rl_select.observation import MODES, ORDERS, FeatureConfig
 
 VALUES = ("accuracy", "probability")
+QUERY_SOURCES = ("dev", "pool")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class EnvConfig:
             earlier ones; Zhang et al.) or ``prepend`` (at the top, so the first choice sits right before the
             query). Default: append in task mode, prepend in query mode, where the policy's first pick (the
             nearest neighbour, for a kNN-like policy) then lands where KATE puts the most similar example.
+        query_source: Query mode: where training episodes draw their query: ``dev`` rows, or ``pool`` rows
+            (thousands of training queries; the query is never among its own candidates). Dev stays for model
+            selection either way, and the test split is never drawn.
         calibrate: Measure rewards with contextual calibration (the evaluation default, too).
         data_seed: Seed of the reward-row subsample.
         features: Observation features.
@@ -41,6 +45,7 @@ class EnvConfig:
     value: str | None = None
     neighbour_rows: int = 0
     order: str | None = None
+    query_source: str = "dev"
     calibrate: bool = True
     data_seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -60,6 +65,8 @@ class EnvConfig:
             raise ConfigError(f"unknown value '{self.value}' (choose from: {', '.join(VALUES)})")
         if self.order is not None and self.order not in ORDERS:
             raise ConfigError(f"unknown order '{self.order}' (choose from: {', '.join(ORDERS)})")
+        if self.query_source not in QUERY_SOURCES:
+            raise ConfigError(f"unknown query_source '{self.query_source}' (choose from: {', '.join(QUERY_SOURCES)})")
         if self.neighbour_rows < 0:
             raise ConfigError(f"neighbour_rows must be >= 0, got {self.neighbour_rows}")
         if isinstance(self.features, dict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -13,7 +13,13 @@ from gymnasium import spaces
 from rl_select.envs.config import EnvConfig
 from rl_select.envs.features import FeatureBank
 from rl_select.errors import ConfigError
-from rl_select.observation import arrange_prompt, build_observation, feature_layout, query_features
+from rl_select.observation import (
+    arrange_prompt,
+    build_observation,
+    feature_layout,
+    nearest_first,
+    query_features,
+)
 from rl_select.scoring import Scorer, ScoreResult, ScoringConfig
 from rl_select.scoring.model import shared_language_model
 from rl_select.selectors import Resources
@@ -44,6 +50,49 @@ def run_requests(requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
     return results  # type: ignore[return-value]
 
 
+@dataclass
+class Episode:
+    """The state of one episode: what is offered, what is chosen, and the prompt's value after each step.
+
+    Attributes:
+        candidates: ``[M]`` pool ids offered (action ``i`` adds ``candidates[i]``).
+        static: ``[M, P + L + 4]`` static features of the candidates.
+        vectors: ``[M, D]`` their centred unit embeddings.
+        labels: ``[M]`` their label indices.
+        anchor: ``[D]`` centred unit vector similarity is measured to (the query, or the reward rows' centroid).
+        query: The episode's query (query mode), else None.
+        query_features: ``[P + 1]`` projected query and its length (query mode), else None.
+        rows: The rows a prompt's value is measured on.
+        chosen: Candidate indices chosen so far, in the order they were chosen.
+        values: The prompt's value before the first step, then after each step.
+    """
+
+    candidates: np.ndarray
+    static: np.ndarray
+    vectors: np.ndarray
+    labels: np.ndarray
+    anchor: np.ndarray
+    query: Example | None
+    query_features: np.ndarray | None
+    rows: tuple[Example, ...]
+    chosen: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def nearest_first(self) -> np.ndarray:
+        """Candidate indices by decreasing similarity to the anchor (``anchor_rank`` order, ties by index)."""
+        return nearest_first(self.vectors, self.anchor)
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`DemoSelectionEnv.restore` needs to rebuild this episode exactly (JSON-able)."""
+        return {
+            "candidates": [int(i) for i in self.candidates],
+            "query": None if self.query is None else list(self.query.key),
+            "chosen": [int(i) for i in self.chosen],
+            "values": [float(v) for v in self.values],
+        }
+
+
 class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     """Build a k-demonstration prompt one demonstration at a time.
 
@@ -53,9 +102,10 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     earlier ones, or before them with ``order="prepend"``, the query-mode default); the reward is the change in
     the LLM's performance that the addition causes. In *task mode* an episode samples M candidates
     from the pool and the value of a prompt is its accuracy on a fixed set of dev rows. In *query mode*
-    (RetICL-like) an episode takes one dev query, offers its M nearest pool neighbours, and the value of a
-    prompt is the probability (or correctness) of the query's gold label, optionally averaged over its nearest
-    dev neighbours. ``value="probability"`` scores prompts by mean gold-label probability in either mode.
+    (RetICL-like) an episode takes one query (a dev row, or with ``query_source="pool"`` a pool row, which is
+    then never among its own candidates), offers its M nearest pool neighbours, and the value of a prompt is
+    the probability (or correctness) of the query's gold label, optionally averaged over its nearest dev
+    neighbours. ``value="probability"`` scores prompts by mean gold-label probability in either mode.
 
     ## Action Space
     ``Discrete(M)``: the index of a candidate. Chosen candidates are masked out by :meth:`action_masks`.
@@ -83,7 +133,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     default the whole pool), ``query_ids`` (dev ids query mode draws queries from; default all).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version (``query_source`` added later; its default keeps v0's episodes).
 
     Example:
         >>> import gymnasium as gym, rl_select.envs  # doctest: +SKIP
@@ -133,7 +183,8 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             raise ConfigError("candidate_ids must be ids of the task's pool")
         config.check_pool(len(pool))
         self.candidate_pool = pool
-        self.query_pool = np.arange(len(self.task.dev)) if query_ids is None else np.asarray(query_ids, np.int64)
+        query_split = self.task.train if config.query_source == "pool" else self.task.dev
+        self.query_pool = np.arange(len(query_split)) if query_ids is None else np.asarray(query_ids, np.int64)
         self.render_mode = render_mode
         self.layout = feature_layout(config.features, config.mode)
         m = config.num_candidates
@@ -148,7 +199,14 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.observation_space = spaces.Dict(observation)
         self.action_space = spaces.Discrete(m)
         self._reward_rows = tuple(self.task.sample("dev", config.reward_rows, seed=config.data_seed))
-        self._episode: dict[str, Any] = {}
+        self._episode: Episode | None = None
+
+    @property
+    def episode(self) -> Episode:
+        """The current episode (after :meth:`reset`)."""
+        if self._episode is None:
+            raise RuntimeError("call reset() before using the episode")
+        return self._episode
 
     # ------------------------------------------------------------------ Gymnasium API
 
@@ -168,7 +226,8 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     def action_masks(self) -> np.ndarray:
         """``[M]`` booleans: True for candidates that can still be chosen."""
         mask = np.ones(self.config.num_candidates, dtype=bool)
-        mask[self._episode.get("chosen", [])] = False
+        if self._episode is not None:
+            mask[self._episode.chosen] = False
         return mask
 
     def render(self) -> str | None:
@@ -186,6 +245,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         """Draw the episode's candidates; return the scoring request of the empty prompt's value."""
         config = self.config
         query = None
+        candidates = None
         if config.mode == "task":
             if "candidate_ids" in options:
                 candidates = np.asarray(options["candidate_ids"], dtype=np.int64)
@@ -193,39 +253,69 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
                     raise ConfigError(f"reset needs exactly M={config.num_candidates} candidate_ids")
             else:
                 candidates = self.np_random.choice(self.candidate_pool, size=config.num_candidates, replace=False)
-            rows = self._reward_rows
-            anchor = self.features.anchor(rows)
         else:
             query = options.get("query")
             if query is None:
-                query = self.task.dev[int(self.np_random.choice(self.query_pool))]
+                source = self.task.train if config.query_source == "pool" else self.task.dev
+                query = source[int(self.np_random.choice(self.query_pool))]
+        self._episode = self._new_episode(candidates, query)
+        return ScoreRequest(self.resources.scorer, (), self._episode.rows)
+
+    def _new_episode(self, candidates: np.ndarray | None, query: Example | None) -> Episode:
+        """The episode offering ``candidates`` (task mode) or ``query``'s nearest neighbours (query mode)."""
+        if query is None:
+            rows = self._reward_rows
+            anchor = self.features.anchor(rows)
+            query_block = None
+        else:
             anchor = self.features.centered([query])[0]
-            candidates = self._nearest_candidates(anchor)
+            if candidates is None:
+                candidates = self._nearest_candidates(anchor, exclude=query)
             rows = (query, *self._neighbour_rows(query, anchor))
-        self._episode = {
-            "candidates": candidates,
-            "static": self.features.static(candidates),
-            "vectors": self.features.centered_pool[candidates],
-            "labels": self.features.pool_labels[candidates],
-            "anchor": anchor,
-            "query": query,
-            "query_features": None
-            if query is None
-            else query_features(
-                self.resources.query_vectors([query])[0],
-                self.features.projection,
-                len(query.input_text.split()) / 50.0,
-            ),
-            "rows": rows,
-            "chosen": [],
-            "values": [],
+            length = len(query.input_text.split()) / 50.0
+            query_block = query_features(self.resources.query_vectors([query])[0], self.features.projection, length)
+        candidates = np.asarray(candidates, dtype=np.int64)
+        return Episode(
+            candidates=candidates,
+            static=self.features.static(candidates),
+            vectors=self.features.centered_pool[candidates],
+            labels=self.features.pool_labels[candidates],
+            anchor=anchor,
+            query=query,
+            query_features=query_block,
+            rows=tuple(rows),
+        )
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this env exactly where it is: its RNG and its episode (JSON-able)."""
+        return {
+            "rng": self.np_random.bit_generator.state,
+            "episode": None if self._episode is None else self._episode.state(),
         }
-        return ScoreRequest(self.resources.scorer, (), rows)
+
+    def restore(self, state: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        """Continue from :meth:`state`; returns the current observation (None before the first episode)."""
+        self.np_random.bit_generator.state = state["rng"]
+        stored = state["episode"]
+        if stored is None:
+            self._episode = None
+            return None
+        query = None
+        if stored["query"] is not None:
+            split, row = stored["query"]
+            query = self.task.split(split)[int(row)]
+        self._episode = self._new_episode(np.asarray(stored["candidates"], dtype=np.int64), query)
+        self._episode.chosen = list(stored["chosen"])
+        self._episode.values = list(stored["values"])
+        if self.config.features.step_features:
+            demos = tuple(self.demonstrations())
+            return self._observation(*self._step_features(self._candidate_result(demos), demos))
+        return self._observation(None, None)
 
     def finish_reset(self, result: ScoreResult) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Record the empty prompt's value; return the first observation and info."""
-        value = self._value(result)
-        self._episode["values"].append(value)
+        value = self.value_of(result)
+        self.episode.values.append(value)
         step_features, perplexity = None, None
         if self.config.features.step_features:
             step_features, perplexity = self._step_features(self._candidate_result(()), ())
@@ -233,18 +323,18 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     def apply_action(self, action: int | np.integer) -> list[ScoreRequest]:
         """Append a candidate; return the scoring requests of the new state."""
-        episode = self._episode
-        if not episode:
+        if self._episode is None:
             raise RuntimeError("call reset() before step()")
+        episode = self._episode
         action = int(action)
         if not 0 <= action < self.config.num_candidates:
             raise ValueError(f"action {action} is outside 0..{self.config.num_candidates - 1}")
-        if action in episode["chosen"] or len(episode["chosen"]) >= self.config.k:
+        if action in episode.chosen or len(episode.chosen) >= self.config.k:
             raise ValueError(f"action {action} is masked (already chosen, or the episode is over)")
-        episode["chosen"].append(action)
+        episode.chosen.append(action)
         demos = tuple(self.demonstrations())
-        requests = [ScoreRequest(self.resources.scorer, demos, episode["rows"])]
-        if self.config.features.step_features and len(episode["chosen"]) < self.config.k:
+        requests = [ScoreRequest(self.resources.scorer, demos, episode.rows)]
+        if self.config.features.step_features and len(episode.chosen) < self.config.k:
             requests.append(self._candidate_request(demos))
         return requests
 
@@ -252,11 +342,11 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self, results: list[ScoreResult]
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Turn the new state's scores into (observation, reward, terminated, truncated, info)."""
-        episode = self._episode
-        value = self._value(results[0])
-        reward = value - episode["values"][-1]
-        episode["values"].append(value)
-        terminated = len(episode["chosen"]) == self.config.k
+        episode = self.episode
+        value = self.value_of(results[0])
+        reward = value - episode.values[-1]
+        episode.values.append(value)
+        terminated = len(episode.chosen) == self.config.k
         step_features, perplexity = None, None
         if self.config.features.step_features:
             if terminated:
@@ -267,7 +357,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         info = self._info()
         if terminated:
             info["episode_value"] = value
-            info["zero_shot_value"] = episode["values"][0]
+            info["zero_shot_value"] = episode.values[0]
         return self._observation(step_features, perplexity), float(reward), terminated, False, info
 
     def run_greedy(
@@ -286,31 +376,36 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             action = int(choose(self._observation(step_features, perplexity), self.action_masks()))
             if not self.action_masks()[action]:
                 raise ValueError(f"policy chose masked action {action}")
-            self._episode["chosen"].append(action)
+            self.episode.chosen.append(action)
         return self.selection()
 
     # ------------------------------------------------------------------ helpers
 
     def demonstrations(self, extra: int | None = None) -> list[Example]:
         """The chosen demonstrations in prompt order (``config.prompt_order``), with candidate ``extra`` added."""
+        if self._episode is None:
+            return []
         episode = self._episode
-        picks = [*episode.get("chosen", []), *([] if extra is None else [extra])]
+        picks = [*episode.chosen, *([] if extra is None else [extra])]
         ordered = arrange_prompt(picks, self.config.prompt_order)
-        return [self.task.train[int(episode["candidates"][i])] for i in ordered]
+        return [self.task.train[int(episode.candidates[i])] for i in ordered]
 
     def selection(self) -> list[int]:
         """Pool ids of the chosen demonstrations, in prompt order."""
         return [d.id for d in self.demonstrations()]
 
-    def _value(self, result: ScoreResult) -> float:
+    def value_of(self, result: ScoreResult) -> float:
+        """A prompt's value from its scores on the episode's rows (``config.value_kind``)."""
         if self.config.value_kind == "probability":
             return float(result.gold_probs.mean())
         return result.accuracy
 
-    def _nearest_candidates(self, anchor: np.ndarray) -> np.ndarray:
-        sims = self.features.centered_pool[self.candidate_pool] @ anchor
-        top = np.argsort(-sims, kind="stable")[: self.config.num_candidates]
-        return self.candidate_pool[top]
+    def _nearest_candidates(self, anchor: np.ndarray, exclude: Example | None = None) -> np.ndarray:
+        pool = self.candidate_pool
+        if exclude is not None and exclude.split == "train":  # a pool query is never its own candidate
+            pool = pool[pool != exclude.id]
+        top = nearest_first(self.features.centered_pool[pool], anchor)[: self.config.num_candidates]
+        return pool[top]
 
     def _neighbour_rows(self, query: Example, anchor: np.ndarray) -> list[Example]:
         if not self.config.neighbour_rows:
@@ -321,7 +416,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return [dev[i] for i in order[: self.config.neighbour_rows]]
 
     def _candidate_request(self, demos: tuple[Example, ...]) -> ScoreRequest:
-        candidates = tuple(self.task.train[int(i)] for i in self._episode["candidates"])
+        candidates = tuple(self.task.train[int(i)] for i in self.episode.candidates)
         return ScoreRequest(self.resources.scorer, demos, candidates)
 
     def _candidate_result(self, demos: tuple[Example, ...]) -> ScoreResult:
@@ -339,25 +434,25 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return float(value) if np.isfinite(value) else 0.0
 
     def _observation(self, step_features: np.ndarray | None, perplexity: float | None) -> dict[str, np.ndarray]:
-        episode = self._episode
+        episode = self.episode
         return build_observation(
-            static=episode["static"],
-            vectors=episode["vectors"],
-            label_ids=episode["labels"],
+            static=episode.static,
+            vectors=episode.vectors,
+            label_ids=episode.labels,
             num_labels=self.task.num_labels,
-            chosen=list(episode["chosen"]),
+            chosen=list(episode.chosen),
             k=self.config.k,
-            anchor=episode["anchor"],
-            query=episode["query_features"],
+            anchor=episode.anchor,
+            query=episode.query_features,
             step_features=step_features,
             prompt_log_perplexity=perplexity,
         )
 
     def _info(self) -> dict[str, Any]:
-        episode = self._episode
+        episode = self.episode
         return {
             "task": self.task.name,
-            "value": episode["values"][-1],
+            "value": episode.values[-1],
             "selection": self.selection(),
-            "candidate_ids": [int(i) for i in episode["candidates"]],
+            "candidate_ids": [int(i) for i in episode.candidates],
         }

@@ -14,12 +14,18 @@ from rl_select.retrieval import split_embeddings
 from rl_select.selectors import Resources
 from rl_select.tasks.task import Example
 
+ZERO_SHOT_BLOCK = 64
+"""Zero-shot statistics are computed for whole blocks of this many consecutive pool ids, always together."""
+
 
 class FeatureBank:
     """Embeddings, projection and static candidate features of one task.
 
     Zero-shot LLM statistics (``llm_features``) are computed on first use for the candidates that need them and
-    cached on disk per (task pool, model, scoring settings), so later runs and workers reuse them.
+    cached on disk per (task pool, model, scoring settings), so later runs and workers reuse them. They are
+    computed in fixed blocks of :data:`ZERO_SHOT_BLOCK` pool ids: a score depends in its last float bits on
+    which rows share its forward pass, so fixed blocks make every value independent of which candidates
+    happened to be asked for first (and so of what earlier runs cached).
 
     Args:
         resources: The task's shared resources (scorer, embedder).
@@ -109,14 +115,15 @@ class FeatureBank:
                     if stored["values"].shape == (n, 3):
                         self._zero_shot, self._computed = stored["values"], stored["computed"]
         ids = np.asarray(ids, dtype=np.int64)
-        missing = ids[~self._computed[ids]]
-        if missing.size:
-            missing = np.unique(missing)
-            result = self.resources.scorer.score([], [self.task.train[i] for i in missing], use_cache=False)
-            self._zero_shot[missing, 0] = result.entropy / np.log(self.task.num_labels)
-            self._zero_shot[missing, 1] = result.gold_probs
-            self._zero_shot[missing, 2] = result.correct
-            self._computed[missing] = True
+        blocks = np.unique(ids[~self._computed[ids]] // ZERO_SHOT_BLOCK)
+        for block in blocks:
+            members = np.arange(block * ZERO_SHOT_BLOCK, min((block + 1) * ZERO_SHOT_BLOCK, n))
+            result = self.resources.scorer.score([], [self.task.train[i] for i in members], use_cache=False)
+            self._zero_shot[members, 0] = result.entropy / np.log(self.task.num_labels)
+            self._zero_shot[members, 1] = result.gold_probs
+            self._zero_shot[members, 2] = result.correct
+            self._computed[members] = True
+        if blocks.size:
             self._save_zero_shot()
         return self._zero_shot[ids].copy()
 

@@ -25,9 +25,13 @@ class DemoSelectionVecEnv(VecEnv):
     Args:
         envs: Sub-environments with identical observation and action spaces (they may hold different tasks).
         seed: Seed of the first sub-env (sub-env i gets ``seed + i``) at the first reset.
+        seeds: Seeds of each sub-env at the first reset (instead of ``seed``; Ray workers pass their sub-envs'
+            global seeds).
     """
 
-    def __init__(self, envs: Sequence[DemoSelectionEnv], seed: int | None = None) -> None:
+    def __init__(
+        self, envs: Sequence[DemoSelectionEnv], seed: int | None = None, seeds: Sequence[int] | None = None
+    ) -> None:
         if not envs:
             raise ValueError("a vector env needs at least one sub-env")
         self.envs = list(envs)
@@ -36,7 +40,11 @@ class DemoSelectionVecEnv(VecEnv):
             if env.observation_space != first.observation_space or env.action_space != first.action_space:
                 raise ValueError("all sub-envs must share observation and action spaces (same k, M and features)")
         super().__init__(len(self.envs), first.observation_space, first.action_space)
-        self._seeds: list[int | None] = [None if seed is None else seed + i for i in range(len(self.envs))]
+        if seeds is not None and len(seeds) != len(self.envs):
+            raise ValueError("give one seed per sub-env")
+        self._seeds = (
+            list(seeds) if seeds is not None else [None if seed is None else seed + i for i in range(len(envs))]
+        )
         self._actions: np.ndarray | None = None
         self.episode_returns = np.zeros(len(self.envs))
         self.episode_lengths = np.zeros(len(self.envs), dtype=np.int64)
@@ -122,6 +130,33 @@ class DemoSelectionVecEnv(VecEnv):
     def action_masks(self) -> np.ndarray:
         """``[n_envs, M]`` masks of all sub-envs."""
         return np.stack([env.action_masks() for env in self.envs])
+
+    # ------------------------------------------------------------------ exact resume
+
+    def at_episode_start(self) -> bool:
+        """Whether every sub-env is between episodes (nothing chosen yet): where checkpoints are exact."""
+        return all(env._episode is None or not env.episode.chosen for env in self.envs)
+
+    def state(self) -> dict[str, Any]:
+        """The sub-envs' RNGs and episodes and the episode statistics (JSON-able), for an exact resume."""
+        return {
+            "envs": [env.state() for env in self.envs],
+            "episode_returns": self.episode_returns.tolist(),
+            "episode_lengths": self.episode_lengths.tolist(),
+            "seeds": list(self._seeds),
+        }
+
+    def restore(self, state: dict[str, Any]) -> VecEnvObs:
+        """Continue from :meth:`state`; returns the current observations (what the learner saw last)."""
+        if len(state["envs"]) != self.num_envs:
+            raise ValueError(f"the saved state has {len(state['envs'])} sub-envs, this vector has {self.num_envs}")
+        observations = [env.restore(sub) for env, sub in zip(self.envs, state["envs"], strict=True)]
+        self.episode_returns[:] = state["episode_returns"]
+        self.episode_lengths[:] = state["episode_lengths"]
+        self._seeds = list(state["seeds"])
+        if any(obs is None for obs in observations):
+            raise ValueError("the saved state is from before the first reset")
+        return self._stack(observations)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ helpers
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from rl_select.envs.demo_selection import DemoSelectionEnv
 from rl_select.errors import unknown_name
-from rl_select.observation import arrange_prompt, nearest_first
+from rl_select.observation import arrange_prompt
 from rl_select.selectors.retrieval import DPPSelector, MMRSelector
 
 ENV_BASELINES = ("random", "balanced", "knn", "mmr", "dpp", "max-entropy", "best-of-n", "greedy-oracle")
@@ -41,23 +41,23 @@ class EnvBaseline:
 
     def plan(self, env: DemoSelectionEnv) -> None:
         """Decide the whole episode where the baseline is not step-by-step."""
-        episode, k = env._episode, env.config.k
+        episode, k = env.episode, env.config.k
         if self.name in ("knn", "mmr", "dpp"):
-            order = [int(i) for i in nearest_first(episode["vectors"], episode["anchor"])]
+            order = [int(i) for i in episode.nearest_first]
             if self.name == "knn":
                 picked = order[:k]
             else:
                 chooser = MMRSelector() if self.name == "mmr" else DPPSelector()
-                anchor_sim = episode["vectors"] @ episode["anchor"]
-                picked = chooser._pick(anchor_sim, episode["vectors"] @ episode["vectors"].T, k)
+                anchor_sim = episode.vectors @ episode.anchor
+                picked = chooser._pick(anchor_sim, episode.vectors @ episode.vectors.T, k)
             self._plan = sorted(picked, key=order.index, reverse=True)  # prompt order: most similar last
         elif self.name == "best-of-n":
-            scorer, rows, m = env.resources.scorer, episode["rows"], env.config.num_candidates
+            scorer, rows, m = env.resources.scorer, episode.rows, env.config.num_candidates
             best, best_value = [], -np.inf
             for _ in range(self.num_sets):
                 subset = [int(i) for i in self.rng.choice(m, size=k, replace=False)]  # in prompt order
-                demos = [env.task.train[int(episode["candidates"][i])] for i in subset]
-                value = env._value(scorer.score(demos, rows))
+                demos = [env.task.train[int(episode.candidates[i])] for i in subset]
+                value = env.value_of(scorer.score(demos, rows))
                 if value > best_value:
                     best, best_value = subset, value
             self._plan = best
@@ -67,24 +67,24 @@ class EnvBaseline:
 
     def act(self, env: DemoSelectionEnv, mask: np.ndarray) -> int:
         """The next candidate."""
-        episode = env._episode
-        step = len(episode["chosen"])
+        episode = env.episode
+        step = len(episode.chosen)
         if self._plan:
             return int(self._plan[step])
         valid = np.flatnonzero(mask)
         if self.name == "random":
             return int(self.rng.choice(valid))
         if self.name == "balanced":
-            chosen_labels = episode["labels"][episode["chosen"]]
-            counts = np.array([np.sum(chosen_labels == episode["labels"][i]) for i in valid])
+            chosen_labels = episode.labels[episode.chosen]
+            counts = np.array([np.sum(chosen_labels == episode.labels[i]) for i in valid])
             return int(self.rng.choice(valid[counts == counts.min()]))
         demos = env.demonstrations()
-        candidates = [env.task.train[int(episode["candidates"][i])] for i in valid]
+        candidates = [env.task.train[int(episode.candidates[i])] for i in valid]
         scorer = env.resources.scorer
         if self.name == "max-entropy":
             return int(valid[int(np.argmax(scorer.score(demos, candidates).entropy))])
         # greedy-oracle: the candidate whose addition gives the best value on the reward rows
-        values = [env._value(scorer.score(env.demonstrations(extra=int(i)), episode["rows"])) for i in valid]
+        values = [env.value_of(scorer.score(env.demonstrations(extra=int(i)), episode.rows)) for i in valid]
         return int(valid[int(np.argmax(values))])
 
 

@@ -85,6 +85,8 @@ class TrainConfig:
         scorer_placement: With workers, ``worker`` (each worker loads the model) or ``central`` (one scorer actor
             serves every worker); see ``rl_select.rollouts.workers``.
         worker_gpus: GPU fraction per worker with ``worker`` placement (default 1 / workers when GPUs exist).
+        deterministic: Pin what can be pinned (one torch thread, deterministic kernels; see
+            :mod:`rl_select.reproducibility`): slower, and identical across thread counts.
     """
 
     tasks: tuple[str, ...] = ("sst2",)
@@ -129,6 +131,7 @@ class TrainConfig:
     address: str | None = None
     scorer_placement: str = "worker"
     worker_gpus: float | None = None
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.env, dict):

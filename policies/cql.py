@@ -244,13 +244,22 @@ class CQL:
             "q_target": self.q_target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "num_steps": torch.tensor(self.num_steps),
+            "torch_rng": torch.get_rng_state(),
         }
+        meta = {
+            "input_dim": self.input_dim,
+            "seed": self.seed,
+            "config": asdict(self.config),
+            "batch_rng": self.rng.bit_generator.state,
+        }
+        # the JSON first, the weights last: the pair is complete when the weights file is (both are renamed in)
+        meta_path = path.with_suffix(".json")
+        tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp")
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp_meta.replace(meta_path)
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(state, tmp)
         tmp.replace(path)
-        path.with_suffix(".json").write_text(
-            json.dumps({"input_dim": self.input_dim, "seed": self.seed, "config": asdict(self.config)}, indent=2) + "\n"
-        )
 
     @classmethod
     def load(cls, path: str | Path) -> CQL:
@@ -266,8 +275,11 @@ class CQL:
         agent.q_target.load_state_dict(state["q_target"])
         agent.optimizer.load_state_dict(state["optimizer"])
         agent.num_steps = int(state["num_steps"])
-        # batches after a resume differ from an uninterrupted run's: the RNG restarts from seed + steps
-        agent.rng = np.random.default_rng(meta["seed"] + agent.num_steps)
+        if "batch_rng" in meta:  # batches and dropout continue exactly where the saved run was
+            agent.rng.bit_generator.state = meta["batch_rng"]
+            torch.set_rng_state(state["torch_rng"])
+        else:  # a checkpoint from before RNG states were saved: batches differ from an uninterrupted run's
+            agent.rng = np.random.default_rng(meta["seed"] + agent.num_steps)
         return agent
 
     def describe(self) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from rl_select.errors import ArtifactError, ConfigError
-from rl_select.observation import nearest_first
 from rl_select.policies.config import TrainConfig, read_run_config
 from rl_select.selectors.base import Resources, Selector, check_k
 from rl_select.tasks.task import Example, Task
@@ -192,10 +191,10 @@ class PolicySelector(Selector):
         same, ranks = 0, []
         for query in queries:
             prompt = env.run_greedy(self.policy.choose, {"query": query})
-            episode = env._episode
-            order = nearest_first(episode["vectors"], episode["anchor"])
-            rank = {int(episode["candidates"][i]): r for r, i in enumerate(order)}
-            knn_prompt = [int(episode["candidates"][i]) for i in order[:k][::-1]]
+            episode = env.episode
+            order = episode.nearest_first
+            rank = {int(episode.candidates[i]): r for r, i in enumerate(order)}
+            knn_prompt = [int(episode.candidates[i]) for i in order[:k][::-1]]
             same += prompt == knn_prompt
             ranks.append([rank[i] for i in prompt])
         return {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rl_select.envs import DemoSelectionEnv, FeatureBank
-from rl_select.errors import ConfigError
+from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.observation import feature_layout
 from rl_select.policies.config import TrainConfig, config_differences, read_run_config, write_run_config
 from rl_select.policies.networks import candidate_input_dim
@@ -152,6 +151,16 @@ class Curve:
         if self.writer is not None:
             self.writer.add_scalar(metric, value, step)
 
+    def truncate(self, step: int) -> None:
+        """Drop the points after ``step`` (a run resumed from a checkpoint at ``step`` logs them again)."""
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [rows[0], *(row for row in rows[1:] if int(row[0]) <= step)]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        tmp.replace(self.path)
+
     def read(self) -> dict[str, list[tuple[int, float]]]:
         """Points by metric."""
         series: dict[str, list[tuple[int, float]]] = {}
@@ -168,17 +177,12 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _latest_checkpoint(run_dir: Path, algo: str) -> tuple[Path, int] | None:
-    pattern = re.compile(rf"^{algo}_(\d+)_steps\.zip$")
-    found = [(p, int(m.group(1))) for p in (run_dir / "checkpoints").glob("*.zip") if (m := pattern.match(p.name))]
-    return max(found, key=lambda item: item[1]) if found else None
-
-
 def train_sb3(setup: TrainingSetup, progress: bool) -> None:
-    """Online training with SB3 (dqn) or sb3-contrib (ppo), with checkpoints and resume."""
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    """Online training with SB3 (dqn) or sb3-contrib (ppo), with exact checkpoints and resume."""
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
     from stable_baselines3.common.logger import configure
 
+    from rl_select.policies.checkpoints import ResumableCheckpoint, latest_checkpoint, load_checkpoint
     from rl_select.policies.dqn import MaskedDQN, make_dqn
     from rl_select.policies.ppo import make_ppo
 
@@ -208,20 +212,18 @@ def train_sb3(setup: TrainingSetup, progress: bool) -> None:
                 self.logger.record("time/steps_per_second", (self.num_timesteps - self.first_step) / elapsed)
             return True
 
-    latest = _latest_checkpoint(run_dir, config.algo)
+    checkpoint_dir = run_dir / "checkpoints"
+    latest = latest_checkpoint(checkpoint_dir, config.algo)
     common = {"seed": config.seed, "tensorboard_log": None, "hidden": config.hidden_units, "layers": config.layers}
     if latest is not None:
-        path, steps = latest
-        logger.info("resuming from %s (%d steps)", path.name, steps)
+        logger.info("resuming from %s (%d steps)", latest.model.name, latest.steps)
         if config.algo == "ppo":
             from sb3_contrib import MaskablePPO
 
-            model = MaskablePPO.load(path, env=vec_env, device="cpu")
+            model = load_checkpoint(MaskablePPO, latest, vec_env)
         else:
-            model = MaskedDQN.load(path, env=vec_env, device="cpu")
-            buffer = path.with_name(f"{config.algo}_replay_buffer_{steps}_steps.pkl")
-            if buffer.is_file():
-                model.load_replay_buffer(buffer)
+            model = load_checkpoint(MaskedDQN, latest, vec_env)
+        curve.truncate(latest.steps)  # points logged after the checkpoint are logged again
     elif config.algo == "ppo":
         model = make_ppo(
             vec_env,
@@ -251,11 +253,8 @@ def train_sb3(setup: TrainingSetup, progress: bool) -> None:
         )
     formats = ["csv", "tensorboard"] if tensorboard_available() else ["csv"]
     model.set_logger(configure(str(run_dir / "tb"), formats))
-    checkpoints = CheckpointCallback(
-        save_freq=max(config.checkpoint_every // config.n_envs, 1),
-        save_path=str(run_dir / "checkpoints"),
-        name_prefix=config.algo,
-        save_replay_buffer=config.algo == "dqn",
+    checkpoints = ResumableCheckpoint(
+        checkpoint_dir, config.algo, config.checkpoint_every, replay_buffer=config.algo == "dqn"
     )
     remaining = config.total_steps - model.num_timesteps
     if remaining > 0:
@@ -267,7 +266,9 @@ def train_sb3(setup: TrainingSetup, progress: bool) -> None:
         )
     policy_path = policy_files(run_dir, config.algo)
     policy_path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(policy_path)
+    tmp = policy_path.with_name(f".{policy_path.stem}.tmp{policy_path.suffix}")
+    model.save(tmp)
+    tmp.replace(policy_path)
     vec_env.close()
 
 
@@ -362,8 +363,12 @@ def greedy_values(env: DemoSelectionEnv, policy: LoadedPolicy, episodes: int, se
 
 
 def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> dict[str, Any]:
-    """The learned policy against the baselines on each training task's test split."""
-    from rl_select.evaluation import evaluate_selector, evaluation_rows
+    """The learned policy against the baselines on each training task's test split.
+
+    Every finished (selector, seed) result is written to ``evaluation/<task>.json`` at once, so an interrupted
+    evaluation continues where it stopped on ``--resume``.
+    """
+    from rl_select.evaluation import EvaluationLog, evaluation_key, evaluation_rows, run_evaluation
     from rl_select.policies.selector import load_policy
 
     config = setup.config
@@ -394,12 +399,11 @@ def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> 
             make_selector(name, strict=False, num_sets=config.best_of_n_sets, dev_size=config.best_of_n_dev_rows)
             for name in config.baselines
         ]
-        for selector in selectors:
-            reports.append(
-                evaluate_selector(
-                    selector, resources, k=config.env.k, seeds=seeds, n_rows=config.eval_rows, progress=progress
-                )
-            )
+        key = evaluation_key(resources, k=config.env.k, split="test", n_rows=config.eval_rows, seeds=seeds)
+        log = EvaluationLog(setup.run_dir / "evaluation" / f"{task.name}.json", key, {})
+        reports += run_evaluation(
+            selectors, resources, log, k=config.env.k, seeds=seeds, n_rows=config.eval_rows, progress=progress
+        )
         if learned.query_level:
             rows = evaluation_rows(resources, "test", config.eval_rows)
             versus_knn[task.name] = learned.compare_with_knn(task, rows)
@@ -452,6 +456,7 @@ def write_results(setup: TrainingSetup, evaluation: dict[str, Any], seconds: flo
         "config": config.to_dict(),
         "train_seconds": round(seconds, 1),
         "reports": evaluation["reports"],
+        "transfer": evaluation["transfer"],
         "versus_knn": evaluation.get("versus_knn", {}),
         "scorer": caches,
     }
@@ -509,16 +514,55 @@ def train(
     run_dir = Path(run_dir)
     if resume:
         config = resumed_config(run_dir, overrides)
+        if (run_dir / "results.json").is_file():  # the run had finished: nothing to continue
+            return read_results(run_dir)
+    from rl_select.reproducibility import pin_determinism
+
+    pin_determinism(config.deterministic)
     tasks = load_tasks(config)  # validates tasks and MDP settings before anything is written
     if not resume:
         create_run_dir(config, run_dir)
     setup = build_setup(config, run_dir, tasks)
     started = time.perf_counter()
-    if not policy_files(run_dir, config.algo).is_file():
-        if config.algo == "cql":
-            train_cql(setup, progress)
-        else:
-            train_sb3(setup, progress_bar)
-    evaluation = final_evaluation(setup, progress)
+    try:
+        if not policy_files(run_dir, config.algo).is_file():
+            if config.algo == "cql":
+                train_cql(setup, progress)
+            else:
+                train_sb3(setup, progress_bar)
+        evaluation = final_evaluation(setup, progress)
+    except KeyboardInterrupt:
+        state = interrupted_state(run_dir, config.algo)
+        raise Interrupted(f"{state}; continue with rl-select train --resume {run_dir}") from None
     write_results(setup, evaluation, time.perf_counter() - started)
     return evaluation
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """The evaluation of a finished run, as :func:`train` returns it, from its ``results.json``."""
+    from rl_select.evaluation import SelectorReport
+
+    try:
+        payload = json.loads((run_dir / "results.json").read_text())
+        reports = [SelectorReport.from_dict(r) for r in payload["reports"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{run_dir / 'results.json'} is corrupt ({exc}); delete it to evaluate again") from None
+    return {
+        "reports": payload["reports"],
+        "objects": reports,
+        "transfer": payload.get("transfer", []),
+        "versus_knn": payload.get("versus_knn", {}),
+    }
+
+
+def interrupted_state(run_dir: Path, algo: str) -> str:
+    """What an interrupted run kept, in words."""
+    if policy_files(run_dir, algo).is_file():
+        return f"training had finished (policy in {run_dir / POLICY_DIR}); finished evaluation results are kept"
+    if algo == "cql":
+        checkpoint = run_dir / "checkpoints" / "cql.pt"
+        return f"checkpoint {checkpoint} kept" if checkpoint.is_file() else "no checkpoint was written yet"
+    from rl_select.policies.checkpoints import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir / "checkpoints", algo)
+    return f"checkpoint at step {latest.steps} kept" if latest else "no checkpoint was written yet"

@@ -31,6 +31,10 @@ class ArtifactError(RLSelectError):
     """A run directory, checkpoint or exported policy is missing, corrupt or incompatible."""
 
 
+class Interrupted(RLSelectError):
+    """A run stopped by Ctrl-C or SIGTERM after saving what it finished; the message says where and how to go on."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -1,29 +1,52 @@
-"""Evaluating selectors on held-out rows, every method under the same scoring.
+"""Evaluating selectors on held-out rows, every method under the same scoring, resumable.
 
 For each seed a selector chooses demonstrations (once for a task-level selector, per query for a query-level
 one) and the scorer scores the evaluation rows under them. The rows are the same for every seed and selector
 (a subsample seeded by ``data_seed``), so differences between methods are paired. Raw and contextually
-calibrated accuracies come from the same forward passes; both are reported.
+calibrated accuracies come from the same forward passes; both are reported, with each row's predictions (for
+paired intervals) and the LLM work the selector spent choosing (:class:`~rl_select.scoring.LLMCost`).
+
+:class:`EvaluationLog` writes every finished (selector, seed) result to disk at once, marked partial until all
+are done: an interrupted evaluation keeps what it finished, and a rerun with the same output file continues.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from rl_select.errors import ConfigError
+from rl_select.errors import ArtifactError, ConfigError, Interrupted
+from rl_select.scoring import LLMCost
 from rl_select.selectors.base import Resources, Selector
 from rl_select.tasks.task import Example
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
+EVALUATION_FORMAT = 2
 
 
 @dataclass
 class SeedResult:
-    """One seed of one selector."""
+    """One seed of one selector.
+
+    Attributes:
+        seed: The selector's seed.
+        accuracy: Accuracy of the primary distribution (calibrated unless turned off).
+        accuracy_raw: Accuracy without calibration.
+        accuracy_calibrated: Accuracy with contextual calibration.
+        queries: Evaluation rows.
+        seconds: Wall time of choosing and scoring.
+        selection: The task-level prompt (pool ids); None for query-level selectors.
+        truncation: What the over-long-prompt policy did.
+        predictions_raw: Predicted label index of every evaluation row, uncalibrated.
+        predictions_calibrated: The same, calibrated.
+        cost: LLM work spent choosing the demonstrations (not scoring the evaluation rows).
+    """
 
     seed: int
     accuracy: float
@@ -33,15 +56,35 @@ class SeedResult:
     seconds: float
     selection: list[int] | None = None
     truncation: dict[str, int] = field(default_factory=dict)
+    predictions_raw: list[int] = field(default_factory=list)
+    predictions_calibrated: list[int] = field(default_factory=list)
+    cost: LLMCost = field(default_factory=LLMCost)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return dict(self.__dict__)
+        data = asdict(self)
+        data["cost"] = self.cost.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeedResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**data, "cost": LLMCost(**data.get("cost", {}))})
 
 
 @dataclass
 class SelectorReport:
-    """All seeds of one selector on one task."""
+    """All seeds of one selector on one task.
+
+    Attributes:
+        selector: The selector's description (name, level, settings).
+        task: Task name.
+        split: Evaluated split.
+        k: Demonstrations per prompt.
+        calibrate: Whether the primary metric is calibrated.
+        seeds: One result per seed.
+        gold: Gold label index of every evaluation row (same order as the predictions).
+    """
 
     selector: dict
     task: str
@@ -49,6 +92,7 @@ class SelectorReport:
     k: int
     calibrate: bool
     seeds: list[SeedResult]
+    gold: list[int] = field(default_factory=list)
 
     def _stat(self, attribute: str) -> tuple[float, float]:
         values = np.array([getattr(s, attribute) for s in self.seeds], dtype=np.float64)
@@ -75,6 +119,23 @@ class SelectorReport:
         """Mean and sd of calibrated accuracy."""
         return self._stat("accuracy_calibrated")
 
+    @property
+    def cost(self) -> LLMCost:
+        """Mean LLM work per seed spent choosing demonstrations."""
+        if not self.seeds:
+            return LLMCost()
+        n = len(self.seeds)
+        return LLMCost(
+            queries=round(sum(s.cost.queries for s in self.seeds) / n),
+            tokens=round(sum(s.cost.tokens for s in self.seeds) / n),
+        )
+
+    def correct(self, calibrated: bool = True) -> np.ndarray:
+        """``[seeds, rows]`` booleans: whether each row was predicted right under each seed."""
+        gold = np.asarray(self.gold)
+        key = "predictions_calibrated" if calibrated else "predictions_raw"
+        return np.array([np.asarray(getattr(s, key)) == gold for s in self.seeds])
+
     def to_dict(self) -> dict:
         """JSON form, with the aggregates."""
         return {
@@ -89,8 +150,28 @@ class SelectorReport:
             "accuracy_raw_sd": self.raw[1],
             "accuracy_calibrated_mean": self.calibrated[0],
             "accuracy_calibrated_sd": self.calibrated[1],
+            "cost_per_seed": self.cost.to_dict(),
+            "gold": list(self.gold),
             "seeds": [s.to_dict() for s in self.seeds],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectorReport:
+        """Inverse of :meth:`to_dict` (the aggregates are recomputed)."""
+        return cls(
+            selector=data["selector"],
+            task=data["task"],
+            split=data["split"],
+            k=data["k"],
+            calibrate=data["calibrate"],
+            seeds=[SeedResult.from_dict(s) for s in data["seeds"]],
+            gold=list(data.get("gold", [])),
+        )
+
+
+def selector_key(selector: Selector) -> str:
+    """What identifies a selector's results in an evaluation file: its description, as stable JSON."""
+    return json.dumps(selector.describe(), sort_keys=True, default=str)
 
 
 def evaluation_rows(resources: Resources, split: str, n: int | None) -> list[Example]:
@@ -109,6 +190,8 @@ def evaluate_selector(
     n_rows: int | None = None,
     split: str = "test",
     progress: ProgressFactory | None = None,
+    finished: dict[int, SeedResult] | None = None,
+    on_seed: Callable[[SelectorReport], None] | None = None,
 ) -> SelectorReport:
     """Evaluate one selector over ``seeds`` on the same evaluation rows.
 
@@ -120,43 +203,317 @@ def evaluate_selector(
         n_rows: Evaluation rows (None: the whole split).
         split: Split to evaluate on (``test`` unless you are tuning).
         progress: Returns an ``advance(n)`` callback for a description and a total.
+        finished: Results of seeds already done (from an earlier, interrupted run): kept, not recomputed.
+        on_seed: Called with the report so far after every seed (to write it to disk at once).
     """
     if not seeds:
         raise ConfigError("give at least one seed")
-    if selector.resources is None:
-        selector.build(resources)
+    finished = finished or {}
     task = resources.task
     rows = evaluation_rows(resources, split, n_rows)
-    results = []
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        started = time.perf_counter()
-        advance = progress(f"{task.name} · {selector.name} · seed {seed}", len(rows)) if progress else None
-        if selector.query_level:
-            selections = selector.retrieve(task, rows, k, rng)
-            pairs = [([task.train[i] for i in ids], row) for ids, row in zip(selections, rows, strict=True)]
-            scored = resources.scorer.score_pairs(pairs, progress=advance)
-            selection = None
-        else:
-            selection = list(selector.select(task, None, k, rng))
-            scored = resources.scorer.score([task.train[i] for i in selection], rows, progress=advance)
-        results.append(
-            SeedResult(
-                seed=int(seed),
-                accuracy=scored.accuracy,
-                accuracy_raw=scored.accuracy_raw,
-                accuracy_calibrated=scored.accuracy_calibrated,
-                queries=len(rows),
-                seconds=round(time.perf_counter() - started, 3),
-                selection=selection,
-                truncation=scored.truncation.to_dict(),
-            )
-        )
-    return SelectorReport(
+    report = SelectorReport(
         selector=selector.describe(),
         task=task.name,
         split=split,
         k=k,
         calibrate=resources.scoring.calibrate,
-        seeds=results,
+        seeds=[],
+        gold=task.gold(rows).tolist(),
+    )
+    for seed in seeds:
+        if int(seed) in finished:
+            report.seeds.append(finished[int(seed)])
+            continue
+        if selector.resources is None:
+            selector.build(resources)
+        report.seeds.append(_evaluate_seed(selector, resources, rows, k, int(seed), progress))
+        if on_seed is not None:
+            on_seed(report)
+    return report
+
+
+def _evaluate_seed(
+    selector: Selector,
+    resources: Resources,
+    rows: list[Example],
+    k: int,
+    seed: int,
+    progress: ProgressFactory | None,
+) -> SeedResult:
+    """Choose with ``seed``, score ``rows`` under the choice, and charge the choosing to the selector."""
+    task, scorer = resources.task, resources.scorer
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    before = scorer.cost()
+    selection = None
+    if selector.query_level:
+        selections = selector.retrieve(task, rows, k, rng)
+        cost = scorer.cost() - before
+        advance = progress(f"{task.name} · {selector.name} · seed {seed}", len(rows)) if progress else None
+        pairs = [([task.train[i] for i in ids], row) for ids, row in zip(selections, rows, strict=True)]
+        scored = scorer.score_pairs(pairs, progress=advance)
+    else:
+        selection = list(selector.select(task, None, k, rng))
+        cost = scorer.cost() - before
+        advance = progress(f"{task.name} · {selector.name} · seed {seed}", len(rows)) if progress else None
+        scored = scorer.score([task.train[i] for i in selection], rows, progress=advance)
+    return SeedResult(
+        seed=seed,
+        accuracy=scored.accuracy,
+        accuracy_raw=scored.accuracy_raw,
+        accuracy_calibrated=scored.accuracy_calibrated,
+        queries=len(rows),
+        seconds=round(time.perf_counter() - started, 3),
+        selection=selection,
+        truncation=scored.truncation.to_dict(),
+        predictions_raw=scored.probs_raw.argmax(-1).tolist(),
+        predictions_calibrated=scored.probs_calibrated.argmax(-1).tolist(),
+        cost=cost,
+    )
+
+
+def evaluation_key(resources: Resources, *, k: int, split: str, n_rows: int | None, seeds: Sequence[int]) -> dict:
+    """Everything two evaluations must share for their results to be interchangeable (the resume check)."""
+    task = resources.task
+    return {
+        "task": task.name,
+        "fingerprints": {s: task.fingerprint(s) for s in ("train", "dev", "test")},
+        "k": k,
+        "split": split,
+        "n_rows": n_rows,
+        "seeds": [int(s) for s in seeds],
+        "data_seed": resources.data_seed,
+        "scoring": {"calibrate": resources.scoring.calibrate, "key": resources.scoring.score_key()},
+        "model": resources.lm_fingerprint,
+        "embedder": resources.embedder_spec,
+    }
+
+
+class EvaluationLog:
+    """An evaluation's result file, written after every finished (selector, seed), partial until complete.
+
+    Opening a file that holds a partial evaluation with the same :func:`evaluation_key` continues it: its
+    finished seeds are kept. A partial file of a different evaluation is refused (it is never overwritten);
+    a complete one is replaced by the new run.
+
+    Args:
+        path: The JSON file (``.md`` beside it gets the table).
+        key: :func:`evaluation_key` of this evaluation.
+        header: Extra top-level fields of the file (provenance, task summary, ...).
+        render: Markdown of the payload, written beside the JSON each time.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        key: dict[str, Any],
+        header: dict[str, Any],
+        render: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key, default=str))
+        self.header = header
+        self.render = render
+        self.reports: dict[str, SelectorReport] = {}
+        self.order: list[str] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the work
+        self.resumed = self._load()
+
+    def _load(self) -> int:
+        """Reports of an interrupted run of the same evaluation; returns how many seeds were kept."""
+        if not self.path.is_file():
+            return 0
+        try:
+            stored = json.loads(self.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ArtifactError(
+                f"{self.path} is not a readable result file; move it away or use another --out"
+            ) from None
+        if not isinstance(stored, dict) or not stored.get("partial"):
+            return 0
+        if stored.get("format") != EVALUATION_FORMAT or stored.get("key") != self.key:
+            differs = sorted(k for k in self.key if (stored.get("key") or {}).get(k) != self.key[k])
+            raise ConfigError(
+                f"{self.path} holds a partial evaluation with other settings ({', '.join(differs) or 'format'}); "
+                "rerun with those settings to continue it, or use another --out"
+            )
+        for name, data in stored.get("finished", {}).items():
+            self.reports[name] = SelectorReport.from_dict(data)
+        return sum(len(r.seeds) for r in self.reports.values())
+
+    def finished(self, selector: Selector) -> dict[int, SeedResult]:
+        """Seeds of ``selector`` already done."""
+        report = self.reports.get(selector_key(selector))
+        return {s.seed: s for s in report.seeds} if report else {}
+
+    def record(self, selector: Selector, report: SelectorReport) -> None:
+        """Store a selector's report so far and write the file (marked partial)."""
+        key = selector_key(selector)
+        self.reports[key] = report
+        if key not in self.order:
+            self.order.append(key)
+        self.write(partial=True)
+
+    def payload(self, partial: bool) -> dict[str, Any]:
+        """The file's content."""
+        ordered = [self.reports[k] for k in self.order if k in self.reports]
+        return {
+            "format": EVALUATION_FORMAT,
+            "partial": partial,
+            **self.header,
+            "key": self.key,
+            "reports": [r.to_dict() for r in ordered],
+            "finished": {k: self.reports[k].to_dict() for k in self.order if k in self.reports} if partial else {},
+        }
+
+    def write(self, partial: bool) -> Path:
+        """Write the JSON (and markdown) atomically."""
+        from rl_select.provenance import write_json
+
+        payload = self.payload(partial)
+        write_json(self.path, payload)
+        if self.render is not None:
+            self.path.with_suffix(".md").write_text(self.render(payload))
+        return self.path
+
+
+def run_evaluation(
+    selectors: Sequence[Selector],
+    resources: Resources,
+    log: EvaluationLog,
+    *,
+    k: int,
+    seeds: Sequence[int],
+    n_rows: int | None = None,
+    split: str = "test",
+    progress: ProgressFactory | None = None,
+) -> list[SelectorReport]:
+    """Evaluate every selector, writing each finished seed to ``log``; resumes what ``log`` already holds.
+
+    Raises:
+        Interrupted: On Ctrl-C or SIGTERM, after the finished results are on disk (marked partial).
+    """
+    reports = []
+    try:
+        for selector in selectors:
+            report = evaluate_selector(
+                selector,
+                resources,
+                k=k,
+                seeds=seeds,
+                n_rows=n_rows,
+                split=split,
+                progress=progress,
+                finished=log.finished(selector),
+                on_seed=lambda r, s=selector: log.record(s, r),
+            )
+            log.record(selector, report)
+            reports.append(report)
+    except KeyboardInterrupt:
+        done = sum(len(r.seeds) for r in log.reports.values())
+        total = len(selectors) * len(seeds)
+        log.write(partial=True)
+        raise Interrupted(
+            f"{done} of {total} selector-seed results are kept in {log.path} (marked partial); "
+            "rerun the same command to continue"
+        ) from None
+    log.write(partial=False)
+    return reports
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """Paired difference of two methods' accuracy on the same rows, with a bootstrap interval (points)."""
+
+    mean: float
+    ci95: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"mean": points, "ci95": [lo, hi]}``."""
+        return {"mean": round(self.mean, 2), "ci95": [round(self.ci95[0], 2), round(self.ci95[1], 2)]}
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 10_000, seed: int = 0) -> PairedDelta:
+    """Mean of ``a − b`` in points with a 95% percentile bootstrap over rows and seeds.
+
+    Args:
+        a: ``[seeds_a, rows]`` correctness (0/1) of method A.
+        b: ``[seeds_b, rows]`` correctness of method B on the same rows (seed counts may differ).
+        samples: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Each resample draws the rows with replacement (the same rows for both methods: the pairing) and each
+    method's seeds with replacement, and takes the difference of the mean accuracies.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
+        raise ValueError("paired_bootstrap needs [seeds, rows] arrays over the same rows")
+    rng = np.random.default_rng(seed)
+    n_rows = a.shape[1]
+    deltas = np.empty(samples)
+    for i in range(samples):
+        rows = rng.integers(n_rows, size=n_rows)
+        sa = rng.integers(a.shape[0], size=a.shape[0])
+        sb = rng.integers(b.shape[0], size=b.shape[0])
+        deltas[i] = a[np.ix_(sa, rows)].mean() - b[np.ix_(sb, rows)].mean()
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    return PairedDelta(mean=100 * float(a.mean() - b.mean()), ci95=(100 * float(low), 100 * float(high)))
+
+
+def format_mean_sd(mean_sd: tuple[float, float]) -> str:
+    """``mean ± sd`` in points."""
+    mean, sd = mean_sd
+    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
+
+
+def format_cost(cost: LLMCost) -> str:
+    """LLM work in a table cell: scored queries and forward tokens, compactly."""
+    if not cost.queries and not cost.tokens:
+        return "0"
+    return f"{cost.queries:,} q / {_compact(cost.tokens)} tok"
+
+
+def _compact(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+REPORT_COLUMNS = ("selector", "accuracy", "raw", "calibrated", "per seed", "LLM cost to choose (per seed)", "s/seed")
+
+
+def report_row(report: SelectorReport) -> list[str]:
+    """One table row of a selector's report (the columns of :data:`REPORT_COLUMNS`)."""
+    seconds = sum(s.seconds for s in report.seeds) / max(len(report.seeds), 1)
+    return [
+        report.name,
+        format_mean_sd(report.mean_sd),
+        format_mean_sd(report.raw),
+        format_mean_sd(report.calibrated),
+        " ".join(f"{100 * s.accuracy:.1f}" for s in report.seeds),
+        format_cost(report.cost),
+        f"{seconds:.1f}",
+    ]
+
+
+def evaluation_markdown(payload: dict[str, Any]) -> str:
+    """The markdown table of an evaluation file's payload (partial ones say so)."""
+    from rl_select.provenance import markdown_table, provenance_markdown
+
+    key = payload["key"]
+    reports = [SelectorReport.from_dict(r) for r in payload["reports"]]
+    primary = "calibrated" if key["scoring"]["calibrate"] else "raw"
+    n_rows = reports[0].seeds[0].queries if reports and reports[0].seeds else "?"
+    headers = list(REPORT_COLUMNS)
+    headers[1] = f"accuracy ({primary})"
+    title = f"# {key['task']}: k={key['k']}, {key['split']} split, {n_rows} rows\n\n"
+    if payload.get("partial"):
+        done = sum(len(r.seeds) for r in reports)
+        title += f"**Partial**: {done} selector-seed results so far (interrupted or still running).\n\n"
+    return (
+        title
+        + markdown_table(headers, [report_row(r) for r in reports])
+        + "\nLLM cost to choose: queries scored (cache hits included) and forward tokens spent picking the "
+        "demonstrations, not scoring the evaluation rows.\n\n" + provenance_markdown(payload.get("provenance", {}))
     )

@@ -253,10 +253,18 @@ def bench_service(
     out: Path | None = typer.Option(
         None, "--out", help="Result JSON (default experiments/results/bench_service_cpu_<mode>.json)."
     ),
+    abuse: bool = typer.Option(
+        False, "--abuse", help="Instead: a timed load, then slow-loris and malformed requests under load."
+    ),
+    clients: int = typer.Option(64, "--clients", help="--abuse: concurrent clients of the timed load."),
+    seconds: float = typer.Option(30.0, "--seconds", help="--abuse: length of the timed load."),
     verbose: bool = VerboseOption,
 ) -> None:
-    """Latency and throughput of `rl-select serve` under a bounded load on loopback."""
+    """Latency and throughput of `rl-select serve` under a bounded load on loopback; --abuse: load and abuse."""
     setup_logging(verbose)
+    if abuse:
+        _bench_service_abuse(policy_dir, queries, clients, seconds, out)
+        return
     from rl_select.bench.service import default_queries, run_service_benchmark
     from rl_select.export.manifest import read_manifest
     from rl_select.provenance import cpu_steal_meter, markdown_table, provenance, provenance_markdown, write_json
@@ -359,3 +367,94 @@ def _batching_note(env_runs: list[dict], mean_query_tokens: float) -> str:
         f"already exceed a forward's {run['batch_tokens']} tokens on this device, so there is nothing left to "
         "batch across prefixes. Batching pays where a forward holds many rewards (8192 tokens on CUDA).\n\n"
     )
+
+
+def _bench_service_abuse(
+    policy_dir: Path, queries: Path | None, clients: int, seconds: float, out: Path | None
+) -> None:
+    """``bench service --abuse``: run it, print and write the load/abuse table."""
+    from rl_select.bench.service import default_queries, free_port, run_abuse_benchmark, start_server
+    from rl_select.export.manifest import read_manifest
+    from rl_select.provenance import cpu_steal_meter, markdown_table, provenance, provenance_markdown, write_json
+
+    if clients < 1 or seconds <= 0:
+        raise ConfigError("--clients and --seconds must be positive")
+    manifest = read_manifest(policy_dir)
+    texts = default_queries(policy_dir) if queries is None else queries.read_text().splitlines()
+    stolen = cpu_steal_meter()
+    port = free_port()
+    err_console.print(f"load: {clients} clients for {seconds:g} s, then 32 slow-loris + 1000 malformed under load")
+    server = start_server(policy_dir, port)
+    try:
+        result = run_abuse_benchmark(port, texts, clients=clients, seconds=seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    load, under, slow, bad = result["load"], result["under_abuse"], result["slow_loris"], result["malformed"]
+    headers = ["phase", "requests", "errors", "req/s", "p50 ms", "p99 ms", "outcome"]
+    rows = [
+        [
+            f"{load['clients']} clients × {load['seconds']:.0f} s",
+            load["requests"],
+            load["errors"],
+            f"{load['requests_per_s']:.1f}",
+            f"{load['p50_ms']:.1f}",
+            f"{load['p99_ms']:.1f}",
+            "0 errors" if not load["errors"] else f"{load['errors']} errors",
+        ],
+        [
+            f"{under['clients']} clients during the abuse below",
+            under["requests"],
+            under["errors"],
+            "",
+            "",
+            f"{under['p99_ms']:.1f}",
+            "kept answering" if not under["errors"] else "errors under abuse",
+        ],
+        [
+            f"{slow['clients']} slow-loris bodies",
+            slow["clients"],
+            slow["still_open"],
+            "",
+            "",
+            "",
+            f"{slow['answered_408']} answered 408, {slow['closed_by_server']} dropped",
+        ],
+        [
+            f"{bad['requests']} malformed requests",
+            bad["requests"],
+            bad["failures"],
+            "",
+            "",
+            "",
+            "all 4xx (or dropped, for non-HTTP bytes)" if not bad["failures"] else "some not refused",
+        ],
+    ]
+    table = Table(title=f"service load and abuse · {manifest['mode']} mode · pool {manifest['task']['pool_size']}")
+    for column in headers:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*map(str, row))
+    console.print(table)
+    console.print(f"healthy after: {result['healthy_after']}")
+    record = provenance(seeds=[0], cpu_steal_share=stolen())
+    path = out or RESULTS_DIR / f"bench_service_abuse_cpu_{manifest['mode']}.json"
+    write_json(path, {"provenance": record, **result})
+    statuses = "; ".join(
+        f"{name}: " + ", ".join(f"{status}×{n}" for status, n in sorted(tally.items()))
+        for name, tally in bad["statuses"].items()
+    )
+    path.with_suffix(".md").write_text(
+        f"# Service load and abuse: {manifest['algo']} policy, {manifest['mode']} mode, pool of "
+        f"{manifest['task']['pool_size']}\n\n"
+        "Server: `rl-select serve` (1 uvicorn worker, body timeout 10 s) in its own process on loopback; clients "
+        "are threads of another process on the same 2 cores. *errors*: non-200 answers to valid requests, "
+        "connections left open by the server, or malformed requests that were not refused.\n\n"
+        + markdown_table(headers, rows)
+        + f"\nHealthy after (healthz and a valid selection): **{result['healthy_after']}**.\n\n"
+        f"Answers to malformed requests (status×count; 0 = connection dropped): {statuses}.\n\n"
+        + provenance_markdown(record)
+    )
+    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+    if load["errors"] or under["errors"] or bad["failures"] or slow["still_open"] or not result["healthy_after"]:
+        raise typer.Exit(1)

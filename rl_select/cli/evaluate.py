@@ -40,11 +40,6 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
 ORDER_CHOICES = ("selected", "reversed", "both")
 
 
-def _format(mean_sd: tuple[float, float]) -> str:
-    mean, sd = mean_sd
-    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
-
-
 def evaluate_command(
     task: str = typer.Option(..., "--task", help="Task name, hub:<name>, or path to a task.json."),
     data_dir: str | None = DataDirOption,
@@ -73,13 +68,26 @@ def evaluate_command(
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
-    out: Path | None = typer.Option(None, "--out", help="Result JSON (a .md table is written beside it)."),
+    deterministic: bool = typer.Option(
+        False, "--deterministic", help="One torch thread and deterministic kernels (slower; see README)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Result JSON (a .md table beside it); rerunning with the same file continues it."
+    ),
     verbose: bool = VerboseOption,
 ) -> None:
     """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
     setup_logging(verbose)
-    from rl_select.evaluation import evaluate_selector
-    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.evaluation import (
+        REPORT_COLUMNS,
+        EvaluationLog,
+        evaluation_key,
+        evaluation_markdown,
+        report_row,
+        run_evaluation,
+    )
+    from rl_select.provenance import provenance
+    from rl_select.reproducibility import pin_determinism
     from rl_select.scoring import ScoringConfig
     from rl_select.selectors import SELECTORS, Resources, check_k, make_selector
     from rl_select.selectors.base import ReversedOrder
@@ -107,66 +115,38 @@ def evaluate_command(
         pairs = [(s, ReversedOrder(s)) for s in selectors]
         selectors = [r for _, r in pairs] if order == "reversed" else [x for pair in pairs for x in pair]
     scoring = ScoringConfig(calibrate=calibrate, max_prompt_tokens=max_prompt_tokens)
+    label = "all" if selector == "all" else "+".join([*names, *(p.name for p in policy)])
+    label += "" if order == "selected" else f"-{order}-order"
+    path = out or default_out("evaluate", f"{loaded.name}-k{k}-{label}")
 
+    pinned = pin_determinism(deterministic)
     lm = load_model_with_status(model, device, dtype)
     resources = Resources(loaded, lm=lm, scoring=scoring, embedder=embedder, data_seed=data_seed)
-    reports = []
+    record = provenance(seeds=seed_list, model=lm.info(), reproducibility=pinned)
+    key = evaluation_key(resources, k=k, split=split, n_rows=n_test, seeds=seed_list)
+    header = {"provenance": record, "task": loaded.summary(), "scoring": scoring.to_dict()}
+    log = EvaluationLog(path, key, header, render=evaluation_markdown)
+    if log.resumed:
+        err_console.print(f"continuing {path}: {log.resumed} selector-seed results kept from the interrupted run")
     with progress_bars() as factory:
         resources.progress_factory = factory
-        for chosen in selectors:
-            reports.append(
-                evaluate_selector(chosen, resources, k=k, seeds=seed_list, n_rows=n_test, split=split, progress=factory)
-            )
+        reports = run_evaluation(
+            selectors, resources, log, k=k, seeds=seed_list, n_rows=n_test, split=split, progress=factory
+        )
 
     primary = "calibrated" if calibrate else "raw"
     table = Table(
         title=f"{loaded.name} · k={k} · {split} ({reports[0].seeds[0].queries} rows) · "
         f"{len(seed_list)} seed(s) · primary: {primary}"
     )
-    for column in ("selector", "accuracy", "raw", "calibrated", "per seed", "s/seed"):
+    for column in REPORT_COLUMNS:
         table.add_column(column, justify="left" if column in ("selector", "per seed") else "right")
-    md_rows = []
     for report in reports:
-        per_seed = " ".join(f"{100 * s.accuracy:.1f}" for s in report.seeds)
-        seconds = sum(s.seconds for s in report.seeds) / len(report.seeds)
-        row = [
-            report.name,
-            _format(report.mean_sd),
-            _format(report.raw),
-            _format(report.calibrated),
-            per_seed,
-            f"{seconds:.1f}",
-        ]
-        table.add_row(*row)
-        md_rows.append(row)
+        table.add_row(*report_row(report))
     console.print(table)
     stats = resources.scorer.cache_stats()
     err_console.print(
         f"reward cache hit rate {stats['reward_cache']['hit_rate']:.1%} · "
         f"{stats['queries']} queries scored in {stats['seconds']:.1f}s of forward passes"
     )
-
-    record = provenance(seeds=seed_list, model=lm.info())
-    payload = {
-        "provenance": record,
-        "task": loaded.summary(),
-        "k": k,
-        "split": split,
-        "n_rows": reports[0].seeds[0].queries,
-        "data_seed": data_seed,
-        "scoring": scoring.to_dict(),
-        "reports": [r.to_dict() for r in reports],
-        "scorer": stats,
-    }
-    label = "all" if selector == "all" else "+".join([*names, *(p.name for p in policy)])
-    label += "" if order == "selected" else f"-{order}-order"
-    path = out or default_out("evaluate", f"{loaded.name}-k{k}-{label}")
-    write_json(path, payload)
-    markdown = (
-        f"# {loaded.name}: k={k}, {split} split, {payload['n_rows']} rows\n\n"
-        + markdown_table(["selector", f"accuracy ({primary})", "raw", "calibrated", "per seed", "s/seed"], md_rows)
-        + "\n"
-        + provenance_markdown(record)
-    )
-    path.with_suffix(".md").write_text(markdown)
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")

@@ -81,6 +81,9 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    body_timeout: float = typer.Option(
+        10.0, "--body-timeout", help="Seconds a client has to send a request body (slower ones get 408)."
+    ),
     pool: Path | None = PoolOption,
     verbose: bool = VerboseOption,
 ) -> None:
@@ -89,12 +92,14 @@ def serve_command(
     import uvicorn
 
     from rl_select.export import load_selector
-    from rl_select.service.app import POLICY_ENV, POOL_ENV, create_app
+    from rl_select.service.app import BODY_TIMEOUT_ENV, POLICY_ENV, POOL_ENV, create_app
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be in 1..65535, got {port}")
     if workers < 1:
         raise ConfigError(f"--workers must be positive, got {workers}")
+    if body_timeout <= 0:
+        raise ConfigError(f"--body-timeout must be positive, got {body_timeout}")
     selector = load_selector(policy_dir, pool=pool)  # fail before binding if the artifact is bad
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -105,8 +110,9 @@ def serve_command(
     err_console.print(f"serving {policy_dir} ({selector.mode} mode) on http://{host}:{port} with {workers} worker(s)")
     level = "info" if verbose else "warning"
     if workers == 1:
-        uvicorn.run(create_app(selector), host=host, port=port, log_level=level)
+        uvicorn.run(create_app(selector, body_timeout=body_timeout), host=host, port=port, log_level=level)
         return
+    os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
     os.environ[POLICY_ENV] = str(Path(policy_dir).resolve())
     if pool is not None:
         os.environ[POOL_ENV] = str(pool.resolve())

@@ -20,7 +20,7 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
-from rl_select.errors import ConfigError, DataError
+from rl_select.errors import ConfigError, DataError, Interrupted
 
 TaskOption = typer.Option(None, "--task", help="Task to train on.")
 TasksOption = typer.Option(None, "--tasks", help="Comma-separated tasks to train one policy on.")
@@ -116,6 +116,9 @@ def train_command(
     model: str | None = ModelOption,
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
+    deterministic: bool | None = typer.Option(
+        None, "--deterministic", help="One torch thread and deterministic kernels (slower; see README)."
+    ),
     config_file: Path | None = ConfigOption,
     sets: list[str] = SetOption,
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
@@ -154,6 +157,7 @@ def train_command(
         model=model,
         device=device,
         dtype=dtype,
+        deterministic=deterministic,
     )
     if resume is not None:
         if out is not None and out != resume:
@@ -198,6 +202,7 @@ def collect_command(
     """Log random-policy episodes (with episode ids) for offline Q-learning."""
     setup_logging(verbose)
     from rl_select.rollouts.collect import collect_episodes
+    from rl_select.rollouts.episodes import EpisodeStore
 
     if episodes < 1:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
@@ -226,8 +231,14 @@ def collect_command(
     from rl_select.policies.training import load_tasks
 
     load_tasks(config)  # validate tasks and MDP settings before any work
-    with progress_bars() as factory:
-        store = collect_episodes(out, episodes=episodes, config=config, progress=factory)
+    try:
+        with progress_bars() as factory:
+            store = collect_episodes(out, episodes=episodes, config=config, progress=factory)
+    except KeyboardInterrupt:
+        kept = len(EpisodeStore(out).ids())
+        raise Interrupted(
+            f"{kept} of {episodes} episodes are stored in {out}; rerun the same command to continue"
+        ) from None
     ids = store.ids()
     console.print(f"{len(ids)} episodes in {out} (ids {ids[0]}..{ids[-1]})" if ids else f"no episodes in {out}")
     if len(ids) < episodes:
@@ -248,8 +259,16 @@ def sweep_command(
     err_console.print(f"sweep {spec.name}: {len(spec.points())} trials into {spec.root}")
     if address:
         ensure_ray(address)
-    outcome = run_sweep(spec)
+    try:
+        outcome = run_sweep(spec)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"finished trials are kept in {spec.root}; rerun the same command to finish the others"
+        ) from None
     typer.echo((spec.root / "summary.md").read_text())
     err_console.print(f"wrote {spec.root}/trials.csv, summary.md, accuracy.png, learning_curves.png")
     if outcome["failed"]:
+        err_console.print(
+            f"{outcome['failed']} trial(s) failed or did not finish; rerun the same command to resume them"
+        )
         raise typer.Exit(1)

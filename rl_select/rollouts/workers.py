@@ -167,8 +167,7 @@ class RolloutWorker:
         from rl_select.policies.training import make_env
 
         envs = [make_env(self.setup, self.setup.tasks[i % len(self.setup.tasks)]) for i in indices]
-        self.vec = DemoSelectionVecEnv(envs)
-        self.vec._seeds = [self.config.seed + i for i in indices]
+        self.vec = DemoSelectionVecEnv(envs, seeds=[self.config.seed + i for i in indices])
 
     def reset(self) -> dict[str, np.ndarray]:
         """Reset the sub-envs."""

@@ -10,11 +10,12 @@ from rl_select.scoring.model import (
 )
 from rl_select.scoring.naive import naive_log_scores
 from rl_select.scoring.prompts import CONTENT_FREE_INPUTS, PromptEncoder, TruncationReport
-from rl_select.scoring.scorer import Scorer, ScoreResult, ScorerStats, ScoringConfig
+from rl_select.scoring.scorer import LLMCost, Scorer, ScoreResult, ScorerStats, ScoringConfig
 
 __all__ = [
     "CONTENT_FREE_INPUTS",
     "DEFAULT_MODEL",
+    "LLMCost",
     "LanguageModel",
     "PrefixCache",
     "PrefixState",

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from rl_select.errors import ArtifactError
 
 
 @dataclass
@@ -104,6 +109,28 @@ class CachedScores:
     truncation: dict[str, int]
 
 
+LOCK_TIMEOUT_S = 60.0
+_BACKOFF = random.Random()  # its own generator: retries never move the global RNG that seeded runs rely on
+
+
+def _retry_while_locked(operation: Callable[[], None], timeout: float = LOCK_TIMEOUT_S) -> None:
+    """Run ``operation``, retrying while another process holds a lock SQLite will not wait for.
+
+    SQLite's busy timeout covers ordinary lock waits, but not all of them: a connection that opens the file
+    while another is switching it to WAL mode, or whose read snapshot went stale, gets "database is locked"
+    at once. Retrying with a short random back-off is the documented remedy.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            operation()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + 0.05 * _BACKOFF.random())
+
+
 def _to_npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -132,13 +159,38 @@ class RewardCache:
         self._db: sqlite3.Connection | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            try:
+                self._db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, check_same_thread=False)
+                _retry_while_locked(self._open_tables)
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                raise self._corrupt(exc) from None
+
+    def _open_tables(self) -> None:
+        """WAL mode, an integrity check, and the table (created by whichever process comes first)."""
+        assert self._db is not None
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS rewards (key TEXT PRIMARY KEY, log_scores BLOB, content_free BLOB, "
-                "prefix_tokens BLOB, prefix_nll BLOB, truncation TEXT)"
+        if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("integrity check failed")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS rewards (key TEXT PRIMARY KEY, log_scores BLOB, content_free BLOB, "
+            "prefix_tokens BLOB, prefix_nll BLOB, truncation TEXT)"
+        )
+        self._db.commit()
+
+    def _corrupt(self, exc: Exception) -> ArtifactError:
+        """The one-line error for a failed SQLite operation: a full disk, a lock held too long, or corruption."""
+        text = str(exc)
+        if "full" in text:
+            return ArtifactError(f"cannot write reward cache {self.path}: {text}")
+        if "locked" in text:
+            return ArtifactError(
+                f"reward cache {self.path} stayed locked by another process for over {LOCK_TIMEOUT_S:g} s"
             )
-            self._db.commit()
+        return ArtifactError(
+            f"reward cache {self.path} is corrupt or not a reward cache ({text}); delete it and rerun to rebuild it"
+        )
 
     def get(self, key: str) -> CachedScores | None:
         """The cached result for ``key`` or None; counts a hit or a miss."""
@@ -147,18 +199,23 @@ class RewardCache:
             if found is not None:
                 self._entries.move_to_end(key)
             elif self._db is not None:
-                row = self._db.execute(
-                    "SELECT log_scores, content_free, prefix_tokens, prefix_nll, truncation FROM rewards WHERE key=?",
-                    (key,),
-                ).fetchone()
-                if row is not None:
-                    found = CachedScores(
-                        _from_npy(row[0]),
-                        _from_npy(row[1]),
-                        _from_npy(row[2]),
-                        _from_npy(row[3]),
-                        json.loads(row[4]),
-                    )
+                try:
+                    row = self._db.execute(
+                        "SELECT log_scores, content_free, prefix_tokens, prefix_nll, truncation FROM rewards "
+                        "WHERE key=?",
+                        (key,),
+                    ).fetchone()
+                    if row is not None:
+                        found = CachedScores(
+                            _from_npy(row[0]),
+                            _from_npy(row[1]),
+                            _from_npy(row[2]),
+                            _from_npy(row[3]),
+                            json.loads(row[4]),
+                        )
+                except (sqlite3.DatabaseError, ValueError) as exc:
+                    raise self._corrupt(exc) from None
+                if found is not None:
                     self._remember(key, found)
             if found is None:
                 self.misses += 1
@@ -171,18 +228,27 @@ class RewardCache:
         with self._lock:
             self._remember(key, value)
             if self._db is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO rewards VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        key,
-                        _to_npy(value.log_scores),
-                        _to_npy(value.content_free),
-                        _to_npy(value.prefix_tokens),
-                        _to_npy(value.prefix_nll),
-                        json.dumps(value.truncation),
-                    ),
+                row = (
+                    key,
+                    _to_npy(value.log_scores),
+                    _to_npy(value.content_free),
+                    _to_npy(value.prefix_tokens),
+                    _to_npy(value.prefix_nll),
+                    json.dumps(value.truncation),
                 )
-                self._db.commit()
+                try:
+                    _retry_while_locked(lambda: self._insert(row))
+                except sqlite3.DatabaseError as exc:
+                    raise self._corrupt(exc) from None
+
+    def _insert(self, row: tuple) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute("INSERT OR REPLACE INTO rewards VALUES (?, ?, ?, ?, ?, ?)", row)
+            self._db.commit()
+        except sqlite3.OperationalError:
+            self._db.rollback()
+            raise
 
     def _remember(self, key: str, value: CachedScores) -> None:
         self._entries[key] = value

@@ -53,6 +53,11 @@ class ScoringConfig:
         max_prompt_tokens: Cap on prompt length (default: the model's context length).
         prefix_perplexity: Also score the demonstration prefix itself (a feature of the MDP; costs the LM head
             over every prefix token).
+        extend_prefixes: Compute a prefix's KV state by extending its longest cached ancestor (one block per MDP
+            step) instead of from scratch. Off by default: the two agree only up to float rounding (~1e-5 in a
+            log-probability), so with it a score depends on what happened to be cached, and a resumed run or a
+            rerun in another order can differ in the last bits. On a CPU, where a forward's cost is mostly
+            streaming the weights, it saves little (a few % of an env step).
         batch_tokens: Tokens packed per forward pass (default: 512 on CPU, 8192 on CUDA). Does not change scores.
         batch_prefixes: Score the queries of several prefixes in one batched forward (one row per prefix, its
             KV cache left-padded) in :meth:`Scorer.score_many`; default on CUDA, where each forward's launch cost
@@ -66,6 +71,7 @@ class ScoringConfig:
     length_normalize: bool = False
     max_prompt_tokens: int | None = None
     prefix_perplexity: bool = False
+    extend_prefixes: bool = False
     batch_tokens: int | None = None
     batch_prefixes: bool | None = None
     prefix_cache_mb: int = 512
@@ -197,13 +203,42 @@ class ScoreResult:
         }
 
 
+@dataclass(frozen=True)
+class LLMCost:
+    """LLM work, the unit every selector and learner is charged in.
+
+    Attributes:
+        queries: Queries scored under some prompt, counted when asked for whether or not a cache answered
+            (the calls a cold cache would make; content-free calibration inputs are not counted).
+        tokens: Tokens that went through the model's forward passes (what was actually computed).
+    """
+
+    queries: int = 0
+    tokens: int = 0
+
+    def __add__(self, other: LLMCost) -> LLMCost:
+        return LLMCost(self.queries + other.queries, self.tokens + other.tokens)
+
+    def __sub__(self, other: LLMCost) -> LLMCost:
+        return LLMCost(self.queries - other.queries, self.tokens - other.tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON form."""
+        return asdict(self)
+
+
 @dataclass
 class ScorerStats:
-    """Work done by a scorer: forward passes, tokens computed, queries scored, seconds in forward passes."""
+    """Work done by a scorer: forward passes, tokens computed, queries scored, seconds in forward passes.
+
+    ``requested`` counts the queries callers asked to score (cache hits included); ``queries`` only those the
+    model computed.
+    """
 
     forwards: int = 0
     tokens: int = 0
     queries: int = 0
+    requested: int = 0
     seconds: float = 0.0
     prefix_hits: int = 0
     prefix_extensions: int = 0
@@ -297,6 +332,7 @@ class Scorer:
     ) -> ScoreResult:
         """Score ``queries`` under one demonstration prefix (``demos`` in prompt order)."""
         queries = list(queries)
+        self.stats.requested += len(queries)
         return self._result(self._cached_scores(tuple(demos), queries, use_cache, progress), queries)
 
     def score_many(
@@ -310,6 +346,7 @@ class Scorer:
         if not self.batch_prefixes:
             return [self.score(demos, queries, use_cache=use_cache) for demos, queries in requests]
         requests = [(tuple(demos), list(queries)) for demos, queries in requests]
+        self.stats.requested += sum(len(queries) for _, queries in requests)
         keys = [self._cache_key(d, q) if use_cache else None for d, q in requests]
         found = [self.rewards.get(key) if key else None for key in keys]
         todo = [i for i, cached in enumerate(found) if cached is None]
@@ -337,6 +374,7 @@ class Scorer:
         for i, (demos, _) in enumerate(pairs):
             groups[tuple(d.key for d in demos)].append(i)
         n = len(pairs)
+        self.stats.requested += n
         num_labels = self.task.num_labels
         log_scores = np.zeros((n, num_labels))
         content_free = np.zeros((n, num_labels))
@@ -360,6 +398,10 @@ class Scorer:
             raise ConfigError("prefix perplexity needs ScoringConfig(prefix_perplexity=True)")
         state = self._prefix_state(tuple(demos))
         return state.nll_sum / state.nll_count if state.nll_count else float("nan")
+
+    def cost(self) -> LLMCost:
+        """The LLM work charged to this scorer so far (see :class:`LLMCost`)."""
+        return LLMCost(queries=self.stats.requested, tokens=self.stats.tokens)
 
     def cache_stats(self) -> dict:
         """Reward-cache hits and prefix-cache use."""
@@ -446,14 +488,14 @@ class Scorer:
         return CachedScores(log_scores, content_free, prefix_tokens, prefix_nll, report.to_dict())
 
     def _prefix_state(self, demos: tuple[Example, ...]) -> PrefixState:
-        """KV state of ``demos``' prefix: cached, extended from the longest cached prefix, or built."""
+        """KV state of ``demos``' prefix: cached, or built (from its longest cached ancestor: ``extend_prefixes``)."""
         key = tuple(d.key for d in demos)
         state = self.prefixes.get(key)
         if state is not None:
             self.stats.prefix_hits += 1
             return state
         base, start = None, 0
-        for j in range(len(demos) - 1, -1, -1):
+        for j in range(len(demos) - 1, -1, -1) if self.config.extend_prefixes else ():
             base = self.prefixes.get(key[:j])
             if base is not None:
                 start = j

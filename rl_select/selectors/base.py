@@ -68,6 +68,11 @@ class Resources:
         """The scoring model."""
         return self._lm() if callable(self._lm) else self._lm
 
+    @property
+    def lm_fingerprint(self) -> str:
+        """Identifies the scoring model's weights (loads the model)."""
+        return self.lm.fingerprint
+
     @cached_property
     def scorer(self) -> Scorer:
         """The task's scorer."""

@@ -9,6 +9,7 @@ or mistyped fields, k out of range, a missing or over-long query, bodies over th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -26,8 +27,11 @@ from rl_select.errors import RLSelectError
 from rl_select.export.runtime import MAX_QUERY_CHARS, Selector, load_selector
 
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_S = 10.0
+"""A request body must arrive within this many seconds (slow-loris clients are answered 408 and dropped)."""
 POLICY_ENV = "RL_SELECT_POLICY_DIR"
 POOL_ENV = "RL_SELECT_POLICY_POOL"
+BODY_TIMEOUT_ENV = "RL_SELECT_BODY_TIMEOUT"
 
 
 class SelectRequest(BaseModel):
@@ -59,14 +63,17 @@ class SelectResponse(BaseModel):
 
 
 class BodySizeLimit:
-    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, by header or by actual size.
+    """ASGI middleware: bound request bodies in size (413) and in time (408), then hand them to the app.
 
-    The body is read (at most ``limit + 1`` bytes) before the app sees the request, then replayed to it.
+    The body is read (at most ``limit + 1`` bytes, within ``timeout`` seconds in all) before the app sees the
+    request, then replayed to it, so a client that sends a body slowly or never finishes it ties up no worker
+    and is answered and dropped once the time is up.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float = BODY_TIMEOUT_S) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on with its body read, or answer 413."""
@@ -75,19 +82,18 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(send)
+            await self._answer(send, 413, f"request body is larger than {self.limit} bytes")
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            body += message.get("body", b"")
-            if len(body) > self.limit:
-                await self._refuse(send)
-                return
-            if not message.get("more_body", False):
-                break
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.timeout)
+        except asyncio.TimeoutError:
+            await self._answer(send, 408, f"the request body did not arrive within {self.timeout:g} s")
+            return
+        if body is None:  # the client went away
+            return
+        if len(body) > self.limit:
+            await self._answer(send, 413, f"request body is larger than {self.limit} bytes")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -99,29 +105,46 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": f"request body is larger than {self.limit} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body (stopping once it passes the limit), or None when the client disconnects."""
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.limit or not message.get("more_body", False):
+                return body
+
+    async def _answer(self, send: Send, status: int, error: str) -> None:
+        body = json.dumps({"error": error}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status == 408:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
 def _validation_message(exc: RequestValidationError) -> str:
+    """One plain line for a rejected body: what is wrong, named by field where there is one."""
     errors = exc.errors()
     if not errors:
         return "invalid request"
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return f"{where}: {first.get('msg', 'invalid')}"
+    if first.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    fields = [str(p) for p in first.get("loc", ()) if p != "body" and not isinstance(p, int)]
+    if not fields:
+        return 'the body must be a JSON object such as {"query": "...", "k": 4}'
+    if first.get("type") == "extra_forbidden":
+        return f"unknown field '{fields[0]}' (known: query, query_pair, k)"
+    return f"{'.'.join(fields)}: {first.get('msg', 'invalid')}"
 
 
-def create_app(selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """A FastAPI app serving ``selector``."""
+def create_app(
+    selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S
+) -> FastAPI:
+    """A FastAPI app serving ``selector`` (bodies capped at ``max_body_bytes`` and ``body_timeout`` seconds)."""
     app = FastAPI(
         title="rl-select",
         version=__version__,
@@ -168,10 +191,11 @@ def create_app(selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
             mode=selector.mode,
         )
 
-    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes, timeout=body_timeout)
     return app
 
 
 def app_from_env() -> FastAPI:
     """App factory for multi-worker uvicorn: the policy directory comes from ``$RL_SELECT_POLICY_DIR``."""
-    return create_app(load_selector(os.environ[POLICY_ENV], pool=os.environ.get(POOL_ENV) or None))
+    selector = load_selector(os.environ[POLICY_ENV], pool=os.environ.get(POOL_ENV) or None)
+    return create_app(selector, body_timeout=float(os.environ.get(BODY_TIMEOUT_ENV) or BODY_TIMEOUT_S))

@@ -47,16 +47,16 @@ def test_rewards_telescope_to_final_minus_zero_shot(resources, mode):
     _, rewards, info = rollout(env, seed=3)
     assert sum(rewards) == pytest.approx(info["episode_value"] - info["zero_shot_value"], abs=1e-9)
     # the final value is the prompt's value scored from scratch
-    result = resources.scorer.score(env.demonstrations(), env._episode["rows"], use_cache=False)
-    assert info["episode_value"] == pytest.approx(env._value(result), abs=1e-6)
-    zero = resources.scorer.score([], env._episode["rows"], use_cache=False)
-    assert info["zero_shot_value"] == pytest.approx(env._value(zero), abs=1e-6)
+    result = resources.scorer.score(env.demonstrations(), env.episode.rows, use_cache=False)
+    assert info["episode_value"] == pytest.approx(env.value_of(result), abs=1e-6)
+    zero = resources.scorer.score([], env.episode.rows, use_cache=False)
+    assert info["zero_shot_value"] == pytest.approx(env.value_of(zero), abs=1e-6)
 
 
 def test_task_mode_reward_is_dev_accuracy_change(resources):
     env = make(resources, k=2)
     obs, info = env.reset(seed=0)
-    rows = env._episode["rows"]
+    rows = env.episode.rows
     assert all(r.split == "dev" for r in rows) and len(rows) == 4
     _, reward, *_ = env.step(0)
     demos = env.demonstrations()
@@ -69,15 +69,15 @@ def test_prepend_puts_each_new_demonstration_first(resources, mode):
     assert EnvConfig(mode=mode).prompt_order == {"task": "append", "query": "prepend"}[mode]
     env = make(resources, mode=mode, k=3, order="prepend")
     env.reset(seed=1)
-    candidates = env._episode["candidates"]
+    candidates = env.episode.candidates
     for action in (2, 0):
         _, reward, *_ = env.step(action)
     demos = env.demonstrations()
     assert [d.id for d in demos] == [int(candidates[0]), int(candidates[2])] == env.selection()
     assert [d.id for d in env.demonstrations(extra=1)] == [int(candidates[i]) for i in (1, 0, 2)]
     _, reward, *_ = env.step(1)
-    expected = env._value(resources.scorer.score(env.demonstrations(), env._episode["rows"]))
-    before = env._value(resources.scorer.score(demos, env._episode["rows"]))
+    expected = env.value_of(resources.scorer.score(env.demonstrations(), env.episode.rows))
+    before = env.value_of(resources.scorer.score(demos, env.episode.rows))
     assert env.demonstrations()[0].id == int(candidates[1])
     assert reward == pytest.approx(expected - before, abs=1e-6)
 

@@ -31,8 +31,8 @@ def test_greedy_oracle_takes_the_best_first_step(env):
     action = baseline.act(env, env.action_masks())
     values = []
     for i in range(5):
-        demo = env.task.train[int(env._episode["candidates"][i])]
-        values.append(env._value(env.resources.scorer.score([demo], env._episode["rows"])))
+        demo = env.task.train[int(env.episode.candidates[i])]
+        values.append(env.value_of(env.resources.scorer.score([demo], env.episode.rows)))
     assert values[action] == max(values)
 
 
@@ -50,16 +50,16 @@ def test_planned_baselines_build_their_prompt_in_either_order(tiny_lm, data_root
     wanted = arrange_prompt(baseline._plan, order)  # the prompt the baseline decided on
     for _ in range(3):
         *_, info = env.step(baseline.act(env, env.action_masks()))
-    episode = env._episode
-    assert env.selection() == [int(episode["candidates"][i]) for i in wanted]
+    episode = env.episode
+    assert env.selection() == [int(episode.candidates[i]) for i in wanted]
     if name == "knn":  # KATE: the most similar candidate sits last, right before the query
-        sims = episode["vectors"] @ episode["anchor"]
+        sims = episode.vectors @ episode.anchor
         assert list(wanted) == list(np.argsort(-sims, kind="stable")[:3][::-1])
     else:  # the prompt built is the best of the subsets tried, each scored in the order it was tried
         rng = np.random.default_rng(0)
         tried = [rng.choice(5, size=3, replace=False) for _ in range(4)]
         values = [
-            env._value(resources.scorer.score([task.train[int(episode["candidates"][i])] for i in s], episode["rows"]))
+            env.value_of(resources.scorer.score([task.train[int(episode.candidates[i])] for i in s], episode.rows))
             for s in tried
         ]
         assert info["episode_value"] == pytest.approx(max(values), abs=1e-6)
@@ -94,7 +94,7 @@ def test_untrained_ppo_with_the_retrieval_prior_builds_the_knn_prompt(tiny_lm, d
         env.begin_episode({"query": query})
         baseline.plan(env)
         for _ in range(3):
-            env._episode["chosen"].append(baseline.act(env, env.action_masks()))
+            env.episode.chosen.append(baseline.act(env, env.action_masks()))
         assert learned == env.selection()
     # the same check as the training run's report
     config = TrainConfig(tasks=("tiny_trec",), env=env.config)

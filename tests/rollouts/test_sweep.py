@@ -1,6 +1,12 @@
 """Sweeps with Ray Tune: a tiny grid end to end, resume, and errors caught before Ray starts."""
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -8,6 +14,8 @@ import yaml
 from rl_select.errors import ConfigError
 from rl_select.rollouts.sweep import load_sweep
 from tests.helpers import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_sweep(tmp_path, data_root, tiny_model_dir, **changes):
@@ -87,3 +95,33 @@ def test_bad_sweep_files_fail_before_ray(tmp_path, data_root, tiny_model_dir, ca
 def test_missing_sweep_file(tmp_path, capsys):
     code, _, err = run_cli(["sweep", str(tmp_path / "nope.yaml")], capsys)
     assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sweep_killed_mid_way_keeps_finished_trials_and_finishes_the_others(
+    ray_cluster, data_root, tiny_model_dir, tmp_path, capsys
+):
+    grid = {"tasks": [["tiny_sst"]], "seed": [0, 1, 2]}
+    path = tiny_sweep(tmp_path, data_root, tiny_model_dir, grid=grid, max_concurrent=1)
+    root = tmp_path / "sweeps" / "tiny"
+    command = [sys.executable, "-m", "rl_select.cli", "sweep", str(path)]
+    sweep = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not list(root.glob("runs/*/results.json")):
+        assert sweep.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.5)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the driver, its Ray cluster and the running trial, all at once
+    sweep.wait(timeout=60)
+    finished = {p: p.stat().st_mtime_ns for p in root.glob("runs/*/results.json")}
+    assert 1 <= len(finished) < 3
+
+    code, out, err = run_cli(["sweep", str(path)], capsys)
+    assert code == 0, err
+    with open(root / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in finished.items())  # kept, not run again

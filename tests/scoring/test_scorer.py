@@ -43,13 +43,25 @@ def test_small_packs_give_the_same_scores(scorer_for):
 
 
 def test_incremental_prefix_extension_matches_fresh_prefix(scorer_for):
-    stepwise = scorer_for("tiny_trec")
+    stepwise = scorer_for("tiny_trec", extend_prefixes=True)
     task = stepwise.task
     for t in range(1, 4):
         extended = stepwise.score(task.train[:t], task.dev, use_cache=False)
     assert stepwise.stats.prefix_extensions >= 2
     fresh = scorer_for("tiny_trec").score(task.train[:3], task.dev, use_cache=False)
     np.testing.assert_allclose(extended.log_scores, fresh.log_scores, atol=1e-4)
+
+
+def test_default_scores_do_not_depend_on_what_is_cached(scorer_for):
+    """A prompt's scores are a function of the prompt alone (exact), so resumed and reordered runs agree."""
+    warm = scorer_for("tiny_trec")
+    task = warm.task
+    for t in range(1, 4):
+        after_history = warm.score(task.train[:t], task.dev, use_cache=False)
+    assert warm.stats.prefix_extensions == 0
+    fresh = scorer_for("tiny_trec").score(task.train[:3], task.dev, use_cache=False)
+    np.testing.assert_array_equal(after_history.log_scores, fresh.log_scores)
+    np.testing.assert_array_equal(after_history.content_free, fresh.content_free)
 
 
 def test_multi_token_label_scores_sum_of_token_logprobs(scorer_for, tiny_lm):
@@ -153,7 +165,7 @@ def test_reward_cache_hits_and_persists(scorer_for, tiny_lm, tmp_path):
 
 
 def test_prefix_perplexity_matches_a_plain_forward(scorer_for, tiny_lm):
-    scorer = scorer_for("tiny_sst", prefix_perplexity=True)
+    scorer = scorer_for("tiny_sst", prefix_perplexity=True, extend_prefixes=True)
     demos = scorer.task.train[:2]
     scorer.score(demos[:1], scorer.task.dev[:1])  # builds the 1-demo prefix, then the 2-demo one extends it
     result = scorer.score(demos, scorer.task.dev[:2])

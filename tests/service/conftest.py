@@ -1,9 +1,15 @@
 """Trained tiny policies, exported once per test session."""
 
+import contextlib
 import json
+import socket
+import threading
+import time
 
+import httpx
 import numpy as np
 import pytest
+import uvicorn
 
 from tests.helpers import SENTIMENT_SPEC, write_task
 
@@ -92,3 +98,33 @@ def edit_manifest(path, **changes):
     manifest = json.loads((path / "manifest.json").read_text())
     manifest.update(changes)
     (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """Serve ``app`` with a real uvicorn on a loopback port; yields the base URL once /healthz answers."""
+    port = free_port()
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120  # generous: CI machines can be slow to start a server
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)

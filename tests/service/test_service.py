@@ -1,44 +1,18 @@
 """The selection service on a real uvicorn server on a loopback port."""
 
-import socket
-import threading
-import time
-
 import httpx
 import pytest
-import uvicorn
 
 from rl_select import load_selector
 from rl_select.service import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.service.conftest import serve_in_thread
 
 
 @pytest.fixture(scope="module")
 def server(query_policy):
     selector = load_selector(query_policy[1])
-    port = free_port()
-    config = uvicorn.Config(create_app(selector, max_body_bytes=4096), host="127.0.0.1", port=port, log_level="error")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # generous: CI machines can be slow to start a server
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.05)
-    yield base, selector
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(selector, max_body_bytes=4096)) as base:
+        yield base, selector
 
 
 def test_round_trip_select(server):
@@ -92,6 +66,20 @@ def test_bad_requests_get_4xx_json(server, case):
     response = httpx.post(f"{base}/v1/select", **kwargs)
     assert response.status_code == status, response.text
     assert set(response.json()) == {"error"} and "\n" not in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"content": b"query=hello", "headers": {"content-type": "application/json"}}, "the body is not valid JSON"),
+        ({"json": ["hello"]}, "the body must be a JSON object"),
+        ({"json": {"query": "x", "top_k": 3}}, "unknown field 'top_k'"),
+        ({"json": {"query": 42}}, "query: Input should be a valid string"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong_in_words(server, kwargs, message):
+    base, _ = server
+    assert httpx.post(f"{base}/v1/select", **kwargs).json()["error"].startswith(message)
 
 
 def test_wrong_method_and_path(server):
