@@ -72,4 +72,3 @@ def test_no_request_field_opens_a_file(port, monkeypatch):
     assert opened == [], f"requests opened files: {opened}"
     # a traversal-looking query is just text to choose demonstrations for; every other attempt is refused
     assert statuses.count(200) == 1 and all(400 <= s < 500 for s in statuses if s != 200)
-
