@@ -268,7 +268,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             anchor = self.features.anchor(rows)
             query_block = None
         else:
-            anchor = self.features.centered([query])[0]
+            anchor = self.features.in_space([query])[0]
             if candidates is None:
                 candidates = self._nearest_candidates(anchor, exclude=query)
             rows = (query, *self._neighbour_rows(query, anchor))
@@ -278,7 +278,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return Episode(
             candidates=candidates,
             static=self.features.static(candidates),
-            vectors=self.features.centered_pool[candidates],
+            vectors=self.features.space_pool[candidates],
             labels=self.features.pool_labels[candidates],
             anchor=anchor,
             query=query,
@@ -342,8 +342,40 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self, results: list[ScoreResult]
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Turn the new state's scores into (observation, reward, terminated, truncated, info)."""
+        return self._transition(self.value_of(results[0]), results[1] if len(results) > 1 else None)
+
+    def action_row(self) -> np.ndarray:
+        """``[M]`` values of the prompt with each candidate added (NaN for chosen ones): the state's dense labels.
+
+        With ``append`` order one :meth:`Scorer.score_extensions` call scores every candidate after the
+        current prefix; with ``prepend`` each extended prompt is scored on its own (slower).
+        """
         episode = self.episode
-        value = self.value_of(results[0])
+        valid = np.flatnonzero(self.action_masks())
+        scorer = self.resources.scorer
+        if self.config.prompt_order == "append":
+            extensions = [self.task.train[int(episode.candidates[i])] for i in valid]
+            results = scorer.score_extensions(self.demonstrations(), extensions, episode.rows)
+        else:
+            results = [scorer.score(self.demonstrations(extra=int(i)), episode.rows) for i in valid]
+        row = np.full(self.config.num_candidates, np.nan)
+        row[valid] = [self.value_of(result) for result in results]
+        return row
+
+    def step_to_known_value(
+        self, action: int | np.integer, value: float
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """:meth:`step` when the new prompt's value is already known (from :meth:`action_row`): no scoring."""
+        if self.config.features.step_features:
+            raise ConfigError("step features score every candidate at every step; use step()")
+        self.apply_action(action)
+        return self._transition(float(value), None)
+
+    def _transition(
+        self, value: float, candidate_scores: ScoreResult | None
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Record the new state's value; return (observation, reward, terminated, truncated, info)."""
+        episode = self.episode
         reward = value - episode.values[-1]
         episode.values.append(value)
         terminated = len(episode.chosen) == self.config.k
@@ -353,7 +385,8 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
                 step_features = np.zeros((self.config.num_candidates, 3), dtype=np.float32)
                 perplexity = self._log_perplexity(tuple(self.demonstrations()))
             else:
-                step_features, perplexity = self._step_features(results[1], tuple(self.demonstrations()))
+                assert candidate_scores is not None, "step features need the candidates' scores"
+                step_features, perplexity = self._step_features(candidate_scores, tuple(self.demonstrations()))
         info = self._info()
         if terminated:
             info["episode_value"] = value
@@ -404,14 +437,14 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         pool = self.candidate_pool
         if exclude is not None and exclude.split == "train":  # a pool query is never its own candidate
             pool = pool[pool != exclude.id]
-        top = nearest_first(self.features.centered_pool[pool], anchor)[: self.config.num_candidates]
+        top = nearest_first(self.features.space_pool[pool], anchor)[: self.config.num_candidates]
         return pool[top]
 
     def _neighbour_rows(self, query: Example, anchor: np.ndarray) -> list[Example]:
         if not self.config.neighbour_rows:
             return []
         dev = self.task.dev
-        sims = self.features.centered(dev) @ anchor
+        sims = self.features.in_space(dev) @ anchor
         order = [i for i in np.argsort(-sims, kind="stable") if dev[i].key != query.key]
         return [dev[i] for i in order[: self.config.neighbour_rows]]
 
@@ -446,6 +479,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             query=episode.query_features,
             step_features=step_features,
             prompt_log_perplexity=perplexity,
+            label_vote=self.config.features.label_vote,
         )
 
     def _info(self) -> dict[str, Any]:

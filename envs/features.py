@@ -14,8 +14,9 @@ from rl_select.retrieval import split_embeddings
 from rl_select.selectors import Resources
 from rl_select.tasks.task import Example
 
-ZERO_SHOT_BLOCK = 64
-"""Zero-shot statistics are computed for whole blocks of this many consecutive pool ids, always together."""
+ZERO_SHOT_BLOCK = 16
+"""Zero-shot statistics are computed for whole blocks of this many consecutive pool ids, always together (a block
+of short rows fills about one 512-token forward on a CPU)."""
 
 
 class FeatureBank:
@@ -36,7 +37,7 @@ class FeatureBank:
         self.resources = resources
         self.config = config
         self.task = resources.task
-        if self.task.num_labels > config.max_labels:
+        if config.label_onehot and self.task.num_labels > config.max_labels:
             raise ConfigError(
                 f"task '{self.task.name}' has {self.task.num_labels} labels but features allow max_labels="
                 f"{config.max_labels}; raise max_labels"
@@ -56,9 +57,9 @@ class FeatureBank:
         return Projection.fit(self.pool_vectors, self.config.projection_dim, self.config.projection_seed)
 
     @cached_property
-    def centered_pool(self) -> np.ndarray:
-        """``[N, D]`` centred unit pool vectors (the space of the similarity features)."""
-        return self.projection.centered(self.pool_vectors)
+    def space_pool(self) -> np.ndarray:
+        """``[N, D]`` unit pool vectors in the space of the similarity features (see ``centred_similarity``)."""
+        return self.projection.to_space(self.pool_vectors, self.config.centred_similarity)
 
     @cached_property
     def pool_labels(self) -> np.ndarray:
@@ -70,15 +71,15 @@ class FeatureBank:
         """``[N]`` length feature of every pool example."""
         return word_length([e.input_text for e in self.task.train])
 
-    def centered(self, examples: Sequence[Example]) -> np.ndarray:
-        """Centred unit vectors of any examples (pool rows come from the cache, others are embedded once)."""
+    def in_space(self, examples: Sequence[Example]) -> np.ndarray:
+        """Unit vectors of any examples in the similarity space (pool rows from the cache, others embedded once)."""
         if all(e.split == "train" for e in examples):
-            return self.centered_pool[[e.id for e in examples]]
-        return self.projection.centered(self.resources.query_vectors(examples))
+            return self.space_pool[[e.id for e in examples]]
+        return self.projection.to_space(self.resources.query_vectors(examples), self.config.centred_similarity)
 
     def anchor(self, rows: Sequence[Example]) -> np.ndarray:
-        """Centred unit centroid of ``rows`` (task mode's anchor)."""
-        mean = self.centered(rows).mean(axis=0)
+        """Unit centroid of ``rows`` in the similarity space (task mode's anchor)."""
+        mean = self.in_space(rows).mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
     def static(self, ids: Sequence[int]) -> np.ndarray:

@@ -10,8 +10,9 @@ from typing import Any
 from rl_select.envs.config import EnvConfig
 from rl_select.errors import ArtifactError, ConfigError, reject_unknown_keys, unknown_name
 
-ALGOS = ("cql", "dqn", "ppo")
-DEFAULT_STEPS = {"cql": 8000, "dqn": 20_000, "ppo": 20_000}
+ALGOS = ("cql", "dqn", "ppo", "fqi")
+DEFAULT_STEPS = {"cql": 8000, "dqn": 20_000, "ppo": 20_000, "fqi": 4}
+DEFAULT_BEHAVIOUR = {"knn": 1.0, "random": 1.0, "greedy": 1.0}
 BASELINES = ("zero-shot", "random", "best-of-n", "knn")
 CONFIG_FORMAT = 1
 
@@ -40,9 +41,10 @@ class TrainConfig:
 
     Attributes:
         tasks: Tasks trained on (names, hub:<name> or task paths).
-        algo: ``cql`` (offline, Zhang et al. 2022), ``dqn`` (SB3) or ``ppo`` (sb3-contrib MaskablePPO).
+        algo: ``cql`` (offline, Zhang et al. 2022), ``dqn`` (SB3), ``ppo`` (sb3-contrib MaskablePPO) or ``fqi``
+            (fitted Q-iteration on dense action rows; with ``fqi_alpha`` > 0 its conservative, CQL variant).
         env: The MDP (mode, k, M, reward rows, features).
-        steps: Env steps (dqn, ppo) or gradient steps (cql); default 20000 / 8000.
+        steps: Env steps (dqn, ppo), gradient steps (cql) or fitting rounds (fqi); default 20000 / 8000 / 4.
         seed: Seed of the policy, the env episodes and the evaluation.
         data_dir: Task data directory.
         model: Scoring LLM (default: the embedded SmolLM2-135M).
@@ -71,6 +73,13 @@ class TrainConfig:
         cql_dropout: Dropout of the CQL Q-network.
         cql_episodes: Random episodes collected for CQL when no ``cql_data`` is given.
         cql_data: An episode data set from ``rl-select collect`` to train CQL on.
+        dense_episodes: fqi: episodes collected with an action row at every visited state.
+        dense_data: fqi: existing action-row data sets to learn from (earlier runs' ``episodes/`` directories),
+            instead of collecting one; several (one per task) train a multi-task policy.
+        behaviour: fqi: behaviour policies of the collection and their shares (knn, random, greedy, policy).
+        behaviour_epsilon: fqi: probability of a random candidate at each collection step.
+        fqi_alpha: fqi: weight of the conservative (CQL) term; 0 for plain fitted Q.
+        fqi_epochs: fqi: passes over the data per fitting round.
         checkpoint_every: Steps between checkpoints.
         eval_tasks: Extra tasks the final evaluation runs on, never trained on (new-task transfer).
         eval_rows: Test rows of the final evaluation (None: the whole test split).
@@ -118,6 +127,12 @@ class TrainConfig:
     cql_dropout: float = 0.25
     cql_episodes: int = 500
     cql_data: str | None = None
+    dense_episodes: int = 200
+    dense_data: tuple[str, ...] = ()
+    behaviour: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BEHAVIOUR))
+    behaviour_epsilon: float = 0.1
+    fqi_alpha: float = 0.0
+    fqi_epochs: int = 20
     checkpoint_every: int = 1000
     eval_tasks: tuple[str, ...] = ()
     eval_rows: int | None = None
@@ -139,6 +154,8 @@ class TrainConfig:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "baselines", tuple(self.baselines))
         object.__setattr__(self, "eval_tasks", tuple(self.eval_tasks))
+        dense = (self.dense_data,) if isinstance(self.dense_data, str) else tuple(self.dense_data or ())
+        object.__setattr__(self, "dense_data", dense)
         if self.algo not in ALGOS:
             raise unknown_name("algo", self.algo, ALGOS)
         if not self.tasks:
@@ -157,6 +174,8 @@ class TrainConfig:
             "ppo_epochs": self.ppo_epochs,
             "target_update": self.target_update,
             "cql_episodes": self.cql_episodes,
+            "dense_episodes": self.dense_episodes,
+            "fqi_epochs": self.fqi_epochs,
             "checkpoint_every": self.checkpoint_every,
             "eval_seeds": self.eval_seeds,
             "eval_episodes": self.eval_episodes,
@@ -171,6 +190,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be positive, got {value}")
+        if self.fqi_alpha < 0 or not 0.0 <= self.behaviour_epsilon <= 1.0:
+            raise ConfigError("fqi_alpha must be >= 0 and behaviour_epsilon in [0, 1]")
+        from rl_select.rollouts.behaviour import BehaviourMix
+
+        BehaviourMix(dict(self.behaviour), self.behaviour_epsilon)  # validates the names and shares
         if self.ppo_prior is not None and self.ppo_prior < 0:
             raise ConfigError(f"ppo_prior must be >= 0 (0 turns the prior off), got {self.ppo_prior}")
         if self.learning_rate <= 0 or not 0 < self.gamma <= 1:
@@ -207,7 +231,9 @@ class TrainConfig:
     @property
     def minibatch(self) -> int:
         """``batch_size`` or the algorithm's default."""
-        return self.batch_size if self.batch_size is not None else {"cql": 16, "dqn": 32, "ppo": 64}[self.algo]
+        return (
+            self.batch_size if self.batch_size is not None else {"cql": 16, "dqn": 32, "ppo": 64, "fqi": 64}[self.algo]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (tuples become lists)."""
@@ -215,6 +241,7 @@ class TrainConfig:
         data["tasks"] = list(self.tasks)
         data["baselines"] = list(self.baselines)
         data["eval_tasks"] = list(self.eval_tasks)
+        data["dense_data"] = list(self.dense_data)
         return data
 
     @classmethod
@@ -280,6 +307,9 @@ def read_run_config(run_dir: Path) -> TrainConfig:
         settings["ppo_prior"] = 0.0
         if isinstance(settings.get("env"), dict):
             settings["env"].setdefault("order", "append")
+    features = settings.get("env", {}).get("features") if isinstance(settings, dict) else None
+    if isinstance(features, dict):  # written before the similarity setting: centred similarities
+        features.setdefault("centred_similarity", True)
     return TrainConfig.from_dict(settings)
 
 

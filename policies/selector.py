@@ -62,7 +62,7 @@ class _Scores(torch.nn.Module):
 
 def policy_files(run_dir: Path, algo: str) -> Path:
     """Where a run keeps its final policy."""
-    return Path(run_dir) / POLICY_DIR / ("cql.pt" if algo == "cql" else "model.zip")
+    return Path(run_dir) / POLICY_DIR / (f"{algo}.pt" if algo in ("cql", "fqi") else "model.zip")
 
 
 def load_policy(run_dir: str | Path) -> LoadedPolicy:
@@ -79,6 +79,10 @@ def load_policy(run_dir: str | Path) -> LoadedPolicy:
             from rl_select.policies.cql import CQL
 
             module: torch.nn.Module = CQL.load(path).q
+        elif config.algo == "fqi":
+            from rl_select.policies.fqi import FQI
+
+            module = FQI.load(path).q
         elif config.algo == "dqn":
             from rl_select.policies.dqn import MaskedDQN
 

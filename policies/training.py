@@ -85,7 +85,7 @@ def load_tasks(config: TrainConfig) -> list[Task]:
             config.env.check_pool(len(train_ids))
         except ConfigError as exc:
             raise ConfigError(f"{task.name}: {exc} after holding out {config.holdout_fraction:.0%}") from None
-        if task.num_labels > config.env.features.max_labels:
+        if config.env.features.label_onehot and task.num_labels > config.env.features.max_labels:
             raise ConfigError(
                 f"task '{task.name}' has {task.num_labels} labels > max_labels {config.env.features.max_labels}"
             )
@@ -350,6 +350,86 @@ def train_cql(setup: TrainingSetup, progress: ProgressFactory | None) -> None:
     agent.save(policy_files(run_dir, "cql"))
 
 
+def collect_dense(setup: TrainingSetup, progress: ProgressFactory | None) -> list[Path]:
+    """The action-row data sets fqi learns from: ``dense_data`` if given, else one collected here (resumable)."""
+    from rl_select.rollouts.behaviour import BehaviourMix, run_dense_episode
+    from rl_select.rollouts.collect import dataset_settings, episode_base_seed
+    from rl_select.rollouts.episodes import EpisodeStore
+
+    config = setup.config
+    if config.dense_data:
+        return [Path(path) for path in config.dense_data]
+    store = EpisodeStore(setup.run_dir / "episodes")
+    settings = {**dataset_settings(config), "dense": True, "behaviour": dict(config.behaviour)}
+    settings["behaviour_epsilon"] = config.behaviour_epsilon
+    store.create({"settings": settings, "fingerprints": data_fingerprints(setup)})
+    todo = [e for e in range(config.dense_episodes) if e not in set(store.ids())]
+    advance = progress("dense action rows (episodes)", config.dense_episodes) if progress else None
+    if advance is not None:
+        advance(config.dense_episodes - len(todo))
+    mix = BehaviourMix(dict(config.behaviour), config.behaviour_epsilon)
+    envs = {t.name: make_env(setup, t) for t in setup.tasks}
+    names = [t.name for t in setup.tasks]
+    scorer_costs = {name: setup.resources[name].scorer for name in names}
+    for episode_id in todo:
+        name = names[episode_id % len(names)]
+        before = scorer_costs[name].cost()
+        record = run_dense_episode(envs[name], episode_id, episode_base_seed(config.seed), mix)
+        spent = scorer_costs[name].cost() - before  # stored with the episode, so a resumed data set's cost adds up
+        record.update(cost_queries=np.asarray(spent.queries), cost_tokens=np.asarray(spent.tokens))
+        store.write(record)
+        if advance is not None:
+            advance(1)
+    return [store.path]
+
+
+def data_fingerprints(setup: TrainingSetup) -> dict[str, Any]:
+    """What scored a data set: the tasks' pools and splits, the LLM, the scoring settings."""
+    first = next(iter(setup.resources.values()))
+    return {
+        "tasks": {t.name: {s: t.fingerprint(s) for s in ("train", "dev", "test")} for t in setup.tasks},
+        "model": first.lm_fingerprint,
+        "scoring": first.scoring.score_key(),
+        "calibrate": first.scoring.calibrate,
+    }
+
+
+def train_fqi(setup: TrainingSetup, progress: ProgressFactory | None) -> None:
+    """Fitted Q-iteration (or its conservative variant) on dense action rows."""
+    from rl_select.policies.fqi import FQI, DenseRows, FQIConfig
+    from rl_select.rollouts.episodes import EpisodeStore
+
+    config, run_dir = setup.config, setup.run_dir
+    episodes = []
+    for path in collect_dense(setup, progress):
+        store = EpisodeStore(path)
+        if store.meta().get("settings", {}).get("env") != config.env.to_dict():
+            raise ConfigError(f"the episodes in {store.path} were collected with other MDP settings than this run's")
+        episodes += store.load()
+    data = DenseRows.from_episodes(episodes, k=config.env.k, label_vote=config.env.features.label_vote)
+    probe = make_env(setup, setup.tasks[0])
+    fqi_config = FQIConfig(
+        alpha=config.fqi_alpha,
+        rounds=config.total_steps,
+        epochs=config.fqi_epochs,
+        learning_rate=config.learning_rate,
+        batch_size=config.minibatch,
+        hidden=config.hidden_units,
+    )
+    agent = FQI.for_space(probe.observation_space, fqi_config, seed=config.seed)
+    curve = Curve(run_dir / "curve.csv")
+    advance = progress("fitted Q rounds", fqi_config.rounds) if progress else None
+
+    def log(round_: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            curve.add(round_, key, value)
+        if advance is not None:
+            advance(1)
+
+    agent.learn(data, log=log)
+    agent.save(policy_files(run_dir, "fqi"))
+
+
 def greedy_values(env: DemoSelectionEnv, policy: LoadedPolicy, episodes: int, seed: int = 10_000) -> list[float]:
     """Final values of greedy episodes of ``policy`` on ``env`` (fixed seeds, so points are comparable)."""
     values = []
@@ -373,8 +453,7 @@ def final_evaluation(setup: TrainingSetup, progress: ProgressFactory | None) -> 
 
     config = setup.config
     policy = load_policy(setup.run_dir)
-    trained_on = {t.name: t.fingerprint("train") for t in setup.tasks}
-    (setup.run_dir / POLICY_DIR / "trained_on.json").write_text(json.dumps(trained_on, indent=2) + "\n")
+    trained_on = write_trained_on(setup)
     seeds = list(range(config.eval_seeds))
     reports = []
     versus_knn: dict[str, dict[str, Any]] = {}
@@ -509,13 +588,20 @@ def train(
     overrides: dict[str, Any] | None = None,
     progress: ProgressFactory | None = None,
     progress_bar: bool = True,
-) -> dict[str, Any]:
-    """Run (or resume) training, then the final evaluation; returns the evaluation and writes result files."""
+    evaluate: bool = True,
+) -> dict[str, Any] | None:
+    """Run (or resume) training, then the final evaluation; returns the evaluation and writes result files.
+
+    With ``evaluate=False`` the run stops once its policy is trained (for callers that select among policies
+    on dev before any test evaluation); it returns None, and running it again returns at once.
+    """
     run_dir = Path(run_dir)
     if resume:
         config = resumed_config(run_dir, overrides)
         if (run_dir / "results.json").is_file():  # the run had finished: nothing to continue
             return read_results(run_dir)
+        if not evaluate and policy_files(run_dir, config.algo).is_file():
+            return None
     from rl_select.reproducibility import pin_determinism
 
     pin_determinism(config.deterministic)
@@ -528,14 +614,26 @@ def train(
         if not policy_files(run_dir, config.algo).is_file():
             if config.algo == "cql":
                 train_cql(setup, progress)
+            elif config.algo == "fqi":
+                train_fqi(setup, progress)
             else:
                 train_sb3(setup, progress_bar)
+            write_trained_on(setup)
+        if not evaluate:
+            return None
         evaluation = final_evaluation(setup, progress)
     except KeyboardInterrupt:
         state = interrupted_state(run_dir, config.algo)
         raise Interrupted(f"{state}; continue with rl-select train --resume {run_dir}") from None
     write_results(setup, evaluation, time.perf_counter() - started)
     return evaluation
+
+
+def write_trained_on(setup: TrainingSetup) -> dict[str, str]:
+    """``policy/trained_on.json``: the pools the policy trained on (task mode then draws held-out candidates)."""
+    trained_on = {t.name: t.fingerprint("train") for t in setup.tasks}
+    (setup.run_dir / POLICY_DIR / "trained_on.json").write_text(json.dumps(trained_on, indent=2) + "\n")
+    return trained_on
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
@@ -559,6 +657,11 @@ def interrupted_state(run_dir: Path, algo: str) -> str:
     """What an interrupted run kept, in words."""
     if policy_files(run_dir, algo).is_file():
         return f"training had finished (policy in {run_dir / POLICY_DIR}); finished evaluation results are kept"
+    if algo == "fqi":
+        from rl_select.rollouts.episodes import EpisodeStore
+
+        kept = len(EpisodeStore(run_dir / "episodes").ids())
+        return f"{kept} dense-row episodes kept in {run_dir / 'episodes'}"
     if algo == "cql":
         checkpoint = run_dir / "checkpoints" / "cql.pt"
         return f"checkpoint {checkpoint} kept" if checkpoint.is_file() else "no checkpoint was written yet"

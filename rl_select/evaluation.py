@@ -292,9 +292,10 @@ def evaluation_key(resources: Resources, *, k: int, split: str, n_rows: int | No
 class EvaluationLog:
     """An evaluation's result file, written after every finished (selector, seed), partial until complete.
 
-    Opening a file that holds a partial evaluation with the same :func:`evaluation_key` continues it: its
-    finished seeds are kept. A partial file of a different evaluation is refused (it is never overwritten);
-    a complete one is replaced by the new run.
+    Opening a file that holds an evaluation with the same :func:`evaluation_key` continues it: its finished
+    seeds are kept (all of them, when it was complete: the same command twice scores nothing twice; delete the
+    file to evaluate afresh). A partial file of a different evaluation is refused (it is never overwritten);
+    a complete one of a different evaluation is replaced by the new run.
 
     Args:
         path: The JSON file (``.md`` beside it gets the table).
@@ -329,9 +330,15 @@ class EvaluationLog:
             raise ArtifactError(
                 f"{self.path} is not a readable result file; move it away or use another --out"
             ) from None
-        if not isinstance(stored, dict) or not stored.get("partial"):
+        if not isinstance(stored, dict):
             return 0
-        if stored.get("format") != EVALUATION_FORMAT or stored.get("key") != self.key:
+        same = stored.get("format") == EVALUATION_FORMAT and stored.get("key") == self.key
+        if not stored.get("partial"):
+            if same:
+                for data in stored.get("reports", []):
+                    self.reports[data["selector_key"]] = SelectorReport.from_dict(data)
+            return sum(len(r.seeds) for r in self.reports.values())
+        if not same:
             differs = sorted(k for k in self.key if (stored.get("key") or {}).get(k) != self.key[k])
             raise ConfigError(
                 f"{self.path} holds a partial evaluation with other settings ({', '.join(differs) or 'format'}); "
@@ -356,14 +363,14 @@ class EvaluationLog:
 
     def payload(self, partial: bool) -> dict[str, Any]:
         """The file's content."""
-        ordered = [self.reports[k] for k in self.order if k in self.reports]
+        ordered = [k for k in self.order if k in self.reports]
         return {
             "format": EVALUATION_FORMAT,
             "partial": partial,
             **self.header,
             "key": self.key,
-            "reports": [r.to_dict() for r in ordered],
-            "finished": {k: self.reports[k].to_dict() for k in self.order if k in self.reports} if partial else {},
+            "reports": [{**self.reports[k].to_dict(), "selector_key": k} for k in ordered],
+            "finished": {k: self.reports[k].to_dict() for k in ordered} if partial else {},
         }
 
     def write(self, partial: bool) -> Path:
@@ -445,19 +452,35 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 10_000, see
     Each resample draws the rows with replacement (the same rows for both methods: the pairing) and each
     method's seeds with replacement, and takes the difference of the mean accuracies.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
-        raise ValueError("paired_bootstrap needs [seeds, rows] arrays over the same rows")
+    return stratified_bootstrap([(a, b)], samples=samples, seed=seed)
+
+
+def stratified_bootstrap(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, samples: int = 10_000, seed: int = 0
+) -> PairedDelta:
+    """The mean over strata (tasks) of ``a − b``, with a bootstrap that resamples each stratum on its own.
+
+    Each element of ``pairs`` is one task's ``(a, b)`` as in :func:`paired_bootstrap`; the statistic is the
+    unweighted average of the per-task differences (every task counts the same, as in an averaged table).
+    """
     rng = np.random.default_rng(seed)
-    n_rows = a.shape[1]
-    deltas = np.empty(samples)
-    for i in range(samples):
-        rows = rng.integers(n_rows, size=n_rows)
-        sa = rng.integers(a.shape[0], size=a.shape[0])
-        sb = rng.integers(b.shape[0], size=b.shape[0])
-        deltas[i] = a[np.ix_(sa, rows)].mean() - b[np.ix_(sb, rows)].mean()
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return PairedDelta(mean=100 * float(a.mean() - b.mean()), ci95=(100 * float(low), 100 * float(high)))
+    point, draws = 0.0, np.zeros(samples)
+    for a, b in pairs:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
+            raise ValueError("paired bootstrap needs [seeds, rows] arrays over the same rows")
+        n = a.shape[1]
+        rows = rng.integers(n, size=(samples, n))
+        pick_a = rng.integers(a.shape[0], size=(samples, a.shape[0]))
+        pick_b = rng.integers(b.shape[0], size=(samples, b.shape[0]))
+        # mean over resampled seeds of each seed's mean over the resampled rows
+        row_means_a = np.stack([a[s][rows].mean(axis=1) for s in range(a.shape[0])], axis=1)  # [samples, seeds]
+        row_means_b = np.stack([b[s][rows].mean(axis=1) for s in range(b.shape[0])], axis=1)
+        draws += np.take_along_axis(row_means_a, pick_a, 1).mean(1) - np.take_along_axis(row_means_b, pick_b, 1).mean(1)
+        point += a.mean() - b.mean()
+    draws /= len(pairs)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return PairedDelta(mean=100 * point / len(pairs), ci95=(100 * float(low), 100 * float(high)))
 
 
 def format_mean_sd(mean_sd: tuple[float, float]) -> str:

@@ -40,6 +40,7 @@ MODES = ("task", "query")
 ORDERS = ("append", "prepend")
 STATIC_SCALARS = ("length", "zs_entropy", "zs_gold_prob", "zs_correct")
 DYNAMIC_SCALARS = ("same_label", "max_sim_chosen", "sim_anchor", "anchor_rank")
+VOTE_SCALARS = ("label_vote", "vote_margin")
 STEP_SCALARS = ("step_entropy", "step_max_prob", "step_gold_prob")
 STATE_SCALARS = ("progress", "chosen_label_entropy", "chosen_pairwise_sim", "chosen_anchor_sim")
 
@@ -55,6 +56,13 @@ class FeatureConfig:
         step_features: Include Zhang et al.'s per-step features: every candidate scored as a query under the
             current prompt at every step (M extra queries per step) and the prompt's perplexity. Policies that
             use them need the LLM at inference, so they cannot be exported.
+        label_onehot: Include the label one-hot (task-specific: label ``i`` means something else on another
+            task; leave it out for policies meant to transfer across tasks).
+        label_vote: Include ``label_vote`` and ``vote_margin`` (label-relative, so they mean the same on every
+            task).
+        centred_similarity: Measure similarities (the query-mode neighbours, ``sim_*``, ``anchor_rank``) after
+            removing the pool mean, as runs before this setting did. Off: plain cosine similarity, the space the
+            kNN baseline searches, so the env's neighbours and kNN's are the same.
         embedder: Embedder spec (None: the scoring LLM's mean-pooled hidden states).
         projection_seed: Seed of the random projection.
     """
@@ -63,6 +71,9 @@ class FeatureConfig:
     max_labels: int = 16
     llm_features: bool = True
     step_features: bool = False
+    label_onehot: bool = True
+    label_vote: bool = False
+    centred_similarity: bool = False
     embedder: str | None = None
     projection_seed: int = 0
 
@@ -82,7 +93,8 @@ class FeatureLayout:
     @property
     def static_width(self) -> int:
         """Columns of the per-candidate block that do not change within an episode."""
-        return len(self.candidate) - len(DYNAMIC_SCALARS) - sum(n in STEP_SCALARS for n in self.candidate)
+        episode_level = (*DYNAMIC_SCALARS, *VOTE_SCALARS, *STEP_SCALARS)
+        return sum(name not in episode_level for name in self.candidate)
 
     def to_dict(self) -> dict[str, list[str]]:
         """JSON form (part of exported manifests)."""
@@ -92,8 +104,10 @@ class FeatureLayout:
 def feature_layout(config: FeatureConfig, mode: str) -> FeatureLayout:
     """The observation layout for ``config`` in ``mode`` (``task`` or ``query``)."""
     projected = tuple(f"proj_{i}" for i in range(config.projection_dim))
-    labels = tuple(f"label_{i}" for i in range(config.max_labels))
+    labels = tuple(f"label_{i}" for i in range(config.max_labels)) if config.label_onehot else ()
     candidate = projected + labels + STATIC_SCALARS + DYNAMIC_SCALARS
+    if config.label_vote:
+        candidate += VOTE_SCALARS
     state = STATE_SCALARS
     if config.step_features:
         candidate += STEP_SCALARS
@@ -129,10 +143,17 @@ class Projection:
         return ((vectors - self.mean) @ self.matrix / self.scale).astype(np.float32)
 
     def centered(self, vectors: np.ndarray) -> np.ndarray:
-        """``[n, D]`` unit vectors after removing the pool mean: the space similarity features are taken in."""
+        """``[n, D]`` unit vectors after removing the pool mean."""
         shifted = np.atleast_2d(vectors) - self.mean
         norms = np.linalg.norm(shifted, axis=1, keepdims=True)
         return (shifted / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def to_space(self, vectors: np.ndarray, centred: bool) -> np.ndarray:
+        """``[n, D]`` unit vectors of the space similarities are taken in: centred, or plain cosine."""
+        if centred:
+            return self.centered(vectors)
+        rows = np.atleast_2d(vectors)
+        return (rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
 
 
 def word_length(texts: list[str]) -> np.ndarray:
@@ -148,12 +169,14 @@ def static_features(
     zero_shot: np.ndarray | None,
     config: FeatureConfig,
 ) -> np.ndarray:
-    """``[n, P + L + 4]``: projected embedding, label one-hot, length, zero-shot stats (zeros when disabled)."""
+    """``[n, P + L + 4]``: projected embedding, label one-hot (L = 0 without it), length, zero-shot stats."""
     n = len(vectors)
-    out = np.zeros((n, config.projection_dim + config.max_labels + len(STATIC_SCALARS)), dtype=np.float32)
+    onehot = config.max_labels if config.label_onehot else 0
+    out = np.zeros((n, config.projection_dim + onehot + len(STATIC_SCALARS)), dtype=np.float32)
     out[:, : config.projection_dim] = projection(vectors)
-    out[np.arange(n), config.projection_dim + label_ids] = 1.0
-    base = config.projection_dim + config.max_labels
+    if onehot:
+        out[np.arange(n), config.projection_dim + label_ids] = 1.0
+    base = config.projection_dim + onehot
     out[:, base] = lengths
     if config.llm_features and zero_shot is not None:
         out[:, base + 1 : base + 4] = zero_shot
@@ -191,6 +214,18 @@ def label_entropy(label_ids: np.ndarray, num_labels: int) -> float:
     return float(-(p * np.log(p)).sum() / np.log(num_labels))
 
 
+def vote_columns(anchor_sim: np.ndarray, label_ids: np.ndarray, num_labels: int) -> np.ndarray:
+    """``[M, 2]``: each candidate's label's share of the similarity-weighted vote, and its margin over the rest.
+
+    The margin is the share minus the best other label's share: positive for the winning label.
+    """
+    weights = np.clip(anchor_sim, 0.0, None) + 1e-6
+    share = np.bincount(label_ids, weights=weights, minlength=num_labels) / weights.sum()
+    own = share[label_ids]
+    best_other = np.array([np.max(np.delete(share, label), initial=0.0) for label in label_ids])
+    return np.stack([own, own - best_other], axis=1).astype(np.float32)
+
+
 def build_observation(
     *,
     static: np.ndarray,
@@ -203,6 +238,7 @@ def build_observation(
     query: np.ndarray | None = None,
     step_features: np.ndarray | None = None,
     prompt_log_perplexity: float | None = None,
+    label_vote: bool = False,
 ) -> dict[str, np.ndarray]:
     """The observation for one state. All inputs describe the episode's M candidates.
 
@@ -217,6 +253,7 @@ def build_observation(
         query: ``[P + 1]`` query features (query mode only).
         step_features: ``[M, 3]`` per-step LLM features (only with ``step_features``).
         prompt_log_perplexity: Log-perplexity of the current prompt (only with ``step_features``).
+        label_vote: Add the ``label_vote`` and ``vote_margin`` columns.
 
     Returns:
         Fresh arrays (never views of the inputs): ``candidates``, ``chosen``, ``step``, ``state``
@@ -237,6 +274,8 @@ def build_observation(
     dynamic[:, 2] = anchor_sim
     dynamic[:, 3] = rank
     blocks = [static, dynamic]
+    if label_vote:
+        blocks.append(vote_columns(anchor_sim, label_ids, num_labels))
     if step_features is not None:
         blocks.append(step_features.astype(np.float32))
     state = [len(chosen) / k, 0.0, 0.0, 0.0]

@@ -19,6 +19,7 @@ import typer
 from rl_select.cli.bench import bench_app
 from rl_select.cli.evaluate import evaluate_command, tasks_command
 from rl_select.cli.serve import export_command, select_command, serve_command
+from rl_select.cli.study import headroom_command, study_command
 from rl_select.cli.train import collect_command, sweep_command, train_command
 from rl_select.errors import Interrupted, RLSelectError
 
@@ -49,6 +50,8 @@ app.command("sweep")(sweep_command)
 app.command("export")(export_command)
 app.command("select")(select_command)
 app.command("serve")(serve_command)
+app.command("headroom")(headroom_command)
+app.command("study")(study_command)
 app.add_typer(bench_app, name="bench")
 
 

@@ -101,3 +101,17 @@ def load_model_with_status(model: str | None, device: str, dtype: str):
 
     with err_console.status(f"loading model {model or 'smollm2-135m-instruct'} …"):
         return load_language_model(model, device=device, dtype=dtype)
+
+
+def announce_budget(projection, throughput, *, table: bool) -> None:
+    """Say what a run is about to spend: the total (and with ``table`` every step) on stderr."""
+    from rl_select.budget import describe
+
+    total = projection.total
+    minutes = throughput.seconds(total.tokens, total.forwards) / 60
+    if table:
+        err_console.print(describe(projection, throughput), highlight=False)
+    err_console.print(
+        f"about to spend ≈ {total.queries:,.0f} scored LLM queries, {total.tokens:,.0f} forward tokens, "
+        f"≈ {minutes:.0f} min on this machine (projected; cache hits make it less)"
+    )

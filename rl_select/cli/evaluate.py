@@ -127,7 +127,10 @@ def evaluate_command(
     header = {"provenance": record, "task": loaded.summary(), "scoring": scoring.to_dict()}
     log = EvaluationLog(path, key, header, render=evaluation_markdown)
     if log.resumed:
-        err_console.print(f"continuing {path}: {log.resumed} selector-seed results kept from the interrupted run")
+        err_console.print(
+            f"continuing {path}: {log.resumed} selector-seed results kept from an earlier run of this evaluation "
+            "(delete the file to evaluate afresh)"
+        )
     with progress_bars() as factory:
         resources.progress_factory = factory
         reports = run_evaluation(

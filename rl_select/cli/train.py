@@ -15,6 +15,7 @@ from rl_select.cli.common import (
     DtypeOption,
     ModelOption,
     VerboseOption,
+    announce_budget,
     console,
     err_console,
     progress_bars,
@@ -123,9 +124,10 @@ def train_command(
     sets: list[str] = SetOption,
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the projected LLM calls and time, then stop."),
     verbose: bool = VerboseOption,
 ) -> None:
-    """Train a demonstration selector (cql, dqn or ppo), then compare it with baselines on the test split."""
+    """Train a demonstration selector (cql, dqn, ppo or fqi), then compare it with baselines on the test split."""
     setup_logging(verbose)
     from rl_select.policies.config import read_run_config, read_yaml_mapping
     from rl_select.policies.training import train
@@ -170,11 +172,28 @@ def train_command(
             raise ConfigError("give --task or --tasks (or --config)")
         config = build_config(config_file, overrides)
         run_dir = out or default_run_dir(config)
+    announce_training_budget(config, table=dry_run)
+    if dry_run:
+        return
     with progress_bars() as factory:
         evaluation = train(config, run_dir, resume=resume is not None, overrides=overrides, progress=factory)
     typer.echo((run_dir / "results.md").read_text())
     err_console.print(f"run directory {run_dir}: results.json, results.md, learning_curve.png, policy/")
     del evaluation
+
+
+def announce_training_budget(config: Any, *, table: bool) -> None:
+    """Project a training run's LLM work on this machine and say it (the model loads once, for the run too)."""
+    from rl_select.budget import measure_throughput, profiles_for, project_training
+    from rl_select.policies.training import load_tasks
+    from rl_select.scoring.model import shared_language_model
+
+    tasks = load_tasks(config)
+    with err_console.status("loading the model and timing it …"):
+        lm = shared_language_model(config.model, config.device, config.dtype)
+        throughput = measure_throughput(lm)
+    rows = {t.name: min(config.eval_rows or len(t.test), len(t.test)) for t in tasks}
+    announce_budget(project_training(config, profiles_for(tasks, lm.tokenizer), rows), throughput, table=table)
 
 
 def collect_command(

@@ -230,7 +230,7 @@ def export_policy(
         with open(out / fmt.POOL_JSONL, "w") as f:
             for example in loaded.train:
                 f.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
-        VectorIndex(bank.centered_pool, use_gpu=False).save(out / fmt.POOL_INDEX)
+        VectorIndex(bank.space_pool, use_gpu=False).save(out / fmt.POOL_INDEX)
         embedder = resources.embedder
         embedder_spec: dict[str, Any] = {"id": embedder.id, "spec": config.env.features.embedder}
         if embedder.id.startswith("lm:"):

@@ -152,7 +152,7 @@ class Selector:
         self.prompt_order: str = manifest.get("prompt_order", "append")  # artifacts before the setting appended
         if self.prompt_order not in ORDERS:
             raise ArtifactError(f"{directory}: unknown prompt_order {self.prompt_order!r} in the manifest")
-        self.features = FeatureConfig(**manifest["features"])
+        self.features = FeatureConfig(**{"centred_similarity": True, **manifest["features"]})  # older: centred
         self.layout = feature_layout(self.features, self.mode)
         try:
             self.session = ort.InferenceSession(
@@ -177,7 +177,7 @@ class Selector:
         else:
             self._swap_pool(Path(pool_file))
         self.labels = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
-        self.centered = self.projection.centered(self.vectors)
+        self.space = self.projection.to_space(self.vectors, self.features.centred_similarity)
         self._check_shapes()
         self.index = self._index()
 
@@ -201,7 +201,7 @@ class Selector:
         else:
             text = self._query_text(query, query_pair)
             raw = self.embedder.embed([text])[0]
-            anchor = self.projection.centered(raw[None])[0]
+            anchor = self.projection.to_space(raw[None], self.features.centred_similarity)[0]
             sims, found = self.index.search(anchor[None].astype(np.float32), self.num_candidates)
             order = sorted(range(len(found[0])), key=lambda i: (-sims[0][i], found[0][i]))
             candidates = found[0][order].astype(np.int64)
@@ -256,7 +256,7 @@ class Selector:
         return query if not self.template.uses_text_pair else f"{query}\n{query_pair}"
 
     def _greedy(self, candidates: np.ndarray, k: int, anchor: np.ndarray, query: np.ndarray | None) -> list[int]:
-        static, vectors, labels = self.static[candidates], self.centered[candidates], self.labels[candidates]
+        static, vectors, labels = self.static[candidates], self.space[candidates], self.labels[candidates]
         chosen: list[int] = []
         mask = np.ones(len(candidates), dtype=bool)
         for _ in range(k):
@@ -269,6 +269,7 @@ class Selector:
                 k=k,
                 anchor=anchor,
                 query=query,
+                label_vote=self.features.label_vote,
             )
             feeds = {name: obs[name][None] for name in self.input_names if name != "action_mask"}
             feeds["action_mask"] = mask[None]
@@ -283,12 +284,12 @@ class Selector:
 
         path = self.directory / fmt.POOL_INDEX
         if self.manifest.get("pool_swapped") or not path.is_file():
-            return VectorIndex(self.centered, use_gpu=False)
-        return VectorIndex.load(path, self.centered, use_gpu=False)
+            return VectorIndex(self.space, use_gpu=False)
+        return VectorIndex.load(path, self.space, use_gpu=False)
 
     def _check_shapes(self) -> None:
         n = len(self.pool)
-        width = len(self.layout.candidate) - 4  # static part: everything but the dynamic block
+        width = self.layout.static_width
         if self.vectors.shape[0] != n or self.static.shape != (n, width):
             raise ArtifactError(f"{self.directory}: pool arrays do not match pool.jsonl ({n} rows)")
         if self.mode == "task" and (

@@ -245,3 +245,38 @@ def test_run_configs_from_before_the_order_setting_keep_appending(tmp_path):
     assert fresh.env.prompt_order == "prepend" and fresh.ppo_prior_weight == 4.0
     write_run_config(tmp_path, fresh, {})
     assert read_run_config(tmp_path) == fresh
+
+
+def test_train_fqi_on_dense_rows_in_query_mode(data_root, tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "fqi"
+    args = ["train", *base(data_root, tiny_model_dir, "tiny_trec"), "--algo", "fqi", "--mode", "query"]
+    args += ["--set", "dense_episodes=6", "--set", "env.query_source=pool", "--set", "env.order=append"]
+    args += ["--set", "env.features.label_vote=true", "--set", "fqi_epochs=3", "--steps", "2", "--out", str(run)]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "fqi (query mode)" in out and (run / "policy" / "fqi.pt").is_file()
+    episodes = sorted((run / "episodes" / "episodes").glob("*.npz"))
+    assert len(episodes) == 6
+    meta = json.loads((run / "episodes" / "meta.json").read_text())
+    assert meta["settings"]["dense"] and meta["fingerprints"]["model"] and "tiny_trec" in meta["fingerprints"]["tasks"]
+    curve = (run / "curve.csv").read_text()
+    assert "train/td_loss" in curve
+
+
+def test_dry_run_projects_the_cost_and_writes_nothing(data_root, tiny_model_dir, tmp_path, capsys):
+    run = tmp_path / "dry"
+    args = ["train", *base(data_root, tiny_model_dir), "--algo", "fqi", "--set", "dense_episodes=10"]
+    code, _, err = run_cli([*args, "--dry-run", "--out", str(run)], capsys)
+    assert code == 0, err
+    assert "fqi learning" in err and "final evaluation" in err and "about to spend" in err
+    assert not run.exists()
+
+
+def test_projection_counts_the_protocols_scored_queries():
+    from rl_select.budget import TokenProfile, dense_episode, query_level, task_level
+
+    profile = TokenProfile(block=20, query=10, content_free=24, prefix=1)
+    episode = dense_episode(profile, k=2, m=4, rows=3)
+    assert episode.queries == 3 + (4 + 3) * 3  # zero-shot, then every candidate's extension at both states
+    assert query_level(profile, 4, 5).queries == 5 and query_level(profile, 4, 5).tokens == 5 * (1 + 80 + 10 + 24)
+    assert task_level(profile, 4, 2, 100).queries == 200

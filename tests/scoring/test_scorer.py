@@ -43,7 +43,7 @@ def test_small_packs_give_the_same_scores(scorer_for):
 
 
 def test_incremental_prefix_extension_matches_fresh_prefix(scorer_for):
-    stepwise = scorer_for("tiny_trec", extend_prefixes=True)
+    stepwise = scorer_for("tiny_trec", extend_prefixes=True, batch_tokens=32)  # too small for one forward
     task = stepwise.task
     for t in range(1, 4):
         extended = stepwise.score(task.train[:t], task.dev, use_cache=False)
@@ -230,3 +230,29 @@ def test_batched_prefixes_handle_truncation_and_cache(scorer_for, tiny_lm):
     again = tight.score_many(requests)
     assert tight.stats.forwards == forwards and tight.rewards.hits == 2
     np.testing.assert_array_equal(again[0].log_scores, got[0].log_scores)
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_extensions_score_every_candidate_like_its_own_prompt(scorer_for, name):
+    scorer = scorer_for(name, batch_tokens=64)  # small forwards: candidates and items get split across rows
+    task = scorer.task
+    demos, candidates = task.train[:2], task.train[2:7]
+    before = scorer.stats.requested
+    row = scorer.score_extensions(demos, candidates, task.dev[:3])
+    assert scorer.stats.requested - before == len(candidates) * 3
+    for candidate, result in zip(candidates, row, strict=True):
+        alone = scorer.score([*demos, candidate], task.dev[:3], use_cache=False)
+        np.testing.assert_allclose(result.log_scores, alone.log_scores, atol=1e-4)
+        np.testing.assert_allclose(result.content_free, alone.content_free, atol=1e-5)
+        np.testing.assert_allclose(result.probs, alone.probs, atol=1e-4)
+        assert (result.prefix_tokens == alone.prefix_tokens).all()
+
+
+def test_extensions_that_would_be_too_long_fall_back_to_the_length_policy(scorer_for):
+    scorer = scorer_for("tiny_sst", max_prompt_tokens=40)
+    task = scorer.task
+    row = scorer.score_extensions(task.train[:2], task.train[2:4], task.dev[:2])
+    for candidate, result in zip(task.train[2:4], row, strict=True):
+        alone = scorer.score([*task.train[:2], candidate], task.dev[:2], use_cache=False)
+        np.testing.assert_allclose(result.log_scores, alone.log_scores, atol=1e-4)
+        assert result.truncation.queries_with_dropped_demos == alone.truncation.queries_with_dropped_demos > 0

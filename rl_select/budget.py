@@ -1,0 +1,228 @@
+"""What a run will spend, said before it starts: LLM calls, forward tokens and projected minutes.
+
+Projections count scored queries exactly where the protocol fixes them, and estimate tokens from the task's
+measured token lengths (a demonstration block, a query, the content-free inputs) and time from the model's
+measured throughput on this machine (a fixed cost per forward plus a cost per token, timed on two forwards).
+Cache hits make real runs cheaper than projected; a projection is an upper bound of that kind.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rl_select.envs.features import ZERO_SHOT_BLOCK
+from rl_select.tasks.task import Task
+
+
+@dataclass(frozen=True)
+class TokenProfile:
+    """Mean token lengths of one task's prompt pieces.
+
+    Attributes:
+        block: A demonstration block (query part, answer, separator).
+        query: A query part.
+        content_free: The content-free calibration inputs together.
+        prefix: Special tokens before the first block.
+    """
+
+    block: float
+    query: float
+    content_free: float
+    prefix: float
+
+    @classmethod
+    def of(cls, task: Task, tokenizer: Any, sample: int = 200) -> TokenProfile:
+        """Measured on up to ``sample`` rows of the pool and the test split."""
+        from rl_select.scoring.prompts import PromptEncoder
+
+        encoder = PromptEncoder(task, tokenizer)
+        blocks = [len(encoder.block(e)) for e in task.train[:sample]]
+        queries = [len(encoder.query(e)) for e in task.test[:sample]]
+        free = sum(len(encoder.query(cf)) for cf in encoder.content_free)
+        return cls(float(np.mean(blocks)), float(np.mean(queries)), float(free), float(len(encoder.special_prefix)))
+
+    def prompt(self, k: int) -> float:
+        """Tokens of a query-level prompt scored alone: prefix, k blocks, the query, the content-free inputs."""
+        return self.prefix + k * self.block + self.query + self.content_free
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Forward-pass cost on this machine: ``overhead + tokens × per_token`` seconds."""
+
+    overhead: float
+    per_token: float
+
+    def seconds(self, tokens: float, forwards: float) -> float:
+        """Projected seconds of ``forwards`` forward passes over ``tokens`` tokens in all."""
+        return forwards * self.overhead + tokens * self.per_token
+
+
+def measure_throughput(lm: Any, long: int = 384, short: int = 16, repeats: int = 2) -> Throughput:
+    """Time forwards of ``short`` and ``long`` tokens (after a warm-up) and fit the two-term cost model."""
+    import torch
+
+    vocab = int(lm.model.config.vocab_size)
+
+    def timed(n: int) -> float:
+        ids = torch.randint(0, min(vocab, 1000), (1, n), device=lm.device)
+        with torch.inference_mode():
+            lm.model(input_ids=ids, logits_to_keep=1)
+            started = time.perf_counter()
+            for _ in range(repeats):
+                lm.model(input_ids=ids, logits_to_keep=1)
+        return (time.perf_counter() - started) / repeats
+
+    t_short, t_long = timed(short), timed(long)
+    per_token = max((t_long - t_short) / (long - short), 1e-6)
+    return Throughput(overhead=max(t_short - short * per_token, 0.0), per_token=per_token)
+
+
+@dataclass
+class Step:
+    """One projected step: scored queries, forward tokens and forward passes."""
+
+    name: str
+    queries: float = 0.0
+    tokens: float = 0.0
+    forwards: float = 0.0
+
+    def add(self, queries: float, tokens: float, forwards: float) -> Step:
+        """Accumulate work; returns self."""
+        self.queries += queries
+        self.tokens += tokens
+        self.forwards += forwards
+        return self
+
+
+@dataclass
+class Projection:
+    """A run's projected steps."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    def rows(self, throughput: Throughput | None) -> list[list[str]]:
+        """Table rows: step, scored queries, forward tokens, projected minutes (and a total)."""
+        rows = []
+        for step in [*self.steps, self.total]:
+            minutes = "" if throughput is None else f"{throughput.seconds(step.tokens, step.forwards) / 60:.1f}"
+            rows.append([step.name, f"{step.queries:,.0f}", f"{step.tokens:,.0f}", minutes])
+        return rows
+
+    @property
+    def total(self) -> Step:
+        """Everything together."""
+        total = Step("total")
+        for step in self.steps:
+            total.add(step.queries, step.tokens, step.forwards)
+        return total
+
+
+def _forwards(tokens: float, batch_tokens: int = 512) -> float:
+    return max(1.0, math.ceil(tokens / batch_tokens))
+
+
+def dense_episode(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
+    """One episode with an action row at every state, valued on ``rows`` rows (append order)."""
+    step = Step("episode").add(rows, profile.prefix + rows * profile.query + profile.content_free, 1)
+    for t in range(k):
+        extensions = m - t
+        tokens = extensions * (profile.block + rows * profile.query + profile.content_free)
+        prefix = profile.prefix + t * profile.block
+        step.add(extensions * rows, tokens + prefix, _forwards(tokens) + (t > 0))
+    return step
+
+
+def query_level(profile: TokenProfile, k: int, prompts: float) -> Step:
+    """``prompts`` query-level prompts, each scored alone in one forward."""
+    return Step("query-level").add(prompts, prompts * profile.prompt(k), prompts)
+
+
+def task_level(profile: TokenProfile, k: int, prompts: float, rows: int) -> Step:
+    """``prompts`` task-level prompts, each scored on ``rows`` rows after its KV-cached prefix."""
+    tokens = profile.prefix + k * profile.block + rows * profile.query + profile.content_free
+    return Step("task-level").add(prompts * rows, prompts * tokens, prompts * (1 + _forwards(rows * profile.query)))
+
+
+def project_study(config: Any, profiles: dict[str, TokenProfile], pool_sizes: dict[str, int]) -> Projection:
+    """The :class:`~rl_select.study.config.StudyConfig` protocol's work, per step over every task."""
+    query, task, k = config.query, config.task, config.k
+    steps = {
+        name: Step(name) for name in ("query-mode rows", "query-mode dev comparison", "task-mode rows", "evaluation")
+    }
+    for name, profile in profiles.items():
+        episode = dense_episode(profile, k, query.num_candidates, 1)
+        steps["query-mode rows"].add(
+            query.training_queries * episode.queries,
+            query.training_queries * episode.tokens,
+            query.training_queries * episode.forwards,
+        )
+        dev = query_level(profile, k, len(query.variants) * query.dev_rows)
+        steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
+        task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
+        zero_shot = min(pool_sizes[name], task.episodes * task.num_candidates * ZERO_SHOT_BLOCK)
+        learner_queries = task.episodes * task_episode.queries + zero_shot
+        steps["task-mode rows"].add(
+            learner_queries,
+            task.episodes * task_episode.tokens + zero_shot * (profile.query + profile.content_free / 3),
+            task.episodes * task_episode.forwards + _forwards(zero_shot * profile.query),
+        )
+        seeds, rows = config.eval_seeds, config.eval_rows
+        equal_sets = math.ceil(learner_queries / config.best_of_n_dev_rows)
+        evaluation = [
+            query_level(profile, k, 3 * rows),  # kNN, learned query mode, transfer (deterministic: seeds hit cache)
+            task_level(profile, k, 1 + 4 * seeds, rows),  # zero-shot, random, both best-of-N, learned task mode
+            task_level(profile, k, seeds * (config.best_of_n_sets + equal_sets), config.best_of_n_dev_rows),
+        ]
+        for part in evaluation:
+            steps["evaluation"].add(part.queries, part.tokens, part.forwards)
+    return Projection(list(steps.values()))
+
+
+def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: dict[str, int]) -> Projection:
+    """A :class:`~rl_select.policies.config.TrainConfig` run's work: learning, then the final evaluation."""
+    env, k = config.env, config.env.k
+    learning, evaluation = Step(f"{config.algo} learning"), Step("final evaluation")
+    for name, profile in profiles.items():
+        share = 1.0 / len(profiles)
+        rows = 1 if env.mode == "query" else env.reward_rows
+        if config.algo == "fqi":
+            episode = dense_episode(profile, k, env.num_candidates, rows)
+            learning.add(
+                *(share * config.dense_episodes * x for x in (episode.queries, episode.tokens, episode.forwards))
+            )
+        else:
+            steps = config.cql_episodes * k if config.algo == "cql" else config.total_steps
+            prompts = share * (steps + steps / k)  # every step's prompt, and every reset's zero-shot prompt
+            part = query_level(profile, k, prompts) if env.mode == "query" else task_level(profile, k, prompts, rows)
+            learning.add(part.queries, part.tokens, part.forwards)
+        seeds, n = config.eval_seeds, eval_rows[name]
+        query_rows = 1 + ("knn" in config.baselines)
+        part = query_level(profile, k, n * query_rows) if env.mode == "query" else task_level(profile, k, seeds, n)
+        evaluation.add(part.queries, part.tokens, part.forwards)
+        task_rows = sum(b in config.baselines for b in ("zero-shot", "random", "best-of-n")) * seeds
+        part = task_level(profile, k, task_rows, n)
+        evaluation.add(part.queries, part.tokens, part.forwards)
+        if "best-of-n" in config.baselines:
+            part = task_level(profile, k, seeds * config.best_of_n_sets, config.best_of_n_dev_rows)
+            evaluation.add(part.queries, part.tokens, part.forwards)
+    return Projection([learning, evaluation])
+
+
+def describe(projection: Projection, throughput: Throughput | None) -> str:
+    """A plain-text table of a projection."""
+    lines = [f"{'step':32s} {'scored queries':>15s} {'forward tokens':>16s} {'minutes':>8s}"]
+    for name, queries, tokens, minutes in projection.rows(throughput):
+        lines.append(f"{name:32s} {queries:>15s} {tokens:>16s} {minutes:>8s}")
+    return "\n".join(lines)
+
+
+def profiles_for(tasks: Sequence[Task], tokenizer: Any) -> dict[str, TokenProfile]:
+    """Token profiles of several tasks."""
+    return {task.name: TokenProfile.of(task, tokenizer) for task in tasks}

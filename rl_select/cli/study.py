@@ -1,0 +1,158 @@
+"""``rl-select study`` (the learned-selector table) and ``rl-select headroom`` (what a learner could gain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rl_select.cli.common import (
+    DataDirOption,
+    DeviceOption,
+    DtypeOption,
+    ModelOption,
+    VerboseOption,
+    announce_budget,
+    console,
+    err_console,
+    load_model_with_status,
+    progress_bars,
+    setup_logging,
+)
+from rl_select.errors import ConfigError
+
+
+def headroom_command(
+    task: str = typer.Option(..., "--task", help="Task name or path."),
+    data_dir: str | None = DataDirOption,
+    model: str | None = ModelOption,
+    n_test: int = typer.Option(100, "--n-test", help="Test queries analysed (a seeded subsample)."),
+    k: int = typer.Option(4, "--k", help="Demonstrations per prompt."),
+    num_candidates: int = typer.Option(8, "--num-candidates", "-M", help="Nearest neighbours offered."),
+    dev_neighbours: int = typer.Option(4, "--dev-neighbours", help="Dev rows the transferable greedy uses."),
+    embedder: str = typer.Option("minilm", "--embedder", help="Embedder of the neighbours."),
+    data_seed: int = typer.Option(0, "--data-seed", help="Seed of the test subsample."),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    out: Path | None = typer.Option(None, "--out", help="Result JSON (default experiments/results/headroom_<task>)."),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
+    setup_logging(verbose)
+    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.scoring import ScoringConfig
+    from rl_select.selectors import Resources, check_k
+    from rl_select.study.headroom import PROMPTS, headroom
+    from rl_select.tasks import load_task
+
+    loaded = load_task(task, data_dir)
+    check_k(k, len(loaded.train))
+    if not k <= num_candidates <= len(loaded.train) or n_test < 1 or dev_neighbours < 1:
+        raise ConfigError("need k <= --num-candidates <= pool size, and positive --n-test and --dev-neighbours")
+    queries = loaded.sample("test", n_test, seed=data_seed)
+    per_query = (num_candidates * k - k * (k - 1) // 2) * (1 + dev_neighbours) + 3
+    err_console.print(
+        f"headroom on {len(queries)} {loaded.name} test queries: about {per_query * len(queries):,} scored queries "
+        f"({per_query} per query)"
+    )
+    path = out or Path("experiments/results") / f"headroom_{loaded.name}.json"
+    lm = load_model_with_status(model, device, dtype)
+    resources = Resources(loaded, lm=lm, scoring=ScoringConfig(), embedder=embedder, data_seed=data_seed)
+    with progress_bars() as factory:
+        resources.progress_factory = factory
+        result = headroom(
+            resources, queries, k=k, num_candidates=num_candidates, dev_neighbours=dev_neighbours, progress=factory
+        )
+    summary = result.summary()
+    headers = ["prompt", "calibrated", "raw", "gold-label probability", "calibrated − kNN (95% CI)"]
+    rows = []
+    for prompt in PROMPTS:
+        delta = summary.get(f"{prompt}_minus_knn")
+        rows.append(
+            [
+                prompt,
+                f"{100 * summary[prompt]['accuracy_calibrated']:.1f}",
+                f"{100 * summary[prompt]['accuracy_raw']:.1f}",
+                f"{summary[prompt]['gold_probability']:.3f}",
+                f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "",
+            ]
+        )
+    table = Table(title=f"headroom · {loaded.name} · k={k} · M={num_candidates} · {len(queries)} test queries")
+    for column in headers:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    record = provenance(seeds=[data_seed], model=lm.info(), llm_cost=result.cost.to_dict())
+    payload = {
+        "provenance": record,
+        "task": loaded.name,
+        "k": k,
+        "num_candidates": num_candidates,
+        "dev_neighbours": dev_neighbours,
+        "embedder": embedder,
+        "summary": summary,
+        "records": result.records,
+    }
+    write_json(path, payload)
+    where = summary["transferable_where"]
+    path.with_suffix(".md").write_text(
+        f"# Headroom: {loaded.name}, k={k}, M={num_candidates} nearest neighbours, {len(queries)} test queries\n\n"
+        "Per test query, prompts built from the same M nearest pool neighbours (embedder "
+        f"{embedder}): KATE's kNN prompt; the greedy choice by the query's own calibrated gold-label probability "
+        f"(an upper bound: it reads the test label); and the greedy choice by the mean of its {dev_neighbours} "
+        "nearest dev rows' (what a policy could transfer). Each scored on the query; deltas are paired, with "
+        "95% bootstrap intervals over the queries.\n\n"
+        + markdown_table(headers, rows)
+        + f"\nWhere the transferable greedy differs: it keeps {100 * (where['knn_right_kept_right'] or 0):.0f}% of the "
+        f"queries kNN gets right and gets {100 * (where['knn_wrong_made_right'] or 0):.0f}% of those kNN gets "
+        f"wrong. LLM cost: {result.cost.queries:,} scored queries, {result.cost.tokens:,} forward tokens.\n\n"
+        + provenance_markdown(record)
+    )
+    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+def announce_study_budget(config) -> None:
+    """Project the study's LLM work per step on this machine and print it."""
+    from rl_select.budget import measure_throughput, profiles_for, project_study
+    from rl_select.scoring.model import shared_language_model
+    from rl_select.tasks import load_task
+
+    tasks = [load_task(name, config.data_dir) for name in config.tasks]
+    with err_console.status("loading the model and timing it …"):
+        lm = shared_language_model(config.model, config.device, config.dtype)
+        throughput = measure_throughput(lm)
+    projection = project_study(config, profiles_for(tasks, lm.tokenizer), {t.name: len(t.train) for t in tasks})
+    announce_budget(projection, throughput, table=True)
+
+
+def study_command(
+    config_file: Path = typer.Argument(..., help="Study YAML (see experiments/configs/learned-cpu.yaml)."),
+    data_dir: str | None = DataDirOption,
+    out: str | None = typer.Option(None, "--out", help="Result directory (default: the file's 'out')."),
+    export_transfer: Path | None = typer.Option(
+        None, "--export-transfer", help="Also copy the all-task transfer policy (config + weights) here."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the projected LLM calls and time, then stop."),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Learned selectors against the baselines on every task of a study, at a counted LLM budget (resumable)."""
+    setup_logging(verbose)
+    from rl_select.study.config import read_study
+    from rl_select.study.learned import Study
+
+    config = read_study(config_file, {"data_dir": data_dir, "out": out})
+    err_console.print(f"study {config.name}: {', '.join(config.tasks)} into {config.root} (rerun to continue)")
+    announce_study_budget(config)
+    if dry_run:
+        return
+    with progress_bars() as factory:
+        study = Study(config, progress=factory)
+        summary = study.run()
+    console.print((config.root / "results.md").read_text())
+    if export_transfer is not None:
+        study.export_transfer_policy(export_transfer)
+        err_console.print(f"transfer policy copied to {export_transfer}")
+    average = summary["average"]
+    err_console.print(f"wrote {config.root}/results.md, summary.json, accuracy.png ({len(average['tasks'])} tasks)")

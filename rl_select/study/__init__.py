@@ -1,0 +1,1 @@
+"""Studies: multi-step research protocols built on the library (headroom analysis, the learned-selector table)."""

@@ -1,0 +1,335 @@
+"""The learned-selector study: learned selectors against the cheap baselines, at a counted LLM budget.
+
+One command (``rl-select study experiments/configs/learned-cpu.yaml``) builds the whole table, every step
+resumable (run it again after an interruption and finished work is kept):
+
+1. **query-mode learner**, per task: episodes on pool queries (never dev or test), each recording an action row
+   at every state it visits; fitted Q-iteration variants fitted on those rows; the variant with the best
+   calibrated accuracy on ``dev_rows`` dev queries is kept. The rows and the dev comparison are its LLM cost.
+2. **task-mode learner**, per task: dense-row episodes of task-level prompts valued on a few dev rows; fitted Q;
+   its prompt is the greedy episode over candidates from the half of the pool it never trained on.
+3. **transfer**, per task: the query-mode learner fitted on the *other* tasks' rows (no new LLM calls), and once
+   on every task's rows: the committed multi-task policy.
+4. **evaluation**, per task, on the same test rows and seeds for every row: zero-shot, random, kNN, best-of-N at
+   its usual N and at the task-mode learner's budget, and the three learned selectors.
+5. **the table**: ``results.md``, ``summary.json`` (per task and averaged: calibrated and raw accuracy, LLM cost,
+   and paired bootstrap intervals of learned query mode − kNN and learned task mode − best-of-N at equal
+   budget) and ``accuracy.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl_select.errors import Interrupted
+from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
+from rl_select.scoring import LLMCost, ScoringConfig
+from rl_select.selectors import Resources, make_selector
+from rl_select.study.config import StudyConfig
+from rl_select.tasks import Task, load_task
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+ROWS = (
+    "zero-shot",
+    "random",
+    "knn",
+    "best-of-n",
+    "best-of-n (equal budget)",
+    "learned query mode",
+    "learned task mode",
+    "learned query mode, other tasks",
+)
+"""The table's rows, in order."""
+
+
+@dataclass
+class LearnerCost:
+    """LLM work a learner spent before choosing anything: collecting its rows, and comparing variants on dev."""
+
+    data: LLMCost
+    selection: LLMCost
+
+    @property
+    def total(self) -> LLMCost:
+        """Everything it spent."""
+        return self.data + self.selection
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"data": self.data.to_dict(), "selection": self.selection.to_dict(), "total": self.total.to_dict()}
+
+
+def data_cost(run_dir: Path) -> LLMCost:
+    """What collecting a run's dense rows cost: the sum of the cost stored with each episode."""
+    from rl_select.rollouts.episodes import EpisodeStore
+
+    store = EpisodeStore(run_dir / "episodes")
+    total = LLMCost()
+    for episode_id in store.ids():
+        record = store.read(episode_id)
+        total += LLMCost(int(record["cost_queries"]), int(record["cost_tokens"]))
+    return total
+
+
+class Study:
+    """Runs one :class:`StudyConfig` (see the module docstring); every step writes its results as it goes.
+
+    Args:
+        config: The study.
+        progress: Progress factory of the front end.
+    """
+
+    def __init__(self, config: StudyConfig, progress: ProgressFactory | None = None) -> None:
+        self.config = config
+        self.progress = progress
+        self.root = config.root
+        self.tasks: dict[str, Task] = {}
+        self._resources: dict[str, Resources] = {}
+
+    # ------------------------------------------------------------------ the whole study
+
+    def run(self) -> dict[str, Any]:
+        """Every step, in order; returns the summary. Ctrl-C keeps what is done (rerun to continue)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "study.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        try:
+            self.tasks = {name: load_task(name, self.config.data_dir) for name in self.config.tasks}
+            for name in self.config.tasks:
+                self.query_learner(name)
+            for name in self.config.tasks:
+                self.task_learner(name)
+            if self.config.transfer:
+                for name in self.config.tasks:
+                    self.transfer_policy(name, [other for other in self.config.tasks if other != name])
+                self.transfer_policy("all", list(self.config.tasks))
+            for name in self.config.tasks:
+                self.evaluate(name)
+        except KeyboardInterrupt:
+            raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
+        from rl_select.study.table import write_table
+
+        return write_table(self)
+
+    # ------------------------------------------------------------------ shared pieces
+
+    def resources(self, name: str) -> Resources:
+        """The evaluation resources of a task: one LLM for all, the study's embedder, a shared reward cache."""
+        if name not in self._resources:
+            from rl_select.scoring import RewardCache
+            from rl_select.scoring.model import shared_language_model
+
+            config = self.config
+            if not hasattr(self, "_reward_cache"):
+                self._reward_cache = RewardCache(path=self.root / "cache" / "rewards.sqlite")
+            self._resources[name] = Resources(
+                self.tasks[name],
+                lm=lambda: shared_language_model(config.model, config.device, config.dtype),
+                scoring=ScoringConfig(),
+                embedder=config.embedder,
+                reward_cache=self._reward_cache,
+                data_seed=0,
+            )
+            self._resources[name].progress_factory = self.progress
+        return self._resources[name]
+
+    def train_config(self, tasks: list[str], mode: str, **overrides: Any) -> Any:
+        """The TrainConfig of a learner (fqi on dense rows) for ``tasks`` in ``mode``."""
+        from rl_select.policies.config import TrainConfig
+
+        config = self.config
+        learner = config.query if mode == "query" else config.task
+        env: dict[str, Any] = {
+            "mode": mode,
+            "k": config.k,
+            "num_candidates": learner.num_candidates,
+            "order": "append",
+            "value": "probability",
+            "features": dict(learner.features),
+        }
+        if mode == "query":
+            env["query_source"] = "pool"
+        else:
+            env["reward_rows"] = config.task.reward_rows
+        values = {
+            "tasks": tasks,
+            "algo": "fqi",
+            "env": env,
+            "steps": learner.rounds,
+            "seed": config.seed,
+            "data_dir": config.data_dir,
+            "model": config.model,
+            "device": config.device,
+            "dtype": config.dtype,
+            "dense_episodes": config.query.training_queries if mode == "query" else config.task.episodes,
+            "behaviour": dict(learner.behaviour),
+            "behaviour_epsilon": learner.epsilon,
+            "fqi_epochs": learner.epochs,
+            "fqi_alpha": 0.0 if mode == "query" else config.task.alpha,
+            "baselines": [],
+        }
+        values.update(overrides)
+        return TrainConfig.from_dict(values)
+
+    def fit(self, train_config: Any, run_dir: Path) -> Path:
+        """Train (or finish training) a learner without touching the test split."""
+        from rl_select.policies.training import train
+
+        resume = (run_dir / "config.json").is_file()
+        train(train_config, run_dir, resume=resume, progress=self.progress, evaluate=False)
+        return run_dir
+
+    # ------------------------------------------------------------------ steps
+
+    def query_learner(self, name: str) -> Path:
+        """Rows on pool queries, every variant fitted, the best on dev kept; returns its run directory."""
+        data_run = self.root / "runs" / f"{name}-query-data"
+        first = self.config.query.variants[0]
+        self.fit(self.train_config([name], "query", **first), data_run)
+        variants = [data_run]
+        for i, variant in enumerate(self.config.query.variants[1:], start=1):
+            overrides = {**variant, "dense_data": [str(data_run / "episodes")]}
+            variants.append(
+                self.fit(self.train_config([name], "query", **overrides), self.root / "runs" / f"{name}-query-v{i}")
+            )
+        chosen = max(variants, key=lambda run: self.dev_score(name, run))
+        self._write_choice(name, chosen, variants)
+        return chosen
+
+    def dev_score(self, name: str, run_dir: Path) -> float:
+        """Calibrated dev accuracy of a query-mode policy (cached in ``dev/``; its LLM cost is recorded)."""
+        from rl_select.policies.selector import PolicySelector
+
+        path = self.root / "dev" / f"{run_dir.name}.json"
+        if path.is_file():
+            return float(json.loads(path.read_text())["accuracy_calibrated"])
+        resources = self.resources(name)
+        before = resources.scorer.cost()
+        report = evaluate_selector(
+            PolicySelector.from_run(run_dir),
+            resources,
+            k=self.config.k,
+            seeds=[0],
+            n_rows=self.config.query.dev_rows,
+            split="dev",
+        )
+        cost = resources.scorer.cost() - before
+        record = {"run": run_dir.name, "accuracy_calibrated": report.calibrated[0], "cost": cost.to_dict()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        return report.calibrated[0]
+
+    def _write_choice(self, name: str, chosen: Path, variants: list[Path]) -> None:
+        path = self.root / "dev" / "choices.json"
+        choices = json.loads(path.read_text()) if path.is_file() else {}
+        choices[name] = {"chosen": chosen.name, "variants": [v.name for v in variants]}
+        path.write_text(json.dumps(choices, indent=2) + "\n")
+
+    def query_policy(self, name: str) -> Path:
+        """The chosen query-mode run of a task."""
+        choices = json.loads((self.root / "dev" / "choices.json").read_text())
+        return self.root / "runs" / choices[name]["chosen"]
+
+    def query_cost(self, name: str) -> LearnerCost:
+        """The query-mode learner's LLM cost: its rows and the dev comparison of its variants."""
+        choices = json.loads((self.root / "dev" / "choices.json").read_text())[name]
+        selection = LLMCost()
+        for variant in choices["variants"]:
+            record = json.loads((self.root / "dev" / f"{variant}.json").read_text())
+            selection += LLMCost(**record["cost"])
+        return LearnerCost(data=data_cost(self.root / "runs" / f"{name}-query-data"), selection=selection)
+
+    def task_learner(self, name: str) -> Path:
+        """Task-mode rows and fitted Q; returns the run directory."""
+        return self.fit(self.train_config([name], "task"), self.root / "runs" / f"{name}-task")
+
+    def task_cost(self, name: str) -> LearnerCost:
+        """The task-mode learner's LLM cost (its rows, including its candidates' zero-shot features)."""
+        return LearnerCost(data=data_cost(self.root / "runs" / f"{name}-task"), selection=LLMCost())
+
+    def transfer_policy(self, name: str, sources: list[str]) -> Path:
+        """The query-mode learner fitted on ``sources``' rows (no new LLM calls).
+
+        Its variant is the one dev chose most often on the source tasks (never the target task's dev).
+        """
+        data = [str(self.root / "runs" / f"{source}-query-data" / "episodes") for source in sources]
+        choices = json.loads((self.root / "dev" / "choices.json").read_text())
+        picked = [choices[source]["variants"].index(choices[source]["chosen"]) for source in sources]
+        variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
+        overrides = {**self.config.query.variants[variant], "dense_data": data}
+        return self.fit(self.train_config(sources, "query", **overrides), self.root / "runs" / f"transfer-{name}")
+
+    def equal_budget_sets(self, name: str) -> int:
+        """best-of-N's N at the task-mode learner's budget, over best-of-N's dev rows.
+
+        The budget is what the learner spent learning plus the most it can spend choosing one prompt (the
+        zero-shot features of its M held-out candidates, computed in blocks), so best-of-N is never short-changed.
+        """
+        from rl_select.envs.features import ZERO_SHOT_BLOCK
+
+        choosing = (
+            self.config.task.num_candidates * ZERO_SHOT_BLOCK
+            if self.config.task.features.get("llm_features", True)
+            else 0
+        )
+        budget = self.task_cost(name).total.queries + choosing
+        return max(1, math.ceil(budget / self.config.best_of_n_dev_rows))
+
+    def selectors(self, name: str) -> list[Any]:
+        """The table's rows for one task, as selectors, in :data:`ROWS` order."""
+        from rl_select.policies.selector import PolicySelector
+
+        config = self.config
+        best = dict(num_sets=config.best_of_n_sets, dev_size=config.best_of_n_dev_rows)
+        equal = make_selector("best-of-n", num_sets=self.equal_budget_sets(name), dev_size=config.best_of_n_dev_rows)
+        equal.name = "best-of-n (equal budget)"  # type: ignore[misc]
+        rows = [
+            make_selector("zero-shot"),
+            make_selector("random"),
+            make_selector("knn"),
+            make_selector("best-of-n", **best),
+            equal,
+            PolicySelector.from_run(self.query_policy(name), name="learned query mode"),
+            PolicySelector.from_run(self.root / "runs" / f"{name}-task", name="learned task mode"),
+        ]
+        if config.transfer:
+            transfer = self.root / "runs" / f"transfer-{name}"
+            rows.append(PolicySelector.from_run(transfer, name="learned query mode, other tasks"))
+        return rows
+
+    def evaluate(self, name: str) -> list[SelectorReport]:
+        """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``)."""
+        resources = self.resources(name)
+        config = self.config
+        seeds = list(range(config.eval_seeds))
+        n_rows = min(config.eval_rows, len(self.tasks[name].test))
+        key = evaluation_key(resources, k=config.k, split="test", n_rows=n_rows, seeds=seeds)
+        log = EvaluationLog(self.root / "evaluation" / f"{name}.json", key, {})
+        return run_evaluation(
+            self.selectors(name), resources, log, k=config.k, seeds=seeds, n_rows=n_rows, progress=self.progress
+        )
+
+    def reports(self, name: str) -> list[SelectorReport]:
+        """The finished evaluation of a task."""
+        payload = json.loads((self.root / "evaluation" / f"{name}.json").read_text())
+        return [SelectorReport.from_dict(r) for r in payload["reports"]]
+
+    def export_transfer_policy(self, out: Path) -> Path:
+        """Copy the all-task transfer policy (config and weights, no pool or data) to ``out``."""
+        source = self.root / "runs" / "transfer-all"
+        if out.exists():
+            shutil.rmtree(out)
+        (out / "policy").mkdir(parents=True)
+        shutil.copy2(source / "config.json", out / "config.json")
+        for file in (source / "policy").iterdir():
+            shutil.copy2(file, out / "policy" / file.name)
+        return out
+
+
+__all__ = ["ROWS", "LearnerCost", "Study", "data_cost"]

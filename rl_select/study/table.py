@@ -1,0 +1,193 @@
+"""The study's table: ``results.md``, ``summary.json`` and ``accuracy.png`` from its evaluations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rl_select.evaluation import format_cost, stratified_bootstrap
+from rl_select.scoring import LLMCost
+
+if TYPE_CHECKING:
+    from rl_select.study.learned import Study
+
+DELTAS = {
+    "delta_vs_knn": ("learned query mode", "knn"),
+    "delta_vs_best_of_n": ("learned task mode", "best-of-n (equal budget)"),
+    "transfer_vs_knn": ("learned query mode, other tasks", "knn"),
+}
+"""Paired differences the table reports: name → (method, baseline)."""
+
+
+def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
+    """LLM work each row spent *learning* on this task (choosing is in the evaluation reports)."""
+    costs = {
+        "learned query mode": study.query_cost(task).total,
+        "learned task mode": study.task_cost(task).total,
+    }
+    if study.config.transfer:
+        costs["learned query mode, other tasks"] = LLMCost()  # its rows come from the other tasks
+    return costs
+
+
+def task_summary(study: Study, task: str) -> dict[str, Any]:
+    """One task's rows (accuracy, cost to learn and to choose) and paired deltas."""
+    reports = {r.name: r for r in study.reports(task)}
+    learned = learning_costs(study, task)
+    rows = {}
+    for name, report in reports.items():
+        rows[name] = {
+            "calibrated": round(100 * report.calibrated[0], 2),
+            "calibrated_sd": round(100 * report.calibrated[1], 2),
+            "raw": round(100 * report.raw[0], 2),
+            "raw_sd": round(100 * report.raw[1], 2),
+            "cost_to_choose_per_seed": report.cost.to_dict(),
+            "cost_to_learn": learned.get(name, LLMCost()).to_dict(),
+        }
+    summary: dict[str, Any] = {
+        "rows": rows,
+        "test_rows": len(next(iter(reports.values())).gold),
+        "seeds": len(next(iter(reports.values())).seeds),
+        "equal_budget_sets": study.equal_budget_sets(task),
+    }
+    for key, (method, baseline) in DELTAS.items():
+        if method in reports and baseline in reports:
+            summary[key] = stratified_bootstrap([(reports[method].correct(), reports[baseline].correct())]).to_dict()
+            raw = stratified_bootstrap(
+                [(reports[method].correct(calibrated=False), reports[baseline].correct(calibrated=False))]
+            )
+            summary[f"{key}_raw"] = raw.to_dict()
+    return summary
+
+
+def average_summary(study: Study, per_task: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Rows averaged over tasks, and the deltas with a bootstrap that resamples every task."""
+    names = list(next(iter(per_task.values()))["rows"])
+    rows = {}
+    for name in names:
+        values = [per_task[t]["rows"][name] for t in per_task if name in per_task[t]["rows"]]
+        rows[name] = {
+            "calibrated": round(float(np.mean([v["calibrated"] for v in values])), 2),
+            "raw": round(float(np.mean([v["raw"] for v in values])), 2),
+            "cost_to_choose_per_seed": _mean_cost([v["cost_to_choose_per_seed"] for v in values]),
+            "cost_to_learn": _mean_cost([v["cost_to_learn"] for v in values]),
+        }
+    average: dict[str, Any] = {"rows": rows, "tasks": list(per_task)}
+    reports = {task: {r.name: r for r in study.reports(task)} for task in per_task}
+    for key, (method, baseline) in DELTAS.items():
+        pairs = [
+            (r[method].correct(), r[baseline].correct()) for r in reports.values() if method in r and baseline in r
+        ]
+        if pairs:
+            average[key] = stratified_bootstrap(pairs).to_dict()
+    return average
+
+
+def _mean_cost(costs: list[dict[str, int]]) -> dict[str, int]:
+    return {key: round(float(np.mean([c[key] for c in costs]))) for key in ("queries", "tokens")}
+
+
+def write_table(study: Study) -> dict[str, Any]:
+    """Write the table files under the study's directory; return the summary."""
+    from rl_select.provenance import provenance, write_json
+
+    config = study.config
+    per_task = {task: task_summary(study, task) for task in config.tasks}
+    summary: dict[str, Any] = {**per_task, "average": average_summary(study, per_task)}
+    lm = study.resources(config.tasks[0]).lm
+    record = provenance(seeds=list(range(config.eval_seeds)), model=lm.info(), train_seed=config.seed)
+    write_json(study.root / "summary.json", {"provenance": record, "config": config.to_dict(), **summary})
+    (study.root / "results.md").write_text(markdown(study, summary, record))
+    plot(study, summary)
+    return summary
+
+
+def _delta(summary: dict[str, Any], key: str) -> str:
+    delta = summary.get(key)
+    return f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "–"
+
+
+def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any]) -> str:
+    """The results table in markdown, one section per task and the average first."""
+    from rl_select.provenance import markdown_table, provenance_markdown
+
+    config = study.config
+    headers = ["method", "calibrated", "raw", "LLM cost to learn", "LLM cost to choose (per seed)"]
+    lines = [
+        f"# Learned selectors vs baselines: {', '.join(config.tasks)} (k={config.k}, SmolLM2-135M unless noted)\n",
+        f"Test split, {config.eval_rows} rows per task (all where fewer), {config.eval_seeds} seed(s), mean ± sd "
+        "over seeds; every row is scored on the same rows. Deltas are paired, in points, with 95% bootstrap "
+        "intervals over test rows × seeds (for the average, every task resampled on its own). LLM cost: queries "
+        "scored (cache hits included) / forward tokens. Learners never see test rows before this evaluation; "
+        "dev rows serve their rewards and model selection.\n",
+        "## Average over tasks\n",
+    ]
+    average = summary["average"]
+    rows = []
+    for name, row in average["rows"].items():
+        rows.append(
+            [
+                name,
+                f"{row['calibrated']:.1f}",
+                f"{row['raw']:.1f}",
+                format_cost(LLMCost(**row["cost_to_learn"])),
+                format_cost(LLMCost(**row["cost_to_choose_per_seed"])),
+            ]
+        )
+    lines.append(markdown_table(headers, rows))
+    lines.append(
+        f"\nlearned query mode − kNN: **{_delta(average, 'delta_vs_knn')}**; learned task mode − best-of-N at "
+        f"equal budget: **{_delta(average, 'delta_vs_best_of_n')}**; transfer (other tasks) − kNN: "
+        f"**{_delta(average, 'transfer_vs_knn')}** (calibrated).\n"
+    )
+    for task in config.tasks:
+        part = summary[task]
+        lines.append(f"\n## {task} ({part['test_rows']} test rows)\n")
+        rows = []
+        for name, row in part["rows"].items():
+            rows.append(
+                [
+                    name,
+                    f"{row['calibrated']:.1f} ± {row['calibrated_sd']:.1f}",
+                    f"{row['raw']:.1f} ± {row['raw_sd']:.1f}",
+                    format_cost(LLMCost(**row["cost_to_learn"])),
+                    format_cost(LLMCost(**row["cost_to_choose_per_seed"])),
+                ]
+            )
+        lines.append(markdown_table(headers, rows))
+        lines.append(
+            f"\nlearned query mode − kNN: {_delta(part, 'delta_vs_knn')} calibrated, "
+            f"{_delta(part, 'delta_vs_knn_raw')} raw; learned task mode − best-of-N at equal budget "
+            f"(N = {part['equal_budget_sets']}): {_delta(part, 'delta_vs_best_of_n')} calibrated; "
+            f"transfer − kNN: {_delta(part, 'transfer_vs_knn')} calibrated.\n"
+        )
+    lines.append("\n" + provenance_markdown(record))
+    return "\n".join(lines)
+
+
+def plot(study: Study, summary: dict[str, Any]) -> None:
+    """``accuracy.png``: calibrated accuracy of every row on every task and on average."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [*study.config.tasks, "average"]
+    names = list(summary["average"]["rows"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 3.8))
+    width = 0.85 / len(names)
+    for i, name in enumerate(names):
+        means = [summary[g]["rows"].get(name, {}).get("calibrated", 0.0) for g in groups]
+        sds = [summary[g]["rows"].get(name, {}).get("calibrated_sd", 0.0) for g in groups]
+        ax.bar(np.arange(len(groups)) + i * width, means, width, yerr=sds, label=name, capsize=1.5)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(names) - 1) / 2, groups)
+    ax.set_ylabel("test accuracy, calibrated (%)")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"study {study.config.name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(study.root / "accuracy.png", dpi=120)
+    plt.close(fig)
+
+
+__all__ = ["DELTAS", "average_summary", "markdown", "plot", "task_summary", "write_table"]

@@ -1,0 +1,66 @@
+"""Dense action rows: every visited state's row of candidate values, and fitted Q-iteration learning from them."""
+
+import numpy as np
+import pytest
+
+from rl_select.envs import DemoSelectionEnv
+from rl_select.errors import ConfigError
+from rl_select.policies.fqi import FQI, DenseRows, FQIConfig
+from rl_select.rollouts.behaviour import BehaviourMix, knn_picks, run_dense_episode
+from rl_select.selectors import Resources
+from rl_select.tasks import load_task
+
+
+@pytest.fixture
+def env(tiny_lm, data_root):
+    resources = Resources(load_task("tiny_sst", data_root), lm=tiny_lm)
+    config = {"mode": "query", "k": 2, "num_candidates": 4, "order": "append", "query_source": "pool"}
+    return DemoSelectionEnv(resources.task, resources=resources, **config)
+
+
+def test_action_rows_hold_the_value_of_every_extension(env):
+    record = run_dense_episode(env, 0, 100, BehaviourMix({"random": 1.0}))
+    rows, actions, values = record["action_values"], record["actions"], record["values"]
+    assert rows.shape == (2, 4)
+    assert np.isnan(rows[1, actions[0]]) and np.isfinite(rows[0]).all()
+    np.testing.assert_allclose(values[1:], rows[np.arange(2), actions], atol=1e-6)
+    np.testing.assert_allclose(record["rewards"], np.diff(values), atol=1e-6)
+    # each entry is the value of that extended prompt, scored on its own
+    query = env.task.train[int(record["query_key"][1])]
+    assert query.id not in record["candidate_ids"]  # a pool query is never its own candidate
+    demos = [env.task.train[int(record["candidate_ids"][a])] for a in range(4)]
+    for a in range(4):
+        alone = env.resources.scorer.score([demos[a]], [query], use_cache=False)
+        assert rows[0, a] == pytest.approx(env.value_of(alone), abs=1e-4)
+
+
+def test_knn_behaviour_builds_kates_prompt(env):
+    record = run_dense_episode(env, 1, 100, BehaviourMix({"knn": 1.0}, epsilon=0.0))
+    env.reset(seed=101)
+    nearest = [int(i) for i in env.episode.nearest_first[:2]]
+    assert knn_picks(env) == nearest[::-1]  # append order: farthest of the two first, nearest last
+    assert list(record["actions"]) == nearest[::-1]
+
+
+def test_fitted_q_learns_from_dense_rows(env, tmp_path):
+    episodes = [run_dense_episode(env, i, 100, BehaviourMix({"random": 1.0, "greedy": 1.0})) for i in range(12)]
+    data = DenseRows.from_episodes(episodes, k=2, label_vote=False)
+    assert len(data) == 24 and data.labelled.sum() == 12 * (4 + 3)
+    assert set(data.next_obs) == set(data.obs) and len(data.next_obs["chosen"]) == 12
+    logged = []
+    agent = FQI.for_space(env.observation_space, FQIConfig(rounds=2, epochs=5, batch_size=8), seed=0)
+    agent.learn(data, log=lambda step, metrics: logged.append(metrics))
+    assert agent.rounds_done == 2 and all(np.isfinite(m["train/td_loss"]) for m in logged)
+    obs, _ = env.reset(seed=5)
+    action, _ = agent.predict(obs)
+    assert 0 <= int(action) < 4
+    agent.save(tmp_path / "fqi.pt")
+    again = FQI.load(tmp_path / "fqi.pt")
+    assert again.predict(obs)[0] == action and again.rounds_done == 2
+
+
+def test_bad_behaviour_mixes():
+    with pytest.raises(ConfigError, match="unknown behaviour"):
+        BehaviourMix({"oracle": 1.0})
+    with pytest.raises(ConfigError, match="not all zero"):
+        BehaviourMix({"random": 0.0})

@@ -1,0 +1,104 @@
+"""The learned-selector study end to end on tiny tasks: every step, the table, resume, the transfer policy."""
+
+import json
+
+import pytest
+import yaml
+
+from rl_select.errors import ConfigError
+from rl_select.study.config import StudyConfig
+from tests.helpers import run_cli
+
+FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
+
+
+def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):
+    spec = {
+        "name": "tiny",
+        "tasks": ["tiny_sst", "tiny_trec"],
+        "out": str(tmp_path / "results"),
+        "data_dir": str(data_root),
+        "model": str(tiny_model_dir),
+        "device": "cpu",
+        "dtype": "float32",
+        "k": 2,
+        "embedder": "lm",
+        "eval_rows": 6,
+        "eval_seeds": 2,
+        "best_of_n_sets": 2,
+        "best_of_n_dev_rows": 3,
+        "query": {
+            "num_candidates": 4,
+            "training_queries": 4,
+            "dev_rows": 3,
+            "rounds": 2,
+            "epochs": 2,
+            "variants": [{"fqi_alpha": 0.0}, {"fqi_alpha": 0.1}],
+            "features": {**FEATURES, "label_vote": True, "llm_features": False},
+        },
+        "task": {"num_candidates": 4, "reward_rows": 3, "episodes": 2, "rounds": 2, "epochs": 2, "features": FEATURES},
+        **changes,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_study_builds_the_whole_table_and_resumes(tmp_path, data_root, tiny_model_dir, capsys):
+    path = tiny_study(tmp_path, data_root, tiny_model_dir)
+    exported = tmp_path / "transfer-query"
+    code, out, err = run_cli(["study", str(path), "--export-transfer", str(exported)], capsys)
+    assert code == 0, err
+    root = tmp_path / "results" / "tiny"
+    summary = json.loads((root / "summary.json").read_text())
+    for task in ("tiny_sst", "tiny_trec", "average"):
+        rows = summary[task]["rows"]
+        assert set(rows) == {
+            "zero-shot",
+            "random",
+            "knn",
+            "best-of-n",
+            "best-of-n (equal budget)",
+            "learned query mode",
+            "learned task mode",
+            "learned query mode, other tasks",
+        }
+        for key in ("delta_vs_knn", "delta_vs_best_of_n", "transfer_vs_knn"):
+            delta = summary[task][key]
+            assert delta["ci95"][0] <= delta["mean"] <= delta["ci95"][1]
+    learned = summary["tiny_sst"]["rows"]["learned query mode"]
+    assert learned["cost_to_learn"]["queries"] > 0 and learned["cost_to_choose_per_seed"]["queries"] == 0
+    best = summary["tiny_sst"]["rows"]["best-of-n"]
+    assert best["cost_to_choose_per_seed"]["queries"] == 2 * 3  # N sets × dev rows
+    equal = summary["tiny_sst"]["rows"]["best-of-n (equal budget)"]["cost_to_choose_per_seed"]["queries"]
+    task_cost = summary["tiny_sst"]["rows"]["learned task mode"]["cost_to_learn"]["queries"]
+    assert equal >= task_cost and equal == 3 * summary["tiny_sst"]["equal_budget_sets"]
+    assert (root / "results.md").read_text().startswith("# Learned selectors vs baselines")
+    assert (root / "accuracy.png").is_file()
+    assert (exported / "config.json").is_file() and (exported / "policy" / "fqi.pt").is_file()
+    assert json.loads((root / "dev" / "choices.json").read_text())["tiny_sst"]["chosen"]
+
+    # the committed-style transfer policy runs on a task it never saw (and needs no pool of its own)
+    args = ["evaluate", "--task", "tiny_rte", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    args += ["--policy", str(exported), "--selector", "knn", "--k", "2", "--seeds", "1", "--embedder", "lm"]
+    code, out, err = run_cli([*args, "--out", str(tmp_path / "rte.json")], capsys)
+    assert code == 0, err
+
+    # a rerun keeps everything: nothing is trained or scored again
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("runs/*/policy/fqi.pt")}
+    before = json.loads((root / "evaluation" / "tiny_sst.json").read_text())["reports"]
+    code, _, err = run_cli(["study", str(path)], capsys)
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((root / "evaluation" / "tiny_sst.json").read_text())["reports"] == before
+
+
+def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
+    path = tiny_study(tmp_path, data_root, tiny_model_dir, query={"num_candidates": 4, "sizes": 3})
+    code, _, err = run_cli(["study", str(path)], capsys)
+    assert code == 2 and "unknown study query setting" in err
+    with pytest.raises(ConfigError, match="distinct tasks"):
+        StudyConfig(tasks=("a", "a"))
+    with pytest.raises(ConfigError, match="at least two tasks"):
+        StudyConfig(tasks=("a",))
