@@ -172,7 +172,12 @@ def train_command(
             raise ConfigError("give --task or --tasks (or --config)")
         config = build_config(config_file, overrides)
         run_dir = out or default_run_dir(config)
-    announce_training_budget(config, table=dry_run)
+    from rl_select.policies.training import load_tasks
+
+    tasks = load_tasks(config)  # bad settings fail here, before anything is written
+    if not dry_run and resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before anything is spent
+    announce_training_budget(config, tasks, table=dry_run)
     if dry_run:
         return
     with progress_bars() as factory:
@@ -182,13 +187,11 @@ def train_command(
     del evaluation
 
 
-def announce_training_budget(config: Any, *, table: bool) -> None:
+def announce_training_budget(config: Any, tasks: list, *, table: bool) -> None:
     """Project a training run's LLM work on this machine and say it (the model loads once, for the run too)."""
     from rl_select.budget import measure_throughput, profiles_for, project_training
-    from rl_select.policies.training import load_tasks
     from rl_select.scoring.model import shared_language_model
 
-    tasks = load_tasks(config)
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
         throughput = measure_throughput(lm)
