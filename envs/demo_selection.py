@@ -20,9 +20,9 @@ from rl_select.observation import (
     nearest_first,
     query_features,
 )
+from rl_select.resources import Resources
 from rl_select.scoring import Scorer, ScoreResult, ScoringConfig
 from rl_select.scoring.model import shared_language_model
-from rl_select.selectors import Resources
 from rl_select.tasks import Task, load_task
 from rl_select.tasks.task import Example
 
@@ -200,6 +200,11 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.action_space = spaces.Discrete(m)
         self._reward_rows = tuple(self.task.sample("dev", config.reward_rows, seed=config.data_seed))
         self._episode: Episode | None = None
+
+    @property
+    def steps_taken(self) -> int:
+        """Demonstrations chosen in the current episode (0 before the first reset, too)."""
+        return 0 if self._episode is None else len(self._episode.chosen)
 
     @property
     def episode(self) -> Episode:

@@ -10,8 +10,8 @@ import numpy as np
 from rl_select.errors import ConfigError
 from rl_select.observation import FeatureConfig, Projection, static_features, word_length
 from rl_select.paths import cache_dir, file_lock
+from rl_select.resources import Resources
 from rl_select.retrieval import split_embeddings
-from rl_select.selectors import Resources
 from rl_select.tasks.task import Example
 
 ZERO_SHOT_BLOCK = 16
@@ -49,7 +49,7 @@ class FeatureBank:
     @cached_property
     def pool_vectors(self) -> np.ndarray:
         """``[N, D]`` unit embeddings of the pool (cached on disk)."""
-        return split_embeddings(self.task, "train", self.resources.embedder, self.resources.progress_factory)
+        return split_embeddings(self.task, "train", self.resources.embedder, self.resources.progress)
 
     @cached_property
     def projection(self) -> Projection:

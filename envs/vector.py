@@ -46,8 +46,6 @@ class DemoSelectionVecEnv(VecEnv):
             list(seeds) if seeds is not None else [None if seed is None else seed + i for i in range(len(envs))]
         )
         self._actions: np.ndarray | None = None
-        self.episode_returns = np.zeros(len(self.envs))
-        self.episode_lengths = np.zeros(len(self.envs), dtype=np.int64)
 
     # ------------------------------------------------------------------ VecEnv API
 
@@ -65,8 +63,6 @@ class DemoSelectionVecEnv(VecEnv):
             observations.append(obs)
         self._reset_seeds()
         self._reset_options()
-        self.episode_returns[:] = 0
-        self.episode_lengths[:] = 0
         return self._stack(observations)
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -85,15 +81,10 @@ class DemoSelectionVecEnv(VecEnv):
         for i, (env, requests) in enumerate(zip(self.envs, per_env, strict=True)):
             obs, reward, terminated, truncated, info = env.finish_step(results[cursor : cursor + len(requests)])
             cursor += len(requests)
-            self.episode_returns[i] += reward
-            self.episode_lengths[i] += 1
             rewards[i], dones[i] = reward, terminated or truncated
             info["TimeLimit.truncated"] = truncated and not terminated
-            if dones[i]:
+            if dones[i]:  # episode statistics ("episode" in the info) are VecMonitor's job
                 info["terminal_observation"] = obs
-                info["episode"] = {"r": float(self.episode_returns[i]), "l": int(self.episode_lengths[i])}
-                self.episode_returns[i] = 0
-                self.episode_lengths[i] = 0
                 finished.append(i)
             observations.append(obs)
             infos.append(info)
@@ -135,24 +126,17 @@ class DemoSelectionVecEnv(VecEnv):
 
     def at_episode_start(self) -> bool:
         """Whether every sub-env is between episodes (nothing chosen yet): where checkpoints are exact."""
-        return all(env._episode is None or not env.episode.chosen for env in self.envs)
+        return all(env.steps_taken == 0 for env in self.envs)
 
     def state(self) -> dict[str, Any]:
-        """The sub-envs' RNGs and episodes and the episode statistics (JSON-able), for an exact resume."""
-        return {
-            "envs": [env.state() for env in self.envs],
-            "episode_returns": self.episode_returns.tolist(),
-            "episode_lengths": self.episode_lengths.tolist(),
-            "seeds": list(self._seeds),
-        }
+        """The sub-envs' RNGs and episodes (JSON-able), for an exact resume."""
+        return {"envs": [env.state() for env in self.envs], "seeds": list(self._seeds)}
 
     def restore(self, state: dict[str, Any]) -> VecEnvObs:
         """Continue from :meth:`state`; returns the current observations (what the learner saw last)."""
         if len(state["envs"]) != self.num_envs:
             raise ValueError(f"the saved state has {len(state['envs'])} sub-envs, this vector has {self.num_envs}")
         observations = [env.restore(sub) for env, sub in zip(self.envs, state["envs"], strict=True)]
-        self.episode_returns[:] = state["episode_returns"]
-        self.episode_lengths[:] = state["episode_lengths"]
         self._seeds = list(state["seeds"])
         if any(obs is None for obs in observations):
             raise ValueError("the saved state is from before the first reset")

@@ -115,19 +115,23 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str, *, replay_
 
 
 def load_checkpoint(algorithm: type[BaseAlgorithm], checkpoint: Checkpoint, env: Any) -> BaseAlgorithm:
-    """The model of ``checkpoint`` on ``env``, with RNGs and (where the env supports it) episodes restored."""
-    model = algorithm.load(checkpoint.model, env=env, device="cpu", force_reset=False)
+    """The model of ``checkpoint`` on ``env``, with RNGs and (where the env supports it) episodes restored.
+
+    SB3's zip holds the observation the model saw last; restoring the env's episodes puts the env back where
+    that observation came from, so the model continues without a reset. An env without a saved state (Ray
+    workers) is reset by SB3 instead: the policy resumes exactly, the episodes start afresh.
+    """
+    meta = json.loads(checkpoint.state.read_text())
+    exact = meta.get("env") is not None and hasattr(env, "restore")
+    model = algorithm.load(checkpoint.model, env=env, device="cpu", force_reset=not exact)
     if checkpoint.replay_buffer.is_file():
         model.load_replay_buffer(checkpoint.replay_buffer)
-    meta = json.loads(checkpoint.state.read_text())
     with np.load(checkpoint.arrays, allow_pickle=False) as stored:
         arrays = {key: stored[key] for key in stored.files}
-    if meta.get("env") is not None and hasattr(env, "restore"):
-        model._last_obs = env.restore(meta["env"])  # type: ignore[assignment]
-        model._last_original_obs = model._last_obs  # type: ignore[attr-defined]
-    else:  # envs in Ray workers: the policy resumes exactly, the episodes start afresh
+    if exact:
+        env.restore(meta["env"])
+    else:
         logger.warning("the env state is not in this checkpoint; episodes restart after the resume")
-        model._last_obs = None  # type: ignore[assignment]
     restore_rng_states(meta, arrays)
     return model
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rl_select.errors import ArtifactError, ConfigError
+from rl_select.errors import ArtifactError
+from rl_select.observation import OBS_KEYS
 from rl_select.policies.networks import MASKED_SCORE, candidate_inputs
-from rl_select.rollouts.episodes import OBS_KEYS
-
-
-@dataclass(frozen=True)
-class CQLConfig:
-    """Hyperparameters of offline CQL.
-
-    Attributes:
-        learning_rate: AdamW learning rate.
-        alpha: Weight of the CQL regulariser (0: plain offline DQN).
-        target_update: Gradient steps between target-network copies.
-        dropout: Dropout on the input and hidden layer.
-        batch_size: Transitions per gradient step.
-        hidden: Hidden units.
-        weight_decay: AdamW weight decay.
-        max_grad_norm: Gradient clipping.
-    """
-
-    learning_rate: float = 3e-4
-    alpha: float = 0.1
-    target_update: int = 200
-    dropout: float = 0.25
-    batch_size: int = 16
-    hidden: int = 16
-    weight_decay: float = 1e-3
-    max_grad_norm: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.hidden < 1 or self.target_update < 1:
-            raise ConfigError("CQL needs learning_rate > 0, batch_size >= 1, hidden >= 1 and target_update >= 1")
-        if not 0 <= self.dropout < 1 or self.alpha < 0:
-            raise ConfigError("CQL needs 0 <= dropout < 1 and alpha >= 0")
+from rl_select.policies.settings import CQLConfig
 
 
 class RunningNorm(nn.Module):
@@ -227,8 +197,14 @@ class CQL:
         self.q.eval()
         return self.q(obs)
 
-    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
-        """Greedy unchosen candidate for a single or batched observation."""
+    def predict(
+        self,
+        obs: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """Greedy unchosen candidate for a single or batched observation (SB3's ``predict`` signature)."""
         batched = obs["chosen"].ndim > 1
         tensors = {k: torch.as_tensor(v if batched else v[None]) for k, v in obs.items()}
         q = masked(self.candidate_scores(tensors), tensors["chosen"], -torch.inf)

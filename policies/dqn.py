@@ -20,6 +20,7 @@ from torch import nn
 
 from rl_select.policies.networks import MASKED_SCORE
 from rl_select.policies.ppo import CandidateExtractor
+from rl_select.policies.settings import DQNConfig
 
 
 class CandidateQNetwork(BasePolicy):
@@ -101,17 +102,24 @@ class MaskedDQN(DQN):
         return super()._sample_action(learning_starts, action_noise, n_envs)
 
 
-def make_dqn(
-    env: Any, *, seed: int, tensorboard_log: str | None, hidden: int = 64, layers: int = 2, **dqn_kwargs: Any
-) -> MaskedDQN:
-    """A :class:`MaskedDQN` with :class:`CandidateDQNPolicy` on ``env``."""
+def make_dqn(env: Any, config: DQNConfig | None = None, *, seed: int, tensorboard_log: str | None = None) -> MaskedDQN:
+    """A :class:`MaskedDQN` with :class:`CandidateDQNPolicy` on ``env``, set up by ``config``."""
+    config = config or DQNConfig()
     return MaskedDQN(
         CandidateDQNPolicy,
         env,
+        learning_rate=config.learning_rate,
+        buffer_size=config.buffer_size,
+        learning_starts=config.learning_starts,
+        batch_size=config.batch_size,
+        gamma=config.gamma,
+        target_update_interval=config.target_update,
+        exploration_fraction=config.exploration_fraction,
+        exploration_final_eps=config.exploration_final_eps,
+        train_freq=config.train_freq,
         seed=seed,
         tensorboard_log=tensorboard_log,
-        policy_kwargs={"features_extractor_kwargs": {"hidden": hidden, "layers": layers}},
+        policy_kwargs={"features_extractor_kwargs": {"hidden": config.hidden, "layers": config.layers}},
         verbose=0,
         device="cpu",
-        **dqn_kwargs,
     )

@@ -30,45 +30,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rl_select.errors import ArtifactError, ConfigError
-from rl_select.observation import build_observation
+from rl_select.errors import ArtifactError
+from rl_select.observation import OBS_KEYS, build_observation
 from rl_select.policies.cql import CandidateQ, masked
 from rl_select.policies.networks import candidate_input_dim
-
-OBS_KEYS = ("candidates", "chosen", "step", "state", "query")
-
-
-@dataclass(frozen=True)
-class FQIConfig:
-    """Hyperparameters of fitted Q-iteration.
-
-    Attributes:
-        alpha: Weight of the conservative (CQL) term; 0 for plain fitted Q.
-        rounds: Target recomputations (k or more: values travel back one step per round).
-        epochs: Passes over the data per round.
-        learning_rate: AdamW learning rate.
-        batch_size: States per gradient step (each carries M labelled actions).
-        hidden: Hidden units of the Q-network.
-        dropout: Dropout of the Q-network.
-        weight_decay: AdamW weight decay.
-        huber_delta: Huber loss threshold (values are probabilities or accuracies, so differences are < 1).
-    """
-
-    alpha: float = 0.0
-    rounds: int = 4
-    epochs: int = 20
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    hidden: int = 64
-    dropout: float = 0.0
-    weight_decay: float = 1e-4
-    huber_delta: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.alpha < 0 or self.rounds < 1 or self.epochs < 1 or self.batch_size < 1 or self.hidden < 1:
-            raise ConfigError("FQI needs alpha >= 0 and positive rounds, epochs, batch_size and hidden")
-        if self.learning_rate <= 0 or not 0 <= self.dropout < 1:
-            raise ConfigError("FQI needs learning_rate > 0 and 0 <= dropout < 1")
+from rl_select.policies.settings import FQIConfig
 
 
 @dataclass
@@ -225,8 +191,14 @@ class FQI:
         self.q.eval()
         return self.q(obs)
 
-    def predict(self, obs: dict[str, np.ndarray], deterministic: bool = True) -> tuple[np.ndarray, None]:
-        """Greedy unchosen candidate for a single or batched observation."""
+    def predict(
+        self,
+        obs: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """Greedy unchosen candidate for a single or batched observation (SB3's ``predict`` signature)."""
         batched = obs["chosen"].ndim > 1
         tensors = {k: torch.as_tensor(v if batched else v[None]) for k, v in obs.items()}
         action = masked(self.candidate_scores(tensors), tensors["chosen"], -torch.inf).argmax(dim=1).numpy()

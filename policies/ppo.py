@@ -21,6 +21,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from rl_select.policies.networks import CandidateEncoder, candidate_input_dim, mlp
+from rl_select.policies.settings import PPOConfig
 
 
 class CandidateExtractor(BaseFeaturesExtractor):
@@ -140,34 +141,38 @@ class CandidateActorCriticPolicy(MaskableActorCriticPolicy):
 
 def make_ppo(
     env: Any,
+    config: PPOConfig | None = None,
     *,
     seed: int,
-    tensorboard_log: str | None,
-    hidden: int = 64,
-    layers: int = 2,
+    tensorboard_log: str | None = None,
     prior_column: int | None = None,
     prior_weight: float = 0.0,
-    **ppo_kwargs: Any,
 ) -> MaskablePPO:
-    """A MaskablePPO with :class:`CandidateActorCriticPolicy` on ``env``.
+    """A MaskablePPO with :class:`CandidateActorCriticPolicy` on ``env``, set up by ``config``.
 
     ``prior_weight`` > 0 (with ``prior_column``, the ``anchor_rank`` column) starts the actor at a retrieval prior.
     """
+    config = config or PPOConfig()
     use_prior = prior_weight > 0
     if use_prior and prior_column is None:
         raise ValueError("a retrieval prior needs prior_column")
-    extractor = {"hidden": hidden, "layers": layers, "prior_column": prior_column if use_prior else None}
+    extractor = {"hidden": config.hidden, "layers": config.layers, "prior_column": prior_column if use_prior else None}
     return MaskablePPO(
         CandidateActorCriticPolicy,
         env,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.epochs,
+        gamma=config.gamma,
+        ent_coef=config.ent_coef,
         seed=seed,
         tensorboard_log=tensorboard_log,
         policy_kwargs={
             "features_extractor_kwargs": extractor,
-            "value_hidden": hidden,
+            "value_hidden": config.hidden,
             "prior_weight": prior_weight if use_prior else None,
         },
         verbose=0,
         device="cpu",
-        **ppo_kwargs,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from rl_select._version import __version__
 
 if TYPE_CHECKING:
     from rl_select.export.runtime import Demonstration, Selector, load_selector

@@ -186,7 +186,7 @@ def project_study(config: Any, profiles: dict[str, TokenProfile], pool_sizes: di
 
 
 def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: dict[str, int]) -> Projection:
-    """A :class:`~rl_select.policies.config.TrainConfig` run's work: learning, then the final evaluation."""
+    """A :class:`~rl_select.runs.config.TrainConfig` run's work: learning, then the final evaluation."""
     env, k = config.env, config.env.k
     learning, evaluation = Step(f"{config.algo} learning"), Step("final evaluation")
     for name, profile in profiles.items():
@@ -195,22 +195,24 @@ def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: 
         if config.algo == "fqi":
             episode = dense_episode(profile, k, env.num_candidates, rows)
             learning.add(
-                *(share * config.dense_episodes * x for x in (episode.queries, episode.tokens, episode.forwards))
+                *(share * config.data.dense_episodes * x for x in (episode.queries, episode.tokens, episode.forwards))
             )
         else:
-            steps = config.cql_episodes * k if config.algo == "cql" else config.total_steps
+            steps = config.data.cql_episodes * k if config.algo == "cql" else config.total_steps
             prompts = share * (steps + steps / k)  # every step's prompt, and every reset's zero-shot prompt
             part = query_level(profile, k, prompts) if env.mode == "query" else task_level(profile, k, prompts, rows)
             learning.add(part.queries, part.tokens, part.forwards)
-        seeds, n = config.eval_seeds, eval_rows[name]
-        query_rows = 1 + ("knn" in config.baselines)
+        seeds, n = config.evaluation.seeds, eval_rows[name]
+        query_rows = 1 + ("knn" in config.evaluation.baselines)
         part = query_level(profile, k, n * query_rows) if env.mode == "query" else task_level(profile, k, seeds, n)
         evaluation.add(part.queries, part.tokens, part.forwards)
-        task_rows = sum(b in config.baselines for b in ("zero-shot", "random", "best-of-n")) * seeds
+        task_rows = sum(b in config.evaluation.baselines for b in ("zero-shot", "random", "best-of-n")) * seeds
         part = task_level(profile, k, task_rows, n)
         evaluation.add(part.queries, part.tokens, part.forwards)
-        if "best-of-n" in config.baselines:
-            part = task_level(profile, k, seeds * config.best_of_n_sets, config.best_of_n_dev_rows)
+        if "best-of-n" in config.evaluation.baselines:
+            part = task_level(
+                profile, k, seeds * config.evaluation.best_of_n_sets, config.evaluation.best_of_n_dev_rows
+            )
             evaluation.add(part.queries, part.tokens, part.forwards)
     return Projection([learning, evaluation])
 

@@ -37,6 +37,8 @@ import numpy as np
 
 T = TypeVar("T")
 MODES = ("task", "query")
+OBS_KEYS = ("candidates", "chosen", "step", "state", "query")
+"""The keys of an observation (``query`` in query mode only)."""
 ORDERS = ("append", "prepend")
 STATIC_SCALARS = ("length", "zs_entropy", "zs_gold_prob", "zs_correct")
 DYNAMIC_SCALARS = ("same_label", "max_sim_chosen", "sim_anchor", "anchor_rank")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl_select import __version__
+from rl_select._version import __version__
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,13 +23,37 @@ WARMUP_EPISODE = 1_000_000
 
 def precompute_features(config: Any) -> None:
     """Embeddings and zero-shot features of every training candidate, cached on disk for all workers."""
-    from rl_select.policies.selector import training_candidates
-    from rl_select.policies.training import build_setup, load_tasks
+    from rl_select.runs.setup import build_setup, load_tasks, training_candidates
 
     with tempfile.TemporaryDirectory() as tmp:
         setup = build_setup(config, Path(tmp), load_tasks(config))
         for task in setup.tasks:
             setup.banks[task.name].static(training_candidates(task, config)[0])
+
+
+def rollout_config(
+    task: str,
+    data_dir: str | None,
+    model: str | None,
+    device: str,
+    dtype: str,
+    pool_size: int | None,
+    address: str | None,
+    placements: Sequence[str],
+    env: dict[str, Any],
+) -> Any:
+    """The run configuration the benchmark's episodes use; every placement name checked before Ray starts."""
+    from rl_select.runs.config import TrainConfig
+    from rl_select.runs.setup import load_tasks
+
+    base = {"tasks": [task], "algo": "cql", "data_dir": data_dir, "model": model, "device": device, "dtype": dtype}
+    config = TrainConfig.from_dict(
+        {**base, "pool_size": pool_size, "address": address, "scorer_placement": placements[0], "env": env}
+    )
+    for name in placements:
+        config.with_overrides({"scorer_placement": name})
+    load_tasks(config)
+    return config
 
 
 def run_rollout_benchmark(
@@ -41,7 +65,7 @@ def run_rollout_benchmark(
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """Time ``episodes`` random-policy episodes for each (placement, worker count)."""
-    ray = ensure_ray(config.address)
+    ray = ensure_ray(config.parallel.address)
     precompute_features(config)
     rows = []
     for placement in placements:

@@ -83,7 +83,7 @@ def env_reward_throughput(
     from rl_select.envs import DemoSelectionEnv, EnvConfig, FeatureBank
     from rl_select.envs.vector import DemoSelectionVecEnv
     from rl_select.observation import FeatureConfig
-    from rl_select.selectors import Resources
+    from rl_select.resources import Resources
 
     resources = Resources(task, lm=lm, scoring=ScoringConfig(batch_prefixes=batch_prefixes))
     m = min(16, len(task.train))
@@ -149,85 +149,34 @@ def run_scorer_benchmark(
     }
     lm = models[naive_dtype]
     naive_batch = naive_batch or (256 if torch_device.type == "cuda" else 16)
-
     rng = np.random.default_rng(seed)
     demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
     queries = task.sample("dev", num_queries, seed=seed)
     warm_demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
     encoder = Scorer(lm, task).encoder
-    max_tokens = lm.max_positions
-
     # warm-up: kernel selection and allocator growth happen outside the timings
-    naive_log_scores(lm, encoder, warm_demos, queries[:8], max_tokens=max_tokens, batch_size=naive_batch)
+    naive_log_scores(lm, encoder, warm_demos, queries[:8], max_tokens=lm.max_positions, batch_size=naive_batch)
     for model_at_dtype in models.values():
         _time_ours(model_at_dtype, task, warm_demos, queries[:8], None)
-
-    advance = progress("naive HF loop", len(queries)) if progress else None
-    _sync(lm)
-    started = time.perf_counter()
-    naive = naive_log_scores(
-        lm, encoder, demos, queries, max_tokens=max_tokens, batch_size=naive_batch, progress=advance
-    )
-    _sync(lm)
-    naive_seconds = time.perf_counter() - started
-    runs = [
-        {
-            "path": "naive HF",
-            "dtype": _dtype_name(naive_dtype),
-            "seconds": naive_seconds,
-            "queries_per_s": len(queries) / naive_seconds,
-            "agreement_with_naive": 1.0,
-            "default": False,
-        }
-    ]
-    scores = {}
+    naive, naive_run = _time_naive(lm, encoder, demos, queries, naive_batch, progress)
+    runs, scores = [naive_run], {}
     for dtype, model_at_dtype in models.items():
-        label = f"rl-select ({_dtype_name(dtype)})"
-        ours, seconds, stats = _time_ours(
-            model_at_dtype, task, demos, queries, progress(label, len(queries)) if progress else None
+        run, scores[dtype] = _time_dtype(model_at_dtype, task, demos, queries, naive, progress)
+        run["default"] = dtype == default_dtype
+        runs.append(run)
+    peak = _rate_runs(runs, lm, torch_device)
+    environment = [
+        env_reward_throughput(
+            models[default_dtype],
+            task.subset_pool(512, seed=seed),
+            n_envs=env_envs or (16 if torch_device.type == "cuda" else 4),
+            steps=env_steps,
+            batch_prefixes=batched,
+            seed=seed,
         )
-        scores[dtype] = ours
-        runs.append(
-            {
-                "path": "rl-select",
-                "dtype": _dtype_name(dtype),
-                "seconds": seconds,
-                "queries_per_s": len(queries) / seconds,
-                "agreement_with_naive": float((ours.argmax(1) == naive.argmax(1)).mean()),
-                "max_abs_logprob_diff": float(np.abs(ours - naive).max()),
-                "default": dtype == default_dtype,
-                "stats": stats,
-            }
-        )
-    for run in runs:
-        run["ratio_vs_naive"] = run["queries_per_s"] / runs[0]["queries_per_s"]
-    same_pred = scores[naive_dtype].argmax(1) == naive.argmax(1)
-    default_run = next(r for r in runs if r["default"])
-    other = [r for r in runs[1:] if r["dtype"] != runs[0]["dtype"]]
-    peak = bf16_peak_tflops(torch.cuda.get_device_name(torch_device)) if torch_device.type == "cuda" else None
-    for run in runs[1:]:
-        flops = forward_flops(lm, run["stats"]["tokens"])
-        run["achieved_tflops"] = flops / run["stats"]["seconds"] / 1e12
-        run["share_of_bf16_peak"] = run["achieved_tflops"] / peak if peak and run["dtype"] == "bfloat16" else None
-    environment = []
-    if env_steps:
-        lm_env = models[default_dtype]
-        env_task = task.subset_pool(512, seed=seed)
-        for batched in (False, True):
-            environment.append(
-                env_reward_throughput(
-                    lm_env,
-                    env_task,
-                    n_envs=env_envs or (16 if torch_device.type == "cuda" else 4),
-                    steps=env_steps,
-                    batch_prefixes=batched,
-                    seed=seed,
-                )
-            )
-    memory = torch.cuda.max_memory_allocated(torch_device) / 2**30 if torch_device.type == "cuda" else None
-
-    prefix_tokens = len(encoder.prefix(demos))
-    query_tokens = [len(encoder.query(q)) for q in queries]
+        for batched in ((False, True) if env_steps else ())
+    ]
+    summary = _summary(runs, scores[naive_dtype].argmax(1) == naive.argmax(1))
     return {
         "task": task.name,
         "k": k,
@@ -235,18 +184,82 @@ def run_scorer_benchmark(
         "seed": seed,
         "device": str(torch_device),
         "naive_batch": naive_batch,
-        "prefix_tokens": prefix_tokens,
-        "mean_query_tokens": float(np.mean(query_tokens)),
+        "prefix_tokens": len(encoder.prefix(demos)),
+        "mean_query_tokens": float(np.mean([len(encoder.query(q)) for q in queries])),
         "label_tokens": [len(t) for t in encoder.label_tokens],
         "runs": runs,
-        "ratio": default_run["ratio_vs_naive"],
-        "ratio_same_dtype": next(r for r in runs[1:] if r["dtype"] == runs[0]["dtype"])["ratio_vs_naive"],
-        "identical_predictions_same_dtype": bool(same_pred.all()),
-        "mismatches_same_dtype": int((~same_pred).sum()),
-        "agreement_across_dtypes": {r["dtype"]: r["agreement_with_naive"] for r in other},
-        "default_dtype": default_run["dtype"],
+        **summary,
         "bf16_peak_tflops": peak,
-        "gpu_max_memory_gb": memory,
+        "gpu_max_memory_gb": torch.cuda.max_memory_allocated(torch_device) / 2**30
+        if torch_device.type == "cuda"
+        else None,
         "env": environment,
         "model": models[default_dtype].info(),
+    }
+
+
+def _time_naive(
+    lm: Any, encoder: Any, demos: list, queries: list, batch: int, progress: ProgressFactory | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The naive loop's scores and its timing row."""
+    advance = progress("naive HF loop", len(queries)) if progress else None
+    _sync(lm)
+    started = time.perf_counter()
+    naive = naive_log_scores(
+        lm, encoder, demos, queries, max_tokens=lm.max_positions, batch_size=batch, progress=advance
+    )
+    _sync(lm)
+    seconds = time.perf_counter() - started
+    row = {
+        "path": "naive HF",
+        "dtype": _dtype_name(lm.dtype),
+        "seconds": seconds,
+        "queries_per_s": len(queries) / seconds,
+        "agreement_with_naive": 1.0,
+        "default": False,
+    }
+    return naive, row
+
+
+def _time_dtype(
+    lm: Any, task: Task, demos: list, queries: list, naive: np.ndarray, progress: ProgressFactory | None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Our scorer's timing row at one dtype, and its scores."""
+    label = f"rl-select ({_dtype_name(lm.dtype)})"
+    ours, seconds, stats = _time_ours(lm, task, demos, queries, progress(label, len(queries)) if progress else None)
+    row = {
+        "path": "rl-select",
+        "dtype": _dtype_name(lm.dtype),
+        "seconds": seconds,
+        "queries_per_s": len(queries) / seconds,
+        "agreement_with_naive": float((ours.argmax(1) == naive.argmax(1)).mean()),
+        "max_abs_logprob_diff": float(np.abs(ours - naive).max()),
+        "stats": stats,
+    }
+    return row, ours
+
+
+def _rate_runs(runs: list[dict[str, Any]], lm: Any, device: torch.device) -> float | None:
+    """Ratios to the naive loop, compute rates and (on CUDA) the share of the bf16 peak; returns the peak."""
+    peak = bf16_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    for run in runs:
+        run["ratio_vs_naive"] = run["queries_per_s"] / runs[0]["queries_per_s"]
+    for run in runs[1:]:
+        run["achieved_tflops"] = forward_flops(lm, run["stats"]["tokens"]) / run["stats"]["seconds"] / 1e12
+        run["share_of_bf16_peak"] = run["achieved_tflops"] / peak if peak and run["dtype"] == "bfloat16" else None
+    return peak
+
+
+def _summary(runs: list[dict[str, Any]], same_prediction: np.ndarray) -> dict[str, Any]:
+    """The headline numbers: the default dtype's ratio, agreement at equal and other dtypes."""
+    default_run = next(r for r in runs if r["default"])
+    return {
+        "ratio": default_run["ratio_vs_naive"],
+        "ratio_same_dtype": next(r for r in runs[1:] if r["dtype"] == runs[0]["dtype"])["ratio_vs_naive"],
+        "identical_predictions_same_dtype": bool(same_prediction.all()),
+        "mismatches_same_dtype": int((~same_prediction).sum()),
+        "agreement_across_dtypes": {
+            r["dtype"]: r["agreement_with_naive"] for r in runs[1:] if r["dtype"] != runs[0]["dtype"]
+        },
+        "default_dtype": default_run["dtype"],
     }

@@ -156,6 +156,32 @@ def run_service_benchmark(
     return {"policy": policy, "rows": rows}
 
 
+def query_texts(policy_dir: Path, queries: Path | None) -> list[str]:
+    """The load's query texts: one per line of ``queries``, else the exported pool's texts."""
+    from rl_select.errors import ConfigError
+
+    if queries is not None:
+        if not queries.is_file():
+            raise ConfigError(f"queries file {queries} does not exist")
+        texts = [line.strip() for line in queries.read_text().splitlines() if line.strip()]
+    else:
+        texts = default_queries(policy_dir)
+    if not texts:
+        raise ConfigError("no queries to send")
+    return texts
+
+
+def run_abuse_on_server(policy_dir: Path, queries: Sequence[str], *, clients: int, seconds: float) -> dict[str, Any]:
+    """Start ``rl-select serve`` on ``policy_dir`` and run :func:`run_abuse_benchmark` against it."""
+    port = free_port()
+    server = start_server(policy_dir, port)
+    try:
+        return run_abuse_benchmark(port, queries, clients=clients, seconds=seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def default_queries(policy_dir: Path) -> list[str]:
     """Query texts for the load: the exported pool's texts."""
     with open(policy_dir / "pool.jsonl") as f:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +18,13 @@ from rich.progress import (
 )
 
 from rl_select.errors import ConfigError
+from rl_select.logs import setup_logging as setup_logging  # re-exported for the command modules
+
+SELECTOR_NAMES = (
+    "zero-shot", "random", "balanced", "knn", "bm25", "mmr", "dpp", "votek", "mdl", "cone", "max-entropy",
+    "best-of-n", "greedy-oracle",
+)  # fmt: skip
+"""The baseline names, for help texts (the registry itself imports torch; a test keeps the two equal)."""
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -30,27 +34,6 @@ ModelOption = typer.Option(None, "--model", help="HF model id or path, or a .ggu
 DeviceOption = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 DtypeOption = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16.")
 VerboseOption = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Plain-text logging to stderr; quiet third-party libraries unless ``verbose``."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if not verbose:
-        warnings.filterwarnings("ignore")
-        for noisy in ("transformers", "datasets", "huggingface_hub", "sentence_transformers", "bm25s"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-        with contextlib.suppress(ImportError):
-            import transformers
-
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
 
 
 def make_progress() -> Progress:
@@ -115,3 +98,15 @@ def announce_budget(projection, throughput, *, table: bool) -> None:
         f"about to spend ≈ {total.queries:,.0f} scored LLM queries, {total.tokens:,.0f} forward tokens, "
         f"≈ {minutes:.0f} min on this machine (projected; cache hits make it less)"
     )
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
+    """A rich table on stdout (the first column left-aligned, the rest right-aligned)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, column in enumerate(headers):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)

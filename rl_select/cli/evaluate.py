@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from rl_select.cli.common import (
+    SELECTOR_NAMES,
     DataDirOption,
     DeviceOption,
     DtypeOption,
     ModelOption,
     VerboseOption,
     console,
-    default_out,
     err_console,
     load_model_with_status,
     progress_bars,
-    seeds_from,
     setup_logging,
 )
-from rl_select.errors import ConfigError
 
 
 def tasks_command(data_dir: str | None = DataDirOption) -> None:
@@ -37,9 +36,6 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
     console.print(table)
 
 
-ORDER_CHOICES = ("selected", "reversed", "both")
-
-
 def evaluate_command(
     task: str = typer.Option(..., "--task", help="Task name, hub:<name>, or path to a task.json."),
     data_dir: str | None = DataDirOption,
@@ -47,7 +43,8 @@ def evaluate_command(
     selector: str | None = typer.Option(
         None,
         "--selector",
-        help="A baseline, a comma-separated list, or 'all' (default: random, or only --policy).",
+        help=f"A baseline, a comma-separated list, or 'all' (default: random, or only --policy): "
+        f"{', '.join(SELECTOR_NAMES)}.",
     ),
     policy: list[Path] = typer.Option([], "--policy", help="A trained run directory (repeatable)."),
     k: int = typer.Option(4, "--k", help="Demonstrations per prompt."),
@@ -61,95 +58,77 @@ def evaluate_command(
     num_candidates: int | None = typer.Option(None, "--num-candidates", help="Candidates for greedy/mmr/dpp."),
     data_seed: int = typer.Option(0, "--data-seed", help="Seed of the evaluation and dev subsamples."),
     max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Cap on prompt length."),
-    order: str = typer.Option(
-        "selected",
-        "--order",
-        help="Prompt order: as each selector returns it ('selected'), 'reversed', or 'both' (order ablation).",
-    ),
+    order: str = typer.Option("selected", "--order", help="selected, reversed, or both (the order ablation)."),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
-    deterministic: bool = typer.Option(
-        False, "--deterministic", help="One torch thread and deterministic kernels (slower; see README)."
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", help="Result JSON (a .md table beside it); rerunning with the same file continues it."
+    deterministic: bool = typer.Option(False, "--deterministic", help="One torch thread, deterministic kernels."),
+    out: Path | None = typer.Option(None, "--out", help="Result JSON (.md beside it); the same file continues."),
+    dump: Path | None = typer.Option(
+        None, "--dump", help="Also write each query's demonstrations, prediction and label probabilities (JSONL)."
     ),
     verbose: bool = VerboseOption,
 ) -> None:
     """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
     setup_logging(verbose)
-    from rl_select.evaluation import (
-        REPORT_COLUMNS,
-        EvaluationLog,
-        evaluation_key,
-        evaluation_markdown,
-        report_row,
-        run_evaluation,
-    )
-    from rl_select.provenance import provenance
-    from rl_select.reproducibility import pin_determinism
-    from rl_select.scoring import ScoringConfig
-    from rl_select.selectors import SELECTORS, Resources, check_k, make_selector
-    from rl_select.selectors.base import ReversedOrder
-    from rl_select.tasks import SPLITS, load_task
+    from rl_select.evaluation.command import EvaluateRequest, evaluate
 
-    seed_list = seeds_from(seeds)
-    loaded = load_task(task, data_dir)
-    check_k(k, len(loaded.train))
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
-    if n_test is not None and n_test <= 0:
-        raise ConfigError(f"--n-test must be positive, got {n_test}")
-    if selector is None:
-        selector = "" if policy else "random"
-    names = list(SELECTORS) if selector == "all" else [s.strip() for s in selector.split(",") if s.strip()]
+    names = selector if selector is not None else ("" if policy else "random")
     options = {"num_sets": num_sets, "dev_size": dev_size, "num_candidates": num_candidates}
-    selectors = [make_selector(name, strict=False, **options) for name in names]
-    for run_dir in policy:
-        from rl_select.policies.selector import PolicySelector
-
-        selectors.append(PolicySelector.from_run(run_dir))
-    if order not in ORDER_CHOICES:
-        raise ConfigError(f"unknown --order '{order}' (choose from: {', '.join(ORDER_CHOICES)})")
-    if order != "selected":
-        pairs = [(s, ReversedOrder(s)) for s in selectors]
-        selectors = [r for _, r in pairs] if order == "reversed" else [x for pair in pairs for x in pair]
-    scoring = ScoringConfig(calibrate=calibrate, max_prompt_tokens=max_prompt_tokens)
-    label = "all" if selector == "all" else "+".join([*names, *(p.name for p in policy)])
-    label += "" if order == "selected" else f"-{order}-order"
-    path = out or default_out("evaluate", f"{loaded.name}-k{k}-{label}")
-
-    pinned = pin_determinism(deterministic)
-    lm = load_model_with_status(model, device, dtype)
-    resources = Resources(loaded, lm=lm, scoring=scoring, embedder=embedder, data_seed=data_seed)
-    record = provenance(seeds=seed_list, model=lm.info(), reproducibility=pinned)
-    key = evaluation_key(resources, k=k, split=split, n_rows=n_test, seeds=seed_list)
-    header = {"provenance": record, "task": loaded.summary(), "scoring": scoring.to_dict()}
-    log = EvaluationLog(path, key, header, render=evaluation_markdown)
-    if log.resumed:
-        err_console.print(
-            f"continuing {path}: {log.resumed} selector-seed results kept from an earlier run of this evaluation "
-            "(delete the file to evaluate afresh)"
-        )
+    request = EvaluateRequest(
+        task=task,
+        selectors=tuple(s.strip() for s in names.split(",") if s.strip()),
+        policies=tuple(policy),
+        k=k,
+        seeds=seeds,
+        rows=n_test,
+        split=split,
+        order=order,
+        options=options,
+        calibrate=calibrate,
+        max_prompt_tokens=max_prompt_tokens,
+        embedder=embedder,
+        data_seed=data_seed,
+        data_dir=data_dir,
+        model=model,
+        device=device,
+        dtype=dtype,
+        deterministic=deterministic,
+        out=out,
+        dump=dump,
+    )
     with progress_bars() as factory:
-        resources.progress_factory = factory
-        reports = run_evaluation(
-            selectors, resources, log, k=k, seeds=seed_list, n_rows=n_test, split=split, progress=factory
+        outcome = evaluate(
+            request,
+            progress=factory,
+            load_model=lambda: load_model_with_status(model, device, dtype),
+            on_resume=lambda path, kept: err_console.print(
+                f"continuing {path}: {kept} selector-seed results kept from an earlier run of this evaluation "
+                "(delete the file to evaluate afresh)"
+            ),
+            on_start=lambda path: err_console.print(f"results go to {path} (and {path.with_suffix('.md')})"),
         )
+    render_reports(outcome, k, split, seeds, calibrate)
 
-    primary = "calibrated" if calibrate else "raw"
+
+def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool) -> None:
+    """The evaluation's table on stdout, cache statistics and where the files are on stderr."""
+    from rl_select.evaluation import REPORT_COLUMNS, report_row
+
+    reports = outcome.reports
     table = Table(
-        title=f"{loaded.name} · k={k} · {split} ({reports[0].seeds[0].queries} rows) · "
-        f"{len(seed_list)} seed(s) · primary: {primary}"
+        title=f"{outcome.task} · k={k} · {split} ({reports[0].seeds[0].queries} rows) · {seeds} seed(s) · "
+        f"primary: {'calibrated' if calibrate else 'raw'}"
     )
     for column in REPORT_COLUMNS:
         table.add_column(column, justify="left" if column in ("selector", "per seed") else "right")
     for report in reports:
         table.add_row(*report_row(report))
     console.print(table)
-    stats = resources.scorer.cache_stats()
+    stats = outcome.scorer_stats
     err_console.print(
         f"reward cache hit rate {stats['reward_cache']['hit_rate']:.1%} · "
         f"{stats['queries']} queries scored in {stats['seconds']:.1f}s of forward passes"
     )
-    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+    err_console.print(f"wrote {outcome.path} and {outcome.path.with_suffix('.md')}")
+    if outcome.dumped:
+        err_console.print(f"wrote {outcome.dumped} query lines to the dump file")

@@ -31,10 +31,10 @@ def export_command(
     with err_console.status("exporting …"):
         manifest = export_policy(run_dir, out, task=task, data_dir=data_dir, pool=pool, seed=seed)
     console.print(
-        f"exported {manifest['algo']} ({manifest['mode']} mode, k={manifest['k']}, "
-        f"M={manifest['num_candidates']}, pool {manifest['task']['pool_size']}) to {out}"
+        f"exported {manifest.algo} ({manifest.mode} mode, k={manifest.k}, "
+        f"M={manifest.num_candidates}, pool {manifest.task.pool_size}) to {out}"
     )
-    console.print(f"files: {', '.join(sorted(manifest['files']))}")
+    console.print(f"files: {', '.join(sorted(manifest.files))}")
 
 
 def select_command(

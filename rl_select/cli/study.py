@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from rl_select.cli.common import (
     DataDirOption,
@@ -17,6 +16,7 @@ from rl_select.cli.common import (
     console,
     err_console,
     load_model_with_status,
+    print_table,
     progress_bars,
     setup_logging,
 )
@@ -40,10 +40,10 @@ def headroom_command(
 ) -> None:
     """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
     setup_logging(verbose)
-    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+    from rl_select.resources import Resources
     from rl_select.scoring import ScoringConfig
-    from rl_select.selectors import Resources, check_k
-    from rl_select.study.headroom import PROMPTS, headroom
+    from rl_select.selectors import check_k
+    from rl_select.study.headroom import headroom, headroom_report, write_headroom
     from rl_select.tasks import load_task
 
     loaded = load_task(task, data_dir)
@@ -56,59 +56,18 @@ def headroom_command(
         f"headroom on {len(queries)} {loaded.name} test queries: about {per_query * len(queries):,} scored queries "
         f"({per_query} per query)"
     )
-    path = out or Path("experiments/results") / f"headroom_{loaded.name}.json"
     lm = load_model_with_status(model, device, dtype)
-    resources = Resources(loaded, lm=lm, scoring=ScoringConfig(), embedder=embedder, data_seed=data_seed)
     with progress_bars() as factory:
-        resources.progress_factory = factory
+        resources = Resources(
+            loaded, lm=lm, scoring=ScoringConfig(), embedder=embedder, data_seed=data_seed, progress=factory
+        )
         result = headroom(
             resources, queries, k=k, num_candidates=num_candidates, dev_neighbours=dev_neighbours, progress=factory
         )
-    summary = result.summary()
-    headers = ["prompt", "calibrated", "raw", "gold-label probability", "calibrated − kNN (95% CI)"]
-    rows = []
-    for prompt in PROMPTS:
-        delta = summary.get(f"{prompt}_minus_knn")
-        rows.append(
-            [
-                prompt,
-                f"{100 * summary[prompt]['accuracy_calibrated']:.1f}",
-                f"{100 * summary[prompt]['accuracy_raw']:.1f}",
-                f"{summary[prompt]['gold_probability']:.3f}",
-                f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "",
-            ]
-        )
-    table = Table(title=f"headroom · {loaded.name} · k={k} · M={num_candidates} · {len(queries)} test queries")
-    for column in headers:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    record = provenance(seeds=[data_seed], model=lm.info(), llm_cost=result.cost.to_dict())
-    payload = {
-        "provenance": record,
-        "task": loaded.name,
-        "k": k,
-        "num_candidates": num_candidates,
-        "dev_neighbours": dev_neighbours,
-        "embedder": embedder,
-        "summary": summary,
-        "records": result.records,
-    }
-    write_json(path, payload)
-    where = summary["transferable_where"]
-    path.with_suffix(".md").write_text(
-        f"# Headroom: {loaded.name}, k={k}, M={num_candidates} nearest neighbours, {len(queries)} test queries\n\n"
-        "Per test query, prompts built from the same M nearest pool neighbours (embedder "
-        f"{embedder}): KATE's kNN prompt; the greedy choice by the query's own calibrated gold-label probability "
-        f"(an upper bound: it reads the test label); and the greedy choice by the mean of its {dev_neighbours} "
-        "nearest dev rows' (what a policy could transfer). Each scored on the query; deltas are paired, with "
-        "95% bootstrap intervals over the queries.\n\n"
-        + markdown_table(headers, rows)
-        + f"\nWhere the transferable greedy differs: it keeps {100 * (where['knn_right_kept_right'] or 0):.0f}% of the "
-        f"queries kNN gets right and gets {100 * (where['knn_wrong_made_right'] or 0):.0f}% of those kNN gets "
-        f"wrong. LLM cost: {result.cost.queries:,} scored queries, {result.cost.tokens:,} forward tokens.\n\n"
-        + provenance_markdown(record)
+    headers, rows = headroom_report(result)
+    print_table(f"headroom · {loaded.name} · k={k} · M={num_candidates} · {len(queries)} test queries", headers, rows)
+    path = write_headroom(
+        result, out or Path("experiments/results") / f"headroom_{loaded.name}.json", lm, embedder, data_seed
     )
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
 

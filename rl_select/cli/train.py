@@ -76,7 +76,7 @@ def gather_overrides(*, task: str | None, tasks: str | None, sets: list[str], **
 
 def build_config(config_file: Path | None, overrides: dict[str, Any]):
     """TrainConfig from defaults, then the YAML file, then the command-line overrides."""
-    from rl_select.policies.config import TrainConfig, read_yaml_mapping
+    from rl_select.runs.config import TrainConfig, read_yaml_mapping
 
     base = TrainConfig.from_dict(read_yaml_mapping(config_file, "training settings")) if config_file else TrainConfig()
     return base.with_overrides(overrides)
@@ -129,73 +129,85 @@ def train_command(
 ) -> None:
     """Train a demonstration selector (cql, dqn, ppo or fqi), then compare it with baselines on the test split."""
     setup_logging(verbose)
-    from rl_select.policies.config import read_run_config, read_yaml_mapping
-    from rl_select.policies.training import train
+    from rl_select.train import train
 
-    overrides = gather_overrides(
-        task=task,
-        tasks=tasks,
-        sets=sets,
-        algo=algo,
-        mode=mode,
-        k=k,
-        num_candidates=num_candidates,
-        reward_rows=reward_rows,
-        value=value,
-        steps=steps,
-        seed=seed,
-        n_envs=n_envs,
-        pool_size=pool_size,
-        eval_rows=eval_rows,
-        eval_seeds=eval_seeds,
-        cql_data=cql_data,
-        cql_episodes=cql_episodes,
-        calibrate=calibrate,
-        embedder=embedder,
-        step_features=step_features,
-        workers=workers,
-        address=address,
-        data_dir=data_dir,
-        model=model,
-        device=device,
-        dtype=dtype,
-        deterministic=deterministic,
-    )
+    flags = {name: value for name, value in locals().items() if name in TRAIN_FLAGS}
+    overrides = gather_overrides(task=task, tasks=tasks, sets=sets, **flags)
+    config, run_dir = run_to_start(config_file, overrides, out, resume)
+    if not dry_run and resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before anything is spent
+    announce_training_budget(config, table=dry_run)
+    if dry_run:
+        return
+    with progress_bars() as factory:
+        train(config, run_dir, resume=resume is not None, overrides=overrides, progress=factory)
+    typer.echo((run_dir / "results.md").read_text())
+    err_console.print(f"run directory {run_dir}: results.json, results.md, learning_curve.png, policy/")
+
+
+TRAIN_FLAGS = (
+    "algo",
+    "mode",
+    "k",
+    "num_candidates",
+    "reward_rows",
+    "value",
+    "steps",
+    "seed",
+    "n_envs",
+    "pool_size",
+    "eval_rows",
+    "eval_seeds",
+    "cql_data",
+    "cql_episodes",
+    "calibrate",
+    "embedder",
+    "step_features",
+    "workers",
+    "address",
+    "data_dir",
+    "model",
+    "device",
+    "dtype",
+    "deterministic",
+)
+"""``rl-select train`` options that set a TrainConfig field (None: not given)."""
+
+
+def run_to_start(config_file: Path | None, overrides: dict[str, Any], out: Path | None, resume: Path | None):
+    """The config and run directory of a new run (file, then options) or of the run ``--resume`` continues.
+
+    The tasks are loaded and checked against the settings here, before anything is written.
+    """
+    from rl_select.runs.config import read_run_config, read_yaml_mapping
+    from rl_select.runs.setup import load_tasks
+
     if resume is not None:
         if out is not None and out != resume:
             raise ConfigError("--resume continues a run in place; do not give --out")
         if config_file is not None:
-            overrides = {**read_yaml_mapping(config_file, "training settings"), **overrides}
+            overrides.update({**read_yaml_mapping(config_file, "training settings"), **overrides})
         config, run_dir = read_run_config(resume), resume
     else:
         if "tasks" not in overrides and config_file is None:
             raise ConfigError("give --task or --tasks (or --config)")
         config = build_config(config_file, overrides)
         run_dir = out or default_run_dir(config)
-    from rl_select.policies.training import load_tasks
-
-    tasks = load_tasks(config)  # bad settings fail here, before anything is written
-    if not dry_run and resume is None:
-        run_dir.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before anything is spent
-    announce_training_budget(config, tasks, table=dry_run)
-    if dry_run:
-        return
-    with progress_bars() as factory:
-        evaluation = train(config, run_dir, resume=resume is not None, overrides=overrides, progress=factory)
-    typer.echo((run_dir / "results.md").read_text())
-    err_console.print(f"run directory {run_dir}: results.json, results.md, learning_curve.png, policy/")
-    del evaluation
+    load_tasks(config)
+    return config, run_dir
 
 
-def announce_training_budget(config: Any, tasks: list, *, table: bool) -> None:
+def announce_training_budget(config: Any, *, table: bool) -> None:
     """Project a training run's LLM work on this machine and say it (the model loads once, for the run too)."""
     from rl_select.budget import measure_throughput, profiles_for, project_training
+    from rl_select.runs.setup import load_tasks
     from rl_select.scoring.model import shared_language_model
 
+    tasks = load_tasks(config)
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
         throughput = measure_throughput(lm)
-    rows = {t.name: min(config.eval_rows or len(t.test), len(t.test)) for t in tasks}
+    rows = {t.name: min(config.evaluation.rows or len(t.test), len(t.test)) for t in tasks}
     announce_budget(project_training(config, profiles_for(tasks, lm.tokenizer), rows), throughput, table=table)
 
 
@@ -250,7 +262,7 @@ def collect_command(
     if "tasks" not in overrides and config_file is None:
         raise ConfigError("give --task or --tasks (or --config)")
     config = build_config(config_file, overrides)
-    from rl_select.policies.training import load_tasks
+    from rl_select.runs.setup import load_tasks
 
     load_tasks(config)  # validate tasks and MDP settings before any work
     try:
@@ -275,7 +287,7 @@ def sweep_command(
     """Run (or resume) a grid of training runs with Ray Tune; write trials.csv, summary.md and plots."""
     setup_logging(verbose)
     from rl_select.rollouts.ray_runtime import ensure_ray
-    from rl_select.rollouts.sweep import load_sweep, run_sweep
+    from rl_select.sweep import load_sweep, run_sweep
 
     spec = load_sweep(sweep_file)  # every error surfaces here, before Ray starts
     err_console.print(f"sweep {spec.name}: {len(spec.points())} trials into {spec.root}")

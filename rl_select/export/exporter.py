@@ -103,9 +103,9 @@ def _mean_pooling(pooling: Any) -> bool:
 def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str]) -> dict[str, Any] | None:
     """Export a mean-pooling sentence-transformers embedder; None when it cannot be (then the runtime uses it)."""
     model = getattr(embedder, "model", None)
-    if model is None or not hasattr(model, "_modules"):
+    if not isinstance(model, nn.Module):
         return None
-    modules = list(model._modules.values())
+    modules = list(model.children())
     names = [type(m).__name__ for m in modules]
     pooling = modules[1] if len(modules) > 1 else None
     if names[:2] != ["Transformer", "Pooling"] or names[2:] not in ([], ["Normalize"]):
@@ -157,7 +157,7 @@ def export_policy(
     data_dir: str | None = None,
     pool: str | Path | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> fmt.Manifest:
     """Export a trained run.
 
     Args:
@@ -172,14 +172,7 @@ def export_policy(
         The manifest.
     """
     from rl_select.envs import FeatureBank
-    from rl_select.policies.selector import POLICY_DIR, load_policy, training_candidates
-    from rl_select.provenance import provenance
-    from rl_select.retrieval.index import VectorIndex
-    from rl_select.scoring import ScoringConfig
-    from rl_select.scoring.model import shared_language_model
-    from rl_select.selectors import Resources
-    from rl_select.tasks import Task, load_task
-    from rl_select.tasks.files import read_split
+    from rl_select.runs.policy import load_policy
 
     run_dir, out = Path(run_dir), Path(out)
     policy = load_policy(run_dir)
@@ -191,6 +184,33 @@ def export_policy(
         )
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; choose a new --out")
+    loaded = _export_task(config, task, data_dir, pool)
+    resources = _export_resources(config, loaded)
+    bank = FeatureBank(resources, config.env.features)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        layout = bank_layout(config)
+        dims = {"candidate": len(layout.candidate), "state": len(layout.state), "query": len(layout.query)}
+        inputs = export_policy_onnx(policy.module, config.env.mode, dims, out / fmt.POLICY_ONNX)
+        _write_pool(out, loaded, bank)
+        embedder = _embedder_spec(resources, config)
+        extra: dict[str, Any] = {}
+        if config.env.mode == "task":
+            extra["task_candidates"] = _task_candidates(out, run_dir, config, loaded, bank, seed, pool is None)
+        else:
+            embedder.update(export_embedder_onnx(resources.embedder, out, [e.input_text for e in loaded.dev[:8]]) or {})
+        manifest = _manifest(run_dir, config, resources, loaded, layout, inputs, embedder, seed, extra)
+        return fmt.write_manifest(out, manifest)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # never leave a half-written artifact behind
+        raise
+
+
+def _export_task(config: Any, task: str | None, data_dir: str | None, pool: str | Path | None) -> Any:
+    """The task whose format (and pool, or the given one) the artifact carries."""
+    from rl_select.tasks import Task, load_task
+    from rl_select.tasks.files import read_split
+
     loaded = load_task(task or config.tasks[0], data_dir or config.data_dir).subset_pool(
         config.pool_size, seed=config.seed
     )
@@ -204,87 +224,110 @@ def export_policy(
             description=loaded.description,
         )
     config.env.check_pool(len(loaded.train))
-    lm = shared_language_model(config.model, config.device, config.dtype)
-    resources = Resources(
+    return loaded
+
+
+def _export_resources(config: Any, loaded: Any) -> Any:
+    """The run's model, scoring and embedder, on the exported task."""
+    from rl_select.resources import Resources
+    from rl_select.scoring import ScoringConfig
+    from rl_select.scoring.model import shared_language_model
+
+    return Resources(
         loaded,
-        lm=lm,
+        lm=shared_language_model(config.model, config.device, config.dtype),
         scoring=ScoringConfig(calibrate=config.env.calibrate),
         embedder=config.env.features.embedder,
         data_seed=config.env.data_seed,
     )
-    bank = FeatureBank(resources, config.env.features)
-    n = len(loaded.train)
-    static = bank.static(range(n))
-    mode, m = config.env.mode, config.env.num_candidates
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        layout = bank_layout(config)
-        dims = {"candidate": len(layout.candidate), "state": len(layout.state), "query": len(layout.query)}
-        inputs = export_policy_onnx(policy.module, mode, dims, out / fmt.POLICY_ONNX)
-        np.save(out / fmt.POOL_EMBEDDINGS, bank.pool_vectors.astype(np.float32), allow_pickle=False)
-        np.save(out / fmt.POOL_STATIC, static.astype(np.float32), allow_pickle=False)
-        for name, array in zip(
-            fmt.PROJECTION_FILES, (bank.projection.matrix, bank.projection.mean, bank.projection.scale), strict=True
-        ):
-            np.save(out / name, array, allow_pickle=False)
-        with open(out / fmt.POOL_JSONL, "w") as f:
-            for example in loaded.train:
-                f.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
-        VectorIndex(bank.space_pool, use_gpu=False).save(out / fmt.POOL_INDEX)
-        embedder = resources.embedder
-        embedder_spec: dict[str, Any] = {"id": embedder.id, "spec": config.env.features.embedder}
-        if embedder.id.startswith("lm:"):
-            embedder_spec.update(kind="lm", model=config.model, dtype=str(lm.dtype).removeprefix("torch."))
-        else:
-            embedder_spec["kind"] = "sentence-transformers"
-        extra: dict[str, Any] = {}
-        if mode == "task":
-            anchor = bank.anchor(loaded.sample("dev", config.env.reward_rows, seed=config.env.data_seed))
-            np.save(out / fmt.ANCHOR, anchor.astype(np.float32), allow_pickle=False)
-            trained = run_dir / POLICY_DIR / "trained_on.json"
-            trained_on = json.loads(trained.read_text()) if trained.is_file() else {}
-            seen = pool is None and trained_on.get(loaded.name) == loaded.fingerprint("train")
-            candidate_pool = training_candidates(loaded, config)[1] if seen else np.arange(n)
-            rng = np.random.default_rng(seed)
-            extra["task_candidates"] = sorted(int(i) for i in rng.choice(candidate_pool, size=m, replace=False))
-        else:
-            probe = [e.input_text for e in loaded.dev[:8]]
-            onnx_spec = export_embedder_onnx(embedder, out, probe)
-            if onnx_spec:
-                embedder_spec.update(onnx_spec)
-        run_record = json.loads((run_dir / "config.json").read_text()).get("provenance", {})
-        manifest = {
-            "algo": config.algo,
-            "mode": mode,
-            "k": config.env.k,
-            "num_candidates": m,
-            "prompt_order": config.env.prompt_order,
-            "seed": seed,
-            "features": config.env.features.to_dict(),
-            "layout": layout.to_dict(),
-            "onnx_inputs": inputs,
-            "embedder": embedder_spec,
-            "scoring": {
-                "model": config.model,
-                "dtype": str(lm.dtype).removeprefix("torch."),
-                "calibrate": config.env.calibrate,
-                "value": config.env.value_kind,
-            },
-            "task": {"name": loaded.name, **loaded.template.to_dict(), "pool_size": n, "pool_source": loaded.source},
-            "provenance": {
-                "trained_on": list(config.tasks),
-                "training_config": config.to_dict(),
-                "commit": run_record.get("commit"),
-                "training_command": run_record.get("command"),
-                "export": provenance(),
-            },
-            **extra,
-        }
-        fmt.write_manifest(out, manifest)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # never leave a half-written artifact behind
-        raise
-    return json.loads((out / fmt.MANIFEST).read_text())
+
+
+def _write_pool(out: Path, loaded: Any, bank: Any) -> None:
+    """The pool, its embeddings, static features, projection and similarity index."""
+    from rl_select.retrieval.index import VectorIndex
+
+    np.save(out / fmt.POOL_EMBEDDINGS, bank.pool_vectors.astype(np.float32), allow_pickle=False)
+    np.save(out / fmt.POOL_STATIC, bank.static(range(len(loaded.train))).astype(np.float32), allow_pickle=False)
+    arrays = (bank.projection.matrix, bank.projection.mean, bank.projection.scale)
+    for name, array in zip(fmt.PROJECTION_FILES, arrays, strict=True):
+        np.save(out / name, array, allow_pickle=False)
+    with open(out / fmt.POOL_JSONL, "w") as f:
+        for example in loaded.train:
+            f.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
+    VectorIndex(bank.space_pool, use_gpu=False).save(out / fmt.POOL_INDEX)
+
+
+def _embedder_spec(resources: Any, config: Any) -> dict[str, Any]:
+    """How the runtime gets the query embedder back."""
+    embedder = resources.embedder
+    spec: dict[str, Any] = {"id": embedder.id, "spec": config.env.features.embedder}
+    if embedder.id.startswith("lm:"):
+        spec.update(kind="lm", model=config.model, dtype=str(resources.lm.dtype).removeprefix("torch."))
+    else:
+        spec["kind"] = "sentence-transformers"
+    return spec
+
+
+def _task_candidates(
+    out: Path, run_dir: Path, config: Any, loaded: Any, bank: Any, seed: int, own_pool: bool
+) -> list[int]:
+    """Task mode: the anchor file, and the M candidates (held out from training where the pool is the run's)."""
+    from rl_select.runs.dirs import read_trained_on
+    from rl_select.runs.setup import training_candidates
+
+    anchor = bank.anchor(loaded.sample("dev", config.env.reward_rows, seed=config.env.data_seed))
+    np.save(out / fmt.ANCHOR, anchor.astype(np.float32), allow_pickle=False)
+    seen = own_pool and read_trained_on(run_dir).get(loaded.name) == loaded.fingerprint("train")
+    candidate_pool = training_candidates(loaded, config)[1] if seen else np.arange(len(loaded.train))
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(candidate_pool, size=config.env.num_candidates, replace=False))
+
+
+def _manifest(
+    run_dir: Path,
+    config: Any,
+    resources: Any,
+    loaded: Any,
+    layout: Any,
+    inputs: list[str],
+    embedder: dict[str, Any],
+    seed: int,
+    extra: dict[str, Any],
+) -> fmt.Manifest:
+    """The artifact's manifest (its files' checksums are added when it is written)."""
+    from rl_select.provenance import provenance
+
+    run_record = json.loads((run_dir / "config.json").read_text()).get("provenance", {})
+    template = loaded.template.to_dict()
+    return fmt.Manifest(
+        format_version=fmt.FORMAT_VERSION,
+        algo=config.algo,
+        mode=config.env.mode,
+        k=config.env.k,
+        num_candidates=config.env.num_candidates,
+        prompt_order=config.env.prompt_order,
+        seed=seed,
+        features=config.env.features.to_dict(),
+        layout=layout.to_dict(),
+        onnx_inputs=inputs,
+        embedder=fmt.EmbedderSpec(**embedder),
+        scoring={
+            "model": config.model,
+            "dtype": str(resources.lm.dtype).removeprefix("torch."),
+            "calibrate": config.env.calibrate,
+            "value": config.env.value_kind,
+        },
+        task=fmt.TaskFormat(name=loaded.name, **template, pool_size=len(loaded.train), pool_source=loaded.source),
+        provenance={
+            "trained_on": list(config.tasks),
+            "training_config": config.to_dict(),
+            "commit": run_record.get("commit"),
+            "training_command": run_record.get("command"),
+            "export": provenance(),
+        },
+        files={},
+        **extra,
+    )
 
 
 def bank_layout(config: Any) -> Any:

@@ -1,4 +1,6 @@
-"""The exported-policy format: file names, the manifest, checksums. Shared by exporter and runtime (numpy only).
+"""The exported-policy format: file names, the manifest (one pydantic model), checksums.
+
+Shared by the exporter (training side) and the runtime (light: pydantic and the standard library only).
 
 An exported policy directory holds::
 
@@ -25,6 +27,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from rl_select.errors import ArtifactError
 from rl_select.paths import file_sha256
 
@@ -39,19 +43,81 @@ PROJECTION_FILES = ("projection_matrix.npy", "projection_mean.npy", "projection_
 ANCHOR = "anchor.npy"
 EMBEDDER_ONNX = "embedder.onnx"
 EMBEDDER_TOKENIZER = "tokenizer.json"
-REQUIRED_KEYS = (
-    "format_version",
-    "k",
-    "mode",
-    "num_candidates",
-    "features",
-    "layout",
-    "embedder",
-    "task",
-    "files",
-    "algo",
-    "onnx_inputs",
-)
+
+
+class EmbedderSpec(BaseModel):
+    """How the runtime embeds a query: the embedder's id and where it comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    spec: str | None = None
+    kind: str
+    model: str | None = None
+    dtype: str | None = None
+    onnx: bool = False
+    max_length: int = 256
+    onnx_max_abs_error: float | None = None
+
+
+class TaskFormat(BaseModel):
+    """The task's prompt format and pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    template: str
+    verbalizer: dict[str, str]
+    labels: list[str]
+    separator: str = "\n\n"
+    pool_size: int
+    pool_source: str = ""
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: everything the runtime needs besides the arrays, written by the exporter.
+
+    Attributes:
+        format_version: The artifact format (the runtime reads :data:`FORMAT_VERSION`).
+        algo: The learner that trained the policy.
+        mode: ``task`` or ``query``.
+        k: Demonstrations per prompt the policy was trained with.
+        num_candidates: Candidates per episode (M).
+        prompt_order: ``append`` or ``prepend`` (artifacts from before the setting appended).
+        seed: Seed of the task-mode candidate draw.
+        features: The observation's :class:`~rl_select.observation.FeatureConfig`.
+        layout: Column names of each observation block.
+        onnx_inputs: Input names of ``policy.onnx``.
+        embedder: How queries are embedded.
+        scoring: What scored the training rewards (model, dtype, calibration, value).
+        task: The prompt format and pool.
+        provenance: Training and export provenance.
+        task_candidates: Task mode: the pool ids the policy chooses among.
+        pool_swapped: A pool file used instead of the exported one (set by the runtime, never written).
+        files: sha256 of every file of the artifact.
+        manifest_sha256: sha256 of this manifest without this field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int
+    algo: str
+    mode: str
+    k: int
+    num_candidates: int
+    prompt_order: str = "append"
+    seed: int = 0
+    features: dict[str, Any]
+    layout: dict[str, list[str]]
+    onnx_inputs: list[str]
+    embedder: EmbedderSpec
+    scoring: dict[str, Any] = Field(default_factory=dict)
+    task: TaskFormat
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    task_candidates: list[int] = Field(default_factory=list)
+    pool_swapped: str | None = None
+    files: dict[str, str]
+    manifest_sha256: str | None = None
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
@@ -60,11 +126,11 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def read_manifest(directory: Path, verify: bool = True) -> dict[str, Any]:
+def read_manifest(directory: Path, verify: bool = True) -> Manifest:
     """Read ``manifest.json`` and check it.
 
-    Checks the format version, the required keys and, with ``verify``, the manifest's own checksum and every
-    file's sha256.
+    Checks the format version, the fields and, with ``verify``, the manifest's own checksum and every file's
+    sha256.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -83,13 +149,15 @@ def read_manifest(directory: Path, verify: bool = True) -> dict[str, Any]:
         raise ArtifactError(f"{path} has format version {version!r}; this rl-select reads version {FORMAT_VERSION}")
     if verify and manifest.get("manifest_sha256") != manifest_digest(manifest):
         raise ArtifactError(f"{path} was edited after export (its checksum does not match); re-export the policy")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ArtifactError(f"{path} is corrupt: missing {missing}")
-    files = manifest["files"]
-    if not isinstance(files, dict) or not files:
+    try:
+        parsed = Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "manifest"
+        raise ArtifactError(f"{path} is corrupt: {where}: {first.get('msg', 'invalid')}") from None
+    if not parsed.files:
         raise ArtifactError(f"{path} is corrupt: no file checksums")
-    for name, digest in files.items():
+    for name, digest in parsed.files.items():
         file = directory / name
         if "/" in name or name.startswith("."):
             raise ArtifactError(f"{path} lists an unexpected file name {name!r}")
@@ -97,12 +165,15 @@ def read_manifest(directory: Path, verify: bool = True) -> dict[str, Any]:
             raise ArtifactError(f"{directory} is missing {name}")
         if verify and file_sha256(file) != digest:
             raise ArtifactError(f"checksum mismatch for {name} in {directory}: the file was changed or damaged")
-    return manifest
+    return parsed
 
 
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+def write_manifest(directory: Path, manifest: Manifest | dict[str, Any]) -> Manifest:
     """Add the sha256 of every file in ``directory`` (but the manifest) and write ``manifest.json``."""
+    body = manifest.model_dump(exclude_none=True) if isinstance(manifest, Manifest) else dict(manifest)
     files = {p.name: file_sha256(p) for p in sorted(Path(directory).iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": files}
-    manifest["manifest_sha256"] = manifest_digest(manifest)
-    (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    body.update(format_version=FORMAT_VERSION, files=files)
+    body.pop("manifest_sha256", None)
+    body["manifest_sha256"] = manifest_digest(body)
+    (Path(directory) / MANIFEST).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    return Manifest.model_validate(body)

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+import rl_select.export.manifest as fmt
 from rl_select.errors import ArtifactError, ConfigError
-from rl_select.export import manifest as fmt
 from rl_select.observation import (
     ORDERS,
     FeatureConfig,
@@ -35,7 +35,7 @@ from rl_select.observation import (
     static_features,
     word_length,
 )
-from rl_select.tasks.files import read_split
+from rl_select.tasks.files import examples_from_rows, read_split
 from rl_select.tasks.task import Example
 from rl_select.tasks.template import PromptTemplate
 
@@ -105,30 +105,13 @@ def _session_options(threads: int = 1) -> Any:
     return options
 
 
-def _load_embedder(directory: Path, manifest: dict[str, Any]) -> Any:
-    spec = manifest["embedder"]
-    if spec.get("onnx"):
-        return OnnxEmbedder(
-            directory / fmt.EMBEDDER_ONNX,
-            directory / fmt.EMBEDDER_TOKENIZER,
-            int(spec.get("max_length", 256)),
-            spec["id"],
-        )
-    from rl_select.retrieval.embed import make_embedder
+def _load_embedder(directory: Path, spec: fmt.EmbedderSpec) -> Any:
+    """The query embedder: the exported ONNX one (light), else the original through the optional torch module."""
+    if spec.onnx:
+        return OnnxEmbedder(directory / fmt.EMBEDDER_ONNX, directory / fmt.EMBEDDER_TOKENIZER, spec.max_length, spec.id)
+    from rl_select.export.torch_parts import load_original_embedder
 
-    if spec["kind"] == "lm":
-        from rl_select.scoring.model import load_language_model
-
-        embedder = make_embedder(
-            None, load_language_model(spec.get("model"), device="cpu", dtype=spec.get("dtype", "float32"))
-        )
-    else:
-        embedder = make_embedder(spec["spec"], lambda: None)
-    if embedder.id != spec["id"]:
-        raise ArtifactError(
-            f"the embedder loaded here ({embedder.id}) is not the one the policy was exported with ({spec['id']})"
-        )
-    return embedder
+    return load_original_embedder(spec)
 
 
 class Selector:
@@ -137,22 +120,20 @@ class Selector:
     Use :func:`load_selector` to create one.
     """
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], pool_file: str | Path | None = None) -> None:
+    def __init__(self, directory: Path, manifest: fmt.Manifest, pool_file: str | Path | None = None) -> None:
         import onnxruntime as ort
 
         self.directory = directory
         self.manifest = manifest
-        task = manifest["task"]
-        self.template = PromptTemplate(
-            task["template"], task["verbalizer"], tuple(task["labels"]), task.get("separator", "\n\n")
-        )
-        self.mode: str = manifest["mode"]
-        self.k: int = int(manifest["k"])
-        self.num_candidates: int = int(manifest["num_candidates"])
-        self.prompt_order: str = manifest.get("prompt_order", "append")  # artifacts before the setting appended
+        task = manifest.task
+        self.template = PromptTemplate(task.template, task.verbalizer, tuple(task.labels), task.separator)
+        self.mode: str = manifest.mode
+        self.k: int = manifest.k
+        self.num_candidates: int = manifest.num_candidates
+        self.prompt_order: str = manifest.prompt_order  # artifacts from before the setting appended (the default)
         if self.prompt_order not in ORDERS:
             raise ArtifactError(f"{directory}: unknown prompt_order {self.prompt_order!r} in the manifest")
-        self.features = FeatureConfig(**{"centred_similarity": True, **manifest["features"]})  # older: centred
+        self.features = FeatureConfig(**{"centred_similarity": True, **manifest.features})  # older: centred
         self.layout = feature_layout(self.features, self.mode)
         try:
             self.session = ort.InferenceSession(
@@ -165,15 +146,16 @@ class Selector:
         except Exception as exc:  # onnxruntime raises its own exception types for damaged models
             raise ArtifactError(f"cannot load {directory}: {str(exc).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
-        if self.input_names != manifest["onnx_inputs"]:
+        if self.input_names != manifest.onnx_inputs:
             raise ArtifactError(f"{fmt.POLICY_ONNX} inputs {self.input_names} do not match the manifest")
         self._embedder: Any = None
         self._embedder_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
         if pool_file is None:
             self.pool = read_split(directory / fmt.POOL_JSONL, "train", self.template)
             self.vectors = np.load(directory / fmt.POOL_EMBEDDINGS, allow_pickle=False)
             self.static = np.load(directory / fmt.POOL_STATIC, allow_pickle=False)
-            self.task_candidates = np.asarray(manifest.get("task_candidates", []), dtype=np.int64)
+            self.task_candidates = np.asarray(manifest.task_candidates, dtype=np.int64)
         else:
             self._swap_pool(Path(pool_file))
         self.labels = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
@@ -220,26 +202,26 @@ class Selector:
         if self._embedder is None:
             with self._embedder_lock:
                 if self._embedder is None:
-                    self._embedder = _load_embedder(self.directory, self.manifest)
+                    self._embedder = _load_embedder(self.directory, self.manifest.embedder)
         return self._embedder
 
     def info(self) -> dict[str, Any]:
         """A summary of the manifest (what ``GET /v1/policy`` returns)."""
         m = self.manifest
         return {
-            "format_version": m["format_version"],
-            "algo": m["algo"],
+            "format_version": m.format_version,
+            "algo": m.algo,
             "mode": self.mode,
             "k": self.k,
             "num_candidates": self.num_candidates,
             "prompt_order": self.prompt_order,
             "pool_size": len(self.pool),
-            "task": m["task"]["name"],
+            "task": m.task.name,
             "labels": list(self.template.labels),
             "template": self.template.template,
-            "embedder": m["embedder"]["id"],
-            "trained": m.get("provenance", {}).get("trained_on"),
-            "commit": m.get("provenance", {}).get("commit"),
+            "embedder": m.embedder.id,
+            "trained": m.provenance.get("trained_on"),
+            "commit": m.provenance.get("commit"),
         }
 
     # ------------------------------------------------------------------ internals
@@ -283,7 +265,7 @@ class Selector:
         from rl_select.retrieval.index import VectorIndex
 
         path = self.directory / fmt.POOL_INDEX
-        if self.manifest.get("pool_swapped") or not path.is_file():
+        if self.manifest.pool_swapped or not path.is_file():
             return VectorIndex(self.space, use_gpu=False)
         return VectorIndex.load(path, self.space, use_gpu=False)
 
@@ -299,43 +281,61 @@ class Selector:
         if n < self.num_candidates:
             raise ArtifactError(f"the pool has {n} examples, fewer than the policy's {self.num_candidates} candidates")
 
+    def use_pool(self, rows: list[dict[str, Any]], source: str = "rows") -> None:
+        """Choose from these rows (``{"text", "label"[, "text_pair"]}``) instead of the exported pool.
+
+        Their embeddings and static features are computed as the exporter computed the pool's (policies with
+        zero-shot LLM features load the scoring model once).
+        """
+        self._install_pool(examples_from_rows(rows, "train", self.template, source), source)
+
+    def add_examples(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Add rows to a query-mode policy's pool (chosen from the next call on); return their pool ids."""
+        if self.mode == "task":
+            raise ConfigError("a task-mode policy chooses one prompt from fixed candidates; use use_pool() instead")
+        added = examples_from_rows(rows, "train", self.template, "added examples", first_id=len(self.pool))
+        vectors, static = self._pool_features(added)
+        with self._pool_lock:
+            self.pool = [*self.pool, *added]
+            self.vectors = np.concatenate([self.vectors, vectors])
+            self.static = np.concatenate([self.static, static])
+            self.labels = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
+            self.space = self.projection.to_space(self.vectors, self.features.centred_similarity)
+            self.manifest = self.manifest.model_copy(update={"pool_swapped": "added examples"})
+            self.index = self._index()
+        return [e.id for e in added]
+
     def _swap_pool(self, pool_file: Path) -> None:
-        """Use another candidate pool: its embeddings and static features are recomputed."""
-        self.pool = read_split(pool_file, "train", self.template)
-        if len(self.pool) < self.num_candidates:
-            raise ConfigError(f"--pool has {len(self.pool)} rows; the policy needs at least {self.num_candidates}")
-        self.vectors = np.asarray(self.embedder.embed([e.input_text for e in self.pool]), dtype=np.float32)
-        zero_shot = self._zero_shot(self.pool) if self.features.llm_features else None
-        label_ids = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
-        self.static = static_features(
-            self.vectors,
-            self.projection,
-            label_ids,
-            word_length([e.input_text for e in self.pool]),
-            zero_shot,
-            self.features,
-        )
-        rng = np.random.default_rng(int(self.manifest.get("seed", 0)))
+        self._install_pool(read_split(pool_file, "train", self.template), str(pool_file))
+
+    def _install_pool(self, pool: list[Example], source: str) -> None:
+        if len(pool) < self.num_candidates:
+            raise ConfigError(f"the pool has {len(pool)} rows; the policy needs at least {self.num_candidates}")
+        self.vectors, self.static = self._pool_features(pool)
+        self.pool = pool
+        self.labels = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
+        self.space = self.projection.to_space(self.vectors, self.features.centred_similarity)
+        rng = np.random.default_rng(self.manifest.seed)
         self.task_candidates = np.sort(rng.choice(len(self.pool), size=self.num_candidates, replace=False))
-        self.manifest = {**self.manifest, "pool_swapped": str(pool_file)}
+        self.manifest = self.manifest.model_copy(update={"pool_swapped": source})
+        if hasattr(self, "index"):
+            self.index = self._index()
+
+    def _pool_features(self, pool: list[Example]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and static observation features of pool rows, as the exporter computes them."""
+        vectors = np.asarray(self.embedder.embed([e.input_text for e in pool]), dtype=np.float32)
+        zero_shot = self._zero_shot(pool) if self.features.llm_features else None
+        label_ids = np.array([self.template.labels.index(e.label) for e in pool], dtype=np.int64)
+        static = static_features(
+            vectors, self.projection, label_ids, word_length([e.input_text for e in pool]), zero_shot, self.features
+        )
+        return vectors, static
 
     def _zero_shot(self, pool: list[Example]) -> np.ndarray:
         """Zero-shot LLM statistics of a swapped-in pool (loads the scoring model: these features need it)."""
-        from rl_select.scoring import Scorer, ScoringConfig, load_language_model
-        from rl_select.tasks.task import Task
+        from rl_select.export.torch_parts import zero_shot_features
 
-        scoring = self.manifest["scoring"]
-        lm = load_language_model(scoring.get("model"), device="cpu", dtype=scoring.get("dtype", "float32"))
-        task = Task(
-            name=self.manifest["task"]["name"],
-            template=self.template,
-            splits={"train": pool, "dev": pool[:1], "test": pool[:1]},
-            source=f"pool:{len(pool)}",
-        )
-        result = Scorer(lm, task, ScoringConfig(calibrate=scoring.get("calibrate", True))).score([], pool)
-        return np.stack(
-            [result.entropy / np.log(len(self.template.labels)), result.gold_probs, result.correct], axis=1
-        ).astype(np.float32)
+        return zero_shot_features(self.manifest, self.template, pool)
 
 
 def load_selector(path: str | Path, *, pool: str | Path | None = None, verify: bool = True) -> Selector:

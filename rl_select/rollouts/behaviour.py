@@ -107,12 +107,15 @@ def run_dense_episode(
     Returns the fields of :func:`~rl_select.rollouts.episodes.run_episode` plus ``action_values`` ``[k, M]``
     (NaN where a candidate was already chosen), ``behaviour``, and what rebuilding any state's observation
     needs: ``static``, ``vectors``, ``labels``, ``anchor`` and, in query mode, ``query_features`` and
-    ``query_key``. Rewards and values come from the rows (the chosen candidate's entry), so an episode costs
-    k action rows and one zero-shot score.
+    ``query_key``, and the LLM cost it took. Rewards and values come from the rows (the chosen candidate's
+    entry), so an episode costs k action rows and one zero-shot score.
     """
+    from rl_select.rollouts.episodes import cost_record
+
     seed = base_seed + episode_id
     rng = np.random.default_rng(seed)
     behaviour = mix.pick(rng)
+    before = env.resources.llm_cost()
     obs, info = env.reset(seed=seed, options=options)
     observations, actions, rewards, values, rows = [obs], [], [], [info["value"]], []
     terminated = False
@@ -148,4 +151,5 @@ def run_dense_episode(
     if episode.query is not None:
         record["query_features"] = np.asarray(episode.query_features, dtype=np.float32)
         record["query_key"] = np.asarray([episode.query.split, str(episode.query.id)])
+    record.update(cost_record(env.resources.llm_cost() - before))
     return record

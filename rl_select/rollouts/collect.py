@@ -6,15 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl_select.rollouts.episodes import EpisodeStore, run_episode
+from rl_select.rollouts.episodes import EpisodeStore, episode_base_seed, run_episode
+from rl_select.runs.setup import build_setup, load_tasks, make_env
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-EPISODE_SEED_STRIDE = 1_000_003
-
-
-def episode_base_seed(seed: int) -> int:
-    """Episode ``i`` of a run with ``seed`` is reset with ``episode_base_seed(seed) + i``."""
-    return seed * EPISODE_SEED_STRIDE
 
 
 def dataset_settings(config: Any) -> dict[str, Any]:
@@ -48,8 +43,8 @@ def collect_episodes(
     Args:
         out: Data set directory.
         episodes: Number of episodes the data set should hold.
-        config: A :class:`~rl_select.policies.config.TrainConfig` defining tasks and MDP.
-        setup: An already built :class:`~rl_select.policies.training.TrainingSetup` (in-process collection).
+        config: A :class:`~rl_select.runs.config.TrainConfig` defining tasks and MDP.
+        setup: An already built :class:`~rl_select.runs.setup.RunSetup` (in-process collection).
         progress: Progress factory.
     """
     from rl_select.provenance import provenance
@@ -63,17 +58,13 @@ def collect_episodes(
         advance(len(done & set(range(episodes))))
     if not todo:
         return store
-    if config.workers:
+    if config.parallel.workers:
         from rl_select.rollouts.ray_collect import collect_with_ray
 
         collect_with_ray(config, store, todo, advance)
         return store
     if setup is None:
-        from rl_select.policies.training import build_setup, load_tasks
-
         setup = build_setup(config, store.path, load_tasks(config))
-    from rl_select.policies.training import make_env
-
     envs = {t.name: make_env(setup, t) for t in setup.tasks}
     names = [t.name for t in setup.tasks]
     base = episode_base_seed(config.seed)

@@ -20,9 +20,17 @@ from typing import Any
 import numpy as np
 
 from rl_select.errors import ArtifactError
+from rl_select.observation import OBS_KEYS
+from rl_select.scoring import LLMCost
 
 EPISODE_FILE = re.compile(r"^(\d{8})\.npz$")
-OBS_KEYS = ("candidates", "chosen", "step", "state", "query")
+EPISODE_SEED_STRIDE = 1_000_003
+COST_KEYS = ("cost_queries", "cost_tokens")
+
+
+def episode_base_seed(seed: int) -> int:
+    """Episode ``i`` of a run with ``seed`` is reset with ``episode_base_seed(seed) + i``."""
+    return seed * EPISODE_SEED_STRIDE
 
 
 def run_episode(
@@ -33,10 +41,12 @@ def run_episode(
     Returns:
         ``obs_<key>`` ``[k + 1, ...]`` observations, ``actions`` ``[k]``, ``rewards`` ``[k]``, ``values``
         ``[k + 1]`` (value before the first step, then after each), ``candidate_ids`` ``[M]``,
-        ``selection`` ``[k]`` (pool ids), ``episode_id``, ``seed``, ``task``.
+        ``selection`` ``[k]`` (pool ids), ``episode_id``, ``seed``, ``task``, and the LLM cost it took
+        (``cost_queries``, ``cost_tokens``).
     """
     seed = base_seed + episode_id
     rng = np.random.default_rng(seed)
+    before = env.resources.llm_cost()
     obs, info = env.reset(seed=seed)
     observations = [obs]
     actions, rewards, values = [], [], [info["value"]]
@@ -61,7 +71,16 @@ def run_episode(
         seed=np.asarray(seed, dtype=np.int64),
         task=np.asarray(info["task"]),
     )
+    record.update(cost_record(env.resources.llm_cost() - before))
     return record
+
+
+def cost_record(spent: LLMCost) -> dict[str, np.ndarray]:
+    """An episode's LLM cost as record fields (so a data set's cost adds up however it was collected)."""
+    return {
+        COST_KEYS[0]: np.asarray(spent.queries, dtype=np.int64),
+        COST_KEYS[1]: np.asarray(spent.tokens, dtype=np.int64),
+    }
 
 
 class EpisodeStore:
@@ -107,13 +126,27 @@ class EpisodeStore:
         return sorted(int(m.group(1)) for p in self.episodes.iterdir() if (m := EPISODE_FILE.match(p.name)))
 
     def write(self, record: dict[str, np.ndarray]) -> Path:
-        """Store one episode atomically (a second write of the same id replaces it with identical data)."""
+        """Store one episode atomically (a second write of the same id replaces it with identical data).
+
+        The LLM cost it took (``cost_*`` fields) goes to a side file: it depends on what the scorer had cached,
+        so it varies with placement and resumption while the episode itself does not.
+        """
         episode_id = int(record["episode_id"])
+        cost = {key: int(record[key]) for key in COST_KEYS if key in record}
+        if cost:
+            self._write_cost(episode_id, cost)
         path = self.episodes / f"{episode_id:08d}.npz"
         tmp = self.episodes / f".{episode_id:08d}.tmp.npz"
-        np.savez(tmp, **record)
+        np.savez(tmp, **{key: value for key, value in record.items() if key not in COST_KEYS})
         tmp.replace(path)
         return path
+
+    def _write_cost(self, episode_id: int, cost: dict[str, int]) -> None:
+        costs = self.path / "costs"
+        costs.mkdir(parents=True, exist_ok=True)
+        tmp = costs / f".{episode_id:08d}.tmp.json"
+        tmp.write_text(json.dumps(cost) + "\n")
+        tmp.replace(costs / f"{episode_id:08d}.json")
 
     def read(self, episode_id: int) -> dict[str, np.ndarray]:
         """One stored episode."""
@@ -123,6 +156,28 @@ class EpisodeStore:
                 return {key: data[key] for key in data.files}
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"corrupt episode file {path}: {exc}") from None
+
+    def episode_cost(self, episode_id: int) -> LLMCost | None:
+        """The LLM cost episode ``episode_id`` recorded (side file, or fields of older data sets); None if none."""
+        path = self.path / "costs" / f"{episode_id:08d}.json"
+        if path.is_file():
+            try:
+                fields = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise ArtifactError(f"{path} is corrupt ({exc.msg})") from None
+        else:
+            fields = {key: value for key, value in self.read(episode_id).items() if key in COST_KEYS}
+        if set(fields) != set(COST_KEYS):
+            return None
+        return LLMCost(int(fields["cost_queries"]), int(fields["cost_tokens"]))
+
+    def has_costs(self) -> bool:
+        """Whether every stored episode records the LLM cost it took (data sets from before costs were kept lack it)."""
+        return bool(self.ids()) and all(self.episode_cost(i) is not None for i in self.ids())
+
+    def cost(self) -> LLMCost:
+        """The LLM work of collecting every stored episode (what each recorded when it ran)."""
+        return sum((self.episode_cost(i) or LLMCost() for i in self.ids()), LLMCost())
 
     def load(self, ids: Iterable[int] | None = None) -> list[dict[str, np.ndarray]]:
         """Stored episodes (all, or ``ids``), in id order."""

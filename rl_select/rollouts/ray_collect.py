@@ -101,9 +101,9 @@ def collect_with_ray(
     todo: list[int],
     advance: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """Run episodes ``todo`` on ``config.workers`` Ray workers; the driver alone writes them to ``store``."""
-    ensure_ray(config.address)
-    workers, central = start_workers(config, store.path, config.workers)
+    """Run episodes ``todo`` on ``config.parallel.workers`` Ray workers; the driver alone writes them to ``store``."""
+    ensure_ray(config.parallel.address)
+    workers, central = start_workers(config, store.path, config.parallel.workers)
     try:
         return run_on_workers(workers, todo, store.write, advance)
     finally:

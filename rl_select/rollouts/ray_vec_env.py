@@ -18,10 +18,11 @@ from rl_select.errors import RLSelectError
 from rl_select.rollouts.ray_collect import stop_workers, worker_failure_types
 from rl_select.rollouts.ray_runtime import ensure_ray
 from rl_select.rollouts.workers import start_workers
+from rl_select.runs.setup import build_setup, load_tasks, make_env
 
 
 class RayVecEnv(VecEnv):
-    """``config.n_envs`` sub-envs spread over ``config.workers`` Ray workers.
+    """``config.parallel.n_envs`` sub-envs spread over ``config.parallel.workers`` Ray workers.
 
     Args:
         config: The TrainConfig.
@@ -29,16 +30,15 @@ class RayVecEnv(VecEnv):
     """
 
     def __init__(self, config: Any, run_dir: Path) -> None:
-        self._ray = ensure_ray(config.address)
-        count = max(1, min(config.workers, config.n_envs))
+        parallel = config.parallel
+        self._ray = ensure_ray(parallel.address)
+        count = max(1, min(parallel.workers, parallel.n_envs))
         self.workers, self.central = start_workers(config, run_dir, count)
-        self.assignment = [[i for i in range(config.n_envs) if i % count == w] for w in range(count)]
+        self.assignment = [[i for i in range(parallel.n_envs) if i % count == w] for w in range(count)]
         self._get([w.start.remote(ids) for w, ids in zip(self.workers, self.assignment, strict=True)])
-        from rl_select.policies.training import build_setup, load_tasks, make_env
-
         probe_setup = build_setup(config, Path(run_dir), load_tasks(config)[:1])
         probe = make_env(probe_setup, probe_setup.tasks[0])
-        super().__init__(config.n_envs, probe.observation_space, probe.action_space)
+        super().__init__(parallel.n_envs, probe.observation_space, probe.action_space)
         self._actions: np.ndarray | None = None
 
     def _get(self, refs: list) -> list:

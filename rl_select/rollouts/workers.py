@@ -22,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from rl_select.rollouts.episodes import episode_base_seed, run_episode
 from rl_select.rollouts.ray_runtime import require_ray
+from rl_select.runs.config import TrainConfig
+from rl_select.runs.setup import build_setup, load_tasks, make_env, make_vec_env
+from rl_select.scoring import LLMCost
 
 logger = logging.getLogger(__name__)
 PLACEMENTS = ("worker", "central")
@@ -48,9 +52,6 @@ class CentralScorer:
 
     def __init__(self, config: dict[str, Any], run_dir: str, threads: int) -> None:
         _quiet_worker(threads)
-        from rl_select.policies.config import TrainConfig
-        from rl_select.policies.training import build_setup, load_tasks
-
         self.config = TrainConfig.from_dict(config)
         self.setup = build_setup(self.config, Path(run_dir), load_tasks(self.config))
 
@@ -86,10 +87,12 @@ class RemoteScorer:
         self.actor, self.task = actor, task
         self._ray = require_ray()
         self.namespace = self._ray.get(actor.namespace.remote(task))
+        self.requested = 0
 
     def score_many(self, requests: Sequence[tuple[Sequence, Sequence]], *, use_cache: bool = True) -> list:
         """Forward a batch of requests."""
         payload = [(tuple(d), tuple(q)) for d, q in requests]
+        self.requested += sum(len(q) for _, q in payload)
         return self._ray.get(self.actor.score_many.remote(self.task, payload, use_cache))
 
     def score(self, demos: Sequence, queries: Sequence, *, use_cache: bool = True, progress: Any = None) -> Any:
@@ -106,6 +109,10 @@ class RemoteScorer:
     def cache_stats(self) -> dict:
         """The central scorer's statistics for this task."""
         return self._ray.get(self.actor.cache_stats.remote(self.task))
+
+    def cost(self) -> LLMCost:
+        """Queries this proxy asked the central scorer for (its tokens are counted there, for every worker)."""
+        return LLMCost(queries=self.requested)
 
 
 class RemoteEmbedder:
@@ -136,14 +143,11 @@ class RolloutWorker:
 
     def __init__(self, config: dict[str, Any], run_dir: str, threads: int = 1, central: Any = None) -> None:
         _quiet_worker(threads)
-        from rl_select.policies.config import TrainConfig
-        from rl_select.policies.training import build_setup, load_tasks, make_env
-
         self.config = TrainConfig.from_dict(config)
-        self.setup = build_setup(self.config, Path(run_dir), load_tasks(self.config))
-        if central is not None:
-            for name, resources in self.setup.resources.items():
-                resources.attach(scorer=RemoteScorer(central, name), embedder=RemoteEmbedder(central, name))
+        remote = (
+            None if central is None else (lambda name: (RemoteScorer(central, name), RemoteEmbedder(central, name)))
+        )
+        self.setup = build_setup(self.config, Path(run_dir), load_tasks(self.config), remote=remote)
         self.envs = {task.name: make_env(self.setup, task) for task in self.setup.tasks}
         self.names = [task.name for task in self.setup.tasks]
         self.vec: Any = None
@@ -154,20 +158,13 @@ class RolloutWorker:
 
     def run_episode(self, episode_id: int) -> dict[str, np.ndarray]:
         """One random-policy episode, determined by its id (see :mod:`rl_select.rollouts.episodes`)."""
-        from rl_select.rollouts.collect import episode_base_seed
-        from rl_select.rollouts.episodes import run_episode
-
         env = self.envs[self.names[episode_id % len(self.names)]]
         return run_episode(env, episode_id, episode_base_seed(self.config.seed))
 
     # lock-step training: sub-envs with global indices, each seeded ``seed + index``
     def start(self, indices: list[int]) -> None:
-        """Create this worker's sub-envs (global ``indices``)."""
-        from rl_select.envs.vector import DemoSelectionVecEnv
-        from rl_select.policies.training import make_env
-
-        envs = [make_env(self.setup, self.setup.tasks[i % len(self.setup.tasks)]) for i in indices]
-        self.vec = DemoSelectionVecEnv(envs, seeds=[self.config.seed + i for i in indices])
+        """Create this worker's sub-envs (global ``indices``, each seeded ``seed + index``)."""
+        self.vec = make_vec_env(self.setup, seeds=[self.config.seed + i for i in indices])
 
     def reset(self) -> dict[str, np.ndarray]:
         """Reset the sub-envs."""
@@ -195,7 +192,7 @@ def start_workers(config: Any, run_dir: Path, count: int) -> tuple[list[Any], An
     config_dict = config.to_dict()
     central = None
     worker_cpus = min(1.0, total_cpus / count)
-    if config.scorer_placement == "central":
+    if config.parallel.scorer_placement == "central":
         options: dict[str, Any] = {"num_cpus": min(1.0, total_cpus / 2), "max_restarts": -1}
         if gpus and config.device != "cpu":
             options["num_gpus"] = 1
@@ -203,7 +200,7 @@ def start_workers(config: Any, run_dir: Path, count: int) -> tuple[list[Any], An
         worker_cpus = min(worker_cpus, max(total_cpus - 1, 1) / count)
     worker_options: dict[str, Any] = {"num_cpus": worker_cpus, "max_restarts": -1, "max_task_retries": 0}
     if central is None and gpus and config.device != "cpu":
-        worker_options["num_gpus"] = config.worker_gpus or 1.0 / count
+        worker_options["num_gpus"] = config.parallel.worker_gpus or 1.0 / count
     actor_class = ray.remote(RolloutWorker).options(**worker_options)
     workers = [actor_class.remote(config_dict, str(run_dir), 1, central) for _ in range(count)]
     return workers, central

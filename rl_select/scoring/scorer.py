@@ -515,6 +515,46 @@ class Scorer:
         bounds = np.cumsum([0, *(len(u.items) for u in units)])
         return [scores[a:b] for a, b in itertools.pairwise(bounds)]
 
+    def query_nll(self, prefixes: Sequence[Sequence[Example]], query: Example, batch: int = 8) -> np.ndarray:
+        """Mean NLL per token of ``query``'s input part (no answer) after each demonstration prefix.
+
+        ConE's conditional entropy of the test input given demonstrations (Peng et al. 2024). One right-padded
+        forward per ``batch`` prefixes; each prefix counts as one scored query in :meth:`cost`.
+        """
+        target = list(self.encoder.query(query))
+        rows = [self.encoder.prefix(demos) for demos in prefixes]
+        nll = np.zeros(len(rows))
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            nll[start : start + len(chunk)] = self._target_nll(chunk, target)
+        self.stats.requested += len(rows)
+        return nll
+
+    def _target_nll(self, prefixes: list[list[int]], target: list[int]) -> np.ndarray:
+        """Left-padded rows ``prefix + target``; only the logits that predict the target are computed."""
+        if min(len(prefix) for prefix in prefixes) < 1:
+            raise ConfigError("query_nll needs a non-empty prefix (a demonstration or the tokenizer's BOS)")
+        device = self.lm.device
+        width = max(len(prefix) for prefix in prefixes) + len(target)
+        rows = [[0] * (width - len(prefix) - len(target)) + prefix + target for prefix in prefixes]
+        mask = torch.tensor([[0] * (width - len(p) - len(target)) + [1] * (len(p) + len(target)) for p in prefixes])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs: dict[str, Any] = {
+            "input_ids": torch.tensor(rows, device=device),
+            "attention_mask": mask.to(device),
+            "position_ids": positions.to(device),
+        }
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = len(target) + 1
+        started = time.perf_counter()
+        with torch.inference_mode():
+            logits = self.lm.model(**kwargs).logits[:, -len(target) - 1 : -1].float()
+        self._count_forward(started, int(mask.sum()))
+        logprobs = torch.log_softmax(logits, dim=-1)
+        wanted = torch.tensor(target, device=device)
+        picked = logprobs[:, torch.arange(len(target), device=device), wanted]
+        return (-picked.mean(dim=-1)).cpu().numpy().astype(np.float64)
+
     def prefix_log_perplexity(self, demos: Sequence[Example]) -> float:
         """Mean NLL per token of the demonstration prefix (needs ``prefix_perplexity``; NaN for no tokens)."""
         if not self.config.prefix_perplexity:

@@ -11,8 +11,9 @@ import inspect
 from typing import Any
 
 from rl_select.errors import ConfigError, unknown_name
-from rl_select.selectors.base import Resources, Selector, check_k
+from rl_select.selectors.base import Selector, check_k
 from rl_select.selectors.random import BalancedRandomSelector, RandomSelector, ZeroShotSelector
+from rl_select.selectors.reranked import ConESelector, MDLSelector, VoteKSelector
 from rl_select.selectors.retrieval import BM25Selector, DPPSelector, KNNSelector, MMRSelector
 from rl_select.selectors.scored import BestOfNSelector, GreedyOracleSelector, MaxEntropySelector
 
@@ -26,6 +27,9 @@ SELECTORS: dict[str, type[Selector]] = {
         BM25Selector,
         MMRSelector,
         DPPSelector,
+        VoteKSelector,
+        MDLSelector,
+        ConESelector,
         MaxEntropySelector,
         BestOfNSelector,
         GreedyOracleSelector,
@@ -63,14 +67,16 @@ __all__ = [
     "BM25Selector",
     "BalancedRandomSelector",
     "BestOfNSelector",
+    "ConESelector",
     "DPPSelector",
     "GreedyOracleSelector",
     "KNNSelector",
+    "MDLSelector",
     "MMRSelector",
     "MaxEntropySelector",
     "RandomSelector",
-    "Resources",
     "Selector",
+    "VoteKSelector",
     "ZeroShotSelector",
     "check_k",
     "make_selector",

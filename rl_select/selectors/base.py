@@ -1,24 +1,26 @@
-"""The selector interface and the shared resources selectors draw on.
+"""The selector interface.
 
 Every selector answers ``select(task, query | None, k, rng) -> ordered pool ids`` (first demonstration first).
 *Task-level* selectors pick one prompt for the whole task and ignore the query; *query-level* selectors
 (``query_level = True``) pick per query. ``retrieve(queries, k, rng)`` gives OpenICL's contract: one list of
 pool ids per query. Constructors are cheap; indexes, embeddings and dev scoring happen in :meth:`build`.
+
+A selector's algorithm is :meth:`Selector.choose` over :class:`~rl_select.selectors.candidates.Candidates`;
+:meth:`Selector.select` only gathers the candidates from the pool (and the env baselines gather them from an
+MDP episode), so each algorithm exists once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
 from rl_select.errors import ConfigError
-from rl_select.scoring.cache import RewardCache
-from rl_select.scoring.model import LanguageModel
-from rl_select.scoring.scorer import Scorer, ScoringConfig
+from rl_select.resources import Resources
+from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
 from rl_select.types import Selection
 
@@ -31,106 +33,14 @@ def check_k(k: int, pool_size: int) -> None:
         raise ConfigError(f"k={k} must be smaller than the candidate pool ({pool_size} examples)")
 
 
-class Resources:
-    """What selectors and evaluation share for one task, each built on first use.
-
-    Args:
-        task: The task.
-        lm: The scoring model, or a function that loads it (called at most once).
-        scoring: Scoring settings.
-        embedder: Embedder spec (None: the scoring LLM's hidden states; else a sentence-transformers model).
-        reward_cache: A reward cache to share with other scorers.
-        data_seed: Seed of the dev subsamples that dev-based selectors score on.
-    """
-
-    def __init__(
-        self,
-        task: Task,
-        *,
-        lm: LanguageModel | Callable[[], LanguageModel],
-        scoring: ScoringConfig | None = None,
-        embedder: str | None = None,
-        reward_cache: RewardCache | None = None,
-        data_seed: int = 0,
-    ) -> None:
-        self.task = task
-        self._lm = lm
-        self.scoring = scoring or ScoringConfig()
-        self.embedder_spec = embedder
-        self.reward_cache = reward_cache
-        self.data_seed = data_seed
-        self._query_vectors: dict[tuple[str, int], np.ndarray] = {}
-        self.progress_factory: Callable[[str, int], Callable[[int], None]] | None = None
-        """Set by front ends: given a description and a total, returns an ``advance(n)`` callback."""
-
-    @cached_property
-    def lm(self) -> LanguageModel:
-        """The scoring model."""
-        return self._lm() if callable(self._lm) else self._lm
-
-    @property
-    def lm_fingerprint(self) -> str:
-        """Identifies the scoring model's weights (loads the model)."""
-        return self.lm.fingerprint
-
-    @cached_property
-    def scorer(self) -> Scorer:
-        """The task's scorer."""
-        return Scorer(self.lm, self.task, self.scoring, self.reward_cache)
-
-    @cached_property
-    def embedder(self) -> Any:
-        """The embedder (see :func:`rl_select.retrieval.make_embedder`)."""
-        from rl_select.retrieval import make_embedder
-
-        return make_embedder(self.embedder_spec, lambda: self.lm)
-
-    @cached_property
-    def index(self) -> Any:
-        """Faiss index over the pool's embeddings (cached on disk)."""
-        from rl_select.retrieval import pool_index
-
-        return pool_index(self.task, self.embedder, progress=self.progress_factory)
-
-    @cached_property
-    def bm25(self) -> Any:
-        """BM25 index over the pool's texts."""
-        from rl_select.retrieval import BM25Index
-
-        return BM25Index([e.input_text for e in self.task.train])
-
-    def attach(self, *, scorer: Any = None, embedder: Any = None) -> Resources:
-        """Use this scorer and/or embedder instead of building them from the local model.
-
-        Rollout workers attach proxies of a central scorer actor here (see ``rl_select.rollouts.workers``);
-        anything with the :class:`Scorer` / :class:`~rl_select.retrieval.Embedder` methods works.
-        """
-        if scorer is not None:
-            self.__dict__["scorer"] = scorer
-        if embedder is not None:
-            self.__dict__["embedder"] = embedder
-        return self
-
-    def query_vectors(self, queries: Sequence[Example]) -> np.ndarray:
-        """Embeddings of ``queries`` (memoised per example)."""
-        missing = [q for q in queries if q.key not in self._query_vectors]
-        if missing:
-            vectors = self.embedder.embed([q.input_text for q in missing])
-            for q, v in zip(missing, vectors, strict=True):
-                self._query_vectors[q.key] = v
-        return np.stack([self._query_vectors[q.key] for q in queries])
-
-    def dev_sample(self, size: int | None) -> list[Example]:
-        """The seeded dev subsample that dev-based selectors score on."""
-        return self.task.sample("dev", size, seed=self.data_seed)
-
-
 class Selector(ABC):
     """Chooses an ordered list of demonstrations from a task's pool."""
 
     name: ClassVar[str]
     query_level: ClassVar[bool] = False
     uses_resources: ClassVar[bool] = False
+    uses_llm: ClassVar[bool] = False
+    """Whether choosing queries the LLM (its cost is counted; slow on a CPU)."""
 
     def __init__(self) -> None:
         self.resources: Resources | None = None
@@ -140,7 +50,8 @@ class Selector(ABC):
         self.resources = resources
         return self
 
-    def _resources(self, task: Task) -> Resources:
+    def resources_for(self, task: Task) -> Resources:
+        """The resources this selector was built with, checked to belong to ``task``."""
         if self.resources is None:
             raise ConfigError(f"selector '{self.name}' must be built with build(resources) before select()")
         if self.resources.task is not task:
@@ -149,9 +60,21 @@ class Selector(ABC):
             )
         return self.resources
 
-    @abstractmethod
     def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
         """Ordered pool ids of ``k`` distinct demonstrations for ``query`` (or for the whole task)."""
+        check_k(k, len(task.train))
+        candidates, ids = self.pool_candidates(task, query, k, rng)
+        return [int(ids[i]) for i in self.choose(candidates, k, rng)]
+
+    def pool_candidates(
+        self, task: Task, query: Example | None, k: int, rng: np.random.Generator
+    ) -> tuple[Candidates, Sequence[int]]:
+        """The candidates this selector considers in the pool, and their pool ids (default: the whole pool)."""
+        return Candidates(list(task.train), labels=tuple(task.labels)), range(len(task.train))
+
+    @abstractmethod
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """``k`` distinct candidate indices in prompt order: the selector's algorithm."""
 
     def retrieve(self, task: Task, queries: Sequence[Example], k: int, rng: np.random.Generator) -> list[Selection]:
         """One selection per query (OpenICL's ``retrieve`` contract)."""
@@ -194,6 +117,10 @@ class ReversedOrder(Selector):
         """The inner selection, reversed."""
         return list(self.inner.select(task, query, k, rng))[::-1]
 
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """The inner choice, reversed."""
+        return list(self.inner.choose(candidates, k, rng))[::-1]
+
     def retrieve(self, task: Task, queries: Sequence[Example], k: int, rng: np.random.Generator) -> list[Selection]:
         """The inner selections, each reversed."""
         return [list(s)[::-1] for s in self.inner.retrieve(task, queries, k, rng)]
@@ -201,6 +128,12 @@ class ReversedOrder(Selector):
     def options(self) -> dict[str, Any]:
         """The inner selector's settings, marked reversed."""
         return {**self.inner.options(), "reversed": True}
+
+
+def dev_value(resources: Resources, candidates: list[Example], dev_size: int) -> Callable[[Prompt], float]:
+    """A pool-level prompt's value: its (primary) accuracy on the seeded dev subsample."""
+    dev = resources.dev_sample(dev_size)
+    return lambda prompt: resources.scorer.score([candidates[i] for i in prompt], dev).accuracy
 
 
 def require_query(selector: Selector, query: Example | None) -> Example:

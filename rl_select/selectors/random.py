@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rl_select.selectors.base import Selector, check_k
+from rl_select.selectors.base import Selector
+from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
 from rl_select.types import Selection
 
@@ -18,16 +19,19 @@ class ZeroShotSelector(Selector):
         """An empty selection."""
         return []
 
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """No candidate."""
+        return []
+
 
 class RandomSelector(Selector):
-    """``k`` distinct pool examples uniformly at random, in drawn order."""
+    """``k`` distinct candidates uniformly at random, in drawn order."""
 
     name = "random"
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Draw ``k`` ids without replacement."""
-        check_k(k, len(task.train))
-        return [int(i) for i in rng.choice(len(task.train), size=k, replace=False)]
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """Draw ``k`` without replacement."""
+        return [int(i) for i in rng.choice(len(candidates), size=k, replace=False)]
 
 
 class BalancedRandomSelector(Selector):
@@ -35,12 +39,11 @@ class BalancedRandomSelector(Selector):
 
     name = "balanced"
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Cycle through the labels in random order, drawing one unused example of each."""
-        check_k(k, len(task.train))
-        by_label: dict[str, list[int]] = {label: [] for label in task.labels}
-        for example in task.train:
-            by_label[example.label].append(example.id)
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """Cycle through the labels in random order, drawing one unused candidate of each."""
+        by_label: dict[str, list[int]] = {label: [] for label in candidates.labels}
+        for index, example in enumerate(candidates.examples):
+            by_label.setdefault(example.label, []).append(index)
         pools = {label: list(rng.permutation(ids)) for label, ids in by_label.items() if ids}
         order = list(rng.permutation(sorted(pools)))
         chosen: list[int] = []
@@ -50,6 +53,6 @@ class BalancedRandomSelector(Selector):
                 if pools[label] and len(chosen) < k:
                     chosen.append(int(pools[label].pop()))
                     progressed = True
-            if not progressed:  # pragma: no cover - check_k guarantees enough examples
+            if not progressed:  # pragma: no cover - check_k guarantees enough candidates
                 break
         return [chosen[i] for i in rng.permutation(len(chosen))]

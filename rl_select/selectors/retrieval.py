@@ -6,12 +6,42 @@ query (Liu et al. 2022, "What Makes Good In-Context Examples for GPT-3?").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rl_select.errors import ConfigError
-from rl_select.selectors.base import Selector, check_k, require_query
+from rl_select.selectors.base import Selector, require_query
+from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
-from rl_select.types import Selection
+
+
+def neighbour_candidates(
+    selector: Selector, task: Task, query: Example | None, count: int
+) -> tuple[Candidates, Sequence[int]]:
+    """The query's ``count`` nearest pool neighbours (faiss, cosine), most similar first, as candidates.
+
+    They carry the query and the scorer, for selectors that rerank neighbours with the LLM.
+    """
+    query = require_query(selector, query)
+    resources = selector.resources_for(task)
+    sims, ids = resources.index.search(resources.query_vectors([query]), count)
+    ids = [int(i) for i in ids[0]]
+    candidates = Candidates(
+        [task.train[i] for i in ids],
+        similarity=sims[0],
+        vectors=resources.index.vectors[ids],
+        labels=tuple(task.labels),
+        query=query,
+        scorer=resources.scorer if selector.uses_llm else None,
+    )
+    return candidates, ids
+
+
+def most_similar_last(candidates: Candidates, picked: Sequence[int]) -> Prompt:
+    """``picked`` in prompt order: by increasing similarity (rank among the candidates), the most similar last."""
+    rank = {int(i): r for r, i in enumerate(candidates.nearest_first())}
+    return sorted((int(i) for i in picked), key=lambda i: rank[i], reverse=True)
 
 
 class KNNSelector(Selector):
@@ -21,13 +51,13 @@ class KNNSelector(Selector):
     query_level = True
     uses_resources = True
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Nearest neighbours by cosine similarity."""
-        query = require_query(self, query)
-        check_k(k, len(task.train))
-        resources = self._resources(task)
-        _, ids = resources.index.search(resources.query_vectors([query]), k)
-        return [int(i) for i in ids[0][::-1]]
+    def pool_candidates(self, task: Task, query: Example | None, k: int, rng: np.random.Generator):
+        """The ``k`` nearest neighbours."""
+        return neighbour_candidates(self, task, query, k)
+
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """The ``k`` most similar, most similar last."""
+        return [int(i) for i in candidates.nearest_first()[:k][::-1]]
 
 
 class BM25Selector(Selector):
@@ -37,12 +67,16 @@ class BM25Selector(Selector):
     query_level = True
     uses_resources = True
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Lexical top-k."""
+    def pool_candidates(self, task: Task, query: Example | None, k: int, rng: np.random.Generator):
+        """The ``k`` best BM25 matches, their scores as similarity."""
         query = require_query(self, query)
-        check_k(k, len(task.train))
-        _, ids = self._resources(task).bm25.search(query.input_text, k)
-        return [int(i) for i in ids[::-1]]
+        scores, ids = self.resources_for(task).bm25.search(query.input_text, k)
+        ids = [int(i) for i in ids]
+        return Candidates([task.train[i] for i in ids], similarity=np.asarray(scores), labels=tuple(task.labels)), ids
+
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """The ``k`` best matches, best last."""
+        return [int(i) for i in candidates.nearest_first()[:k][::-1]]
 
 
 class _DiverseSelector(Selector):
@@ -61,19 +95,17 @@ class _DiverseSelector(Selector):
         """The selector's settings."""
         return {"num_candidates": self.num_candidates}
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Diverse subset of the nearest neighbours, ordered by increasing similarity."""
-        query = require_query(self, query)
-        check_k(k, len(task.train))
-        resources = self._resources(task)
-        sims, ids = resources.index.search(resources.query_vectors([query]), max(k, self.num_candidates))
-        sims, ids = sims[0], ids[0]
-        vectors = resources.index.vectors[ids]
-        picked = self._pick(sims, vectors @ vectors.T, k)
-        picked.sort(key=lambda i: sims[i])
-        return [int(ids[i]) for i in picked]
+    def pool_candidates(self, task: Task, query: Example | None, k: int, rng: np.random.Generator):
+        """The ``num_candidates`` nearest neighbours."""
+        return neighbour_candidates(self, task, query, max(k, self.num_candidates))
 
-    def _pick(self, relevance: np.ndarray, similarity: np.ndarray, k: int) -> list[int]:
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """A diverse subset of the candidates, ordered by increasing similarity."""
+        vectors = candidates.needs("vectors")
+        return most_similar_last(candidates, self.pick(candidates.needs("similarity"), vectors @ vectors.T, k))
+
+    def pick(self, relevance: np.ndarray, similarity: np.ndarray, k: int) -> list[int]:
+        """``k`` candidates from their relevance to the query and their pairwise similarity."""
         raise NotImplementedError
 
 
@@ -97,7 +129,8 @@ class MMRSelector(_DiverseSelector):
         """The selector's settings."""
         return {**super().options(), "lambda": self.lambda_}
 
-    def _pick(self, relevance: np.ndarray, similarity: np.ndarray, k: int) -> list[int]:
+    def pick(self, relevance: np.ndarray, similarity: np.ndarray, k: int) -> list[int]:
+        """Greedy MMR."""
         chosen: list[int] = []
         redundancy = np.full(len(relevance), -np.inf)
         for _ in range(k):
@@ -118,7 +151,8 @@ class DPPSelector(_DiverseSelector):
 
     name = "dpp"
 
-    def _pick(self, relevance: np.ndarray, similarity: np.ndarray, k: int) -> list[int]:
+    def pick(self, relevance: np.ndarray, similarity: np.ndarray, k: int) -> list[int]:
+        """Greedy k-DPP MAP."""
         quality = (1.0 + relevance) / 2.0
         kernel = quality[:, None] * similarity * quality[None, :]
         n = len(quality)

@@ -1,17 +1,20 @@
 """Task-level selectors that query the LLM: max-entropy, best-of-N on dev, greedy oracle on dev.
 
 All three are the baselines of Zhang, Feng & Tan (2022), "Active Example Selection for In-Context Learning".
-They choose with the scorer's primary distribution (calibrated by default), like the evaluation itself.
+They value prompts with their candidates' ``value`` (pool-level: accuracy of the scorer's primary, calibrated by
+default, distribution on a seeded dev subsample, like the evaluation itself; inside the MDP: the episode's value).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from rl_select.errors import ConfigError
-from rl_select.selectors.base import Selector, check_k
+from rl_select.selectors.base import Selector, dev_value
+from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
-from rl_select.types import Selection
 
 
 def _positive(name: str, value: int) -> int:
@@ -23,8 +26,8 @@ def _positive(name: str, value: int) -> int:
 class MaxEntropySelector(Selector):
     """Active-learning baseline: repeatedly add the candidate the LLM is least sure about.
 
-    At each step the ``num_candidates`` sampled pool examples are scored as queries under the demonstrations
-    chosen so far; the one with the highest label-distribution entropy joins the prompt.
+    At each step the candidates are scored as queries under the demonstrations chosen so far; the one with the
+    highest label-distribution entropy joins the prompt.
 
     Args:
         num_candidates: Pool examples sampled (per seed) to choose from.
@@ -32,6 +35,7 @@ class MaxEntropySelector(Selector):
 
     name = "max-entropy"
     uses_resources = True
+    uses_llm = True
 
     def __init__(self, num_candidates: int = 100) -> None:
         super().__init__()
@@ -41,22 +45,28 @@ class MaxEntropySelector(Selector):
         """The selector's settings."""
         return {"num_candidates": self.num_candidates}
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Greedy by entropy."""
-        check_k(k, len(task.train))
-        scorer = self._resources(task).scorer
+    def pool_candidates(
+        self, task: Task, query: Example | None, k: int, rng: np.random.Generator
+    ) -> tuple[Candidates, Sequence[int]]:
+        """``num_candidates`` pool examples, sampled with ``rng``."""
+        resources = self.resources_for(task)
         size = min(max(self.num_candidates, k), len(task.train))
-        candidates = [task.train[int(i)] for i in rng.choice(len(task.train), size=size, replace=False)]
-        chosen: list[Example] = []
+        ids = [int(i) for i in rng.choice(len(task.train), size=size, replace=False)]
+        return Candidates([task.train[i] for i in ids], scorer=resources.scorer, labels=tuple(task.labels)), ids
+
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """Greedy by entropy (appending)."""
+        scorer = candidates.needs("scorer")
+        chosen: Prompt = []
         for _ in range(k):
-            remaining = [c for c in candidates if c not in chosen]
-            entropy = scorer.score(chosen, remaining).entropy
+            remaining = [i for i in range(len(candidates)) if i not in chosen]
+            entropy = scorer.score(candidates.prompt(chosen), candidates.prompt(remaining)).entropy
             chosen.append(remaining[int(np.argmax(entropy))])
-        return [c.id for c in chosen]
+        return chosen
 
 
 class BestOfNSelector(Selector):
-    """Draw ``num_sets`` random prompts, keep the one with the best accuracy on a dev subsample.
+    """Draw ``num_sets`` random prompts, keep the one whose value is best (pool-level: dev accuracy).
 
     Args:
         num_sets: Random prompts tried (N).
@@ -65,6 +75,7 @@ class BestOfNSelector(Selector):
 
     name = "best-of-n"
     uses_resources = True
+    uses_llm = True
 
     def __init__(self, num_sets: int = 20, dev_size: int = 200) -> None:
         super().__init__()
@@ -75,26 +86,31 @@ class BestOfNSelector(Selector):
         """The selector's settings."""
         return {"num_sets": self.num_sets, "dev_size": self.dev_size}
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Best of N by dev accuracy (first best on ties)."""
-        check_k(k, len(task.train))
-        resources = self._resources(task)
-        dev = resources.dev_sample(self.dev_size)
-        best: tuple[float, list[int]] = (-1.0, [])
+    def pool_candidates(
+        self, task: Task, query: Example | None, k: int, rng: np.random.Generator
+    ) -> tuple[Candidates, Sequence[int]]:
+        """The whole pool, valued by accuracy on the dev subsample."""
+        examples = list(task.train)
+        value = dev_value(self.resources_for(task), examples, self.dev_size)
+        return Candidates(examples, value=value, labels=tuple(task.labels)), range(len(examples))
+
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """Best of N random prompts (first best on ties), each valued in the order drawn."""
+        value = candidates.needs("value")
+        best: tuple[float, Prompt] = (-np.inf, [])
         for _ in range(self.num_sets):
-            ids = [int(i) for i in rng.choice(len(task.train), size=k, replace=False)]
-            accuracy = resources.scorer.score([task.train[i] for i in ids], dev).accuracy
-            if accuracy > best[0]:
-                best = (accuracy, ids)
+            prompt = [int(i) for i in rng.choice(len(candidates), size=k, replace=False)]
+            score = value(prompt)
+            if score > best[0]:
+                best = (score, prompt)
         return best[1]
 
 
 class GreedyOracleSelector(Selector):
-    """Zhang et al.'s oracle: grow the prompt one demonstration at a time, each the best on dev.
+    """Zhang et al.'s oracle: grow the prompt one demonstration at a time, each the best by value.
 
-    ``num_candidates`` pool examples are sampled once per seed; each step appends the candidate that gives the
-    highest dev accuracy. Costs ``k × num_candidates`` dev evaluations (each extends a cached prefix by one
-    demonstration).
+    Pool-level, ``num_candidates`` pool examples are sampled once per seed and the value is dev accuracy; each
+    step appends the candidate that gives the highest value. Costs ``k × num_candidates`` dev evaluations.
 
     Args:
         num_candidates: Pool examples sampled to choose from.
@@ -103,6 +119,7 @@ class GreedyOracleSelector(Selector):
 
     name = "greedy-oracle"
     uses_resources = True
+    uses_llm = True
 
     def __init__(self, num_candidates: int = 32, dev_size: int = 100) -> None:
         super().__init__()
@@ -113,16 +130,21 @@ class GreedyOracleSelector(Selector):
         """The selector's settings."""
         return {"num_candidates": self.num_candidates, "dev_size": self.dev_size}
 
-    def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
-        """Greedy by dev accuracy (first best on ties)."""
-        check_k(k, len(task.train))
-        resources = self._resources(task)
-        dev = resources.dev_sample(self.dev_size)
+    def pool_candidates(
+        self, task: Task, query: Example | None, k: int, rng: np.random.Generator
+    ) -> tuple[Candidates, Sequence[int]]:
+        """``num_candidates`` pool examples, sampled with ``rng``, valued by dev accuracy."""
         size = min(max(self.num_candidates, k), len(task.train))
-        candidates = [task.train[int(i)] for i in rng.choice(len(task.train), size=size, replace=False)]
-        chosen: list[Example] = []
+        ids = [int(i) for i in rng.choice(len(task.train), size=size, replace=False)]
+        examples = [task.train[i] for i in ids]
+        value = dev_value(self.resources_for(task), examples, self.dev_size)
+        return Candidates(examples, value=value, labels=tuple(task.labels)), ids
+
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """Greedy by value (appending; first best on ties)."""
+        value = candidates.needs("value")
+        chosen: Prompt = []
         for _ in range(k):
-            remaining = [c for c in candidates if c not in chosen]
-            accuracies = [resources.scorer.score([*chosen, c], dev).accuracy for c in remaining]
-            chosen.append(remaining[int(np.argmax(accuracies))])
-        return [c.id for c in chosen]
+            remaining = [i for i in range(len(candidates)) if i not in chosen]
+            chosen.append(remaining[int(np.argmax([value([*chosen, i]) for i in remaining]))])
+        return chosen

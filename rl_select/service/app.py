@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rl_select import __version__
+from rl_select._version import __version__
 from rl_select.errors import RLSelectError
 from rl_select.export.runtime import MAX_QUERY_CHARS, Selector, load_selector
 

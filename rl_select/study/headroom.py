@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rl_select.evaluation import paired_bootstrap
 from rl_select.observation import nearest_first
+from rl_select.resources import Resources
 from rl_select.scoring import LLMCost
-from rl_select.selectors.base import Resources
 from rl_select.tasks.task import Example
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -131,3 +132,58 @@ def _greedy(scorer: Any, candidates: list[Example], rows: list[Example], k: int)
         values = [r.gold_probs.mean() for r in scorer.score_extensions(chosen, remaining, rows)]
         chosen.append(remaining[int(np.argmax(values))])
     return chosen
+
+
+def headroom_report(result: Headroom) -> tuple[list[str], list[list[str]]]:
+    """The analysis as a table: accuracy of each prompt kind and its paired difference to kNN."""
+    summary = result.summary()
+    headers = ["prompt", "calibrated", "raw", "gold-label probability", "calibrated − kNN (95% CI)"]
+    rows = []
+    for prompt in PROMPTS:
+        delta = summary.get(f"{prompt}_minus_knn")
+        rows.append(
+            [
+                prompt,
+                f"{100 * summary[prompt]['accuracy_calibrated']:.1f}",
+                f"{100 * summary[prompt]['accuracy_raw']:.1f}",
+                f"{summary[prompt]['gold_probability']:.3f}",
+                f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "",
+            ]
+        )
+    return headers, rows
+
+
+def write_headroom(result: Headroom, path: Path, lm: Any, embedder: str, data_seed: int) -> Path:
+    """The analysis's JSON (summary and per-query records) and markdown, with provenance."""
+    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+
+    summary = result.summary()
+    record = provenance(seeds=[data_seed], model=lm.info(), llm_cost=result.cost.to_dict())
+    payload = {
+        "provenance": record,
+        "task": result.task,
+        "k": result.k,
+        "num_candidates": result.num_candidates,
+        "dev_neighbours": result.dev_neighbours,
+        "embedder": embedder,
+        "summary": summary,
+        "records": result.records,
+    }
+    write_json(path, payload)
+    headers, rows = headroom_report(result)
+    where = summary["transferable_where"]
+    path.with_suffix(".md").write_text(
+        f"# Headroom: {result.task}, k={result.k}, M={result.num_candidates} nearest neighbours, "
+        f"{len(result.records)} test queries\n\n"
+        "Per test query, prompts built from the same M nearest pool neighbours (embedder "
+        f"{embedder}): KATE's kNN prompt; the greedy choice by the query's own calibrated gold-label probability "
+        f"(an upper bound: it reads the test label); and the greedy choice by the mean of its {result.dev_neighbours} "
+        "nearest dev rows' (what a policy could transfer). Each scored on the query; deltas are paired, with "
+        "95% bootstrap intervals over the queries.\n\n"
+        + markdown_table(headers, rows)
+        + f"\nWhere the transferable greedy differs: it keeps {100 * (where['knn_right_kept_right'] or 0):.0f}% of "
+        f"the queries kNN gets right and gets {100 * (where['knn_wrong_made_right'] or 0):.0f}% of those kNN gets "
+        f"wrong. LLM cost: {result.cost.queries:,} scored queries, {result.cost.tokens:,} forward tokens.\n\n"
+        + provenance_markdown(record)
+    )
+    return path

@@ -29,8 +29,9 @@ from typing import Any
 
 from rl_select.errors import Interrupted
 from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
+from rl_select.resources import Resources
 from rl_select.scoring import LLMCost, ScoringConfig
-from rl_select.selectors import Resources, make_selector
+from rl_select.selectors import make_selector
 from rl_select.study.config import StudyConfig
 from rl_select.tasks import Task, load_task
 
@@ -70,12 +71,7 @@ def data_cost(run_dir: Path) -> LLMCost:
     """What collecting a run's dense rows cost: the sum of the cost stored with each episode."""
     from rl_select.rollouts.episodes import EpisodeStore
 
-    store = EpisodeStore(run_dir / "episodes")
-    total = LLMCost()
-    for episode_id in store.ids():
-        record = store.read(episode_id)
-        total += LLMCost(int(record["cost_queries"]), int(record["cost_tokens"]))
-    return total
+    return EpisodeStore(run_dir / "episodes").cost()
 
 
 class Study:
@@ -136,12 +132,12 @@ class Study:
                 reward_cache=self._reward_cache,
                 data_seed=0,
             )
-            self._resources[name].progress_factory = self.progress
+            self._resources[name].progress = self.progress
         return self._resources[name]
 
     def train_config(self, tasks: list[str], mode: str, **overrides: Any) -> Any:
         """The TrainConfig of a learner (fqi on dense rows) for ``tasks`` in ``mode``."""
-        from rl_select.policies.config import TrainConfig
+        from rl_select.runs.config import TrainConfig
 
         config = self.config
         learner = config.query if mode == "query" else config.task
@@ -179,7 +175,7 @@ class Study:
 
     def fit(self, train_config: Any, run_dir: Path) -> Path:
         """Train (or finish training) a learner without touching the test split."""
-        from rl_select.policies.training import train
+        from rl_select.train import train
 
         resume = (run_dir / "config.json").is_file()
         train(train_config, run_dir, resume=resume, progress=self.progress, evaluate=False)
@@ -204,7 +200,7 @@ class Study:
 
     def dev_score(self, name: str, run_dir: Path) -> float:
         """Calibrated dev accuracy of a query-mode policy (cached in ``dev/``; its LLM cost is recorded)."""
-        from rl_select.policies.selector import PolicySelector
+        from rl_select.runs.policy import PolicySelector
 
         path = self.root / "dev" / f"{run_dir.name}.json"
         if path.is_file():
@@ -283,7 +279,7 @@ class Study:
 
     def selectors(self, name: str) -> list[Any]:
         """The table's rows for one task, as selectors, in :data:`ROWS` order."""
-        from rl_select.policies.selector import PolicySelector
+        from rl_select.runs.policy import PolicySelector
 
         config = self.config
         best = dict(num_sets=config.best_of_n_sets, dev_size=config.best_of_n_dev_rows)

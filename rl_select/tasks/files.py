@@ -88,6 +88,13 @@ def read_split(path: Path, split: str, template: PromptTemplate) -> list[Example
     return examples
 
 
+def examples_from_rows(
+    rows: list[Any], split: str, template: PromptTemplate, where: str, first_id: int = 0
+) -> list[Example]:
+    """Validate in-memory rows (``{"text", "label"[, "text_pair"]}`` dicts) into examples with ids from ``first_id``."""
+    return [_example(row, split, first_id + i, template, f"{where} row {i}") for i, row in enumerate(rows)]
+
+
 def _example(row: Any, split: str, index: int, template: PromptTemplate, where: str) -> Example:
     if not isinstance(row, dict):
         raise DataError(f"{where}: each row must be a JSON object, got {type(row).__name__}")

@@ -88,7 +88,7 @@ def test_evaluate_all_selectors(tiny_model_dir, data_root, tmp_path, capsys):
     )
     assert code == 0, err
     names = [r["selector"]["name"] for r in json.loads(out.read_text())["reports"]]
-    assert len(names) == 10 and "greedy-oracle" in names
+    assert len(names) == 13 and {"greedy-oracle", "mdl", "cone", "votek"} <= set(names)
 
 
 def test_bench_scorer_reports_ratio_and_identical_predictions(tiny_model_dir, data_root, tmp_path, capsys):
@@ -124,3 +124,49 @@ def test_bench_scorer_reports_ratio_and_identical_predictions(tiny_model_dir, da
     assert [run["batch_prefixes"] for run in result["env"]] == [False, True]
     assert all(run["rewards_per_s"] > 0 and run["forwards"] > 0 for run in result["env"])
     assert "rewards/s" in stdout and "TFLOP/s" in stdout
+
+
+def test_evaluate_dump_has_every_query_of_every_selector_and_seed(tiny_model_dir, data_root, tmp_path, capsys):
+    out, dump = tmp_path / "res.json", tmp_path / "dump.jsonl"
+    args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    args += ["--selector", "random,knn", "--k", "2", "--seeds", "2", "--n-test", "5", "--out", str(out)]
+    code, _, err = run_cli([*args, "--dump", str(dump)], capsys)
+    assert code == 0, err
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert len(lines) == 2 * 2 * 5
+    reports = {r["selector"]["name"]: r for r in json.loads(out.read_text())["reports"]}
+    for line in lines:
+        seed = reports[line["selector"]]["seeds"][line["seed"]]
+        assert len(line["demonstrations"]) == 2 and all(d["text"] for d in line["demonstrations"])
+        assert abs(sum(line["probs_calibrated"].values()) - 1) < 1e-3
+        assert line["prediction_calibrated"] == max(line["probs_calibrated"], key=line["probs_calibrated"].get)
+        if line["selector"] == "random":  # one prompt for every query of a seed, as in the result file
+            assert [d["id"] for d in line["demonstrations"]] == seed["selection"]
+    knn_prompts = {tuple(d["id"] for d in x["demonstrations"]) for x in lines if x["selector"] == "knn"}
+    assert len(knn_prompts) > 1  # per query
+    accuracy = sum(x["prediction"] == x["gold"] for x in lines if x["selector"] == "knn" and x["seed"] == 0) / 5
+    assert accuracy == pytest.approx(reports["knn"]["seeds"][0]["accuracy"])
+    # a rerun resumes from the result file and dumps the same lines
+    code, _, err = run_cli([*args, "--dump", str(tmp_path / "again.jsonl")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "again.jsonl").read_text() == dump.read_text()
+
+
+def test_help_lists_every_selector_name():
+    from rl_select.cli.common import SELECTOR_NAMES
+    from rl_select.selectors import SELECTORS
+
+    assert list(SELECTOR_NAMES) == list(SELECTORS)
+
+
+def test_result_files_keep_label_distributions_only_for_a_dump(tiny_model_dir, data_root, tmp_path, capsys):
+    out = tmp_path / "plain.json"
+    args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    args += ["--selector", "knn", "--k", "2", "--seeds", "1", "--n-test", "4", "--out", str(out)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    seed = json.loads(out.read_text())["reports"][0]["seeds"][0]
+    assert seed["probs_calibrated"] == [] and len(seed["selections"]) == 4
+    code, _, err = run_cli([*args, "--dump", str(tmp_path / "d.jsonl")], capsys)  # that seed is evaluated again
+    assert code == 0, err
+    assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 4

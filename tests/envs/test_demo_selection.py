@@ -7,8 +7,8 @@ from rl_select.envs import ENV_ID, DemoSelectionEnv, EnvConfig
 from rl_select.envs.vector import DemoSelectionVecEnv
 from rl_select.errors import ConfigError
 from rl_select.observation import FeatureConfig, feature_layout
+from rl_select.resources import Resources
 from rl_select.scoring import ScoringConfig
-from rl_select.selectors import Resources
 from rl_select.tasks import load_task
 
 
@@ -172,8 +172,10 @@ def test_vector_env_batches_and_matches_single_envs(resources, monkeypatch):
         return original(self, requests, **kwargs)
 
     monkeypatch.setattr(type(resources.scorer), "score_many", spy)
+    from stable_baselines3.common.vec_env import VecMonitor
+
     envs = [make(resources) for _ in range(3)]
-    vec = DemoSelectionVecEnv(envs, seed=5)
+    vec = VecMonitor(DemoSelectionVecEnv(envs, seed=5))  # episode statistics are SB3's monitor's job
     obs = vec.reset()
     assert calls == [3] and obs["candidates"].shape[0] == 3
     calls.clear()

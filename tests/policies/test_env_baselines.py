@@ -6,7 +6,7 @@ from rl_select.envs import DemoSelectionEnv
 from rl_select.errors import ConfigError
 from rl_select.observation import arrange_prompt
 from rl_select.policies.baselines import ENV_BASELINES, EnvBaseline, run_env_baseline
-from rl_select.selectors import Resources
+from rl_select.resources import Resources
 from rl_select.tasks import load_task
 
 
@@ -47,7 +47,7 @@ def test_planned_baselines_build_their_prompt_in_either_order(tiny_lm, data_root
     env.reset(seed=2)
     baseline = EnvBaseline(name, np.random.default_rng(0), num_sets=4)
     baseline.plan(env)
-    wanted = arrange_prompt(baseline._plan, order)  # the prompt the baseline decided on
+    wanted = arrange_prompt(baseline.picks, order)  # the prompt the baseline decided on
     for _ in range(3):
         *_, info = env.step(baseline.act(env, env.action_masks()))
     episode = env.episode
@@ -79,15 +79,15 @@ def test_untrained_ppo_with_the_retrieval_prior_builds_the_knn_prompt(tiny_lm, d
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from rl_select.observation import feature_layout
-    from rl_select.policies.config import TrainConfig
     from rl_select.policies.ppo import make_ppo
-    from rl_select.policies.selector import LoadedPolicy, PolicySelector, _Scores
+    from rl_select.runs.config import TrainConfig
+    from rl_select.runs.policy import CandidateScores, LoadedPolicy, PolicySelector
 
     task = load_task("tiny_trec", data_root)
     env = DemoSelectionEnv(task, resources=Resources(task, lm=tiny_lm), mode="query", k=3, num_candidates=6)
     column = feature_layout(env.config.features, "query").candidate.index("anchor_rank")
     model = make_ppo(DummyVecEnv([lambda: env]), seed=0, tensorboard_log=None, prior_column=column, prior_weight=4.0)
-    policy = LoadedPolicy("ppo", _Scores(model.policy, "candidate_scores"), config=None)  # type: ignore[arg-type]
+    policy = LoadedPolicy("ppo", CandidateScores(model.policy, "candidate_scores"), config=None)  # type: ignore[arg-type]
     for query in task.dev[:4]:
         learned = env.run_greedy(policy.choose, {"query": query})
         baseline = EnvBaseline("knn", np.random.default_rng(0))

@@ -110,21 +110,21 @@ def test_train_killed_mid_update_and_resumed_gives_the_uninterrupted_policy(data
 def test_interrupted_evaluate_keeps_finished_seeds_and_a_rerun_continues(
     data_root, tiny_model_dir, tmp_path, capsys, monkeypatch
 ):
-    import rl_select.evaluation as evaluation
+    import rl_select.evaluation.core as evaluation
 
     out = tmp_path / "eval.json"
     args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
     args += ["--selector", "random,knn", "--k", "2", "--seeds", "2", "--n-test", "6", "--out", str(out)]
-    original = evaluation._evaluate_seed
+    original = evaluation.evaluate_seed
     calls = []
 
-    def interrupted_third(selector, *rest):
+    def interrupted_third(selector, *rest, **options):
         calls.append(selector.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(selector, *rest)
+        return original(selector, *rest, **options)
 
-    monkeypatch.setattr(evaluation, "_evaluate_seed", interrupted_third)
+    monkeypatch.setattr(evaluation, "evaluate_seed", interrupted_third)
     code, _, err = run_cli(args, capsys)
     last = err.strip().splitlines()[-1]
     assert code == 130 and last.startswith("interrupted: 2 of 4") and "rerun" in last
@@ -135,11 +135,11 @@ def test_interrupted_evaluate_keeps_finished_seeds_and_a_rerun_continues(
 
     calls.clear()
 
-    def counted(selector, *rest):
+    def counted(selector, *rest, **options):
         calls.append(selector.name)
-        return original(selector, *rest)
+        return original(selector, *rest, **options)
 
-    monkeypatch.setattr(evaluation, "_evaluate_seed", counted)
+    monkeypatch.setattr(evaluation, "evaluate_seed", counted)
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
     assert "continuing" in err and calls == ["knn", "knn"]  # the random seeds were kept, not recomputed

@@ -61,7 +61,9 @@ def test_train_ppo_writes_results_and_the_policy_transfers(data_root, tiny_model
     assert "ppo (task mode)" in out and "| tiny_sst | random |" in out
     results = json.loads((run / "results.json").read_text())
     names = [r["selector"]["name"] for r in results["reports"]]
-    assert names == ["ppo (task mode)", "zero-shot", "random", "best-of-n", "knn"]
+    # best-of-N also runs at the learner's budget (the LLM queries its training scored)
+    assert names == ["ppo (task mode)", "zero-shot", "random", "best-of-n", "knn", "best-of-n (equal budget)"]
+    assert results["learning_cost"]["queries"] > 0
     assert results["provenance"]["command"].startswith("rl-select train")
     for path in ("results.md", "learning_curve.png", "policy/model.zip", "config.json", "curve.csv"):
         assert (run / path).is_file(), path
@@ -233,7 +235,7 @@ def test_resume_of_missing_run(tmp_path, capsys):
 
 
 def test_run_configs_from_before_the_order_setting_keep_appending(tmp_path):
-    from rl_select.policies.config import CONFIG_FORMAT, TrainConfig, read_run_config, write_run_config
+    from rl_select.runs.config import CONFIG_FORMAT, TrainConfig, read_run_config, write_run_config
 
     old = TrainConfig.from_dict({"tasks": ["sst2"], "env": {"mode": "query"}}).to_dict()
     del old["ppo_prior"], old["env"]["order"]

@@ -6,8 +6,8 @@ import pytest
 from rl_select.envs import DemoSelectionEnv
 from rl_select.errors import ConfigError
 from rl_select.policies.fqi import FQI, DenseRows, FQIConfig
+from rl_select.resources import Resources
 from rl_select.rollouts.behaviour import BehaviourMix, knn_picks, run_dense_episode
-from rl_select.selectors import Resources
 from rl_select.tasks import load_task
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rl_select.policies.config import TrainConfig
 from rl_select.rollouts import EpisodeStore, collect_episodes
+from rl_select.runs.config import TrainConfig
 
 pytestmark = pytest.mark.ray
 
@@ -103,7 +103,7 @@ def test_killed_worker_is_restarted_and_no_episode_is_lost_or_duplicated(
 
 
 def test_train_with_ray_workers(ray_cluster, data_root, tiny_model_dir, tmp_path):
-    from rl_select.policies.training import train
+    from rl_select.train import train
 
     config = config_for(
         data_root,
@@ -118,8 +118,8 @@ def test_train_with_ray_workers(ray_cluster, data_root, tiny_model_dir, tmp_path
         best_of_n_dev_rows=4,
         baselines=["random"],
     )
-    evaluation = train(config, tmp_path / "run", progress_bar=False)
-    assert [r["selector"]["name"] for r in evaluation["reports"]] == ["ppo (task mode)", "random"]
+    result = train(config, tmp_path / "run", progress_bar=False)
+    assert [r.name for r in result.reports] == ["ppo (task mode)", "random"]
     assert (tmp_path / "run" / "policy" / "model.zip").is_file()
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rl_select.errors import ConfigError
-from rl_select.rollouts.sweep import load_sweep
+from rl_select.sweep import load_sweep
 from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,8 +3,9 @@ import pytest
 
 from rl_select.errors import ConfigError
 from rl_select.evaluation import evaluate_selector
+from rl_select.resources import Resources
 from rl_select.scoring import ScoringConfig
-from rl_select.selectors import SELECTORS, Resources, check_k, make_selector
+from rl_select.selectors import SELECTORS, check_k, make_selector
 from rl_select.tasks import load_task
 
 SMALL = {"num_sets": 3, "dev_size": 4, "num_candidates": 6}

@@ -45,8 +45,8 @@ def big_data(tmp_path_factory):
 
 def train_and_export(tmp_path_factory, big_data, tiny_model_dir, algo, mode, **extra):
     from rl_select.export.exporter import export_policy
-    from rl_select.policies.config import TrainConfig
-    from rl_select.policies.training import train
+    from rl_select.runs.config import TrainConfig
+    from rl_select.train import train
 
     root = tmp_path_factory.mktemp(f"{algo}-{mode}")
     config = TrainConfig.from_dict(

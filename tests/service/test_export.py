@@ -9,9 +9,9 @@ import pytest
 
 from rl_select import load_selector
 from rl_select.errors import ArtifactError, ConfigError
-from rl_select.policies.selector import PolicySelector
+from rl_select.resources import Resources
+from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import load_language_model
-from rl_select.selectors import Resources
 from rl_select.tasks import load_task
 from rl_select.tasks.task import Example
 from tests.helpers import run_cli

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from rl_select.errors import ArtifactError, ConfigError, Interrupted
+from rl_select.resources import Resources
 from rl_select.scoring import LLMCost
-from rl_select.selectors.base import Resources, Selector
+from rl_select.selectors.base import Selector
 from rl_select.tasks.task import Example
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -46,6 +47,9 @@ class SeedResult:
         predictions_raw: Predicted label index of every evaluation row, uncalibrated.
         predictions_calibrated: The same, calibrated.
         cost: LLM work spent choosing the demonstrations (not scoring the evaluation rows).
+        selections: Query-level selectors: the prompt (pool ids, in prompt order) of every evaluation row.
+        probs_raw: The label distribution of every evaluation row, uncalibrated (5 decimals; kept only when asked).
+        probs_calibrated: The same, calibrated.
     """
 
     seed: int
@@ -59,6 +63,13 @@ class SeedResult:
     predictions_raw: list[int] = field(default_factory=list)
     predictions_calibrated: list[int] = field(default_factory=list)
     cost: LLMCost = field(default_factory=LLMCost)
+    selections: list[list[int]] | None = None
+    probs_raw: list[list[float]] = field(default_factory=list)
+    probs_calibrated: list[list[float]] = field(default_factory=list)
+
+    def prompt_of(self, row: int) -> list[int]:
+        """Pool ids of the prompt evaluation row ``row`` got, in prompt order."""
+        return list(self.selections[row]) if self.selections is not None else list(self.selection or [])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -192,6 +203,7 @@ def evaluate_selector(
     progress: ProgressFactory | None = None,
     finished: dict[int, SeedResult] | None = None,
     on_seed: Callable[[SelectorReport], None] | None = None,
+    keep_probs: bool = False,
 ) -> SelectorReport:
     """Evaluate one selector over ``seeds`` on the same evaluation rows.
 
@@ -205,6 +217,8 @@ def evaluate_selector(
         progress: Returns an ``advance(n)`` callback for a description and a total.
         finished: Results of seeds already done (from an earlier, interrupted run): kept, not recomputed.
         on_seed: Called with the report so far after every seed (to write it to disk at once).
+        keep_probs: Keep every row's label distributions (what ``--dump`` writes; large, so off by default). A
+            finished seed without them is evaluated again.
     """
     if not seeds:
         raise ConfigError("give at least one seed")
@@ -221,24 +235,27 @@ def evaluate_selector(
         gold=task.gold(rows).tolist(),
     )
     for seed in seeds:
-        if int(seed) in finished:
-            report.seeds.append(finished[int(seed)])
+        done = finished.get(int(seed))
+        if done is not None and (done.probs_calibrated or not keep_probs):
+            report.seeds.append(done)
             continue
         if selector.resources is None:
             selector.build(resources)
-        report.seeds.append(_evaluate_seed(selector, resources, rows, k, int(seed), progress))
+        report.seeds.append(evaluate_seed(selector, resources, rows, k, int(seed), progress, keep_probs=keep_probs))
         if on_seed is not None:
             on_seed(report)
     return report
 
 
-def _evaluate_seed(
+def evaluate_seed(
     selector: Selector,
     resources: Resources,
     rows: list[Example],
     k: int,
     seed: int,
     progress: ProgressFactory | None,
+    *,
+    keep_probs: bool = False,
 ) -> SeedResult:
     """Choose with ``seed``, score ``rows`` under the choice, and charge the choosing to the selector."""
     task, scorer = resources.task, resources.scorer
@@ -246,6 +263,7 @@ def _evaluate_seed(
     started = time.perf_counter()
     before = scorer.cost()
     selection = None
+    selections: list[list[int]] | None = None
     if selector.query_level:
         selections = selector.retrieve(task, rows, k, rng)
         cost = scorer.cost() - before
@@ -269,6 +287,9 @@ def _evaluate_seed(
         predictions_raw=scored.probs_raw.argmax(-1).tolist(),
         predictions_calibrated=scored.probs_calibrated.argmax(-1).tolist(),
         cost=cost,
+        selections=None if selections is None else [[int(i) for i in ids] for ids in selections],
+        probs_raw=np.round(scored.probs_raw, 5).tolist() if keep_probs else [],
+        probs_calibrated=np.round(scored.probs_calibrated, 5).tolist() if keep_probs else [],
     )
 
 
@@ -394,8 +415,11 @@ def run_evaluation(
     n_rows: int | None = None,
     split: str = "test",
     progress: ProgressFactory | None = None,
+    keep_probs: bool = False,
 ) -> list[SelectorReport]:
     """Evaluate every selector, writing each finished seed to ``log``; resumes what ``log`` already holds.
+
+    ``keep_probs`` keeps every row's label distributions (see :func:`evaluate_selector`).
 
     Raises:
         Interrupted: On Ctrl-C or SIGTERM, after the finished results are on disk (marked partial).
@@ -413,6 +437,7 @@ def run_evaluation(
                 progress=progress,
                 finished=log.finished(selector),
                 on_seed=lambda r, s=selector: log.record(s, r),
+                keep_probs=keep_probs,
             )
             log.record(selector, report)
             reports.append(report)
@@ -426,117 +451,3 @@ def run_evaluation(
         ) from None
     log.write(partial=False)
     return reports
-
-
-@dataclass(frozen=True)
-class PairedDelta:
-    """Paired difference of two methods' accuracy on the same rows, with a bootstrap interval (points)."""
-
-    mean: float
-    ci95: tuple[float, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"mean": points, "ci95": [lo, hi]}``."""
-        return {"mean": round(self.mean, 2), "ci95": [round(self.ci95[0], 2), round(self.ci95[1], 2)]}
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 10_000, seed: int = 0) -> PairedDelta:
-    """Mean of ``a − b`` in points with a 95% percentile bootstrap over rows and seeds.
-
-    Args:
-        a: ``[seeds_a, rows]`` correctness (0/1) of method A.
-        b: ``[seeds_b, rows]`` correctness of method B on the same rows (seed counts may differ).
-        samples: Bootstrap resamples.
-        seed: Seed of the resampling.
-
-    Each resample draws the rows with replacement (the same rows for both methods: the pairing) and each
-    method's seeds with replacement, and takes the difference of the mean accuracies.
-    """
-    return stratified_bootstrap([(a, b)], samples=samples, seed=seed)
-
-
-def stratified_bootstrap(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, samples: int = 10_000, seed: int = 0
-) -> PairedDelta:
-    """The mean over strata (tasks) of ``a − b``, with a bootstrap that resamples each stratum on its own.
-
-    Each element of ``pairs`` is one task's ``(a, b)`` as in :func:`paired_bootstrap`; the statistic is the
-    unweighted average of the per-task differences (every task counts the same, as in an averaged table).
-    """
-    rng = np.random.default_rng(seed)
-    point, draws = 0.0, np.zeros(samples)
-    for a, b in pairs:
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
-            raise ValueError("paired bootstrap needs [seeds, rows] arrays over the same rows")
-        n = a.shape[1]
-        rows = rng.integers(n, size=(samples, n))
-        pick_a = rng.integers(a.shape[0], size=(samples, a.shape[0]))
-        pick_b = rng.integers(b.shape[0], size=(samples, b.shape[0]))
-        # mean over resampled seeds of each seed's mean over the resampled rows
-        row_means_a = np.stack([a[s][rows].mean(axis=1) for s in range(a.shape[0])], axis=1)  # [samples, seeds]
-        row_means_b = np.stack([b[s][rows].mean(axis=1) for s in range(b.shape[0])], axis=1)
-        draws += np.take_along_axis(row_means_a, pick_a, 1).mean(1) - np.take_along_axis(row_means_b, pick_b, 1).mean(1)
-        point += a.mean() - b.mean()
-    draws /= len(pairs)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return PairedDelta(mean=100 * point / len(pairs), ci95=(100 * float(low), 100 * float(high)))
-
-
-def format_mean_sd(mean_sd: tuple[float, float]) -> str:
-    """``mean ± sd`` in points."""
-    mean, sd = mean_sd
-    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
-
-
-def format_cost(cost: LLMCost) -> str:
-    """LLM work in a table cell: scored queries and forward tokens, compactly."""
-    if not cost.queries and not cost.tokens:
-        return "0"
-    return f"{cost.queries:,} q / {_compact(cost.tokens)} tok"
-
-
-def _compact(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
-
-
-REPORT_COLUMNS = ("selector", "accuracy", "raw", "calibrated", "per seed", "LLM cost to choose (per seed)", "s/seed")
-
-
-def report_row(report: SelectorReport) -> list[str]:
-    """One table row of a selector's report (the columns of :data:`REPORT_COLUMNS`)."""
-    seconds = sum(s.seconds for s in report.seeds) / max(len(report.seeds), 1)
-    return [
-        report.name,
-        format_mean_sd(report.mean_sd),
-        format_mean_sd(report.raw),
-        format_mean_sd(report.calibrated),
-        " ".join(f"{100 * s.accuracy:.1f}" for s in report.seeds),
-        format_cost(report.cost),
-        f"{seconds:.1f}",
-    ]
-
-
-def evaluation_markdown(payload: dict[str, Any]) -> str:
-    """The markdown table of an evaluation file's payload (partial ones say so)."""
-    from rl_select.provenance import markdown_table, provenance_markdown
-
-    key = payload["key"]
-    reports = [SelectorReport.from_dict(r) for r in payload["reports"]]
-    primary = "calibrated" if key["scoring"]["calibrate"] else "raw"
-    n_rows = reports[0].seeds[0].queries if reports and reports[0].seeds else "?"
-    headers = list(REPORT_COLUMNS)
-    headers[1] = f"accuracy ({primary})"
-    title = f"# {key['task']}: k={key['k']}, {key['split']} split, {n_rows} rows\n\n"
-    if payload.get("partial"):
-        done = sum(len(r.seeds) for r in reports)
-        title += f"**Partial**: {done} selector-seed results so far (interrupted or still running).\n\n"
-    return (
-        title
-        + markdown_table(headers, [report_row(r) for r in reports])
-        + "\nLLM cost to choose: queries scored (cache hits included) and forward tokens spent picking the "
-        "demonstrations, not scoring the evaluation rows.\n\n" + provenance_markdown(payload.get("provenance", {}))
-    )

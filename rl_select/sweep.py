@@ -32,11 +32,14 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rl_select.errors import ConfigError, RLSelectError, reject_unknown_keys
+
+if TYPE_CHECKING:
+    from rl_select.train import TrainResult
 
 SWEEP_KEYS = {"name", "storage", "description", "metric", "resources_per_trial", "max_concurrent", "base", "grid"}
 METRICS = ("accuracy", "accuracy_raw", "accuracy_calibrated")
@@ -80,8 +83,8 @@ def trial_key(point: dict[str, Any]) -> str:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and fully validate a sweep file (no Ray involved)."""
-    from rl_select.policies.config import TrainConfig, read_yaml_mapping
-    from rl_select.policies.training import load_tasks
+    from rl_select.runs.config import TrainConfig, read_yaml_mapping
+    from rl_select.runs.setup import load_tasks
 
     path = Path(path)
     data = read_yaml_mapping(path, "sweep settings")
@@ -163,27 +166,27 @@ def run_trial(point: dict[str, Any], base: dict[str, Any], runs_root: str) -> No
     """Ray Tune function trainable: train one grid point (resuming its run directory), report test metrics."""
     from ray import tune
 
-    from rl_select.cli.common import setup_logging
-    from rl_select.policies.config import TrainConfig
-    from rl_select.policies.training import train
+    from rl_select.logs import setup_logging
+    from rl_select.runs.config import TrainConfig
+    from rl_select.train import train
 
     setup_logging(False)
     config = TrainConfig.from_dict(base).with_overrides(point)
     run_dir = Path(runs_root) / trial_key(point)
     resume = (run_dir / "config.json").is_file()
-    evaluation = train(config, run_dir, resume=resume, progress_bar=False)
-    tune.report(trial_metrics(evaluation, run_dir))
+    result = train(config, run_dir, resume=resume, progress_bar=False)
+    tune.report(trial_metrics(result, run_dir))
 
 
-def trial_metrics(evaluation: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def trial_metrics(result: TrainResult, run_dir: Path) -> dict[str, Any]:
     """Per method: ``<method>/<task>/<metric>`` and ``<method>/<metric>`` averaged over the scored tasks.
 
     The scored tasks are the transfer tasks when the run has ``eval_tasks``, else its training tasks; the
     learned policy is reported as ``learned``.
     """
-    reports = evaluation["objects"]
+    reports = result.reports
     learned_name = reports[0].name
-    scored = set(evaluation["transfer"]) or {r.task for r in reports}
+    scored = set(result.transfer) or {r.task for r in reports}
     metrics: dict[str, Any] = {"run_dir": str(run_dir)}
     sums: dict[str, list[float]] = defaultdict(list)
     for report in reports:
@@ -322,7 +325,7 @@ def plot_sweep(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rl_select.policies.training import Curve
+    from rl_select.train.curve import Curve
 
     tasks = list(best)
     methods = ["learned (best config)", *baselines]

@@ -11,12 +11,14 @@ import numpy as np
 import torch
 
 from rl_select.errors import ArtifactError, ConfigError
-from rl_select.policies.config import TrainConfig, read_run_config
-from rl_select.selectors.base import Resources, Selector, check_k
+from rl_select.resources import Resources
+from rl_select.runs.config import TrainConfig, read_run_config
+from rl_select.runs.dirs import policy_files, read_trained_on
+from rl_select.runs.setup import training_candidates
+from rl_select.selectors.base import Selector, check_k
+from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
 from rl_select.types import Selection
-
-POLICY_DIR = "policy"
 
 
 @dataclass
@@ -48,7 +50,7 @@ class LoadedPolicy:
         return int(np.argmax(scores))
 
 
-class _Scores(torch.nn.Module):
+class CandidateScores(torch.nn.Module):
     """Wraps an algorithm's network as ``obs -> unmasked scores``."""
 
     def __init__(self, network: torch.nn.Module, method: str) -> None:
@@ -57,12 +59,8 @@ class _Scores(torch.nn.Module):
         self.method = method
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, M]`` unmasked candidate scores."""
         return getattr(self.network, self.method)(obs)
-
-
-def policy_files(run_dir: Path, algo: str) -> Path:
-    """Where a run keeps its final policy."""
-    return Path(run_dir) / POLICY_DIR / (f"{algo}.pt" if algo in ("cql", "fqi") else "model.zip")
 
 
 def load_policy(run_dir: str | Path) -> LoadedPolicy:
@@ -87,25 +85,16 @@ def load_policy(run_dir: str | Path) -> LoadedPolicy:
             from rl_select.policies.dqn import MaskedDQN
 
             model = MaskedDQN.load(path, device="cpu")
-            module = _Scores(model.q_net, "candidate_scores")
+            module = CandidateScores(model.q_net, "candidate_scores")
         else:
             from sb3_contrib import MaskablePPO
 
             model = MaskablePPO.load(path, device="cpu")
-            module = _Scores(model.policy, "candidate_scores")
+            module = CandidateScores(model.policy, "candidate_scores")
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         raise ArtifactError(f"cannot load the policy in {run_dir}: {str(exc).splitlines()[0]}") from None
     module.eval()
     return LoadedPolicy(algo=config.algo, module=module, config=config)
-
-
-def training_candidates(task: Task, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Task mode's split of the pool: ``(train ids, held-out ids)``, seeded by ``config.seed``."""
-    order = np.random.default_rng(config.seed + 7919).permutation(len(task.train))
-    held = round(len(order) * config.holdout_fraction)
-    if config.env.mode == "query" or held == 0:
-        return np.sort(order), np.sort(order)
-    return np.sort(order[held:]), np.sort(order[:held])
 
 
 class PolicySelector(Selector):
@@ -134,12 +123,9 @@ class PolicySelector(Selector):
     @classmethod
     def from_run(cls, run_dir: str | Path, name: str | None = None) -> PolicySelector:
         """Load from a run directory (its ``trained_on.json`` says which pools it trained on)."""
-        import json
-
         run_dir = Path(run_dir)
         policy = load_policy(run_dir)
-        trained = run_dir / POLICY_DIR / "trained_on.json"
-        trained_on = json.loads(trained.read_text()) if trained.is_file() else {}
+        trained_on = read_trained_on(run_dir)
         return cls(
             policy, name=name or f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})", trained_on=trained_on
         )
@@ -166,7 +152,7 @@ class PolicySelector(Selector):
 
     def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
         """Greedy episode of the policy over this task's candidates."""
-        self._resources(task)
+        self.resources_for(task)
         env = self._env
         env_k = self.policy.config.env.k
         if k != env_k:
@@ -181,6 +167,16 @@ class PolicySelector(Selector):
         choose: Callable[[dict, np.ndarray], int] = self.policy.choose
         return env.run_greedy(choose, options)
 
+    def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
+        """A task-mode policy's greedy prompt over given pool candidates (exactly M of them)."""
+        if self.query_level:
+            raise ConfigError(f"'{self.name}' is a query-mode policy: it chooses among its query's neighbours")
+        if self._env is None:
+            raise ConfigError(f"selector '{self.name}' must be built with build(resources) before choose()")
+        ids = [example.id for example in candidates.examples]
+        selection = self._env.run_greedy(self.policy.choose, {"candidate_ids": ids})
+        return [ids.index(pool_id) for pool_id in selection]
+
     def compare_with_knn(self, task: Task, queries: list[Example]) -> dict[str, Any]:
         """How far a query-mode policy's greedy prompts are from kNN over the same candidates.
 
@@ -190,7 +186,7 @@ class PolicySelector(Selector):
         """
         if not self.query_level:
             raise ConfigError("compare_with_knn is for query-mode policies")
-        self._resources(task)
+        self.resources_for(task)
         env, k = self._env, self._env.config.k
         same, ranks = 0, []
         for query in queries:
