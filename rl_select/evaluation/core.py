@@ -358,6 +358,7 @@ class EvaluationLog:
             if same:
                 for data in stored.get("reports", []):
                     self.reports[data["selector_key"]] = SelectorReport.from_dict(data)
+                self.order = list(self.reports)  # a rerun with fewer selectors keeps the others' results
             return sum(len(r.seeds) for r in self.reports.values())
         if not same:
             differs = sorted(k for k in self.key if (stored.get("key") or {}).get(k) != self.key[k])
@@ -367,6 +368,7 @@ class EvaluationLog:
             )
         for name, data in stored.get("finished", {}).items():
             self.reports[name] = SelectorReport.from_dict(data)
+        self.order = list(self.reports)
         return sum(len(r.seeds) for r in self.reports.values())
 
     def finished(self, selector: Selector) -> dict[int, SeedResult]:

@@ -1,7 +1,9 @@
 """The learned-selector study: learned selectors against the cheap baselines, at a counted LLM budget.
 
 One command (``rl-select study experiments/configs/learned-cpu.yaml``) builds the whole table, every step
-resumable (run it again after an interruption and finished work is kept):
+resumable (run it again after an interruption and finished work is kept). Tasks go one after another in the
+config's order (steps 1, 2 and 4 for one task, then the next), so a task's cells are finished before the next task
+begins; the transfer rows come last:
 
 1. **query-mode learner**, per task: episodes on pool queries (never dev or test), each recording an action row
    at every state it visits; fitted Q-iteration variants fitted on those rows; the variant with the best
@@ -97,16 +99,16 @@ class Study:
         (self.root / "study.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         try:
             self.tasks = {name: load_task(name, self.config.data_dir) for name in self.config.tasks}
-            for name in self.config.tasks:
+            for name in self.config.tasks:  # one task's cells complete before the next task begins
                 self.query_learner(name)
-            for name in self.config.tasks:
                 self.task_learner(name)
-            if self.config.transfer:
+                self.evaluate(name, transfer=False)
+            if self.config.transfer:  # the transfer rows last: they need every task's rows
                 for name in self.config.tasks:
                     self.transfer_policy(name, [other for other in self.config.tasks if other != name])
                 self.transfer_policy("all", list(self.config.tasks))
-            for name in self.config.tasks:
-                self.evaluate(name)
+                for name in self.config.tasks:
+                    self.evaluate(name)
         except KeyboardInterrupt:
             raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
         from rl_select.study.table import write_table
@@ -277,8 +279,8 @@ class Study:
         budget = self.task_cost(name).total.queries + choosing
         return max(1, math.ceil(budget / self.config.best_of_n_dev_rows))
 
-    def selectors(self, name: str) -> list[Any]:
-        """The table's rows for one task, as selectors, in :data:`ROWS` order."""
+    def selectors(self, name: str, transfer: bool = True) -> list[Any]:
+        """The table's rows for one task, as selectors, in :data:`ROWS` order (``transfer``: with its row)."""
         from rl_select.runs.policy import PolicySelector
 
         config = self.config
@@ -294,13 +296,17 @@ class Study:
             PolicySelector.from_run(self.query_policy(name), name="learned query mode"),
             PolicySelector.from_run(self.root / "runs" / f"{name}-task", name="learned task mode"),
         ]
-        if config.transfer:
-            transfer = self.root / "runs" / f"transfer-{name}"
-            rows.append(PolicySelector.from_run(transfer, name="learned query mode, other tasks"))
+        if config.transfer and transfer:
+            run = self.root / "runs" / f"transfer-{name}"
+            rows.append(PolicySelector.from_run(run, name="learned query mode, other tasks"))
         return rows
 
-    def evaluate(self, name: str) -> list[SelectorReport]:
-        """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``)."""
+    def evaluate(self, name: str, transfer: bool = True) -> list[SelectorReport]:
+        """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``).
+
+        ``transfer=False`` leaves the transfer row out (it needs the other tasks' rows); a later call with it adds
+        that row and keeps the others.
+        """
         resources = self.resources(name)
         config = self.config
         seeds = list(range(config.eval_seeds))
@@ -308,7 +314,13 @@ class Study:
         key = evaluation_key(resources, k=config.k, split="test", n_rows=n_rows, seeds=seeds)
         log = EvaluationLog(self.root / "evaluation" / f"{name}.json", key, {})
         return run_evaluation(
-            self.selectors(name), resources, log, k=config.k, seeds=seeds, n_rows=n_rows, progress=self.progress
+            self.selectors(name, transfer),
+            resources,
+            log,
+            k=config.k,
+            seeds=seeds,
+            n_rows=n_rows,
+            progress=self.progress,
         )
 
     def reports(self, name: str) -> list[SelectorReport]:

@@ -41,6 +41,14 @@ def test_evaluate_writes_results_with_provenance(tiny_model_dir, data_root, tmp_
     assert 0 <= reports["knn"]["accuracy_calibrated_mean"] <= 1
     assert out.with_suffix(".md").read_text().startswith("# tiny_sst")
 
+    # a rerun of one of the selectors into the same file keeps the other's finished results
+    args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    args += ["--selector", "knn", "--k", "2", "--seeds", "2", "--n-test", "6", "--out", str(out)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    kept = json.loads(out.read_text())["reports"]
+    assert [r["selector"]["name"] for r in kept] == ["random", "knn"] and kept[0] == payload["reports"][0]
+
 
 def test_evaluate_order_ablation_reverses_each_selection(tiny_model_dir, data_root, tmp_path, capsys):
     out = tmp_path / "order.json"
