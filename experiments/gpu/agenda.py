@@ -195,7 +195,7 @@ def pack(state: Path, archive: Path) -> None:
     archive.parent.mkdir(parents=True, exist_ok=True)
 
     def skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return None if "/cache" in info.name or info.name.endswith((".sqlite-wal", ".sqlite-shm")) else info
+        return None if "/cache" in info.name or info.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")) else info
 
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(
