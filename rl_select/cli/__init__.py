@@ -41,6 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: flags without a type tag, each value option with its type
 )
 app.command("tasks")(tasks_command)
 app.command("evaluate")(evaluate_command)

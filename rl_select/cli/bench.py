@@ -18,7 +18,9 @@ from rl_select.cli.common import (
 )
 from rl_select.errors import ConfigError
 
-bench_app = typer.Typer(help="Benchmarks that measure ours against a baseline in the same run.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that measure ours against a baseline in the same run.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def _integers(text: str, option: str) -> list[int]:

@@ -240,11 +240,34 @@ def dataset_location(dataset: str) -> str:
     return str(local)
 
 
+def check_hub_reachable(timeout_s: float = 3.0) -> None:
+    """Fail at once, in one line, when the hub cannot be reached (instead of minutes of retry warnings).
+
+    Skipped under ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``, where ``datasets`` reads its cache without asking.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise DataError(
+            f"the hub ({endpoint.geturl()}) cannot be reached ({exc.strerror or exc}); pass --data-dir, set "
+            f"RL_SELECT_DATA or {MIRROR_ENV}, or set HF_HUB_OFFLINE=1 to read datasets' cache"
+        ) from None
+
+
 def load_hub_task(name: str) -> Task:
     """Download (or read from the ``datasets`` cache) one of :data:`HUB_TASKS` and cut it into splits."""
     spec = HUB_TASKS[name]
     template = PromptTemplate(spec.template, spec.verbalizer, spec.labels)
     location = dataset_location(spec.dataset)
+    if location == spec.dataset:
+        check_hub_reachable()
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency

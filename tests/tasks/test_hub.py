@@ -73,3 +73,16 @@ def test_cb_labels_map_by_class_names(mirror):
 def test_mirror_without_the_dataset(mirror):
     with pytest.raises(DataError, match="has no copy of 'CogComp/trec'"):
         load_hub_task("trec")
+
+
+def test_an_unreachable_hub_is_one_line_at_once(monkeypatch):
+    import time
+
+    monkeypatch.delenv("RL_SELECT_HUB_MIRROR", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    began = time.monotonic()
+    with pytest.raises(DataError, match=r"the hub \(http://127.0.0.1:9\) cannot be reached.*--data-dir"):
+        load_hub_task("trec")
+    assert time.monotonic() - began < 5
