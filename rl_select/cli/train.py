@@ -204,6 +204,12 @@ def announce_training_budget(config: Any, *, table: bool) -> None:
     from rl_select.scoring.model import shared_language_model
 
     tasks = load_tasks(config)
+    asked = config.steps if config.steps is not None else config.total_steps
+    if config.total_steps != asked:
+        err_console.print(
+            f"PPO trains in whole rollouts of {config.ppo.n_steps} × {config.parallel.n_envs} env steps: "
+            f"{asked} steps become {config.total_steps}"
+        )
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
         throughput = measure_throughput(lm)

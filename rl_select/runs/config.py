@@ -223,8 +223,16 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
-        """``steps`` or the algorithm's default."""
-        return self.steps if self.steps is not None else DEFAULT_STEPS[self.algo]
+        """``steps`` or the algorithm's default; PPO's rounded up to whole rollouts (``n_steps × n_envs``).
+
+        PPO collects a full rollout before each update, so that is how many env steps it takes (and what its
+        progress bar counts to).
+        """
+        steps = self.steps if self.steps is not None else DEFAULT_STEPS[self.algo]
+        if self.algo == "ppo":
+            rollout = self.ppo.n_steps * self.parallel.n_envs
+            steps = -(-steps // rollout) * rollout
+        return steps
 
     @property
     def ppo_prior_weight(self) -> float:

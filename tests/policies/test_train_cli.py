@@ -282,3 +282,12 @@ def test_projection_counts_the_protocols_scored_queries():
     assert episode.queries == 3 + (4 + 3) * 3  # zero-shot, then every candidate's extension at both states
     assert query_level(profile, 4, 5).queries == 5 and query_level(profile, 4, 5).tokens == 5 * (1 + 80 + 10 + 24)
     assert task_level(profile, 4, 2, 100).queries == 200
+
+
+def test_ppo_steps_are_whole_rollouts():
+    from rl_select.runs.config import TrainConfig
+
+    ppo = TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 32, "ppo_n_steps": 32, "n_envs": 4})
+    assert ppo.total_steps == 128  # one full rollout, which is what PPO takes and what its bar counts to
+    assert TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 256, "n_envs": 4}).total_steps % 4 == 0
+    assert TrainConfig.from_dict({"tasks": ["sst2"], "algo": "dqn", "steps": 33}).total_steps == 33
