@@ -50,9 +50,18 @@ def make_progress() -> Progress:
 
 
 def progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
-    """Adapter for library code: ``factory(description, total)`` returns ``advance(n)``."""
+    """Adapter for library code: ``factory(description, total)`` returns ``advance(n)``.
+
+    Finished bars leave the live display (each as one printed line), so the active bar stays in view however many
+    steps a command has (12 selectors × 5 seeds overflowed the terminal when every bar stayed).
+    """
 
     def factory(description: str, total: int) -> Callable[[int], None]:
+        for task in list(progress.tasks):
+            if task.finished:
+                elapsed = task.finished_time or task.elapsed or 0.0
+                progress.console.print(f"done: {task.description} ({task.completed:,.0f} in {elapsed:.0f} s)")
+                progress.remove_task(task.id)
         task_id = progress.add_task(description, total=total)
         return lambda n: progress.advance(task_id, n)
 

@@ -100,3 +100,21 @@ def test_malformed_task_json(tmp_path, capsys):
     (path / "task.json").write_text(json.dumps([1, 2]))
     code, _, err = run_cli(["evaluate", "--task", str(path)], capsys)
     assert code == 2 and "JSON object" in err
+
+
+def test_finished_progress_bars_leave_the_live_display():
+    import io
+
+    from rich.console import Console
+
+    from rl_select.cli.common import make_progress, progress_factory
+
+    progress = make_progress()
+    progress.live.console = Console(file=io.StringIO(), width=100)
+    factory = progress_factory(progress)
+    for step in range(12):
+        factory(f"step {step}", 3)(3)
+    active = factory("active step", 5)
+    active(1)
+    assert [t.description for t in progress.tasks] == ["active step"]
+    assert progress.console.file.getvalue().count("done: step") == 12
