@@ -217,6 +217,32 @@ def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: 
     return Projection([learning, evaluation])
 
 
+def prompt_work(profile: TokenProfile, prompts: float, demos: int, queries: int) -> Step:
+    """``prompts`` prompts of ``demos`` demonstrations, each scoring ``queries`` queries after its cached prefix."""
+    tokens = profile.prefix + demos * profile.block + queries * profile.query + profile.content_free
+    forwards = 1 + _forwards(queries * profile.query) if queries > 1 else 1
+    return Step("prompts").add(prompts * queries, prompts * tokens, prompts * forwards)
+
+
+def project_evaluation(
+    selectors: Sequence[Any], task: Task, profile: TokenProfile, k: int, rows: int, seeds: int
+) -> Projection:
+    """An evaluation's work per selector and seed: choosing (LLM-scored selectors) and scoring ``rows`` rows.
+
+    Every seed is counted, though deterministic selectors' later seeds come from the cache.
+    """
+    steps = []
+    for selector in selectors:
+        step = Step(selector.name)
+        work = [(w.prompts, w.demos, w.queries) for w in selector.choice_work(task, k, rows)]
+        work.append((rows, k, 1) if selector.query_level else (1, k, rows))
+        for prompts, demos, queries in work:
+            part = prompt_work(profile, seeds * prompts, demos, queries)
+            step.add(part.queries, part.tokens, part.forwards)
+        steps.append(step)
+    return Projection(steps)
+
+
 def describe(projection: Projection, throughput: Throughput | None) -> str:
     """A plain-text table of a projection."""
     lines = [f"{'step':32s} {'scored queries':>15s} {'forward tokens':>16s} {'minutes':>8s}"]

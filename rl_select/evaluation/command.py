@@ -38,7 +38,8 @@ class EvaluateRequest:
         options: Selector options (``num_sets``, ``dev_size``, ``num_candidates``; None: the selector's default).
         calibrate: Primary metric calibrated (else raw).
         max_prompt_tokens: Cap on prompt length.
-        embedder: Embedder spec of retrieval.
+        embedder: Embedder spec of retrieval (None: MiniLM where the model runs on a CPU and the packaged MiniLM is
+            installed, else the scoring LLM's hidden states).
         data_seed: Seed of the evaluation and dev subsamples.
         data_dir: Task data directory.
         model: Scoring LLM.
@@ -83,16 +84,23 @@ class EvaluateOutcome:
     dumped: int = 0
 
 
-def selectors_for(request: EvaluateRequest) -> list[Any]:
-    """The selectors of a request, policies included, in the requested prompt order(s)."""
+def selectors_for(request: EvaluateRequest, device_type: str | None = None) -> list[Any]:
+    """The selectors of a request, policies included, in the requested prompt order(s).
+
+    With ``device_type`` (the scoring model's), options the request leaves open get that device's defaults
+    (:data:`~rl_select.selectors.CPU_DEFAULTS` on a CPU).
+    """
     from rl_select.runs.policy import PolicySelector
-    from rl_select.selectors import SELECTORS, make_selector
+    from rl_select.selectors import SELECTORS, device_defaults, make_selector
     from rl_select.selectors.base import ReversedOrder
 
     if request.order not in ORDER_CHOICES:
         raise ConfigError(f"unknown --order '{request.order}' (choose from: {', '.join(ORDER_CHOICES)})")
     names = list(SELECTORS) if request.selectors == ("all",) else list(request.selectors)
-    selectors = [make_selector(name, strict=False, **request.options) for name in names]
+    given = {key: value for key, value in request.options.items() if value is not None}
+    selectors = [
+        make_selector(name, strict=False, **{**device_defaults(name, device_type or ""), **given}) for name in names
+    ]
     selectors += [PolicySelector.from_run(run_dir) for run_dir in request.policies]
     if request.order == "selected":
         return selectors
@@ -116,6 +124,7 @@ def evaluate(
     load_model: Callable[[], Any] | None = None,
     on_resume: Callable[[Path, int], None] | None = None,
     on_start: Callable[[Path], None] | None = None,
+    on_budget: Callable[[Any, Any], None] | None = None,
 ) -> EvaluateOutcome:
     """Evaluate every selector of ``request`` on the same rows; the result file is written as it goes.
 
@@ -125,10 +134,14 @@ def evaluate(
         load_model: Loads the scoring model (a front end shows a status while it does).
         on_resume: Told the file and how many results an earlier run of the same evaluation left.
         on_start: Told the file the results go to, once the model is loaded and before any scoring.
+        on_budget: Told the projected LLM work (a :class:`~rl_select.budget.Projection`) and this machine's measured
+            throughput before any scoring (measuring it costs two forwards).
     """
+    from rl_select.budget import TokenProfile, measure_throughput, project_evaluation
     from rl_select.provenance import provenance
     from rl_select.reproducibility import pin_determinism
     from rl_select.resources import Resources
+    from rl_select.retrieval.embed import default_embedder
     from rl_select.scoring import ScoringConfig, load_language_model
     from rl_select.selectors import check_k
     from rl_select.tasks import SPLITS, load_task
@@ -141,16 +154,24 @@ def evaluate(
         raise ConfigError(f"unknown split '{request.split}' (choose from {', '.join(SPLITS)})")
     if request.rows is not None and request.rows <= 0:
         raise ConfigError(f"--n-test must be positive, got {request.rows}")
-    selectors = selectors_for(request)
+    selectors_for(request)  # bad names and options fail before the model loads
     path = request.out or default_path(request, task.name)
     pinned = pin_determinism(request.deterministic)
     lm = (load_model or (lambda: load_language_model(request.model, device=request.device, dtype=request.dtype)))()
+    selectors = selectors_for(request, lm.device.type)
     scoring = ScoringConfig(calibrate=request.calibrate, max_prompt_tokens=request.max_prompt_tokens)
+    embedder = request.embedder if request.embedder is not None else default_embedder(lm)
     resources = Resources(
-        task, lm=lm, scoring=scoring, embedder=request.embedder, data_seed=request.data_seed, progress=progress
+        task, lm=lm, scoring=scoring, embedder=embedder, data_seed=request.data_seed, progress=progress
     )
     if on_start is not None:
         on_start(path)
+    if on_budget is not None:
+        n_rows = len(evaluation_rows(resources, request.split, request.rows))
+        profile = TokenProfile.of(task, lm.tokenizer)
+        on_budget(
+            project_evaluation(selectors, task, profile, request.k, n_rows, request.seeds), measure_throughput(lm)
+        )
     seeds = list(range(request.seeds))
     header = {
         "provenance": provenance(seeds=seeds, model=lm.info(), reproducibility=pinned),

@@ -38,6 +38,20 @@ SELECTORS: dict[str, type[Selector]] = {
 """Every baseline selector by name."""
 
 
+CPU_DEFAULTS: dict[str, dict[str, int]] = {
+    "best-of-n": {"dev_size": 64},
+    "greedy-oracle": {"num_candidates": 16, "dev_size": 32},
+    "max-entropy": {"num_candidates": 32},
+}
+"""Smaller settings of the LLM-heavy selectors when the scoring model runs on a CPU (their usual defaults, the
+papers', stay for GPUs); options given explicitly win. Results record the settings used."""
+
+
+def device_defaults(name: str, device_type: str) -> dict[str, int]:
+    """The options :data:`CPU_DEFAULTS` gives selector ``name`` on ``device_type`` (none on a GPU)."""
+    return dict(CPU_DEFAULTS.get(name, {})) if device_type == "cpu" else {}
+
+
 def make_selector(name: str, *, strict: bool = True, **options: Any) -> Selector:
     """Instantiate a selector by name.
 
@@ -63,6 +77,7 @@ def make_selector(name: str, *, strict: bool = True, **options: Any) -> Selector
 
 
 __all__ = [
+    "CPU_DEFAULTS",
     "SELECTORS",
     "BM25Selector",
     "BalancedRandomSelector",
@@ -79,5 +94,6 @@ __all__ = [
     "VoteKSelector",
     "ZeroShotSelector",
     "check_k",
+    "device_defaults",
     "make_selector",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +24,15 @@ from rl_select.resources import Resources
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
 from rl_select.types import Selection
+
+
+@dataclass(frozen=True)
+class PromptWork:
+    """``prompts`` prompts of ``demos`` demonstrations, each scoring ``queries`` queries (for cost projections)."""
+
+    prompts: int
+    demos: int
+    queries: int
 
 
 def check_k(k: int, pool_size: int) -> None:
@@ -44,6 +54,10 @@ class Selector(ABC):
 
     def __init__(self) -> None:
         self.resources: Resources | None = None
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """The LLM work of choosing for ``rows`` evaluation rows, per seed (none unless :attr:`uses_llm`)."""
+        return []
 
     def build(self, resources: Resources) -> Selector:
         """Attach the shared resources (and do any expensive set-up). Returns ``self``."""
@@ -105,6 +119,11 @@ class ReversedOrder(Selector):
         self.name = f"{inner.name} (reversed)"  # type: ignore[misc]
         self.query_level = inner.query_level  # type: ignore[misc]
         self.uses_resources = inner.uses_resources  # type: ignore[misc]
+        self.uses_llm = inner.uses_llm  # type: ignore[misc]
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """The inner selector's (with ``--order both``, the same prompts come from the cache)."""
+        return self.inner.choice_work(task, k, rows)
 
     def build(self, resources: Resources) -> ReversedOrder:
         """Build the inner selector (unless it is already built on ``resources``, as with ``--order both``)."""

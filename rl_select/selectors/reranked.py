@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rl_select.errors import ConfigError
-from rl_select.selectors.base import Selector, require_query
+from rl_select.selectors.base import PromptWork, Selector, require_query
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.selectors.retrieval import most_similar_last, neighbour_candidates
 from rl_select.tasks.task import Example, Task
@@ -57,6 +57,10 @@ class MDLSelector(Selector):
     def options(self) -> dict:
         """The selector's settings."""
         return {"num_candidates": self.num_candidates, "num_sets": self.num_sets}
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """Per row, ``num_sets`` organizations of the query's neighbours, each scored on the query."""
+        return [PromptWork(rows * self.num_sets, k, 1)]
 
     def pool_candidates(self, task: Task, query: Example | None, k: int, rng: np.random.Generator):
         """The query's ``num_candidates`` nearest neighbours, with the scorer."""
@@ -93,6 +97,10 @@ class ConESelector(Selector):
     def options(self) -> dict:
         """The selector's settings."""
         return {"num_candidates": self.num_candidates}
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """Per row, the query's NLL after each neighbour alone."""
+        return [PromptWork(rows * max(self.num_candidates, k), 1, 1)]
 
     def pool_candidates(self, task: Task, query: Example | None, k: int, rng: np.random.Generator):
         """The query's ``num_candidates`` nearest neighbours, with the scorer."""

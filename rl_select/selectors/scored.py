@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rl_select.errors import ConfigError
-from rl_select.selectors.base import Selector, dev_value
+from rl_select.selectors.base import PromptWork, Selector, dev_value
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
 
@@ -44,6 +44,11 @@ class MaxEntropySelector(Selector):
     def options(self) -> dict:
         """The selector's settings."""
         return {"num_candidates": self.num_candidates}
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """Per step, the remaining candidates scored as queries after the prompt so far."""
+        m = min(max(self.num_candidates, k), len(task.train))
+        return [PromptWork(1, t, m - t) for t in range(k)]
 
     def pool_candidates(
         self, task: Task, query: Example | None, k: int, rng: np.random.Generator
@@ -85,6 +90,10 @@ class BestOfNSelector(Selector):
     def options(self) -> dict:
         """The selector's settings."""
         return {"num_sets": self.num_sets, "dev_size": self.dev_size}
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """N random prompts, each on the dev subsample."""
+        return [PromptWork(self.num_sets, k, min(self.dev_size, len(task.dev)))]
 
     def pool_candidates(
         self, task: Task, query: Example | None, k: int, rng: np.random.Generator
@@ -129,6 +138,11 @@ class GreedyOracleSelector(Selector):
     def options(self) -> dict:
         """The selector's settings."""
         return {"num_candidates": self.num_candidates, "dev_size": self.dev_size}
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """Per step, every remaining candidate's extension on the dev subsample."""
+        m, dev = min(max(self.num_candidates, k), len(task.train)), min(self.dev_size, len(task.dev))
+        return [PromptWork(m - t, t + 1, dev) for t in range(k)]
 
     def pool_candidates(
         self, task: Task, query: Example | None, k: int, rng: np.random.Generator
