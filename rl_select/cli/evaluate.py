@@ -23,6 +23,16 @@ from rl_select.cli.common import (
     setup_logging,
 )
 
+EmbedderOption = typer.Option(
+    None, "--embedder", help="minilm, lm (the scoring LLM) or a sentence-transformers model (default: minilm on a CPU)."
+)
+DevSizeOption = typer.Option(
+    None, "--dev-size", help="best-of-n / greedy-oracle: dev rows (default 200 / 100; on a CPU 64 / 32)."
+)
+NumCandidatesOption = typer.Option(
+    None, "--num-candidates", help="Candidates of greedy-oracle, max-entropy, mmr, dpp, mdl, cone."
+)
+
 
 def tasks_command(data_dir: str | None = DataDirOption) -> None:
     """List the tasks available, and where each comes from."""
@@ -53,18 +63,10 @@ def evaluate_command(
     n_test: int | None = typer.Option(None, "--n-test", help="Evaluate on a seeded subsample of N rows."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Primary metric calibrated or raw."),
-    embedder: str | None = typer.Option(
-        None,
-        "--embedder",
-        help="minilm, lm (the scoring LLM) or a sentence-transformers model (default: minilm on a CPU, else lm).",
-    ),
+    embedder: str | None = EmbedderOption,
     num_sets: int | None = typer.Option(None, "--num-sets", help="best-of-n: random prompts tried."),
-    dev_size: int | None = typer.Option(
-        None, "--dev-size", help="best-of-n / greedy-oracle: dev rows (default 200 / 100; on a CPU 64 / 32)."
-    ),
-    num_candidates: int | None = typer.Option(
-        None, "--num-candidates", help="Candidates of greedy-oracle, max-entropy, mmr, dpp, mdl, cone."
-    ),
+    dev_size: int | None = DevSizeOption,
+    num_candidates: int | None = NumCandidatesOption,
     data_seed: int = typer.Option(0, "--data-seed", help="Seed of the evaluation and dev subsamples."),
     max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Cap on prompt length."),
     order: str = typer.Option("selected", "--order", help="selected, reversed, or both (the order ablation)."),

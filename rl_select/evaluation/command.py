@@ -117,6 +117,16 @@ def default_path(request: EvaluateRequest, task_name: str) -> Path:
     return Path("runs") / "evaluate" / f"{task_name}-k{request.k}-{label}.json"
 
 
+def projected_work(request: EvaluateRequest, selectors: list[Any], resources: Any) -> tuple[Any, Any]:
+    """The evaluation's projected LLM work per selector, and this machine's measured throughput."""
+    from rl_select.budget import TokenProfile, measure_throughput, project_evaluation
+
+    n_rows = len(evaluation_rows(resources, request.split, request.rows))
+    profile = TokenProfile.of(resources.task, resources.lm.tokenizer)
+    projection = project_evaluation(selectors, resources.task, profile, request.k, n_rows, request.seeds)
+    return projection, measure_throughput(resources.lm)
+
+
 def evaluate(
     request: EvaluateRequest,
     *,
@@ -137,7 +147,6 @@ def evaluate(
         on_budget: Told the projected LLM work (a :class:`~rl_select.budget.Projection`) and this machine's measured
             throughput before any scoring (measuring it costs two forwards).
     """
-    from rl_select.budget import TokenProfile, measure_throughput, project_evaluation
     from rl_select.provenance import provenance
     from rl_select.reproducibility import pin_determinism
     from rl_select.resources import Resources
@@ -167,11 +176,7 @@ def evaluate(
     if on_start is not None:
         on_start(path)
     if on_budget is not None:
-        n_rows = len(evaluation_rows(resources, request.split, request.rows))
-        profile = TokenProfile.of(task, lm.tokenizer)
-        on_budget(
-            project_evaluation(selectors, task, profile, request.k, n_rows, request.seeds), measure_throughput(lm)
-        )
+        on_budget(*projected_work(request, selectors, resources))
     seeds = list(range(request.seeds))
     header = {
         "provenance": provenance(seeds=seeds, model=lm.info(), reproducibility=pinned),
