@@ -152,6 +152,7 @@ def evaluate(
     from rl_select.resources import Resources
     from rl_select.retrieval.embed import default_embedder
     from rl_select.scoring import ScoringConfig, load_language_model
+    from rl_select.scoring.model import resolve_device
     from rl_select.selectors import check_k
     from rl_select.tasks import SPLITS, load_task
 
@@ -163,11 +164,10 @@ def evaluate(
         raise ConfigError(f"unknown split '{request.split}' (choose from {', '.join(SPLITS)})")
     if request.rows is not None and request.rows <= 0:
         raise ConfigError(f"--n-test must be positive, got {request.rows}")
-    selectors_for(request)  # bad names and options fail before the model loads
+    selectors = selectors_for(request, resolve_device(request.device).type)  # bad ones fail before the model loads
     path = request.out or default_path(request, task.name)
     pinned = pin_determinism(request.deterministic)
     lm = (load_model or (lambda: load_language_model(request.model, device=request.device, dtype=request.dtype)))()
-    selectors = selectors_for(request, lm.device.type)
     scoring = ScoringConfig(calibrate=request.calibrate, max_prompt_tokens=request.max_prompt_tokens)
     embedder = request.embedder if request.embedder is not None else default_embedder(lm)
     resources = Resources(
