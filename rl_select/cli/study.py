@@ -94,6 +94,9 @@ def study_command(
         None, "--export-transfer", help="Also copy the all-task transfer policy (config + weights) here."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the projected LLM calls and time, then stop."),
+    table_only: bool = typer.Option(
+        False, "--table-only", help="Write the table of the tasks finished so far (no new LLM work), then stop."
+    ),
     verbose: bool = VerboseOption,
 ) -> None:
     """Learned selectors against the baselines on every task of a study, at a counted LLM budget (resumable)."""
@@ -102,6 +105,13 @@ def study_command(
     from rl_select.study.learned import Study
 
     config = read_study(config_file, {"data_dir": data_dir, "out": out})
+    if table_only:
+        summary = Study(config).table_so_far()
+        console.print((config.root / "results.md").read_text())
+        err_console.print(
+            f"wrote {config.root}/results.md, summary.json, accuracy.png ({', '.join(summary['average']['tasks'])})"
+        )
+        return
     err_console.print(f"study {config.name}: {', '.join(config.tasks)} into {config.root} (rerun to continue)")
     announce_study_budget(config)
     if dry_run:

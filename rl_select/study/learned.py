@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl_select.errors import Interrupted
+from rl_select.errors import ConfigError, Interrupted
 from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
 from rl_select.resources import Resources
 from rl_select.scoring import LLMCost, ScoringConfig
@@ -97,12 +97,16 @@ class Study:
         """Every step, in order; returns the summary. Ctrl-C keeps what is done (rerun to continue)."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "study.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        from rl_select.study.table import write_table
+
         try:
             self.tasks = {name: load_task(name, self.config.data_dir) for name in self.config.tasks}
-            for name in self.config.tasks:  # one task's cells complete before the next task begins
+            for i, name in enumerate(self.config.tasks):  # one task's cells complete before the next task begins
                 self.query_learner(name)
                 self.task_learner(name)
                 self.evaluate(name, transfer=False)
+                if i + 1 < len(self.config.tasks):  # the table so far, marked partial
+                    write_table(self, list(self.config.tasks[: i + 1]))
             if self.config.transfer:  # the transfer rows last: they need every task's rows
                 for name in self.config.tasks:
                     self.transfer_policy(name, [other for other in self.config.tasks if other != name])
@@ -111,9 +115,22 @@ class Study:
                     self.evaluate(name)
         except KeyboardInterrupt:
             raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
+        return write_table(self)
+
+    def table_so_far(self) -> dict[str, Any]:
+        """Write the table of the tasks whose evaluation is finished (partial unless all are), without new work."""
         from rl_select.study.table import write_table
 
-        return write_table(self)
+        done = []
+        for name in self.config.tasks:
+            path = self.root / "evaluation" / f"{name}.json"
+            if not path.is_file() or json.loads(path.read_text()).get("partial", True):
+                break  # tasks finish in the config's order
+            done.append(name)
+        if not done:
+            raise ConfigError(f"no task of the study has a finished evaluation in {self.root / 'evaluation'} yet")
+        self.tasks = {name: load_task(name, self.config.data_dir) for name in done}
+        return write_table(self, done)
 
     # ------------------------------------------------------------------ shared pieces
 

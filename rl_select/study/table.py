@@ -88,18 +88,25 @@ def _mean_cost(costs: list[dict[str, int]]) -> dict[str, int]:
     return {key: round(float(np.mean([c[key] for c in costs]))) for key in ("queries", "tokens")}
 
 
-def write_table(study: Study) -> dict[str, Any]:
-    """Write the table files under the study's directory; return the summary."""
+def write_table(study: Study, tasks: list[str] | None = None) -> dict[str, Any]:
+    """Write the table files under the study's directory; return the summary.
+
+    ``tasks``: the tasks finished so far (default: all). With fewer than all, the table is marked partial — the
+    cells a long or interrupted study has finished, each complete, while the rest are still to come.
+    """
     from rl_select.provenance import provenance, write_json
 
     config = study.config
-    per_task = {task: task_summary(study, task) for task in config.tasks}
+    tasks = list(tasks or config.tasks)
+    per_task = {task: task_summary(study, task) for task in tasks}
     summary: dict[str, Any] = {**per_task, "average": average_summary(study, per_task)}
-    lm = study.resources(config.tasks[0]).lm
+    lm = study.resources(tasks[0]).lm
     record = provenance(seeds=list(range(config.eval_seeds)), model=lm.info(), train_seed=config.seed)
-    write_json(study.root / "summary.json", {"provenance": record, "config": config.to_dict(), **summary})
-    (study.root / "results.md").write_text(markdown(study, summary, record))
-    plot(study, summary)
+    partial = tasks != list(config.tasks)
+    payload = {"provenance": record, "config": config.to_dict(), "partial": partial, "tasks_finished": tasks}
+    write_json(study.root / "summary.json", {**payload, **summary})
+    (study.root / "results.md").write_text(markdown(study, summary, record, tasks))
+    plot(study, summary, tasks)
     return summary
 
 
@@ -108,14 +115,20 @@ def _delta(summary: dict[str, Any], key: str) -> str:
     return f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "–"
 
 
-def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any]) -> str:
+def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any], tasks: list[str]) -> str:
     """The results table in markdown, one section per task and the average first."""
     from rl_select.provenance import markdown_table, provenance_markdown
 
     config = study.config
     headers = ["method", "calibrated", "raw", "LLM cost to learn", "LLM cost to choose (per seed)"]
-    lines = [
-        f"# Learned selectors vs baselines: {', '.join(config.tasks)} (k={config.k}, SmolLM2-135M unless noted)\n",
+    lines = [f"# Learned selectors vs baselines: {', '.join(tasks)} (k={config.k}, SmolLM2-135M unless noted)\n"]
+    if tasks != list(config.tasks):
+        lines.append(
+            f"**Partial**: {len(tasks)} of the study's {len(config.tasks)} tasks are finished "
+            f"({', '.join(t for t in config.tasks if t not in tasks)} still to come; the leave-one-task-out row needs "
+            "every task's rows). Rerun the study's command to continue it.\n"
+        )
+    lines += [
         f"Test split, {config.eval_rows} rows per task (all where fewer), {config.eval_seeds} seed(s), mean ± sd "
         "over seeds; every row is scored on the same rows. Deltas are paired, in points, with 95% bootstrap "
         "intervals over test rows × seeds (for the average, every task resampled on its own). LLM cost: queries "
@@ -141,7 +154,7 @@ def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any]) -> s
         f"equal budget: **{_delta(average, 'delta_vs_best_of_n')}**; transfer (other tasks) − kNN: "
         f"**{_delta(average, 'transfer_vs_knn')}** (calibrated).\n"
     )
-    for task in config.tasks:
+    for task in tasks:
         part = summary[task]
         lines.append(f"\n## {task} ({part['test_rows']} test rows)\n")
         rows = []
@@ -166,14 +179,14 @@ def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any]) -> s
     return "\n".join(lines)
 
 
-def plot(study: Study, summary: dict[str, Any]) -> None:
+def plot(study: Study, summary: dict[str, Any], tasks: list[str]) -> None:
     """``accuracy.png``: calibrated accuracy of every row on every task and on average."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [*study.config.tasks, "average"]
+    groups = [*tasks, "average"]
     names = list(summary["average"]["rows"])
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 3.8))
     width = 0.85 / len(names)

@@ -92,6 +92,18 @@ def test_study_builds_the_whole_table_and_resumes(tmp_path, data_root, tiny_mode
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((root / "evaluation" / "tiny_sst.json").read_text())["reports"] == before
+    assert json.loads((root / "summary.json").read_text())["partial"] is False
+
+    # the table of the tasks finished so far, without new LLM work: here only the first task's
+    (root / "evaluation" / "tiny_trec.json").unlink()
+    code, _, err = run_cli(["study", str(path), "--table-only"], capsys)
+    assert code == 0, err
+    partial = json.loads((root / "summary.json").read_text())
+    assert partial["partial"] is True and partial["tasks_finished"] == ["tiny_sst"] and "tiny_trec" not in partial
+    assert "**Partial**: 1 of the study's 2 tasks" in (root / "results.md").read_text()
+    (root / "evaluation" / "tiny_sst.json").unlink()
+    code, _, err = run_cli(["study", str(path), "--table-only"], capsys)
+    assert code == 2 and "no task of the study has a finished evaluation" in err
 
 
 def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
