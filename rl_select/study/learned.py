@@ -329,7 +329,10 @@ class Study:
         seeds = list(range(config.eval_seeds))
         n_rows = min(config.eval_rows, len(self.tasks[name].test))
         key = evaluation_key(resources, k=config.k, split="test", n_rows=n_rows, seeds=seeds)
-        log = EvaluationLog(self.root / "evaluation" / f"{name}.json", key, {})
+        from rl_select.provenance import provenance
+
+        header = {"provenance": provenance(seeds=seeds, model=resources.lm.info())}  # the run that last wrote it
+        log = EvaluationLog(self.root / "evaluation" / f"{name}.json", key, header)
         return run_evaluation(
             self.selectors(name, transfer),
             resources,

@@ -93,6 +93,8 @@ def test_study_builds_the_whole_table_and_resumes(tmp_path, data_root, tiny_mode
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((root / "evaluation" / "tiny_sst.json").read_text())["reports"] == before
     assert json.loads((root / "summary.json").read_text())["partial"] is False
+    evaluation = json.loads((root / "evaluation" / "tiny_sst.json").read_text())
+    assert evaluation["provenance"]["command"].startswith("rl-select study") and evaluation["provenance"]["commit"]
 
     # the table of the tasks finished so far, without new LLM work: here only the first task's
     (root / "evaluation" / "tiny_trec.json").unlink()
