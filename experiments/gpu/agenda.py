@@ -102,7 +102,8 @@ def commit() -> str:
 def study_config(state: Path, dry_run: bool, tasks: list[str] | None, model: str | None) -> Path:
     """The study's YAML: the GPU config, written into the state folder with the run's overrides."""
     config = yaml.safe_load(STUDY_CONFIG.read_text())
-    config["out"] = str(state)
+    # relative to the checkout (steps run there), so run configs stay the same on the next, fresh machine
+    config["out"] = str(state.relative_to(ROOT)) if state.is_relative_to(ROOT) else str(state)
     if tasks:
         config["tasks"] = tasks
     if model:
@@ -140,7 +141,7 @@ def run_step(command: list[str], deadline: float, grace_s: float = GRACE_S) -> t
     Its stderr (progress bars, errors) passes through. Returns its exit code, whether it was interrupted, and the
     end of its stderr.
     """
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True, cwd=ROOT)
     tail: deque[bytes] = deque(maxlen=64)
     relay = threading.Thread(target=_relay, args=(process, tail), daemon=True)
     relay.start()
@@ -225,7 +226,7 @@ def main(
     """Run the GPU agenda's next piece (see the module docstring)."""
     if piece_min <= 0 or grace_s < 0:
         raise SystemExit(f"error: --piece-min must be positive and --grace-s not negative, got {piece_min}, {grace_s}")
-    state = state or (ROOT / "runs" / "gpu-dry-run" if dry_run else STATE)
+    state = (state or (ROOT / "runs" / "gpu-dry-run" if dry_run else STATE)).resolve()
     started = time.monotonic()
     deadline = started + piece_min * 60 - grace_s  # the step stopped then still has its grace inside the piece
     state.mkdir(parents=True, exist_ok=True)
