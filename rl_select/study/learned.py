@@ -113,7 +113,7 @@ class Study:
                 self.transfer_policy("all", list(self.config.tasks))
                 for name in self.config.tasks:
                     self.evaluate(name)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):  # a step's own message would name its command, not the study's
             raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
         return write_table(self)
 
@@ -331,8 +331,16 @@ class Study:
         key = evaluation_key(resources, k=config.k, split="test", n_rows=n_rows, seeds=seeds)
         from rl_select.provenance import provenance
 
-        header = {"provenance": provenance(seeds=seeds, model=resources.lm.info())}  # the run that last wrote it
-        log = EvaluationLog(self.root / "evaluation" / f"{name}.json", key, header)
+        path = self.root / "evaluation" / f"{name}.json"
+        try:
+            stored = json.loads(path.read_text()) if path.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            stored = {}  # EvaluationLog says, in one line, that the file is broken
+        if stored is None:  # the run that starts a task's evaluation is its provenance; a resume keeps it
+            header = {"provenance": provenance(seeds=seeds, model=resources.lm.info())}
+        else:
+            header = {"provenance": stored["provenance"]} if isinstance(stored, dict) and "provenance" in stored else {}
+        log = EvaluationLog(path, key, header)
         return run_evaluation(
             self.selectors(name, transfer),
             resources,

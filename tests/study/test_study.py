@@ -87,7 +87,8 @@ def test_study_builds_the_whole_table_and_resumes(tmp_path, data_root, tiny_mode
 
     # a rerun keeps everything: nothing is trained or scored again
     stamps = {p: p.stat().st_mtime_ns for p in root.glob("runs/*/policy/fqi.pt")}
-    before = json.loads((root / "evaluation" / "tiny_sst.json").read_text())["reports"]
+    first = json.loads((root / "evaluation" / "tiny_sst.json").read_text())
+    before = first["reports"]
     code, _, err = run_cli(["study", str(path)], capsys)
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -95,6 +96,7 @@ def test_study_builds_the_whole_table_and_resumes(tmp_path, data_root, tiny_mode
     assert json.loads((root / "summary.json").read_text())["partial"] is False
     evaluation = json.loads((root / "evaluation" / "tiny_sst.json").read_text())
     assert evaluation["provenance"]["command"].startswith("rl-select study") and evaluation["provenance"]["commit"]
+    assert evaluation["provenance"] == first["provenance"]  # the run that computed the rows, not the rerun
 
     # the table of the tasks finished so far, without new LLM work: here only the first task's
     (root / "evaluation" / "tiny_trec.json").unlink()
