@@ -315,8 +315,9 @@ class EvaluationLog:
 
     Opening a file that holds an evaluation with the same :func:`evaluation_key` continues it: its finished
     seeds are kept (all of them, when it was complete: the same command twice scores nothing twice; delete the
-    file to evaluate afresh). A partial file of a different evaluation is refused (it is never overwritten);
-    a complete one of a different evaluation is replaced by the new run.
+    file to evaluate afresh), and so is its ``provenance`` (the run that started it), while each continuing run
+    adds its own to ``resumed_by``. A partial file of a different evaluation is refused (it is never
+    overwritten); a complete one of a different evaluation is replaced by the new run.
 
     Args:
         path: The JSON file (``.md`` beside it gets the table).
@@ -354,6 +355,8 @@ class EvaluationLog:
         if not isinstance(stored, dict):
             return 0
         same = stored.get("format") == EVALUATION_FORMAT and stored.get("key") == self.key
+        if same:
+            self._keep_first_provenance(stored)
         if not stored.get("partial"):
             if same:
                 for data in stored.get("reports", []):
@@ -370,6 +373,16 @@ class EvaluationLog:
             self.reports[name] = SelectorReport.from_dict(data)
         self.order = list(self.reports)
         return sum(len(r.seeds) for r in self.reports.values())
+
+    def _keep_first_provenance(self, stored: dict[str, Any]) -> None:
+        """The file's provenance stays the first run's; this run is added to ``resumed_by``."""
+        first = stored.get("provenance")
+        if not isinstance(first, dict):
+            return
+        resumed_by = [r for r in stored.get("resumed_by", []) if isinstance(r, dict)]
+        if "provenance" in self.header:
+            resumed_by.append(self.header["provenance"])
+        self.header = {**self.header, "provenance": first, "resumed_by": resumed_by}
 
     def finished(self, selector: Selector) -> dict[int, SeedResult]:
         """Seeds of ``selector`` already done."""

@@ -332,15 +332,7 @@ class Study:
         from rl_select.provenance import provenance
 
         path = self.root / "evaluation" / f"{name}.json"
-        try:
-            stored = json.loads(path.read_text()) if path.is_file() else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            stored = {}  # EvaluationLog says, in one line, that the file is broken
-        if stored is None:  # the run that starts a task's evaluation is its provenance; a resume keeps it
-            header = {"provenance": provenance(seeds=seeds, model=resources.lm.info())}
-        else:
-            header = {"provenance": stored["provenance"]} if isinstance(stored, dict) and "provenance" in stored else {}
-        log = EvaluationLog(path, key, header)
+        log = EvaluationLog(path, key, {"provenance": provenance(seeds=seeds, model=resources.lm.info())})
         return run_evaluation(
             self.selectors(name, transfer),
             resources,

@@ -146,6 +146,9 @@ def test_interrupted_evaluate_keeps_finished_seeds_and_a_rerun_continues(
     complete = json.loads(out.read_text())
     assert complete["partial"] is False and [len(r["seeds"]) for r in complete["reports"]] == [2, 2]
     assert complete["reports"][0]["seeds"] == partial["reports"][0]["seeds"]
+    # the file's provenance stays the run that started it; the continuing run is recorded beside it
+    assert complete["provenance"] == partial["provenance"] and "resumed_by" not in partial
+    assert len(complete["resumed_by"]) == 1 and complete["resumed_by"][0]["command"].startswith("rl-select evaluate")
 
 
 def test_a_partial_evaluation_with_other_settings_is_not_overwritten(data_root, tiny_model_dir, tmp_path, capsys):
