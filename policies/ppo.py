@@ -162,7 +162,7 @@ def make_ppo(
         env,
         learning_rate=config.learning_rate,
         n_steps=config.n_steps,
-        batch_size=config.batch_size,
+        batch_size=min(config.batch_size, config.n_steps * env.num_envs),  # a short run's rollout may be smaller
         n_epochs=config.epochs,
         gamma=config.gamma,
         ent_coef=config.ent_coef,

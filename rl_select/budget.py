@@ -189,7 +189,7 @@ def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: 
     """A :class:`~rl_select.runs.config.TrainConfig` run's work: learning, then the final evaluation."""
     env, k = config.env, config.env.k
     learning, evaluation = Step(f"{config.algo} learning"), Step("final evaluation")
-    for name, profile in profiles.items():
+    for profile in profiles.values():
         share = 1.0 / len(profiles)
         rows = 1 if env.mode == "query" else env.reward_rows
         if config.algo == "fqi":
@@ -202,19 +202,30 @@ def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: 
             prompts = share * (steps + steps / k)  # every step's prompt, and every reset's zero-shot prompt
             part = query_level(profile, k, prompts) if env.mode == "query" else task_level(profile, k, prompts, rows)
             learning.add(part.queries, part.tokens, part.forwards)
-        seeds, n = config.evaluation.seeds, eval_rows[name]
-        query_rows = 1 + ("knn" in config.evaluation.baselines)
-        part = query_level(profile, k, n * query_rows) if env.mode == "query" else task_level(profile, k, seeds, n)
-        evaluation.add(part.queries, part.tokens, part.forwards)
-        task_rows = sum(b in config.evaluation.baselines for b in ("zero-shot", "random", "best-of-n")) * seeds
-        part = task_level(profile, k, task_rows, n)
-        evaluation.add(part.queries, part.tokens, part.forwards)
-        if "best-of-n" in config.evaluation.baselines:
-            part = task_level(
-                profile, k, seeds * config.evaluation.best_of_n_sets, config.evaluation.best_of_n_dev_rows
-            )
+    for name, profile in profiles.items():
+        for part in final_evaluation_work(config, profile, eval_rows[name], learning.queries):
             evaluation.add(part.queries, part.tokens, part.forwards)
     return Projection([learning, evaluation])
+
+
+def final_evaluation_work(config: Any, profile: TokenProfile, n: int, learning_queries: float) -> list[Step]:
+    """A training run's final evaluation on one task: the learned rows, the baselines, best-of-N at equal budget.
+
+    At the learner's budget best-of-N tries ``ceil(learning queries / dev rows)`` prompts on its dev rows.
+    """
+    k, settings = config.env.k, config.evaluation
+    seeds, dev_rows = settings.seeds, settings.best_of_n_dev_rows
+    query_rows = 1 + ("knn" in settings.baselines)
+    query_mode = config.env.mode == "query"
+    learned = query_level(profile, k, n * query_rows) if query_mode else task_level(profile, k, seeds, n)
+    task_rows = sum(b in settings.baselines for b in ("zero-shot", "random", "best-of-n")) * seeds
+    parts = [learned, task_level(profile, k, task_rows, n)]
+    if "best-of-n" in settings.baselines:
+        parts.append(task_level(profile, k, seeds * settings.best_of_n_sets, dev_rows))
+        if learning_queries:
+            equal_sets = math.ceil(learning_queries / dev_rows)
+            parts += [task_level(profile, k, seeds * equal_sets, dev_rows), task_level(profile, k, seeds, n)]
+    return parts
 
 
 def prompt_work(profile: TokenProfile, prompts: float, demos: int, queries: int) -> Step:
@@ -229,15 +240,17 @@ def project_evaluation(
 ) -> Projection:
     """An evaluation's work per selector and seed: choosing (LLM-scored selectors) and scoring ``rows`` rows.
 
-    Every seed is counted, though deterministic selectors' later seeds come from the cache.
+    A selector whose choice does not depend on the seed (``seeded`` false) is counted once: its later seeds
+    repeat the first seed's prompts, which the scorer's cache answers.
     """
     steps = []
     for selector in selectors:
         step = Step(selector.name)
         work = [(w.prompts, w.demos, w.queries) for w in selector.choice_work(task, k, rows)]
         work.append((rows, k, 1) if selector.query_level else (1, k, rows))
+        repeats = seeds if getattr(selector, "seeded", True) else 1
         for prompts, demos, queries in work:
-            part = prompt_work(profile, seeds * prompts, demos, queries)
+            part = prompt_work(profile, repeats * prompts, demos, queries)
             step.add(part.queries, part.tokens, part.forwards)
         steps.append(step)
     return Projection(steps)

@@ -59,7 +59,9 @@ def evaluate_command(
     ),
     policy: list[Path] = typer.Option([], "--policy", help="A trained run directory (repeatable)."),
     k: int = typer.Option(4, "--k", help="Demonstrations per prompt."),
-    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (0 … N-1)."),
+    seeds: int | None = typer.Option(
+        None, "--seeds", help="Number of seeds (0 … N-1); default 5, or 3 when the model runs on a CPU."
+    ),
     n_test: int | None = typer.Option(None, "--n-test", help="Evaluate on a seeded subsample of N rows."),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Primary metric calibrated or raw."),
@@ -119,7 +121,7 @@ def evaluate_command(
             on_start=lambda path: err_console.print(f"results go to {path} (and {path.with_suffix('.md')})"),
             on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=True),
         )
-    render_reports(outcome, k, split, seeds, calibrate)
+    render_reports(outcome, k, split, len(outcome.reports[0].seeds), calibrate)
 
 
 def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool) -> None:

@@ -75,11 +75,13 @@ def gather_overrides(*, task: str | None, tasks: str | None, sets: list[str], **
 
 
 def build_config(config_file: Path | None, overrides: dict[str, Any]):
-    """TrainConfig from defaults, then the YAML file, then the command-line overrides."""
-    from rl_select.runs.config import TrainConfig, read_yaml_mapping
+    """TrainConfig from defaults fitted to the device and run length, then the YAML file, then the options."""
+    from rl_select.runs.config import TrainConfig, chosen_keys, read_yaml_mapping, with_fitted_defaults
+    from rl_select.scoring.model import resolve_device
 
-    base = TrainConfig.from_dict(read_yaml_mapping(config_file, "training settings")) if config_file else TrainConfig()
-    return base.with_overrides(overrides)
+    given = read_yaml_mapping(config_file, "training settings") if config_file else {}
+    config = (TrainConfig.from_dict(given) if config_file else TrainConfig()).with_overrides(overrides)
+    return with_fitted_defaults(config, chosen_keys(given) | chosen_keys(overrides), resolve_device(config.device).type)
 
 
 def default_run_dir(config: Any) -> Path:

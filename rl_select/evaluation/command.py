@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,10 @@ from rl_select.evaluation.dump import write_dump
 from rl_select.evaluation.tables import evaluation_markdown
 
 ORDER_CHOICES = ("selected", "reversed", "both")
+DEFAULT_SEEDS = 5
+CPU_SEEDS = 3
+"""Seeds of an evaluation unless ``--seeds`` says: fewer when the scoring model runs on a CPU, where the
+LLM-scored baselines' search dominates the time (seed-independent selectors cost one seed whatever the count)."""
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
@@ -31,7 +35,7 @@ class EvaluateRequest:
         selectors: Baseline names (``all``: every one); empty with ``policies``: only those.
         policies: Trained run directories, evaluated like baselines.
         k: Demonstrations per prompt.
-        seeds: Seeds (0 … N-1).
+        seeds: Seeds (0 … N-1); None: :data:`DEFAULT_SEEDS` on a GPU, :data:`CPU_SEEDS` when scoring on a CPU.
         rows: Evaluation rows (a seeded subsample; None: the whole split).
         split: Split evaluated.
         order: ``selected``, ``reversed`` or ``both`` (the order ablation).
@@ -54,7 +58,7 @@ class EvaluateRequest:
     selectors: tuple[str, ...] = ("random",)
     policies: tuple[Path, ...] = ()
     k: int = 4
-    seeds: int = 5
+    seeds: int | None = None
     rows: int | None = None
     split: str = "test"
     order: str = "selected"
@@ -156,7 +160,7 @@ def evaluate(
     from rl_select.selectors import check_k
     from rl_select.tasks import SPLITS, load_task
 
-    if request.seeds < 1:
+    if request.seeds is not None and request.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {request.seeds}")
     task = load_task(request.task, request.data_dir)
     check_k(request.k, len(task.train))
@@ -164,7 +168,9 @@ def evaluate(
         raise ConfigError(f"unknown split '{request.split}' (choose from {', '.join(SPLITS)})")
     if request.rows is not None and request.rows <= 0:
         raise ConfigError(f"--n-test must be positive, got {request.rows}")
-    selectors = selectors_for(request, resolve_device(request.device).type)  # bad ones fail before the model loads
+    device_type = resolve_device(request.device).type
+    request = replace(request, seeds=request.seeds or (CPU_SEEDS if device_type == "cpu" else DEFAULT_SEEDS))
+    selectors = selectors_for(request, device_type)  # bad ones fail before the model loads
     path = request.out or default_path(request, task.name)
     pinned = pin_determinism(request.deterministic)
     lm = (load_model or (lambda: load_language_model(request.model, device=request.device, dtype=request.dtype)))()

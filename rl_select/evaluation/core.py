@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,10 @@ def evaluate_selector(
         on_seed: Called with the report so far after every seed (to write it to disk at once).
         keep_probs: Keep every row's label distributions (what ``--dump`` writes; large, so off by default). A
             finished seed without them is evaluated again.
+
+    A selector whose choice does not depend on the seed (``selector.seeded`` false: kNN, BM25, ConE, ...) is
+    chosen and scored once; its other seeds repeat that result, as choosing again would (same prompts, same
+    scores), with the choosing cost of that one choice and no time.
     """
     if not seeds:
         raise ConfigError("give at least one seed")
@@ -239,9 +243,13 @@ def evaluate_selector(
         if done is not None and (done.probs_calibrated or not keep_probs):
             report.seeds.append(done)
             continue
-        if selector.resources is None:
-            selector.build(resources)
-        report.seeds.append(evaluate_seed(selector, resources, rows, k, int(seed), progress, keep_probs=keep_probs))
+        if report.seeds and not getattr(selector, "seeded", True):
+            report.seeds.append(replace(report.seeds[0], seed=int(seed), seconds=0.0))
+        else:
+            if selector.resources is None:
+                selector.build(resources)
+            result = evaluate_seed(selector, resources, rows, k, int(seed), progress, keep_probs=keep_probs)
+            report.seeds.append(result)
         if on_seed is not None:
             on_seed(report)
     return report

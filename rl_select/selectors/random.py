@@ -14,6 +14,7 @@ class ZeroShotSelector(Selector):
     """No demonstrations at all (the prompt is the query alone); ``k`` is ignored."""
 
     name = "zero-shot"
+    seeded = False
 
     def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
         """An empty selection."""

@@ -86,6 +86,7 @@ class ConESelector(Selector):
     """
 
     name = "cone"
+    seeded = False
     query_level = True
     uses_resources = True
     uses_llm = True
@@ -125,6 +126,7 @@ class VoteKSelector(Selector):
     """
 
     name = "votek"
+    seeded = False
     query_level = True
     uses_resources = True
 

@@ -48,6 +48,7 @@ class KNNSelector(Selector):
     """KATE: the ``k`` pool examples nearest to the query in embedding space, most similar last."""
 
     name = "knn"
+    seeded = False
     query_level = True
     uses_resources = True
 
@@ -64,6 +65,7 @@ class BM25Selector(Selector):
     """The ``k`` pool examples with the highest BM25 score for the query, best last."""
 
     name = "bm25"
+    seeded = False
     query_level = True
     uses_resources = True
 
@@ -83,6 +85,7 @@ class _DiverseSelector(Selector):
     """Shared part of MMR and DPP: take the query's ``num_candidates`` nearest neighbours, then diversify."""
 
     query_level = True
+    seeded = False
     uses_resources = True
 
     def __init__(self, num_candidates: int = 32) -> None:

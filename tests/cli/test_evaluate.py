@@ -183,17 +183,20 @@ def test_result_files_keep_label_distributions_only_for_a_dump(tiny_model_dir, d
 def test_evaluate_says_what_it_will_spend_and_uses_cpu_defaults(tiny_model_dir, data_root, tmp_path, capsys):
     out = tmp_path / "res.json"
     args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
-    args += ["--selector", "best-of-n,knn", "--num-sets", "2", "--k", "2", "--seeds", "2", "--n-test", "6"]
-    code, _, err = run_cli([*args, "--out", str(out)], capsys)
+    args += ["--selector", "best-of-n,knn", "--num-sets", "2", "--k", "2", "--n-test", "6"]
+    code, stdout, err = run_cli([*args, "--out", str(out)], capsys)
     assert code == 0, err
     lines = {line.split()[0]: line.split() for line in err.splitlines() if line.split()}
-    # best-of-n: 2 seeds × (2 sets × its dev rows + 1 prompt × 6 rows); knn: 2 seeds × 6 query-level prompts
-    reports = {r["selector"]["name"]: r for r in json.loads(out.read_text())["reports"]}
+    # best-of-n: 3 seeds (the CPU default) × (2 sets × its dev rows + 1 prompt × 6 rows); knn: 6 query-level
+    # prompts once (it does not read the seed: its other seeds repeat the first)
+    payload = json.loads(out.read_text())
+    reports = {r["selector"]["name"]: r for r in payload["reports"]}
+    assert payload["provenance"]["seeds"] == [0, 1, 2] and "3 seed(s)" in stdout
     dev_rows = reports["best-of-n"]["selector"]["dev_size"]
-    assert dev_rows == 64  # the CPU default, not the GPU's 200
+    assert dev_rows == 16  # the CPU default, not the GPU's 200
     from rl_select.tasks import load_task
 
     used = min(dev_rows, len(load_task("tiny_sst", str(data_root)).dev))
-    assert lines["best-of-n"][1] == f"{2 * (2 * used + 6):,}" and lines["knn"][1] == "12"
+    assert lines["best-of-n"][1] == f"{3 * (2 * used + 6):,}" and lines["knn"][1] == "6"
     assert "about to spend" in err
     assert json.loads(out.read_text())["key"]["embedder"] == "minilm"  # the CPU default, on record

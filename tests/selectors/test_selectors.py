@@ -36,6 +36,28 @@ def test_task_level_selectors_are_seeded(resources, name):
     assert selector.select(task, None, 3, np.random.default_rng(7)) == first
 
 
+@pytest.mark.parametrize("name", sorted(SELECTORS))
+def test_seeded_flag_says_whether_the_seed_changes_the_choice(resources, name):
+    selector = make_selector(name, strict=False, **SMALL).build(resources)
+    task = resources.task
+    queries = task.test[:4] if selector.query_level else [None]
+    choices = {tuple(tuple(selector.select(task, q, 3, np.random.default_rng(s))) for q in queries) for s in range(6)}
+    if not selector.seeded:  # its projection counts one seed: the others must repeat it
+        assert len(choices) == 1
+    elif name != "zero-shot":
+        assert len(choices) > 1
+
+
+def test_projection_counts_a_seed_independent_selector_once(resources):
+    from rl_select.budget import TokenProfile, project_evaluation
+
+    task = resources.task
+    profile = TokenProfile.of(task, resources.lm.tokenizer)
+    knn, mdl = make_selector("knn"), make_selector("mdl", num_sets=3)
+    one, five = (project_evaluation([knn, mdl], task, profile, k=2, rows=4, seeds=s) for s in (1, 5))
+    assert five.steps[0].queries == one.steps[0].queries and five.steps[1].queries == 5 * one.steps[1].queries
+
+
 def test_balanced_covers_labels(resources):
     task = resources.task
     ids = make_selector("balanced").select(task, None, 3, np.random.default_rng(1))
@@ -98,6 +120,26 @@ def test_evaluate_selector_pairs_rows_across_seeds(resources):
     assert report.seeds[0].selection != report.seeds[1].selection
     knn = evaluate_selector(make_selector("knn"), resources, k=2, seeds=[0], n_rows=4)
     assert knn.seeds[0].selection is None and 0.0 <= knn.mean_sd[0] <= 1.0
+
+
+def test_a_seed_independent_selector_is_chosen_and_scored_once(resources, monkeypatch):
+    import rl_select.evaluation.core as evaluation
+
+    calls = []
+    original = evaluation.evaluate_seed
+    monkeypatch.setattr(evaluation, "evaluate_seed", lambda *a, **o: calls.append(a[4]) or original(*a, **o))
+    cone = evaluate_selector(make_selector("cone", num_candidates=4), resources, k=2, seeds=[0, 1, 2], n_rows=3)
+    assert calls == [0] and [s.seed for s in cone.seeds] == [0, 1, 2]
+    first, *others = cone.seeds
+    for other in others:  # what choosing again would give: the test above checks cone does not read the seed
+        assert (other.selections, other.predictions_calibrated, other.cost) == (
+            first.selections,
+            first.predictions_calibrated,
+            first.cost,
+        )
+    calls.clear()
+    evaluate_selector(make_selector("random"), resources, k=2, seeds=[0, 1], n_rows=3)
+    assert calls == [0, 1]
 
 
 def test_single_query_search_runs_on_one_thread_and_restores_the_setting():
