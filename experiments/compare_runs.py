@@ -131,15 +131,19 @@ def main() -> None:
     if len(args.results) < 2:
         sys.exit("error: give at least two results files")
     runs = [(str(path), load(path)) for path in args.results]
-    rows = [row for i, (_, payload) in enumerate(runs[1:], 1) for row in compare(runs[0][1], payload, str(i))]
+    try:
+        rows = [row for i, (_, payload) in enumerate(runs[1:], 1) for row in compare(runs[0][1], payload, str(i))]
+        table = markdown(runs, rows)
+    except (KeyError, TypeError) as error:
+        sys.exit(f"error: a results file lacks what rl-select writes ({error}); compare results.json files")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "runs": [{"path": path, "provenance": p["provenance"], "config": p.get("config")} for path, p in runs],
+        "runs": [{"path": path, "provenance": p.get("provenance"), "config": p.get("config")} for path, p in runs],
         "rows": [asdict(row) for row in rows],
     }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(runs, rows))
-    print(markdown(runs, rows))
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ def test_counts_differing_prompts_and_predictions(tmp_path):
 def test_bad_input_is_one_line(tmp_path):
     a = results(tmp_path / "a.json", "Intel", [[1, 2]], ["x"])
     (tmp_path / "broken.json").write_text("{")
-    for args in ([str(a)], [str(a), str(tmp_path / "broken.json")], [str(a), str(tmp_path / "missing.json")]):
+    (tmp_path / "other.json").write_text(json.dumps({"reports": [{"selector": {"name": "fqi"}, "seeds": [{}]}]}))
+    bad = ("broken.json", "missing.json", "other.json")
+    for args in ([str(a)], *([str(a), str(tmp_path / name)] for name in bad)):
         done = run(*args, "--out", str(tmp_path / "cmp"))
         assert done.returncode != 0 and done.stderr.strip().startswith("error:") and "Traceback" not in done.stderr
