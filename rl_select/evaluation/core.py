@@ -324,7 +324,7 @@ class EvaluationLog:
     Opening a file that holds an evaluation with the same :func:`evaluation_key` continues it: its finished
     seeds are kept (all of them, when it was complete: the same command twice scores nothing twice; delete the
     file to evaluate afresh), and so is its ``provenance`` (the run that started it), while each continuing run
-    that adds a result lists its own in ``resumed_by``. A partial file of a different evaluation is refused (it is never
+    adds its own to ``resumed_by``. A partial file of a different evaluation is refused (it is never
     overwritten); a complete one of a different evaluation is replaced by the new run.
 
     Args:
@@ -347,7 +347,6 @@ class EvaluationLog:
         self.render = render
         self.reports: dict[str, SelectorReport] = {}
         self.order: list[str] = []
-        self._continuing: dict[str, Any] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the work
         self.resumed = self._load()
 
@@ -388,8 +387,9 @@ class EvaluationLog:
         first = stored.get("provenance")
         if not isinstance(first, dict):
             return
-        self._continuing = self.header.get("provenance")  # listed once this run adds a result
         resumed_by = [r for r in stored.get("resumed_by", []) if isinstance(r, dict)]
+        if "provenance" in self.header:
+            resumed_by.append(self.header["provenance"])
         self.header = {**self.header, "provenance": first, "resumed_by": resumed_by}
 
     def finished(self, selector: Selector) -> dict[int, SeedResult]:
@@ -401,9 +401,6 @@ class EvaluationLog:
         """Store a selector's report so far and write the file (marked partial)."""
         key = selector_key(selector)
         self.reports[key] = report
-        if self._continuing is not None:
-            self.header["resumed_by"].append(self._continuing)
-            self._continuing = None
         if key not in self.order:
             self.order.append(key)
         self.write(partial=True)
