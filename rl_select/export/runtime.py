@@ -205,6 +205,11 @@ class Selector:
                     self._embedder = _load_embedder(self.directory, self.manifest.embedder)
         return self._embedder
 
+    def warm(self) -> None:
+        """Load everything a selection needs now (the query embedder in query mode) rather than on first use."""
+        if self.mode == "query":
+            _ = self.embedder
+
     def info(self) -> dict[str, Any]:
         """A summary of the manifest (what ``GET /v1/policy`` returns)."""
         m = self.manifest

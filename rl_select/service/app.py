@@ -144,7 +144,12 @@ def _validation_message(exc: RequestValidationError) -> str:
 def create_app(
     selector: Selector, *, max_body_bytes: int = MAX_BODY_BYTES, body_timeout: float = BODY_TIMEOUT_S
 ) -> FastAPI:
-    """A FastAPI app serving ``selector`` (bodies capped at ``max_body_bytes`` and ``body_timeout`` seconds)."""
+    """A FastAPI app serving ``selector`` (bodies capped at ``max_body_bytes`` and ``body_timeout`` seconds).
+
+    The selector is warmed first (its query embedder loaded), so ``/healthz`` answers only once selections are
+    fast and no request ever makes the service read model files.
+    """
+    selector.warm()
     app = FastAPI(
         title="rl-select",
         version=__version__,
