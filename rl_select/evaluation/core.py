@@ -324,8 +324,9 @@ class EvaluationLog:
     Opening a file that holds an evaluation with the same :func:`evaluation_key` continues it: its finished
     seeds are kept (all of them, when it was complete: the same command twice scores nothing twice; delete the
     file to evaluate afresh), and so is its ``provenance`` (the run that started it), while each continuing run
-    adds its own to ``resumed_by``. A partial file of a different evaluation is refused (it is never
-    overwritten); a complete one of a different evaluation is replaced by the new run.
+    that adds a seed adds its own provenance to ``resumed_by`` (a rerun that finds everything done does not).
+    A partial file of a different evaluation is refused (it is never overwritten); a complete one of a
+    different evaluation is replaced by the new run.
 
     Args:
         path: The JSON file (``.md`` beside it gets the table).
@@ -347,6 +348,7 @@ class EvaluationLog:
         self.render = render
         self.reports: dict[str, SelectorReport] = {}
         self.order: list[str] = []
+        self._continuing: dict[str, Any] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the work
         self.resumed = self._load()
 
@@ -388,8 +390,7 @@ class EvaluationLog:
         if not isinstance(first, dict):
             return
         resumed_by = [r for r in stored.get("resumed_by", []) if isinstance(r, dict)]
-        if "provenance" in self.header:
-            resumed_by.append(self.header["provenance"])
+        self._continuing = self.header.get("provenance")  # listed in resumed_by once it adds a result
         self.header = {**self.header, "provenance": first, "resumed_by": resumed_by}
 
     def finished(self, selector: Selector) -> dict[int, SeedResult]:
@@ -400,6 +401,10 @@ class EvaluationLog:
     def record(self, selector: Selector, report: SelectorReport) -> None:
         """Store a selector's report so far and write the file (marked partial)."""
         key = selector_key(selector)
+        before = self.reports.get(key)
+        if self._continuing is not None and (before is None or len(report.seeds) > len(before.seeds)):
+            self.header["resumed_by"].append(self._continuing)  # this continuing run computed something
+            self._continuing = None
         self.reports[key] = report
         if key not in self.order:
             self.order.append(key)

@@ -151,6 +151,13 @@ def test_interrupted_evaluate_keeps_finished_seeds_and_a_rerun_continues(
     assert complete["provenance"] == partial["provenance"] and "resumed_by" not in partial
     assert len(complete["resumed_by"]) == 1 and complete["resumed_by"][0]["command"].startswith("rl-select evaluate")
 
+    calls.clear()
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    # a third run finds everything done: it scores nothing and is not listed as a continuing run
+    again = json.loads(out.read_text())
+    assert calls == [] and again["reports"] == complete["reports"] and again["resumed_by"] == complete["resumed_by"]
+
 
 def test_a_partial_evaluation_with_other_settings_is_not_overwritten(data_root, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval.json"
