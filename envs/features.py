@@ -62,6 +62,15 @@ class FeatureBank:
         return self.projection.to_space(self.pool_vectors, self.config.centred_similarity)
 
     @cached_property
+    def pool_projected(self) -> np.ndarray:
+        """``[N, P]`` projected pool embeddings, computed for the whole pool at once.
+
+        One product for all rows makes every row's features independent of which candidates were asked for
+        first (a matrix product's last float bits depend on its shape), so a resumed run sees the same floats.
+        """
+        return self.projection(self.pool_vectors)
+
+    @cached_property
     def pool_labels(self) -> np.ndarray:
         """``[N]`` label index of every pool example."""
         return self.task.gold(self.task.train)
@@ -89,8 +98,7 @@ class FeatureBank:
         if missing:
             zero_shot = self.zero_shot(missing) if self.config.llm_features else None
             rows = static_features(
-                self.pool_vectors[missing],
-                self.projection,
+                self.pool_projected[missing],
                 self.pool_labels[missing],
                 self.pool_lengths[missing],
                 zero_shot,

@@ -164,18 +164,22 @@ def word_length(texts: list[str]) -> np.ndarray:
 
 
 def static_features(
-    vectors: np.ndarray,
-    projection: Projection,
+    projected: np.ndarray,
     label_ids: np.ndarray,
     lengths: np.ndarray,
     zero_shot: np.ndarray | None,
     config: FeatureConfig,
 ) -> np.ndarray:
-    """``[n, P + L + 4]``: projected embedding, label one-hot (L = 0 without it), length, zero-shot stats."""
-    n = len(vectors)
+    """``[n, P + L + 4]``: projected embedding, label one-hot (L = 0 without it), length, zero-shot stats.
+
+    ``projected`` is :class:`Projection` applied to the rows' embeddings, best to the whole pool in one call: a
+    matrix product's last float bits depend on how many rows it multiplies, so projecting the rows a caller
+    happens to need would make a feature depend on which rows were asked for with it.
+    """
+    n = len(projected)
     onehot = config.max_labels if config.label_onehot else 0
     out = np.zeros((n, config.projection_dim + onehot + len(STATIC_SCALARS)), dtype=np.float32)
-    out[:, : config.projection_dim] = projection(vectors)
+    out[:, : config.projection_dim] = projected
     if onehot:
         out[np.arange(n), config.projection_dim + label_ids] = 1.0
     base = config.projection_dim + onehot

@@ -331,9 +331,8 @@ class Selector:
         vectors = np.asarray(self.embedder.embed([e.input_text for e in pool]), dtype=np.float32)
         zero_shot = self._zero_shot(pool) if self.features.llm_features else None
         label_ids = np.array([self.template.labels.index(e.label) for e in pool], dtype=np.int64)
-        static = static_features(
-            vectors, self.projection, label_ids, word_length([e.input_text for e in pool]), zero_shot, self.features
-        )
+        lengths = word_length([e.input_text for e in pool])
+        static = static_features(self.projection(vectors), label_ids, lengths, zero_shot, self.features)
         return vectors, static
 
     def _zero_shot(self, pool: list[Example]) -> np.ndarray:

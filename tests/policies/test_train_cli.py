@@ -300,7 +300,7 @@ def test_open_settings_fit_the_device_and_a_short_ppo_run():
     base = TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 64})
     cpu = with_fitted_defaults(base, {"tasks", "algo", "steps"}, "cpu")
     assert (cpu.env.reward_rows, cpu.evaluation.rows, cpu.evaluation.best_of_n_dev_rows) == (16, 200, 16)
-    assert cpu.env.features.llm_features is False and cpu.env.features.embedder is None
+    assert cpu.env.features.llm_features is False and cpu.env.features.embedder == "minilm"
     assert cpu.ppo.n_steps == 16 and cpu.total_steps == 64  # 16 × 4 sub-envs: the 64 steps asked, not 256
     gpu = with_fitted_defaults(base, {"tasks", "algo", "steps"}, "cuda")
     assert (gpu.env.reward_rows, gpu.evaluation.rows, gpu.evaluation.best_of_n_dev_rows) == (64, None, 200)
