@@ -28,7 +28,7 @@ TasksOption = typer.Option(None, "--tasks", help="Comma-separated tasks to train
 ModeOption = typer.Option(None, "--mode", help="task (one prompt per task) or query (one prompt per query).")
 KOption = typer.Option(None, "--k", help="Demonstrations per prompt (default 4).")
 MOption = typer.Option(None, "--num-candidates", "-M", help="Candidates per episode (default 64).")
-RewardRowsOption = typer.Option(None, "--reward-rows", help="Dev rows per task-mode reward (default 64).")
+RewardRowsOption = typer.Option(None, "--reward-rows", help="Dev rows per task-mode reward (default 64; 8 on a CPU).")
 ValueOption = typer.Option(None, "--value", help="Prompt value: accuracy (task-mode default) or probability.")
 PoolSizeOption = typer.Option(None, "--pool-size", help="Use a seeded subset of the pool (CPU-sized runs).")
 SeedOption = typer.Option(None, "--seed", help="Seed (default 0).")
@@ -104,8 +104,12 @@ def train_command(
     seed: int | None = SeedOption,
     n_envs: int | None = typer.Option(None, "--n-envs", help="Sub-envs stepped together (default 4)."),
     pool_size: int | None = PoolSizeOption,
-    eval_rows: int | None = typer.Option(None, "--eval-rows", help="Test rows of the final evaluation."),
-    eval_seeds: int | None = typer.Option(None, "--eval-seeds", help="Seeds of the final evaluation (default 3)."),
+    eval_rows: int | None = typer.Option(
+        None, "--eval-rows", help="Test rows of the final evaluation (default all; 100 on a CPU)."
+    ),
+    eval_seeds: int | None = typer.Option(
+        None, "--eval-seeds", help="Seeds of the final evaluation (default 3; 2 on a CPU)."
+    ),
     cql_data: str | None = typer.Option(None, "--cql-data", help="Episode data set from `rl-select collect`."),
     cql_episodes: int | None = typer.Option(None, "--cql-episodes", help="Random episodes to collect for cql."),
     calibrate: bool | None = typer.Option(None, "--calibrate/--no-calibrate", help="Calibrated rewards (default)."),

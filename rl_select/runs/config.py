@@ -328,13 +328,15 @@ CPU_TRAIN_DEFAULTS: dict[str, Any] = {
     "env.reward_rows": 8,
     "env.value": "probability",
     "eval_rows": 100,
+    "eval_seeds": 2,
     "best_of_n_dev_rows": 16,
     "env.features.llm_features": False,
     "env.features.embedder": "minilm",
 }
 """Cheaper settings of ``rl-select train`` when the scoring model runs on a CPU (GPU defaults in brackets): task
 mode's reward set of 8 dev rows (64), valued by the mean gold-label probability (accuracy, which moves in steps of
-1/8 on 8 rows); the final evaluation on 100 test rows (all) with best-of-N on 16 dev rows (200); candidate
+1/8 on 8 rows); the final evaluation on 100 test rows (all) × 2 seeds (3) with best-of-N on 16 dev rows (200)
+— every seed of best-of-N at equal budget re-spends the learner's whole LLM budget, most of a short run; candidate
 features without the LLM's zero-shot statistics; and the packaged MiniLM (where installed) instead of the LLM's
 hidden states as the embedder (embedding a 7k-row pool with the LLM takes minutes on 2 cores). Settings the
 config file or the command line give win; the run's ``config.json`` records what was used."""

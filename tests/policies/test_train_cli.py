@@ -300,12 +300,13 @@ def test_open_settings_fit_the_device_and_a_short_ppo_run():
     base = TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 64})
     cpu = with_fitted_defaults(base, {"tasks", "algo", "steps"}, "cpu")
     assert (cpu.env.reward_rows, cpu.evaluation.rows, cpu.evaluation.best_of_n_dev_rows) == (8, 100, 16)
-    assert cpu.env.value == "probability"  # 8 rows' accuracy moves in steps of 12.5 points
+    assert cpu.env.value == "probability" and cpu.evaluation.seeds == 2  # 8 rows' accuracy moves by 12.5 points
     assert cpu.env.features.llm_features is False and cpu.env.features.embedder == "minilm"
     assert cpu.ppo.n_steps == 16 and cpu.total_steps == 64  # 16 × 4 sub-envs: the 64 steps asked, not 256
     gpu = with_fitted_defaults(base, {"tasks", "algo", "steps"}, "cuda")
     assert (gpu.env.reward_rows, gpu.evaluation.rows, gpu.evaluation.best_of_n_dev_rows) == (64, None, 200)
     assert gpu.env.features.llm_features is True and gpu.env.features.embedder is None and gpu.env.value is None
+    assert gpu.evaluation.seeds == 3
     # what the user sets wins, from the command line or from a config file's env mapping
     chosen = chosen_keys({"env": {"reward_rows": 50}, "eval_rows": 300, "ppo_n_steps": 64})
     kept = with_fitted_defaults(base.with_overrides({"env.reward_rows": 50, "eval_rows": 300}), chosen, "cpu")
