@@ -248,7 +248,7 @@ def project_evaluation(
         step = Step(selector.name)
         work = [(w.prompts, w.demos, w.queries) for w in selector.choice_work(task, k, rows)]
         work.append((rows, k, 1) if selector.query_level else (1, k, rows))
-        repeats = seeds if getattr(selector, "seeded", True) else 1
+        repeats = seeds if selector.seeded else 1
         for prompts, demos, queries in work:
             part = prompt_work(profile, repeats * prompts, demos, queries)
             step.add(part.queries, part.tokens, part.forwards)

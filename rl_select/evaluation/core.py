@@ -243,7 +243,7 @@ def evaluate_selector(
         if done is not None and (done.probs_calibrated or not keep_probs):
             report.seeds.append(done)
             continue
-        if report.seeds and not getattr(selector, "seeded", True):
+        if report.seeds and not selector.seeded:
             report.seeds.append(replace(report.seeds[0], seed=int(seed), seconds=0.0))
         else:
             if selector.resources is None:
