@@ -29,7 +29,7 @@ ModeOption = typer.Option(None, "--mode", help="task (one prompt per task) or qu
 KOption = typer.Option(None, "--k", help="Demonstrations per prompt (default 4).")
 MOption = typer.Option(None, "--num-candidates", "-M", help="Candidates per episode (default 64).")
 RewardRowsOption = typer.Option(None, "--reward-rows", help="Dev rows per task-mode reward (default 64; 8 on a CPU).")
-ValueOption = typer.Option(None, "--value", help="Prompt value: accuracy (task-mode default) or probability.")
+ValueOption = typer.Option(None, "--value", help="Prompt value: accuracy (task-mode default on a GPU) or probability.")
 PoolSizeOption = typer.Option(None, "--pool-size", help="Use a seeded subset of the pool (CPU-sized runs).")
 SeedOption = typer.Option(None, "--seed", help="Seed (default 0).")
 WorkersOption = typer.Option(None, "--workers", help="Ray rollout workers (0: in-process).")
