@@ -174,7 +174,7 @@ def project_study(config: Any, profiles: dict[str, TokenProfile], pool_sizes: di
             task.episodes * task_episode.forwards + _forwards(zero_shot * profile.query),
         )
         seeds, rows = config.eval_seeds, config.eval_rows
-        equal_sets = math.ceil(learner_queries / config.best_of_n_dev_rows)
+        equal_sets = equal_budget_sets(learner_queries, config.best_of_n_dev_rows)
         evaluation = [
             query_level(profile, k, 3 * rows),  # kNN, learned query mode, transfer (deterministic: seeds hit cache)
             task_level(profile, k, 1 + 4 * seeds, rows),  # zero-shot, random, both best-of-N, learned task mode
@@ -208,10 +208,15 @@ def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: 
     return Projection([learning, evaluation])
 
 
+def equal_budget_sets(learning_queries: float, dev_rows: int) -> int:
+    """best-of-N's N at a learner's budget: as many random prompts as its scored queries pay for on ``dev_rows``."""
+    return max(1, math.ceil(learning_queries / dev_rows))
+
+
 def final_evaluation_work(config: Any, profile: TokenProfile, n: int, learning_queries: float) -> list[Step]:
     """A training run's final evaluation on one task: the learned rows, the baselines, best-of-N at equal budget.
 
-    At the learner's budget best-of-N tries ``ceil(learning queries / dev rows)`` prompts on its dev rows.
+    At the learner's budget best-of-N tries :func:`equal_budget_sets` prompts on its dev rows.
     """
     k, settings = config.env.k, config.evaluation
     seeds, dev_rows = settings.seeds, settings.best_of_n_dev_rows
@@ -223,7 +228,7 @@ def final_evaluation_work(config: Any, profile: TokenProfile, n: int, learning_q
     if "best-of-n" in settings.baselines:
         parts.append(task_level(profile, k, seeds * settings.best_of_n_sets, dev_rows))
         if learning_queries:
-            equal_sets = math.ceil(learning_queries / dev_rows)
+            equal_sets = equal_budget_sets(learning_queries, dev_rows)
             parts += [task_level(profile, k, seeds * equal_sets, dev_rows), task_level(profile, k, seeds, n)]
     return parts
 

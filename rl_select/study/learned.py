@@ -22,7 +22,6 @@ begins; the transfer rows come last:
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,8 +292,9 @@ class Study:
             if self.config.task.features.get("llm_features", True)
             else 0
         )
-        budget = self.task_cost(name).total.queries + choosing
-        return max(1, math.ceil(budget / self.config.best_of_n_dev_rows))
+        from rl_select.budget import equal_budget_sets
+
+        return equal_budget_sets(self.task_cost(name).total.queries + choosing, self.config.best_of_n_dev_rows)
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
         """The table's rows for one task, as selectors, in :data:`ROWS` order (``transfer``: with its row)."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl_select.budget import equal_budget_sets
 from rl_select.errors import ArtifactError
 from rl_select.evaluation import SelectorReport, format_cost, report_row
 from rl_select.runs.dirs import read_trained_on
@@ -39,11 +39,6 @@ class TrainResult:
     learning_cost: LLMCost = field(default_factory=LLMCost)
 
 
-def equal_budget_sets(learning_cost: LLMCost, dev_rows: int) -> int:
-    """best-of-N's N at a learner's budget (its scored queries over best-of-N's dev rows)."""
-    return max(1, math.ceil(learning_cost.queries / dev_rows))
-
-
 def baseline_selectors(config: Any, learning_cost: LLMCost) -> list[Any]:
     """The run's baselines; best-of-N also at the learner's budget (as ``best-of-n (equal budget)``)."""
     from rl_select.selectors import make_selector
@@ -52,7 +47,7 @@ def baseline_selectors(config: Any, learning_cost: LLMCost) -> list[Any]:
     options = {"num_sets": evaluation.best_of_n_sets, "dev_size": evaluation.best_of_n_dev_rows}
     selectors = [make_selector(name, strict=False, **options) for name in evaluation.baselines]
     if "best-of-n" in evaluation.baselines and learning_cost.queries:
-        sets = equal_budget_sets(learning_cost, evaluation.best_of_n_dev_rows)
+        sets = equal_budget_sets(learning_cost.queries, evaluation.best_of_n_dev_rows)
         equal = make_selector("best-of-n", num_sets=sets, dev_size=evaluation.best_of_n_dev_rows)
         equal.name = "best-of-n (equal budget)"  # type: ignore[misc]
         selectors.append(equal)
