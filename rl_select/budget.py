@@ -261,6 +261,28 @@ def project_evaluation(
     return Projection(steps)
 
 
+def greedy_prompt(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
+    """A greedy choice of ``k`` among ``m`` candidates by their action rows valued on ``rows`` rows (append order)."""
+    step = Step("greedy")
+    for t in range(k):
+        extensions = m - t
+        tokens = extensions * (profile.block + rows * profile.query + profile.content_free)
+        step.add(extensions * rows, tokens + profile.prefix + t * profile.block, _forwards(tokens) + (t > 0))
+    return step
+
+
+def project_headroom(profile: TokenProfile, k: int, m: int, dev_neighbours: int, queries: int) -> Projection:
+    """The headroom analysis of ``queries`` test queries: two greedy choices each, then three prompts scored."""
+    parts = {
+        "greedy by the query's label": greedy_prompt(profile, k, m, 1),
+        f"greedy by {dev_neighbours} dev neighbours": greedy_prompt(profile, k, m, dev_neighbours),
+        "kNN, oracle, transferable scored": query_level(profile, k, 3),
+    }
+    return Projection(
+        [Step(name).add(queries * p.queries, queries * p.tokens, queries * p.forwards) for name, p in parts.items()]
+    )
+
+
 def describe(projection: Projection, throughput: Throughput | None) -> str:
     """A plain-text table of a projection."""
     lines = [f"{'step':32s} {'scored queries':>15s} {'forward tokens':>16s} {'minutes':>8s}"]

@@ -20,7 +20,7 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
-from rl_select.errors import ConfigError
+from rl_select.errors import ConfigError, Interrupted
 
 
 def headroom_command(
@@ -40,10 +40,11 @@ def headroom_command(
 ) -> None:
     """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
     setup_logging(verbose)
+    from rl_select.provenance import provenance
     from rl_select.resources import Resources
     from rl_select.scoring import ScoringConfig
     from rl_select.selectors import check_k
-    from rl_select.study.headroom import headroom, headroom_report, write_headroom
+    from rl_select.study.headroom import Headroom, HeadroomFile, headroom, headroom_key, headroom_report
     from rl_select.tasks import load_task
 
     loaded = load_task(task, data_dir)
@@ -51,25 +52,51 @@ def headroom_command(
     if not k <= num_candidates <= len(loaded.train) or n_test < 1 or dev_neighbours < 1:
         raise ConfigError("need k <= --num-candidates <= pool size, and positive --n-test and --dev-neighbours")
     queries = loaded.sample("test", n_test, seed=data_seed)
-    per_query = (num_candidates * k - k * (k - 1) // 2) * (1 + dev_neighbours) + 3
-    err_console.print(
-        f"headroom on {len(queries)} {loaded.name} test queries: about {per_query * len(queries):,} scored queries "
-        f"({per_query} per query)"
-    )
     lm = load_model_with_status(model, device, dtype)
+    path = out or Path("experiments/results") / f"headroom_{loaded.name}.json"
+    settings = {"k": k, "num_candidates": num_candidates, "dev_neighbours": dev_neighbours, "embedder": embedder}
+    key = headroom_key(loaded.name, queries, lm.info(), data_seed=data_seed, **settings)
+    file = HeadroomFile(path, key, provenance(seeds=[data_seed], model=lm.info()))
+    result = file.open(Headroom(loaded.name, k, num_candidates, dev_neighbours))
+    todo = len(queries) - len(result.records)
+    err_console.print(
+        f"headroom on {len(queries)} {loaded.name} test queries"
+        + (f" ({len(result.records)} done in {path}, continuing)" if result.records else "")
+    )
+    if todo:
+        announce_headroom_budget(lm, loaded, k, num_candidates, dev_neighbours, todo)
     with progress_bars() as factory:
         resources = Resources(
             loaded, lm=lm, scoring=ScoringConfig(), embedder=embedder, data_seed=data_seed, progress=factory
         )
-        result = headroom(
-            resources, queries, k=k, num_candidates=num_candidates, dev_neighbours=dev_neighbours, progress=factory
-        )
+        try:
+            headroom(
+                resources,
+                queries,
+                k=k,
+                num_candidates=num_candidates,
+                dev_neighbours=dev_neighbours,
+                progress=factory,
+                result=result,
+                checkpoint=lambda so_far: file.write(so_far, len(queries), embedder),
+            )
+        except KeyboardInterrupt:
+            done = f"{len(result.records)} of {len(queries)} queries saved in {path}" if result.records else "none done"
+            raise Interrupted(f"{done}; rerun the same command to continue") from None
+    file.write(result, len(queries), embedder)
     headers, rows = headroom_report(result)
     print_table(f"headroom · {loaded.name} · k={k} · M={num_candidates} · {len(queries)} test queries", headers, rows)
-    path = write_headroom(
-        result, out or Path("experiments/results") / f"headroom_{loaded.name}.json", lm, embedder, data_seed
-    )
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+def announce_headroom_budget(lm, task, k: int, num_candidates: int, dev_neighbours: int, queries: int) -> None:
+    """Project the analysis's LLM work per step on this machine and print it."""
+    from rl_select.budget import TokenProfile, measure_throughput, project_headroom
+
+    with err_console.status("timing the model …"):
+        throughput = measure_throughput(lm)
+    projection = project_headroom(TokenProfile.of(task, lm.tokenizer), k, num_candidates, dev_neighbours, queries)
+    announce_budget(projection, throughput, table=True)
 
 
 def announce_study_budget(config) -> None:
