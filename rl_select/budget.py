@@ -128,15 +128,21 @@ def _forwards(tokens: float, batch_tokens: int = 512) -> float:
     return max(1.0, math.ceil(tokens / batch_tokens))
 
 
-def dense_episode(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
-    """One episode with an action row at every state, valued on ``rows`` rows (append order)."""
-    step = Step("episode").add(rows, profile.prefix + rows * profile.query + profile.content_free, 1)
+def greedy_prompt(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
+    """The action rows of ``k`` states, ``m`` candidates valued on ``rows`` rows (append order): a greedy choice."""
+    step = Step("greedy")
     for t in range(k):
         extensions = m - t
         tokens = extensions * (profile.block + rows * profile.query + profile.content_free)
-        prefix = profile.prefix + t * profile.block
-        step.add(extensions * rows, tokens + prefix, _forwards(tokens) + (t > 0))
+        step.add(extensions * rows, tokens + profile.prefix + t * profile.block, _forwards(tokens) + (t > 0))
     return step
+
+
+def dense_episode(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
+    """One episode with an action row at every state, valued on ``rows`` rows (append order)."""
+    step = Step("episode").add(rows, profile.prefix + rows * profile.query + profile.content_free, 1)
+    rows_work = greedy_prompt(profile, k, m, rows)
+    return step.add(rows_work.queries, rows_work.tokens, rows_work.forwards)
 
 
 def query_level(profile: TokenProfile, k: int, prompts: float) -> Step:
@@ -259,16 +265,6 @@ def project_evaluation(
             step.add(part.queries, part.tokens, part.forwards)
         steps.append(step)
     return Projection(steps)
-
-
-def greedy_prompt(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
-    """A greedy choice of ``k`` among ``m`` candidates by their action rows valued on ``rows`` rows (append order)."""
-    step = Step("greedy")
-    for t in range(k):
-        extensions = m - t
-        tokens = extensions * (profile.block + rows * profile.query + profile.content_free)
-        step.add(extensions * rows, tokens + profile.prefix + t * profile.block, _forwards(tokens) + (t > 0))
-    return step
 
 
 def project_headroom(profile: TokenProfile, k: int, m: int, dev_neighbours: int, queries: int) -> Projection:
