@@ -83,8 +83,7 @@ def headroom_command(
         except KeyboardInterrupt:
             done = f"{len(result.records)} of {len(queries)} queries saved in {path}" if result.records else "none done"
             raise Interrupted(f"{done}; rerun the same command to continue") from None
-    file.write(result, len(queries), embedder)
-    headers, rows = headroom_report(result)
+    headers, rows = headroom_report(result)  # the file was written after the last query (or was complete)
     print_table(f"headroom · {loaded.name} · k={k} · M={num_candidates} · {len(queries)} test queries", headers, rows)
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
 

@@ -151,9 +151,12 @@ def _greedy(scorer: Any, candidates: list[Example], rows: list[Example], k: int)
     return chosen
 
 
-def headroom_report(result: Headroom) -> tuple[list[str], list[list[str]]]:
-    """The analysis as a table: accuracy of each prompt kind and its paired difference to kNN."""
-    summary = result.summary()
+def headroom_report(result: Headroom, summary: dict[str, Any] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The analysis as a table: accuracy of each prompt kind and its paired difference to kNN.
+
+    ``summary``: the result's :meth:`Headroom.summary` when the caller has it (its bootstrap is not redone).
+    """
+    summary = summary or result.summary()
     headers = ["prompt", "calibrated", "raw", "gold-label probability", "calibrated − kNN (95% CI)"]
     rows = []
     for prompt in PROMPTS:
@@ -274,7 +277,7 @@ def headroom_markdown(result: Headroom, embedder: str, payload: dict[str, Any], 
     """The analysis as markdown: what was compared, the table, where the transferable greedy differs, provenance."""
     from rl_select.provenance import markdown_table, provenance_markdown
 
-    headers, rows = headroom_report(result)
+    headers, rows = headroom_report(result, payload["summary"])
     where = payload["summary"]["transferable_where"]
     resumed = "".join(f"- continued by: `{r.get('commit')}` at {r.get('time_utc')}\n" for r in payload["resumed_by"])
     return (
