@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from rl_select.scoring import LLMCost, Scorer, ScoringConfig
 from rl_select.scoring.cache import RewardCache
 from rl_select.scoring.model import LanguageModel
-from rl_select.scoring.scorer import LLMCost, Scorer, ScoringConfig
 from rl_select.tasks.task import Example, Task
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]

@@ -38,27 +38,33 @@ def write_report(path: Path, payload: dict[str, Any], report: BenchReport, recor
 
 
 def scorer_report(result: dict[str, Any], task: str, k: int) -> BenchReport:
-    """``bench scorer``: queries/s per path and dtype, agreement, env rewards/s, compute rate."""
+    """``bench scorer``: per path queries/s, ratio, share of the GEMM peak, agreement; env rewards/s."""
     from rl_select.provenance import markdown_table
 
-    headers = ["path", "dtype", "queries/s", "ratio vs naive", "agreement with naive"]
+    naive_dtype = result["runs"][0]["dtype"]
+    headers = ["path", "dtype", "queries/s", f"ratio vs naive {naive_dtype}", "share of GEMM peak", "agreement"]
     rows = [
         [
             run["path"] + (" (default)" if run.get("default") else ""),
             run["dtype"],
             f"{run['queries_per_s']:.1f}",
             f"{run['ratio_vs_naive']:.2f}",
+            f"{run['share_of_gemm_peak']:.1%}" if run.get("share_of_gemm_peak") else "n/a",
             f"{run['agreement_with_naive']:.2%}",
         ]
         for run in result["runs"]
     ]
     same = "identical" if result["identical_predictions_same_dtype"] else f"{result['mismatches_same_dtype']} differ"
     across = ", ".join(f"{dtype} {rate:.2%}" for dtype, rate in result["agreement_across_dtypes"].items()) or "n/a"
-    flops = [
-        f"{r['dtype']} {r['achieved_tflops']:.3f} TFLOP/s"
-        + (f" ({r['share_of_bf16_peak']:.1%} of the bf16 peak)" if r.get("share_of_bf16_peak") else "")
-        for r in result["runs"][1:]
-    ]
+    peaks = "; ".join(f"{dtype} {tflops:.3f} TFLOP/s" for dtype, tflops in result["gemm_peak_tflops"].items())
+    flops = "; ".join(f"{r['path']} {r['dtype']} {r['achieved_tflops']:.3f} TFLOP/s" for r in result["runs"][1:])
+    versus = result.get("default_vs_llama_cpp")
+    llama = (
+        f"default path vs llama.cpp: {versus:.2f}× its queries/s"
+        if versus
+        else "llama.cpp: not measured (llama-cpp-python not installed, not a CPU run, or no GGUF file)"
+    )
+    machine = f"{result['cpu']} (flags: {', '.join(result['cpu_flags']) or 'none found'})"
     env_rows = [
         [
             "batched prefixes" if run["batch_prefixes"] else "one prefix at a time",
@@ -71,14 +77,17 @@ def scorer_report(result: dict[str, Any], task: str, k: int) -> BenchReport:
     ]
     memory = result["gpu_max_memory_gb"]
     notes = [
-        f"ratio = {result['ratio']:.2f} (rl-select at its default dtype {result['default_dtype']} vs naive)",
-        f"predictions at equal dtype ({result['runs'][0]['dtype']}): {same}; agreement across dtypes "
-        f"(vs naive {result['runs'][0]['dtype']}): {across}",
+        f"ratio = {result['ratio']:.2f} (rl-select at its default dtype {result['default_dtype']} vs naive "
+        f"{naive_dtype}); {llama}",
+        f"dtype {result['default_dtype']}: {result['dtype_reason']}",
+        f"predictions at equal dtype ({naive_dtype}): {same}; agreement across dtypes: {across}",
+        f"GEMM peak at the model's shapes ({result['batch_tokens']} rows): {peaks}",
+        f"compute rate: {flops}",
+        f"machine: {machine}",
         *(
             f"vectorised env, {row[0]}: {row[3]} rewards/s ({row[1]} sub-envs, {row[2]} dev queries per reward)"
             for row in env_rows
         ),
-        "rl-select compute rate: " + "; ".join(flops),
         *([f"GPU memory (peak allocated): {memory:.2f} GiB"] if memory is not None else []),
     ]
     env_part = ""
@@ -88,13 +97,15 @@ def scorer_report(result: dict[str, Any], task: str, k: int) -> BenchReport:
         env_part += _batching_note(result["env"], result["mean_query_tokens"])
     markdown = (
         f"# Scorer benchmark: {task}, k={k}, {result['queries']} dev queries, {result['device']}\n\n"
-        f"Prefix {result['prefix_tokens']} tokens, queries {result['mean_query_tokens']:.1f} tokens on average; "
-        f"naive batch {result['naive_batch']}.\n\n"
+        f"Machine: {machine}. Prefix {result['prefix_tokens']} tokens, queries "
+        f"{result['mean_query_tokens']:.1f} tokens on average; naive batch {result['naive_batch']}.\n\n"
         + markdown_table(headers, rows)
-        + f"\nratio = **{result['ratio']:.2f}** (default dtype {result['default_dtype']}); predictions at equal "
-        f"dtype: {same}; agreement across dtypes: {across}\n\n"
-        f"Compute rate of rl-select's forward passes (2 × non-embedding parameters per computed token): "
-        f"{'; '.join(flops)}.\n\n"
+        + f"\nratio = **{result['ratio']:.2f}** (default dtype {result['default_dtype']}); {llama}; predictions "
+        f"at equal dtype: {same}; agreement across dtypes: {across}.\n\n"
+        f"Default dtype {result['default_dtype']}: {result['dtype_reason']}.\n\n"
+        f"Share of GEMM peak: each path's compute rate (2 × non-embedding parameters per real token, over its wall "
+        f"time) over torch matmuls at the model's linear shapes with {result['batch_tokens']} rows, timed in this "
+        f"run: {peaks}. Compute rates: {flops}.\n\n"
         + env_part
         + (f"GPU memory, peak allocated: {memory:.2f} GiB\n\n" if memory is not None else "")
     )

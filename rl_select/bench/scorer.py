@@ -1,29 +1,36 @@
-"""Scorer throughput: the naive Hugging Face loop against rl-select's scorer, measured in one run.
+"""Scorer throughput: the naive Hugging Face loop, rl-select's scorer and llama.cpp, measured in one run.
 
-Shape: the 4-shot SST-2 setting (k demonstrations drawn from the sst2 pool, 256 dev queries). Both paths
-score the same token sequences. The naive loop runs in fp32 on CPU and bf16 on CUDA; our scorer runs at that
-dtype too (predictions must be identical) and at its own default dtype when that differs (agreement reported).
-Each timed run uses a fresh scorer with caches off, so the demonstration prefix is computed inside the timing.
+Shape: the 4-shot SST-2 setting (k demonstrations drawn from the sst2 pool, 256 dev queries). Every path scores
+the same token sequences. The naive loop (one padded forward per prompt, full logits) runs in fp32 on a CPU and
+bf16 on CUDA; our scorer runs at that dtype too (predictions must be identical), at the dtype ``--dtype auto``
+picks, and on a CPU in both fp32 and bf16; llama.cpp reads the same GGUF file where ``llama-cpp-python`` is
+installed. Each timed run uses a fresh scorer with caches off, so the demonstration prefix is computed inside
+the timing. Compute rates (2 × non-embedding parameters per real token, over the run's wall time) are set
+against the GEMM peak measured in the same run at the model's linear shapes, per dtype.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rl_select.bench.llama_cpp import LlamaCppScorer, llama_cpp_available
+from rl_select.provenance import cpu_flags, cpu_model
 from rl_select.scoring import LanguageModel, Scorer, ScoringConfig, load_language_model, naive_log_scores
-from rl_select.scoring.model import resolve_device, resolve_dtype
+from rl_select.scoring.model import DEFAULT_MODEL_ALIASES, default_gguf_path, resolve_device
 from rl_select.selectors import RandomSelector
 from rl_select.tasks.task import Task
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
@@ -41,26 +48,6 @@ def _time_ours(
 def _sync(lm: LanguageModel) -> None:
     if lm.device.type == "cuda":
         torch.cuda.synchronize(lm.device)
-
-
-BF16_PEAK_TFLOPS = {
-    "H100 SXM": 989.0,
-    "H100 80GB HBM3": 989.0,
-    "H100 PCIe": 756.0,
-    "H100 NVL": 835.0,
-    "H200": 989.0,
-    "A100": 312.0,
-    "L4": 121.0,
-}
-"""Dense bf16 tensor-core peaks (vendor data sheets, without sparsity), matched against the device name."""
-
-
-def bf16_peak_tflops(device_name: str) -> float | None:
-    """The dense bf16 peak of a known GPU, else None."""
-    for name, peak in BF16_PEAK_TFLOPS.items():
-        if all(part in device_name for part in name.split()):
-            return peak
-    return None
 
 
 def forward_flops(lm: LanguageModel, tokens: int) -> float:
@@ -130,30 +117,28 @@ def run_scorer_benchmark(
     naive_batch: int | None = None,
     env_steps: int = 0,
     env_envs: int | None = None,
+    llama_cpp: bool = True,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
-    """Run the naive loop and our scorer on the same prompts; return timings, ratios and agreement.
+    """Run the naive loop, our scorer and (on a CPU, when installed) llama.cpp on the same prompts.
 
-    With ``env_steps``, also time the vectorised env's reward computation (64 dev queries per reward) with
-    prefixes scored one at a time and batched.
-
-    Our scorer runs at the naive loop's dtype (predictions must be identical), at its own default dtype, and
-    on CPU also in bf16, so the agreement across dtypes is always reported.
+    Our scorer runs at the naive loop's dtype (predictions must be identical), at the dtype ``--dtype auto``
+    picks here (with its reason), and on a CPU in both float32 and bfloat16. Each path's compute rate is set
+    against the GEMM peak measured in this run at the model's linear shapes in its dtype. With ``env_steps``,
+    the vectorised env's reward computation is timed too (64 dev queries per reward), prefixes one at a time
+    and batched.
     """
     torch_device = resolve_device(device)
     naive_dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
-    default_dtype = resolve_dtype("auto", torch_device)
-    our_dtypes = list(dict.fromkeys([naive_dtype, default_dtype, torch.bfloat16]))
-    models = {
-        dtype: load_language_model(model, device=str(torch_device), dtype=_dtype_name(dtype)) for dtype in our_dtypes
-    }
+    auto, models = _models_by_dtype(model, torch_device, naive_dtype)
     lm = models[naive_dtype]
     naive_batch = naive_batch or (256 if torch_device.type == "cuda" else 16)
     rng = np.random.default_rng(seed)
     demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
     queries = task.sample("dev", num_queries, seed=seed)
     warm_demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
-    encoder = Scorer(lm, task).encoder
+    scorer = Scorer(lm, task)
+    encoder, batch_tokens = scorer.encoder, scorer.batch_tokens
     # warm-up: kernel selection and allocator growth happen outside the timings
     naive_log_scores(lm, encoder, warm_demos, queries[:8], max_tokens=lm.max_positions, batch_size=naive_batch)
     for model_at_dtype in models.values():
@@ -162,18 +147,17 @@ def run_scorer_benchmark(
     runs, scores = [naive_run], {}
     for dtype, model_at_dtype in models.items():
         run, scores[dtype] = _time_dtype(model_at_dtype, task, demos, queries, naive, progress)
-        run["default"] = dtype == default_dtype
+        run["default"] = dtype == auto.dtype
         runs.append(run)
-    peak = _rate_runs(runs, lm, torch_device)
+    gguf = _gguf_file(model)
+    if llama_cpp and torch_device.type == "cpu" and gguf is not None and llama_cpp_available():
+        runs.append(_time_llama_cpp(gguf, encoder, demos, queries, lm.max_positions, naive, progress))
+    peaks = {_name(d): gemm_peak(models[d], d, batch_tokens) for d in models}
+    _rate_runs(runs, lm, peaks)
+    n_envs = env_envs or (16 if torch_device.type == "cuda" else 4)
+    pool = task.subset_pool(512, seed=seed)
     environment = [
-        env_reward_throughput(
-            models[default_dtype],
-            task.subset_pool(512, seed=seed),
-            n_envs=env_envs or (16 if torch_device.type == "cuda" else 4),
-            steps=env_steps,
-            batch_prefixes=batched,
-            seed=seed,
-        )
+        env_reward_throughput(auto, pool, n_envs=n_envs, steps=env_steps, batch_prefixes=batched, seed=seed)
         for batched in ((False, True) if env_steps else ())
     ]
     summary = _summary(runs, scores[naive_dtype].argmax(1) == naive.argmax(1))
@@ -183,19 +167,72 @@ def run_scorer_benchmark(
         "queries": len(queries),
         "seed": seed,
         "device": str(torch_device),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "naive_batch": naive_batch,
+        "batch_tokens": batch_tokens,
         "prefix_tokens": len(encoder.prefix(demos)),
         "mean_query_tokens": float(np.mean([len(encoder.query(q)) for q in queries])),
         "label_tokens": [len(t) for t in encoder.label_tokens],
         "runs": runs,
         **summary,
-        "bf16_peak_tflops": peak,
+        "gemm_peak_tflops": peaks,
+        "dtype_reason": auto.dtype_reason,
         "gpu_max_memory_gb": torch.cuda.max_memory_allocated(torch_device) / 2**30
         if torch_device.type == "cuda"
         else None,
         "env": environment,
-        "model": models[default_dtype].info(),
+        "model": auto.info(),
     }
+
+
+def _models_by_dtype(
+    model: str | None, device: torch.device, naive_dtype: torch.dtype
+) -> tuple[LanguageModel, dict[torch.dtype, LanguageModel]]:
+    """The model as ``--dtype auto`` loads it, and one per dtype timed (naive's, auto's, fp32 and bf16 on a CPU)."""
+    auto = load_language_model(model, device=str(device), dtype="auto")
+    extra = [torch.float32, torch.bfloat16] if device.type == "cpu" else []
+    models = {
+        dtype: auto if dtype == auto.dtype else load_language_model(model, device=str(device), dtype=_name(dtype))
+        for dtype in dict.fromkeys([naive_dtype, auto.dtype, *extra])
+    }
+    return auto, models
+
+
+def _gguf_file(model: str | None) -> Path | None:
+    """The GGUF file the model was read from (the embedded default or a ``.gguf`` path), else None."""
+    if model is None or model in DEFAULT_MODEL_ALIASES:
+        return default_gguf_path()
+    path = Path(model).expanduser()
+    return path if path.suffix == ".gguf" and path.is_file() else None
+
+
+def gemm_peak(lm: LanguageModel, dtype: torch.dtype, rows: int, min_seconds: float = 0.2) -> float:
+    """TFLOP/s of torch matmuls at the model's linear shapes (``rows`` tokens), weighted as one forward has them.
+
+    Every distinct ``(in, out)`` shape of the model's linear layers but the LM head is timed; the peak is the
+    FLOPs of one pass through all of them (each as often as the model has it) over the time those matmuls
+    take: the rate a forward would reach if nothing but its GEMMs ran.
+    """
+    head = lm.model.get_output_embeddings()
+    shapes: dict[tuple[int, int], int] = defaultdict(int)
+    for module in lm.model.modules():
+        if isinstance(module, torch.nn.Linear) and module is not head:
+            shapes[(module.in_features, module.out_features)] += 1
+    flops = seconds = 0.0
+    with torch.inference_mode():
+        for (width_in, width_out), count in shapes.items():
+            x = torch.randn(rows, width_in, dtype=dtype, device=lm.device)
+            weight = torch.randn(width_out, width_in, dtype=dtype, device=lm.device)
+            torch.nn.functional.linear(x, weight)
+            repeats, started = 0, time.perf_counter()
+            while time.perf_counter() - started < min_seconds or repeats < 3:
+                torch.nn.functional.linear(x, weight)
+                repeats += 1
+            _sync(lm)
+            seconds += count * (time.perf_counter() - started) / repeats
+            flops += count * 2.0 * rows * width_in * width_out
+    return flops / seconds / 1e12
 
 
 def _time_naive(
@@ -212,7 +249,7 @@ def _time_naive(
     seconds = time.perf_counter() - started
     row = {
         "path": "naive HF",
-        "dtype": _dtype_name(lm.dtype),
+        "dtype": _name(lm.dtype),
         "seconds": seconds,
         "queries_per_s": len(queries) / seconds,
         "agreement_with_naive": 1.0,
@@ -225,41 +262,73 @@ def _time_dtype(
     lm: Any, task: Task, demos: list, queries: list, naive: np.ndarray, progress: ProgressFactory | None
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Our scorer's timing row at one dtype, and its scores."""
-    label = f"rl-select ({_dtype_name(lm.dtype)})"
+    label = f"rl-select ({_name(lm.dtype)})"
     ours, seconds, stats = _time_ours(lm, task, demos, queries, progress(label, len(queries)) if progress else None)
     row = {
         "path": "rl-select",
-        "dtype": _dtype_name(lm.dtype),
+        "dtype": _name(lm.dtype),
+        "attention": lm.info()["attention"],
         "seconds": seconds,
         "queries_per_s": len(queries) / seconds,
         "agreement_with_naive": float((ours.argmax(1) == naive.argmax(1)).mean()),
         "max_abs_logprob_diff": float(np.abs(ours - naive).max()),
+        "tokens": stats["tokens"],
         "stats": stats,
     }
     return row, ours
 
 
-def _rate_runs(runs: list[dict[str, Any]], lm: Any, device: torch.device) -> float | None:
-    """Ratios to the naive loop, compute rates and (on CUDA) the share of the bf16 peak; returns the peak."""
-    peak = bf16_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+def _time_llama_cpp(
+    gguf: Path, encoder: Any, demos: list, queries: list, max_tokens: int, naive: np.ndarray, progress: Any
+) -> dict[str, Any]:
+    """llama.cpp's timing row (a warm-up pass first, as for the others)."""
+    engine = LlamaCppScorer(gguf, threads=torch.get_num_threads())
+    try:
+        engine.log_scores(encoder, demos, queries[:8], max_tokens)
+        advance = progress("llama.cpp", len(queries)) if progress else None
+        started = time.perf_counter()
+        scores = engine.log_scores(encoder, demos, queries, max_tokens, advance)
+        seconds = time.perf_counter() - started
+    finally:
+        engine.close()
+    tokens = len(encoder.prefix(demos)) + sum(len(encoder.query(q)) for q in queries)
+    return {
+        "path": "llama.cpp",
+        "dtype": f"gguf ({gguf.name})",
+        "seconds": seconds,
+        "queries_per_s": len(queries) / seconds,
+        "agreement_with_naive": float((scores.argmax(1) == naive.argmax(1)).mean()),
+        "max_abs_logprob_diff": float(np.abs(scores - naive).max()),
+        "tokens": tokens,
+        "default": False,
+    }
+
+
+def _rate_runs(runs: list[dict[str, Any]], lm: Any, peaks: dict[str, float]) -> None:
+    """Ratios to the naive loop; compute rates over each run's wall time and their share of the GEMM peak."""
     for run in runs:
         run["ratio_vs_naive"] = run["queries_per_s"] / runs[0]["queries_per_s"]
     for run in runs[1:]:
-        run["achieved_tflops"] = forward_flops(lm, run["stats"]["tokens"]) / run["stats"]["seconds"] / 1e12
-        run["share_of_bf16_peak"] = run["achieved_tflops"] / peak if peak and run["dtype"] == "bfloat16" else None
-    return peak
+        run["achieved_tflops"] = forward_flops(lm, run["tokens"]) / run["seconds"] / 1e12
+        peak = peaks.get(run["dtype"])
+        run["share_of_gemm_peak"] = run["achieved_tflops"] / peak if peak else None
 
 
 def _summary(runs: list[dict[str, Any]], same_prediction: np.ndarray) -> dict[str, Any]:
     """The headline numbers: the default dtype's ratio, agreement at equal and other dtypes."""
     default_run = next(r for r in runs if r["default"])
+    ours = [r for r in runs if r["path"] == "rl-select"]
     return {
         "ratio": default_run["ratio_vs_naive"],
-        "ratio_same_dtype": next(r for r in runs[1:] if r["dtype"] == runs[0]["dtype"])["ratio_vs_naive"],
+        "ratio_same_dtype": next(r for r in ours if r["dtype"] == runs[0]["dtype"])["ratio_vs_naive"],
         "identical_predictions_same_dtype": bool(same_prediction.all()),
         "mismatches_same_dtype": int((~same_prediction).sum()),
         "agreement_across_dtypes": {
-            r["dtype"]: r["agreement_with_naive"] for r in runs[1:] if r["dtype"] != runs[0]["dtype"]
+            r["dtype"]: r["agreement_with_naive"] for r in ours if r["dtype"] != runs[0]["dtype"]
         },
         "default_dtype": default_run["dtype"],
+        "default_share_of_gemm_peak": default_run["share_of_gemm_peak"],
+        "default_vs_llama_cpp": next(
+            (default_run["queries_per_s"] / r["queries_per_s"] for r in runs if r["path"] == "llama.cpp"), None
+        ),
     }

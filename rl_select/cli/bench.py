@@ -57,10 +57,13 @@ def bench_scorer(
     naive_batch: int | None = typer.Option(None, "--naive-batch", help="Prompts per naive forward (16 CPU, 256 GPU)."),
     env_steps: int = typer.Option(8, "--env-steps", help="Vectorised-env steps to time (0: skip)."),
     env_envs: int | None = typer.Option(None, "--env-envs", help="Sub-envs of the env measurement (4 CPU, 16 GPU)."),
+    llama_cpp: bool = typer.Option(
+        True, "--llama-cpp/--no-llama-cpp", help="Add llama.cpp's row on a CPU where llama-cpp-python is installed."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Result JSON (default experiments/results/...)."),
     verbose: bool = VerboseOption,
 ) -> None:
-    """Naive HF loop vs. rl-select's scorer at the 4-shot SST-2 shape: queries/s, ratio, agreement."""
+    """Naive HF loop vs. rl-select's scorer (and llama.cpp) at the 4-shot SST-2 shape: queries/s, ratios, agreement."""
     setup_logging(verbose)
     from rl_select.bench.reports import RESULTS_DIR, scorer_report
     from rl_select.bench.scorer import run_scorer_benchmark
@@ -73,7 +76,7 @@ def bench_scorer(
         raise ConfigError(f"--queries must be positive, got {queries}")
     loaded = load_task(task, data_dir)
     check_k(k, len(loaded.train))
-    options = {"naive_batch": naive_batch, "env_steps": env_steps, "env_envs": env_envs}
+    options = {"naive_batch": naive_batch, "env_steps": env_steps, "env_envs": env_envs, "llama_cpp": llama_cpp}
     with progress_bars() as factory:
         result = run_scorer_benchmark(
             loaded, model=model, device=device, num_queries=queries, k=k, seed=seed, progress=factory, **options

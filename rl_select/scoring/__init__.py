@@ -1,6 +1,7 @@
 """Scoring prompts with an LLM: label distributions, calibration, caches."""
 
 from rl_select.scoring.cache import PrefixCache, PrefixState, RewardCache
+from rl_select.scoring.config import ScoringConfig
 from rl_select.scoring.model import (
     DEFAULT_MODEL,
     LanguageModel,
@@ -10,7 +11,8 @@ from rl_select.scoring.model import (
 )
 from rl_select.scoring.naive import naive_log_scores
 from rl_select.scoring.prompts import CONTENT_FREE_INPUTS, PromptEncoder, TruncationReport
-from rl_select.scoring.scorer import LLMCost, Scorer, ScoreResult, ScorerStats, ScoringConfig
+from rl_select.scoring.results import LLMCost, ScoreResult, ScorerStats, accuracy_interval
+from rl_select.scoring.scorer import Scorer
 
 __all__ = [
     "CONTENT_FREE_INPUTS",
@@ -26,6 +28,7 @@ __all__ = [
     "ScorerStats",
     "ScoringConfig",
     "TruncationReport",
+    "accuracy_interval",
     "load_language_model",
     "naive_log_scores",
     "resolve_device",

@@ -21,6 +21,8 @@ import torch
 
 from rl_select.errors import ConfigError, ModelError
 from rl_select.paths import cache_dir, file_lock, file_sha256
+from rl_select.scoring.attention import register as register_attention
+from rl_select.scoring.dtype import cpu_dtype, forward_timer
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class LanguageModel:
         fingerprint: Identifies the weights (file hash or config hash): part of every reward-cache key.
         device: Where it runs.
         dtype: Its compute dtype.
+        dtype_reason: Why that dtype (asked for, or what ``auto`` measured).
         max_positions: Longest sequence it accepts.
     """
 
@@ -58,6 +61,7 @@ class LanguageModel:
     fingerprint: str
     device: torch.device
     dtype: torch.dtype
+    dtype_reason: str = "asked for"
 
     @property
     def max_positions(self) -> int:
@@ -71,12 +75,13 @@ class LanguageModel:
         return int(self.model.config.num_hidden_layers)
 
     def info(self) -> dict[str, Any]:
-        """Provenance: name, fingerprint, device, dtype, parameter count."""
+        """Provenance: name, fingerprint, device, dtype and why, parameter count, attention implementation."""
         return {
             "name": self.name,
             "fingerprint": self.fingerprint,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype_reason": self.dtype_reason,
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "attention": getattr(self.model.config, "_attn_implementation", None),
         }
@@ -97,28 +102,52 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether bf16 matmuls beat fp32 on this CPU: true with AMX-BF16 tiles.
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """A dtype name as a torch dtype; ``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported), None on a CPU.
 
-    AVX512-BF16 alone is not enough: on the 2-core dev machine (AVX512-BF16, no AMX) oneDNN's bf16 GEMM
-    measured 146 GFLOP/s against 241 for fp32 at the scorer's shapes, so bf16 would only cost accuracy.
+    None means "measure": :func:`load_language_model` times the model's forward in float32 and bfloat16 on this
+    CPU (once per machine, see ``dtype.py``) and keeps the faster.
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto`` → bf16 on CUDA (fp16 where bf16 is unsupported), bf16 on CPUs with AMX, else fp32."""
     if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+        return None
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype '{dtype}' (use auto, float32, bfloat16 or float16)")
     return DTYPES[dtype]
+
+
+def use_grouped_attention(model: Any) -> bool:
+    """Switch a loaded model to rl-select's grouped attention (``attention.py``) where it can; return whether it did.
+
+    It can where the model dispatches through transformers' attention interface (Llama, Qwen, Mistral, ...).
+    """
+    if not getattr(model, "_supports_attention_backend", False):
+        return False
+    try:
+        model.set_attn_implementation(register_attention())
+    except (AttributeError, ValueError):  # transformers without runtime switching, or a model that refuses it
+        return False
+    return True
+
+
+class Float32Head(torch.nn.Module):
+    """An LM head that computes logits in float32 from a model running in bf16 or fp16.
+
+    Label scores are differences of logits; a bf16 logit near 16 is only resolved to 0.06, which alone flipped
+    near-tie predictions. Scoring reads logits at a few positions per forward, so the float32 head costs little
+    (about 2% of a CPU forward). Its weights are buffers, not parameters: parameter counts stay the model's.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone(), persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of ``hidden``."""
+        return torch.nn.functional.linear(hidden.float(), self.weight, self.bias)
 
 
 def default_gguf_path() -> Path:
@@ -180,7 +209,7 @@ def load_language_model(
     *,
     device: str = "auto",
     dtype: str = "auto",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str = "auto",
 ) -> LanguageModel:
     """Load a causal LM for scoring.
 
@@ -188,8 +217,10 @@ def load_language_model(
         model: ``None`` or ``smollm2-135m-instruct`` for the embedded default; a ``.gguf`` file; a local model
             directory; or a Hugging Face hub id (needs network or a populated HF cache).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        dtype: ``auto`` (see :func:`resolve_dtype`), ``float32``, ``bfloat16`` or ``float16``.
-        attn_implementation: transformers attention backend; must accept custom 4D masks (``sdpa``, ``eager``).
+        dtype: ``auto`` (bf16 on CUDA; on a CPU the faster of fp32 and bf16, measured once per machine),
+            ``float32``, ``bfloat16`` or ``float16``.
+        attn_implementation: transformers attention backend; must accept custom 4D masks. ``auto``: rl-select's
+            grouped attention on a CPU (see ``attention.py``), ``sdpa`` on CUDA.
 
     Returns:
         The loaded model.
@@ -217,15 +248,27 @@ def load_language_model(
         source, fingerprint = Path(name), name  # a hub id: transformers resolves it
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    attention = "sdpa" if attn_implementation == "auto" else attn_implementation
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
         lm = AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=torch_dtype, attn_implementation=attn_implementation
+            str(source), dtype=torch_dtype or torch.float32, attn_implementation=attention
         )
     except Exception as exc:
         raise ModelError(f"could not load model '{name}': {_first_line(exc)}") from None
+    if attn_implementation == "auto" and torch_device.type == "cpu":
+        use_grouped_attention(lm)
     lm.to(torch_device).eval()
     lm.requires_grad_(False)
+    head = lm.get_output_embeddings()
+    head_weights = head.weight.detach().float().clone() if isinstance(head, torch.nn.Linear) else None
+    reason = "asked for" if dtype != "auto" else "auto: the GPU default"
+    if torch_dtype is None:
+        choice = cpu_dtype(forward_timer(lm), fingerprint)
+        lm.to(choice.dtype)
+        torch_dtype, reason = choice.dtype, choice.reason
+    if torch_dtype != torch.float32 and head_weights is not None:
+        lm.set_output_embeddings(Float32Head(head_weights, head.bias))
     return LanguageModel(
         model=lm,
         tokenizer=tokenizer,
@@ -233,6 +276,7 @@ def load_language_model(
         fingerprint=fingerprint,
         device=torch_device,
         dtype=torch_dtype,
+        dtype_reason=reason,
     )
 
 

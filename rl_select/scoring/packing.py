@@ -94,3 +94,67 @@ def additive_mask(allowed: np.ndarray, dtype: torch.dtype, device: torch.device)
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask.masked_fill_(torch.from_numpy(~allowed), torch.finfo(dtype).min)
     return mask.to(device)
+
+
+@dataclass
+class PackedItems:
+    """Token sequences whose answers are scored, laid out as one token tree, with where to read each answer.
+
+    Attributes:
+        tree: The tree (items under their heads, each label's continuation a branch after its item).
+        first_reads: Per item, the packed index whose logits score every answer's first token (-1: the answer
+            follows the KV-cached prefix directly).
+        continuations: ``(item, label, packed index, token)`` for every later answer token.
+    """
+
+    tree: TokenTree
+    first_reads: list[int]
+    continuations: list[tuple[int, int, int, int]]
+
+    @property
+    def reads(self) -> list[int]:
+        """The packed indices whose logits are needed: first reads (those in the row), then continuations."""
+        return [r for r in self.first_reads if r >= 0] + [index for _, _, index, _ in self.continuations]
+
+
+def pack_items(
+    past_length: int, groups: list[tuple[tuple[int, ...], list[tuple[int, ...]]]], labels: tuple[tuple[int, ...], ...]
+) -> PackedItems:
+    """Pack ``(head, items)`` groups after ``past_length`` cached tokens: each item follows its group's head.
+
+    A head is what every item of its group follows (a candidate's demonstration block, a prompt's prefix, or
+    nothing); an item is a query part. Labels of more than one token get a branch after each item.
+    """
+    tree = TokenTree(past_length=past_length)
+    first_reads: list[int] = []
+    continuations: list[tuple[int, int, int, int]] = []
+    multi = [c for c, tokens in enumerate(labels) if len(tokens) > 1]
+    for head, items in groups:
+        parent = tree.add(head) if head else -1
+        for tokens in items:
+            node = tree.add(tokens, parent=parent)
+            item = len(first_reads)
+            first_reads.append(tree.last_index(node))
+            for c in multi:
+                start = tree.starts[tree.add(labels[c][:-1], parent=node)]
+                continuations += [(item, c, start + j, labels[c][j + 1]) for j in range(len(labels[c]) - 1)]
+    return PackedItems(tree, first_reads, continuations)
+
+
+def batches_by_width(widths: list[int], budget: int) -> list[list[int]]:
+    """Indices of rows grouped into batches of at most ``budget`` padded tokens (rows × widest row).
+
+    Rows are taken shortest first, so rows of similar width share a batch and padding stays small; a row wider
+    than the budget forms a batch of its own.
+    """
+    batches: list[list[int]] = []
+    widest = 0
+    for index in sorted(range(len(widths)), key=lambda i: (widths[i], i)):
+        widest_with = max(widest, widths[index])
+        if batches and widest_with * (len(batches[-1]) + 1) <= budget:
+            batches[-1].append(index)
+            widest = widest_with
+        else:
+            batches.append([index])
+            widest = widths[index]
+    return batches

@@ -188,8 +188,8 @@ def test_bad_scoring_config():
 def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name, row_logits):
     sequential = scorer_for(name, batch_prefixes=False)
     batched = scorer_for(name, batch_prefixes=True)
-    assert batched._keeps_row_logits  # this transformers gathers per-row positions
-    batched._keeps_row_logits = row_logits  # False: the path taken on releases that do not
+    assert batched.backend._keeps_row_logits  # this transformers gathers per-row positions
+    batched.backend._keeps_row_logits = row_logits  # False: the path taken on releases that do not
     task = sequential.task
     requests = [
         ([], task.dev),
@@ -214,7 +214,7 @@ def test_probe_detects_models_that_slice_positions_for_every_row(scorer_for, mon
         return hidden[:, keep, :] if isinstance(keep, torch.Tensor) else hidden[:, -keep:, :]
 
     monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing)
-    assert scorer_for("tiny_sst", batch_prefixes=True)._keeps_row_logits is False
+    assert scorer_for("tiny_sst", batch_prefixes=True).backend._keeps_row_logits is False
 
 
 def test_batched_prefixes_handle_truncation_and_cache(scorer_for, tiny_lm):
