@@ -118,15 +118,16 @@ def run_scorer_benchmark(
     env_steps: int = 0,
     env_envs: int | None = None,
     llama_cpp: bool = True,
+    repeats: int = 3,
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """Run the naive loop, our scorer and (on a CPU, when installed) llama.cpp on the same prompts.
 
     Our scorer runs at the naive loop's dtype (predictions must be identical), at the dtype ``--dtype auto``
     picks here (with its reason), and on a CPU in both float32 and bfloat16. Each path's compute rate is set
-    against the GEMM peak measured in this run at the model's linear shapes in its dtype. With ``env_steps``,
-    the vectorised env's reward computation is timed too (64 dev queries per reward), prefixes one at a time
-    and batched.
+    against the GEMM peak measured in this run at the model's linear shapes in its dtype. Our paths, llama.cpp
+    and the GEMM peaks are timed ``repeats`` times, interleaved, and their medians reported (the naive loop,
+    about 30× longer, once). With ``env_steps``, the vectorised env's reward computation is timed too.
     """
     torch_device = resolve_device(device)
     naive_dtype = torch.bfloat16 if torch_device.type == "cuda" else torch.float32
@@ -138,21 +139,20 @@ def run_scorer_benchmark(
     queries = task.sample("dev", num_queries, seed=seed)
     warm_demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
     scorer = Scorer(lm, task)
-    encoder, batch_tokens = scorer.encoder, scorer.batch_tokens
+    encoder = scorer.encoder
     # warm-up: kernel selection and allocator growth happen outside the timings
     naive_log_scores(lm, encoder, warm_demos, queries[:8], max_tokens=lm.max_positions, batch_size=naive_batch)
     for model_at_dtype in models.values():
         _time_ours(model_at_dtype, task, warm_demos, queries[:8], None)
     naive, naive_run = _time_naive(lm, encoder, demos, queries, naive_batch, progress)
-    runs, scores = [naive_run], {}
-    for dtype, model_at_dtype in models.items():
-        run, scores[dtype] = _time_dtype(model_at_dtype, task, demos, queries, naive, progress)
-        run["default"] = dtype == auto.dtype
-        runs.append(run)
+    ours, scores, peak_samples = _time_ours_repeated(models, task, demos, queries, naive, repeats, progress)
+    runs = [naive_run, *ours]
+    for run in ours:
+        run["default"] = run["dtype"] == _name(auto.dtype)
     gguf = _gguf_file(model)
     if llama_cpp and torch_device.type == "cpu" and gguf is not None and llama_cpp_available():
-        runs.append(_time_llama_cpp(gguf, encoder, demos, queries, lm.max_positions, naive, progress))
-    peaks = {_name(d): gemm_peak(models[d], d, batch_tokens) for d in models}
+        runs.append(_time_llama_cpp(gguf, encoder, demos, queries, lm.max_positions, naive, repeats, progress))
+    peaks = {dtype: float(np.median(samples)) for dtype, samples in peak_samples.items()}
     _rate_runs(runs, lm, peaks)
     n_envs = env_envs or (16 if torch_device.type == "cuda" else 4)
     pool = task.subset_pool(512, seed=seed)
@@ -161,22 +161,21 @@ def run_scorer_benchmark(
         for batched in ((False, True) if env_steps else ())
     ]
     summary = _summary(runs, scores[naive_dtype].argmax(1) == naive.argmax(1))
+    setting = {"task": task.name, "k": k, "queries": len(queries), "seed": seed, "device": str(torch_device)}
     return {
-        "task": task.name,
-        "k": k,
-        "queries": len(queries),
-        "seed": seed,
-        "device": str(torch_device),
+        **setting,
         "cpu": cpu_model(),
         "cpu_flags": cpu_flags(),
         "naive_batch": naive_batch,
-        "batch_tokens": batch_tokens,
+        "batch_tokens": scorer.batch_tokens,
         "prefix_tokens": len(encoder.prefix(demos)),
         "mean_query_tokens": float(np.mean([len(encoder.query(q)) for q in queries])),
         "label_tokens": [len(t) for t in encoder.label_tokens],
         "runs": runs,
         **summary,
         "gemm_peak_tflops": peaks,
+        "gemm_peak_samples": peak_samples,
+        "repeats": repeats,
         "dtype_reason": auto.dtype_reason,
         "gpu_max_memory_gb": torch.cuda.max_memory_allocated(torch_device) / 2**30
         if torch_device.type == "cuda"
@@ -258,18 +257,47 @@ def _time_naive(
     return naive, row
 
 
-def _time_dtype(
-    lm: Any, task: Task, demos: list, queries: list, naive: np.ndarray, progress: ProgressFactory | None
+def _time_ours_repeated(
+    models: dict[torch.dtype, LanguageModel],
+    task: Task,
+    demos: list,
+    queries: list,
+    naive: np.ndarray,
+    repeats: int,
+    progress: ProgressFactory | None,
+) -> tuple[list[dict[str, Any]], dict[torch.dtype, np.ndarray], dict[str, list[float]]]:
+    """Our rows per dtype, their scores, and GEMM-peak samples, all taken ``repeats`` times interleaved.
+
+    Interleaving means a slow spell of a shared machine hits every path and the GEMM peak alike.
+    """
+    timings: dict[torch.dtype, list[tuple[np.ndarray, float, dict]]] = defaultdict(list)
+    peak_samples: dict[str, list[float]] = defaultdict(list)
+    for repeat in range(repeats):
+        for dtype, lm in models.items():
+            peak_samples[_name(dtype)].append(gemm_peak(lm, dtype, Scorer(lm, task).batch_tokens))
+            label = f"rl-select ({_name(dtype)}) {repeat + 1}/{repeats}"
+            advance = progress(label, len(queries)) if progress else None
+            timings[dtype].append(_time_ours(lm, task, demos, queries, advance))
+    rows, scores = [], {}
+    for dtype, lm in models.items():
+        row, scores[dtype] = _ours_row(lm, timings[dtype], len(queries), naive)
+        rows.append(row)
+    return rows, scores, dict(peak_samples)
+
+
+def _ours_row(
+    lm: Any, samples: list[tuple[np.ndarray, float, dict]], num_queries: int, naive: np.ndarray
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Our scorer's timing row at one dtype, and its scores."""
-    label = f"rl-select ({_name(lm.dtype)})"
-    ours, seconds, stats = _time_ours(lm, task, demos, queries, progress(label, len(queries)) if progress else None)
+    """Our scorer's timing row at one dtype (the median of its repeats), and its scores."""
+    seconds = [elapsed for _, elapsed, _ in samples]
+    ours, _, stats = samples[0]
     row = {
         "path": "rl-select",
         "dtype": _name(lm.dtype),
         "attention": lm.info()["attention"],
-        "seconds": seconds,
-        "queries_per_s": len(queries) / seconds,
+        "seconds": float(np.median(seconds)),
+        "seconds_each": seconds,
+        "queries_per_s": num_queries / float(np.median(seconds)),
         "agreement_with_naive": float((ours.argmax(1) == naive.argmax(1)).mean()),
         "max_abs_logprob_diff": float(np.abs(ours - naive).max()),
         "tokens": stats["tokens"],
@@ -279,24 +307,34 @@ def _time_dtype(
 
 
 def _time_llama_cpp(
-    gguf: Path, encoder: Any, demos: list, queries: list, max_tokens: int, naive: np.ndarray, progress: Any
+    gguf: Path,
+    encoder: Any,
+    demos: list,
+    queries: list,
+    max_tokens: int,
+    naive: np.ndarray,
+    repeats: int,
+    progress: ProgressFactory | None,
 ) -> dict[str, Any]:
-    """llama.cpp's timing row (a warm-up pass first, as for the others)."""
+    """llama.cpp's timing row: a warm-up pass, then the median of ``repeats`` timed runs."""
     engine = LlamaCppScorer(gguf, threads=torch.get_num_threads())
+    seconds = []
     try:
         engine.log_scores(encoder, demos, queries[:8], max_tokens)
-        advance = progress("llama.cpp", len(queries)) if progress else None
-        started = time.perf_counter()
-        scores = engine.log_scores(encoder, demos, queries, max_tokens, advance)
-        seconds = time.perf_counter() - started
+        for repeat in range(repeats):
+            advance = progress(f"llama.cpp {repeat + 1}/{repeats}", len(queries)) if progress else None
+            started = time.perf_counter()
+            scores = engine.log_scores(encoder, demos, queries, max_tokens, advance)
+            seconds.append(time.perf_counter() - started)
     finally:
         engine.close()
     tokens = len(encoder.prefix(demos)) + sum(len(encoder.query(q)) for q in queries)
     return {
         "path": "llama.cpp",
         "dtype": f"gguf ({gguf.name})",
-        "seconds": seconds,
-        "queries_per_s": len(queries) / seconds,
+        "seconds": float(np.median(seconds)),
+        "seconds_each": seconds,
+        "queries_per_s": len(queries) / float(np.median(seconds)),
         "agreement_with_naive": float((scores.argmax(1) == naive.argmax(1)).mean()),
         "max_abs_logprob_diff": float(np.abs(scores - naive).max()),
         "tokens": tokens,

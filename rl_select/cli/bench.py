@@ -60,6 +60,7 @@ def bench_scorer(
     llama_cpp: bool = typer.Option(
         True, "--llama-cpp/--no-llama-cpp", help="Add llama.cpp's row on a CPU where llama-cpp-python is installed."
     ),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed runs per fast path (median reported)."),
     out: Path | None = typer.Option(None, "--out", help="Result JSON (default experiments/results/...)."),
     verbose: bool = VerboseOption,
 ) -> None:
@@ -76,7 +77,8 @@ def bench_scorer(
         raise ConfigError(f"--queries must be positive, got {queries}")
     loaded = load_task(task, data_dir)
     check_k(k, len(loaded.train))
-    options = {"naive_batch": naive_batch, "env_steps": env_steps, "env_envs": env_envs, "llama_cpp": llama_cpp}
+    options = {"naive_batch": naive_batch, "env_steps": env_steps, "env_envs": env_envs}
+    options |= {"llama_cpp": llama_cpp, "repeats": repeats}
     with progress_bars() as factory:
         result = run_scorer_benchmark(
             loaded, model=model, device=device, num_queries=queries, k=k, seed=seed, progress=factory, **options

@@ -21,8 +21,8 @@ import torch
 
 from rl_select.errors import ConfigError, ModelError
 from rl_select.paths import cache_dir, file_lock, file_sha256
+from rl_select.scoring import dtype as measured_dtype
 from rl_select.scoring.attention import register as register_attention
-from rl_select.scoring.dtype import cpu_dtype, forward_timer
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ class Float32Head(torch.nn.Module):
 
     Label scores are differences of logits; a bf16 logit near 16 is only resolved to 0.06, which alone flipped
     near-tie predictions. Scoring reads logits at a few positions per forward, so the float32 head costs little
-    (about 2% of a CPU forward). Its weights are buffers, not parameters: parameter counts stay the model's.
+    (about 2% of a CPU forward). Its weights (the model's, upcast) are buffers, not parameters: parameter counts
+    stay the model's.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -231,44 +232,29 @@ def load_language_model(
     """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    name = model or DEFAULT_MODEL
-    if name in DEFAULT_MODEL_ALIASES:
-        source, fingerprint = converted_gguf_dir(default_gguf_path())
-        name = DEFAULT_MODEL
-    elif _looks_like_path(name):
-        path = Path(name).expanduser()
-        if not path.exists():
-            raise ModelError(f"model path {path} does not exist")
-        if path.suffix == ".gguf":
-            source, fingerprint = converted_gguf_dir(path)
-        else:
-            source = path
-            fingerprint = _config_fingerprint(path)
-    else:
-        source, fingerprint = Path(name), name  # a hub id: transformers resolves it
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    name, source, fingerprint = _resolve_source(model)
+    from transformers import AutoTokenizer
 
-    attention = "sdpa" if attn_implementation == "auto" else attn_implementation
+    loaded: dict[torch.dtype, Any] = {}
+
+    def at(chosen: torch.dtype) -> Any:  # loaded in the dtype itself: a cast after loading would also round
+        if chosen not in loaded:  # buffers transformers keeps in float32 (rotary frequencies)
+            loaded[chosen] = _from_pretrained(name, source, chosen, attn_implementation, torch_device)
+        return loaded[chosen]
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
-        lm = AutoModelForCausalLM.from_pretrained(
-            str(source), dtype=torch_dtype or torch.float32, attn_implementation=attention
-        )
     except Exception as exc:
         raise ModelError(f"could not load model '{name}': {_first_line(exc)}") from None
-    if attn_implementation == "auto" and torch_device.type == "cpu":
-        use_grouped_attention(lm)
-    lm.to(torch_device).eval()
-    lm.requires_grad_(False)
-    head = lm.get_output_embeddings()
-    head_weights = head.weight.detach().float().clone() if isinstance(head, torch.nn.Linear) else None
     reason = "asked for" if dtype != "auto" else "auto: the GPU default"
-    if torch_dtype is None:
-        choice = cpu_dtype(forward_timer(lm), fingerprint)
-        lm.to(choice.dtype)
+    if torch_dtype is None:  # on a CPU: whichever of fp32 and bf16 runs faster here, measured once
+        measure = measured_dtype.forward_timer
+        choice = measured_dtype.cpu_dtype(lambda candidate: measure(at(torch.float32))(candidate), fingerprint)
         torch_dtype, reason = choice.dtype, choice.reason
-    if torch_dtype != torch.float32 and head_weights is not None:
-        lm.set_output_embeddings(Float32Head(head_weights, head.bias))
+    lm = at(torch_dtype)
+    head = lm.get_output_embeddings()
+    if torch_dtype != torch.float32 and isinstance(head, torch.nn.Linear):
+        lm.set_output_embeddings(Float32Head(head.weight.detach().float(), head.bias))
     return LanguageModel(
         model=lm,
         tokenizer=tokenizer,
@@ -278,6 +264,40 @@ def load_language_model(
         dtype=torch_dtype,
         dtype_reason=reason,
     )
+
+
+def _resolve_source(model: str | None) -> tuple[str, Path, str]:
+    """What to load: the model's name, where transformers reads it from, and its fingerprint."""
+    name = model or DEFAULT_MODEL
+    if name in DEFAULT_MODEL_ALIASES:
+        source, fingerprint = converted_gguf_dir(default_gguf_path())
+        return DEFAULT_MODEL, source, fingerprint
+    if _looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise ModelError(f"model path {path} does not exist")
+        if path.suffix == ".gguf":
+            source, fingerprint = converted_gguf_dir(path)
+            return name, source, fingerprint
+        return name, path, _config_fingerprint(path)
+    return name, Path(name), name  # a hub id: transformers resolves it
+
+
+def _from_pretrained(name: str, source: Path, dtype: torch.dtype, attention: str, device: torch.device) -> Any:
+    """The transformers model in ``dtype`` on ``device``, in eval mode, with the attention asked for."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=dtype, attn_implementation="sdpa" if attention == "auto" else attention
+        )
+    except Exception as exc:
+        raise ModelError(f"could not load model '{name}': {_first_line(exc)}") from None
+    if attention == "auto" and device.type == "cpu":
+        use_grouped_attention(lm)
+    lm.to(device).eval()
+    lm.requires_grad_(False)
+    return lm
 
 
 def _config_fingerprint(path: Path) -> str:

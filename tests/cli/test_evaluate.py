@@ -119,6 +119,8 @@ def test_bench_scorer_reports_ratio_and_identical_predictions(tiny_model_dir, da
             "2",
             "--env-steps",
             "2",
+            "--repeats",
+            "2",
             "--out",
             str(out),
         ],
@@ -132,6 +134,11 @@ def test_bench_scorer_reports_ratio_and_identical_predictions(tiny_model_dir, da
     assert [run["batch_prefixes"] for run in result["env"]] == [False, True]
     assert all(run["rewards_per_s"] > 0 and run["forwards"] > 0 for run in result["env"])
     assert "rewards/s" in stdout and "TFLOP/s" in stdout
+    ours = [run for run in result["runs"] if run["path"] == "rl-select"]
+    assert {run["dtype"] for run in ours} == {"float32", "bfloat16"} and sum(run["default"] for run in ours) == 1
+    assert all(run["share_of_gemm_peak"] > 0 and len(run["seconds_each"]) == 2 for run in ours)
+    assert set(result["gemm_peak_tflops"]) == {"float32", "bfloat16"} and result["cpu"]
+    assert result["dtype_reason"].startswith("auto:") and result["model"]["dtype_reason"] == result["dtype_reason"]
 
 
 def test_evaluate_dump_has_every_query_of_every_selector_and_seed(tiny_model_dir, data_root, tmp_path, capsys):

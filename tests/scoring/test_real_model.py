@@ -32,3 +32,15 @@ def test_smollm2_is_better_than_chance_on_sst2(real_lm, shared_data):
     task = load_task("sst2", shared_data)
     result = Scorer(real_lm, task).score(task.train[:4], task.dev[:32])
     assert result.accuracy_calibrated > 0.6
+
+
+def test_smollm2_in_bf16_predicts_as_in_fp32(real_lm, shared_data):
+    from rl_select.scoring import load_language_model
+
+    low = load_language_model(None, device="cpu", dtype="bfloat16")
+    task = load_task("sst2", shared_data)
+    demos, queries = task.train[:4], task.dev[:96]
+    got = Scorer(low, task, ScoringConfig(calibrate=False)).score(demos, queries, use_cache=False).log_scores
+    expected = Scorer(real_lm, task, ScoringConfig(calibrate=False)).score(demos, queries, use_cache=False).log_scores
+    assert np.abs(got - expected).max() < 0.5
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.97
