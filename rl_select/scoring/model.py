@@ -75,7 +75,7 @@ class LanguageModel:
         return int(self.model.config.num_hidden_layers)
 
     def info(self) -> dict[str, Any]:
-        """Provenance: name, fingerprint, device, dtype and why, parameter count, attention implementation."""
+        """Provenance: name, fingerprint, device, dtype and why, parameters, attention, scoring backend."""
         return {
             "name": self.name,
             "fingerprint": self.fingerprint,
@@ -84,6 +84,7 @@ class LanguageModel:
             "dtype_reason": self.dtype_reason,
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "attention": getattr(self.model.config, "_attn_implementation", None),
+            "backend": "transformers",
         }
 
 
