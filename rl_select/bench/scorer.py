@@ -1,12 +1,13 @@
 """Scorer throughput: the naive Hugging Face loop, rl-select's scorer and llama.cpp, measured in one run.
 
 Shape: the 4-shot SST-2 setting (k demonstrations drawn from the sst2 pool, 256 dev queries). Every path scores
-the same token sequences. The naive loop (one padded forward per prompt, full logits) runs in fp32 on a CPU and
-bf16 on CUDA; our scorer runs at that dtype too (predictions must be identical), at the dtype ``--dtype auto``
-picks, and on a CPU in both fp32 and bf16; llama.cpp reads the same GGUF file where ``llama-cpp-python`` is
-installed. Each timed run uses a fresh scorer with caches off, so the demonstration prefix is computed inside
-the timing. Compute rates (2 × non-embedding parameters per real token, over the run's wall time) are set
-against the GEMM peak measured in the same run at the model's linear shapes, per dtype.
+the same token sequences. The naive loop (plain transformers with its default attention: one padded forward per
+prompt, full logits) runs in fp32 on a CPU and bf16 on CUDA; our scorer runs at that dtype too (predictions must
+be identical), at the dtype ``--dtype auto`` picks, and on a CPU in both fp32 and bf16; llama.cpp reads the same
+GGUF file where ``llama-cpp-python`` is installed. Each timed run uses a fresh scorer with caches off, so the
+demonstration prefix is computed inside the timing. Compute rates (2 × non-embedding parameters per real token,
+over the run's wall time) are set against the GEMM peak measured in the same run at the model's linear shapes,
+per dtype.
 """
 
 from __future__ import annotations
@@ -140,11 +141,13 @@ def run_scorer_benchmark(
     warm_demos = [task.train[i] for i in RandomSelector().select(task, None, k, rng)]
     scorer = Scorer(lm, task)
     encoder = scorer.encoder
+    # the naive loop is plain transformers: its default attention, not rl-select's
+    plain = load_language_model(model, device=str(torch_device), dtype=_name(naive_dtype), attn_implementation="sdpa")
     # warm-up: kernel selection and allocator growth happen outside the timings
-    naive_log_scores(lm, encoder, warm_demos, queries[:8], max_tokens=lm.max_positions, batch_size=naive_batch)
     for model_at_dtype in models.values():
         _time_ours(model_at_dtype, task, warm_demos, queries[:8], None)
-    naive, naive_run = _time_naive(lm, encoder, demos, queries, naive_batch, progress)
+    naive_log_scores(plain, encoder, warm_demos, queries[:8], max_tokens=lm.max_positions, batch_size=naive_batch)
+    naive, naive_run = _time_naive(plain, encoder, demos, queries, naive_batch, progress)
     ours, scores, peak_samples = _time_ours_repeated(models, task, demos, queries, naive, repeats, progress)
     runs = [naive_run, *ours]
     for run in ours:

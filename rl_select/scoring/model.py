@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+import rl_select.scoring.dtype as measured_dtype
 from rl_select.errors import ConfigError, ModelError
 from rl_select.paths import cache_dir, file_lock, file_sha256
-from rl_select.scoring import dtype as measured_dtype
 from rl_select.scoring.attention import register as register_attention
 
 logger = logging.getLogger(__name__)
