@@ -3,7 +3,7 @@
 Steps, in order (each a plain ``rl-select`` command, run as a child process):
 
 1. ``bench-scorer``: ``rl-select bench scorer --device cuda`` — naive HF bf16 vs rl-select's scorer at the 4-shot
-   SST-2 shape, identical predictions, env rewards/s, GPU memory, share of the bf16 FLOP limit.
+   SST-2 shape, identical predictions, env rewards/s, GPU memory, share of the GEMM peak measured in the run.
 2. ``study``: ``rl-select study experiments/configs/learned-gpu.yaml`` — the learned-selector table at GPU scale,
    one task's cells after another (the config orders tasks by expected signal); the study itself is resumable.
 

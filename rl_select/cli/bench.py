@@ -8,6 +8,7 @@ import typer
 
 from rl_select.cli.common import (
     DataDirOption,
+    DtypeOption,
     ModelOption,
     VerboseOption,
     console,
@@ -99,7 +100,7 @@ def bench_rollouts(
     data_dir: str | None = DataDirOption,
     model: str | None = ModelOption,
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    dtype: str = DtypeOption,
     k: int = typer.Option(4, "--k", help="Demonstrations per episode."),
     num_candidates: int = typer.Option(16, "--num-candidates", "-M", help="Candidates per episode."),
     reward_rows: int = typer.Option(8, "--reward-rows", help="Dev rows per reward."),

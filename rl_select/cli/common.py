@@ -32,7 +32,11 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 DataDirOption = typer.Option(None, "--data-dir", help="Task data directory (default: $RL_SELECT_DATA).")
 ModelOption = typer.Option(None, "--model", help="HF model id or path, or a .gguf file (default: SmolLM2-135M).")
 DeviceOption = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-DtypeOption = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16.")
+DTYPE_HELP = (
+    "auto (CPU: the faster of float32 and bfloat16, measured once per machine; CUDA: bfloat16), float32, "
+    "bfloat16 or float16."
+)
+DtypeOption = typer.Option("auto", "--dtype", help=DTYPE_HELP)
 VerboseOption = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")
 
 

@@ -10,6 +10,7 @@ import typer
 import yaml
 
 from rl_select.cli.common import (
+    DTYPE_HELP,
     DataDirOption,
     DeviceOption,
     DtypeOption,
@@ -122,7 +123,7 @@ def train_command(
     data_dir: str | None = DataDirOption,
     model: str | None = ModelOption,
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
+    dtype: str | None = typer.Option(None, "--dtype", help=DTYPE_HELP),
     deterministic: bool | None = typer.Option(
         None, "--deterministic", help="One torch thread and deterministic kernels (slower; see README)."
     ),
