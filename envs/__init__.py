@@ -1,6 +1,8 @@
 """The demonstration-selection MDP as Gymnasium environments.
 
-Importing this package registers ``rl_select/DemoSelection-v0``.
+Importing this package registers ``rl_select/DemoSelection-v0`` (exactly k demonstrations from the query's nearest
+neighbours or sampled candidates) and ``rl_select/DemoSelection-v1`` (the same MDP with a stop action: at most k
+demonstrations; query-mode candidates may come from several proposers, see ``EnvConfig.proposers``).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -8,11 +10,31 @@ from gymnasium.envs.registration import register, registry
 from rl_select.envs.config import EnvConfig
 from rl_select.envs.demo_selection import DemoSelectionEnv, ScoreRequest, run_requests
 from rl_select.envs.features import FeatureBank
+from rl_select.envs.proposers import QueryProposer, TaskProposals, task_proposals
 
 ENV_ID = "rl_select/DemoSelection-v0"
+ENV_ID_V1 = "rl_select/DemoSelection-v1"
 
+# Episodes end by themselves (k is per instance), so no TimeLimit is registered.
 if ENV_ID not in registry:
-    # Episodes end by themselves after k steps (k is per instance), so no TimeLimit is registered.
     register(id=ENV_ID, entry_point="rl_select.envs.demo_selection:DemoSelectionEnv", max_episode_steps=None)
+if ENV_ID_V1 not in registry:
+    register(
+        id=ENV_ID_V1,
+        entry_point="rl_select.envs.demo_selection:DemoSelectionEnv",
+        max_episode_steps=None,
+        kwargs={"stop": True},
+    )
 
-__all__ = ["ENV_ID", "DemoSelectionEnv", "EnvConfig", "FeatureBank", "ScoreRequest", "run_requests"]
+__all__ = [
+    "ENV_ID",
+    "ENV_ID_V1",
+    "DemoSelectionEnv",
+    "EnvConfig",
+    "FeatureBank",
+    "QueryProposer",
+    "ScoreRequest",
+    "TaskProposals",
+    "run_requests",
+    "task_proposals",
+]

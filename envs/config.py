@@ -7,6 +7,7 @@ from typing import Any
 
 from rl_select.errors import ConfigError, reject_unknown_keys
 from rl_select.observation import MODES, ORDERS, FeatureConfig
+from rl_select.proposals import ProposerConfig
 
 VALUES = ("accuracy", "probability")
 QUERY_SOURCES = ("dev", "pool")
@@ -36,6 +37,11 @@ class EnvConfig:
         calibrate: Measure rewards with contextual calibration (the evaluation default, too).
         data_seed: Seed of the reward-row subsample.
         features: Observation features.
+        proposers: Query mode: where the M candidates come from (:class:`~rl_select.proposals.ProposerConfig`:
+            embedding and BM25 neighbours, a label-balanced set, the best task-level prompts' demonstrations),
+            with proposer features per candidate. None: the M nearest embedding neighbours (v0).
+        stop: Add a stop action (action M): the episode may end with fewer than k demonstrations, zero
+            included, so zero-shot is one of its choices and k is "at most k" (v1).
     """
 
     mode: str = "task"
@@ -49,6 +55,8 @@ class EnvConfig:
     calibrate: bool = True
     data_seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    proposers: ProposerConfig | None = None
+    stop: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,11 +79,23 @@ class EnvConfig:
             raise ConfigError(f"neighbour_rows must be >= 0, got {self.neighbour_rows}")
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", FeatureConfig(**self.features))
+        if isinstance(self.proposers, dict):
+            reject_unknown_keys(self.proposers, (f.name for f in fields(ProposerConfig)), "proposers")
+            object.__setattr__(self, "proposers", ProposerConfig(**self.proposers))
+        if self.proposers is not None:
+            if self.mode != "query":
+                raise ConfigError("proposers choose a query's candidates: they need mode 'query'")
+            self.proposers.check(self.num_candidates)
 
     @property
     def value_kind(self) -> str:
         """``value`` or the mode's default."""
         return self.value or ("accuracy" if self.mode == "task" else "probability")
+
+    @property
+    def num_actions(self) -> int:
+        """M candidates, plus the stop action with ``stop``."""
+        return self.num_candidates + int(self.stop)
 
     @property
     def prompt_order(self) -> str:

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from rl_select.envs.config import EnvConfig
 from rl_select.envs.features import FeatureBank
+from rl_select.envs.proposers import QueryProposer
 from rl_select.errors import ConfigError
 from rl_select.observation import (
     arrange_prompt,
@@ -63,8 +64,10 @@ class Episode:
         query: The episode's query (query mode), else None.
         query_features: ``[P + 1]`` projected query and its length (query mode), else None.
         rows: The rows a prompt's value is measured on.
+        proposer_features: ``[M, 8]`` which proposers offered each candidate, at which rank (with proposers).
         chosen: Candidate indices chosen so far, in the order they were chosen.
         values: The prompt's value before the first step, then after each step.
+        stopped: Whether the stop action ended the episode.
     """
 
     candidates: np.ndarray
@@ -75,8 +78,10 @@ class Episode:
     query: Example | None
     query_features: np.ndarray | None
     rows: tuple[Example, ...]
+    proposer_features: np.ndarray | None = None
     chosen: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    stopped: bool = False
 
     @property
     def nearest_first(self) -> np.ndarray:
@@ -90,6 +95,7 @@ class Episode:
             "query": None if self.query is None else list(self.query.key),
             "chosen": [int(i) for i in self.chosen],
             "values": [float(v) for v in self.values],
+            "stopped": self.stopped,
         }
 
 
@@ -107,16 +113,23 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     the probability (or correctness) of the query's gold label, optionally averaged over its nearest dev
     neighbours. ``value="probability"`` scores prompts by mean gold-label probability in either mode.
 
+    In query mode the M candidates can come from several proposers (``proposers``: embedding and BM25
+    neighbours, a label-balanced set, the best task-level prompts' demonstrations; see
+    :mod:`rl_select.proposals`), each candidate saying which proposers offered it.
+
     ## Action Space
     ``Discrete(M)``: the index of a candidate. Chosen candidates are masked out by :meth:`action_masks`.
+    With ``stop`` (v1), ``Discrete(M + 1)``: action M ends the episode with the prompt as it is (fewer than k
+    demonstrations, zero included), always allowed.
 
     ## Observation Space
     A ``Dict`` (see :mod:`rl_select.observation`): ``candidates`` ``[M, F]`` per-candidate features,
-    ``chosen`` ``[M]``, ``step`` ``[1]``, ``state`` ``[S]`` and, in query mode, ``query`` ``[P + 1]``.
+    ``chosen`` ``[M]``, ``step`` ``[1]``, ``state`` ``[S]`` and, in query mode, ``query`` ``[P + 1]``. With
+    ``stop`` both per-candidate blocks have one more row: the stop action's (``is_stop`` = 1).
 
     ## Rewards
     ``value(prompt after step t) − value(prompt before it)``, with the zero-shot prompt as the start and γ = 1,
-    so an episode's rewards sum to the final prompt's value minus the zero-shot value.
+    so an episode's rewards sum to the final prompt's value minus the zero-shot value. Stopping earns 0.
 
     ## Starting State
     No demonstrations; candidates (and, in query mode, the query) drawn with ``self.np_random``.
@@ -124,7 +137,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ``reset(options={"query": example})`` the query-mode query (used for evaluation).
 
     ## Episode End
-    Terminated after k steps. Never truncated.
+    Terminated after k demonstrations, or by the stop action. Never truncated.
 
     ## Arguments
     ``task`` (name, path or :class:`Task`), ``data_dir``, ``model``, ``device``, ``dtype`` (used when no
@@ -133,6 +146,8 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     default the whole pool), ``query_ids`` (dev ids query mode draws queries from; default all).
 
     ## Version History
+    * v1: the stop action (``stop=True``); query-mode candidates from several proposers (``proposers``) with
+      proposer features. v0's settings still build v0's env.
     * v0: initial version (``query_source`` added later; its default keeps v0's episodes).
 
     Example:
@@ -186,18 +201,25 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         query_split = self.task.train if config.query_source == "pool" else self.task.dev
         self.query_pool = np.arange(len(query_split)) if query_ids is None else np.asarray(query_ids, np.int64)
         self.render_mode = render_mode
-        self.layout = feature_layout(config.features, config.mode)
-        m = config.num_candidates
+        self.layout = feature_layout(config.features, config.mode, config.proposers is not None, config.stop)
+        self.proposer = (
+            None
+            if config.proposers is None
+            else QueryProposer(
+                self.features, resources, config.proposers, pool, config.num_candidates, config.k, config.data_seed
+            )
+        )
+        rows = config.num_actions  # the M candidates, and the stop action's row
         observation = {
-            "candidates": spaces.Box(-np.inf, np.inf, (m, len(self.layout.candidate)), np.float32),
-            "chosen": spaces.Box(0.0, 1.0, (m,), np.float32),
+            "candidates": spaces.Box(-np.inf, np.inf, (rows, len(self.layout.candidate)), np.float32),
+            "chosen": spaces.Box(0.0, 1.0, (rows,), np.float32),
             "step": spaces.Box(0.0, float(config.k), (1,), np.float32),
             "state": spaces.Box(-np.inf, np.inf, (len(self.layout.state),), np.float32),
         }
         if config.mode == "query":
             observation["query"] = spaces.Box(-np.inf, np.inf, (len(self.layout.query),), np.float32)
         self.observation_space = spaces.Dict(observation)
-        self.action_space = spaces.Discrete(m)
+        self.action_space = spaces.Discrete(config.num_actions)
         self._reward_rows = tuple(self.task.sample("dev", config.reward_rows, seed=config.data_seed))
         self._episode: Episode | None = None
 
@@ -229,11 +251,16 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return self.finish_step(run_requests(requests))
 
     def action_masks(self) -> np.ndarray:
-        """``[M]`` booleans: True for candidates that can still be chosen."""
-        mask = np.ones(self.config.num_candidates, dtype=bool)
+        """``[M]`` booleans (``[M + 1]`` with the stop action, always allowed): True for what can be chosen."""
+        mask = np.ones(self.config.num_actions, dtype=bool)
         if self._episode is not None:
             mask[self._episode.chosen] = False
         return mask
+
+    @property
+    def stop_action(self) -> int | None:
+        """The stop action's index (M), or None without one."""
+        return self.config.num_candidates if self.config.stop else None
 
     def render(self) -> str | None:
         """The current prompt as text (``render_mode="ansi"``)."""
@@ -268,13 +295,19 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     def _new_episode(self, candidates: np.ndarray | None, query: Example | None) -> Episode:
         """The episode offering ``candidates`` (task mode) or ``query``'s nearest neighbours (query mode)."""
+        proposer_features = None
         if query is None:
             rows = self._reward_rows
             anchor = self.features.anchor(rows)
             query_block = None
         else:
             anchor = self.features.in_space([query])[0]
-            if candidates is None:
+            if self.proposer is not None:
+                proposal = self.proposer.propose(query, anchor)
+                if candidates is not None and not np.array_equal(candidates, proposal.candidates):
+                    raise ConfigError("these candidates are not the proposers' for this query")
+                candidates, proposer_features = proposal.candidates, proposal.features
+            elif candidates is None:
                 candidates = self._nearest_candidates(anchor, exclude=query)
             rows = (query, *self._neighbour_rows(query, anchor))
             length = len(query.input_text.split()) / 50.0
@@ -289,6 +322,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             query=query,
             query_features=query_block,
             rows=tuple(rows),
+            proposer_features=proposer_features,
         )
 
     def state(self) -> dict[str, Any]:
@@ -312,6 +346,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._episode = self._new_episode(np.asarray(stored["candidates"], dtype=np.int64), query)
         self._episode.chosen = list(stored["chosen"])
         self._episode.values = list(stored["values"])
+        self._episode.stopped = bool(stored.get("stopped", False))
         if self.config.features.step_features:
             demos = tuple(self.demonstrations())
             return self._observation(*self._step_features(self._candidate_result(demos), demos))
@@ -332,10 +367,13 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             raise RuntimeError("call reset() before step()")
         episode = self._episode
         action = int(action)
-        if not 0 <= action < self.config.num_candidates:
-            raise ValueError(f"action {action} is outside 0..{self.config.num_candidates - 1}")
-        if action in episode.chosen or len(episode.chosen) >= self.config.k:
+        if not 0 <= action < self.config.num_actions:
+            raise ValueError(f"action {action} is outside 0..{self.config.num_actions - 1}")
+        if action in episode.chosen or self._over():
             raise ValueError(f"action {action} is masked (already chosen, or the episode is over)")
+        if action == self.stop_action:  # the prompt stays as it is: nothing to score
+            episode.stopped = True
+            return []
         episode.chosen.append(action)
         demos = tuple(self.demonstrations())
         requests = [ScoreRequest(self.resources.scorer, demos, episode.rows)]
@@ -347,6 +385,8 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self, results: list[ScoreResult]
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Turn the new state's scores into (observation, reward, terminated, truncated, info)."""
+        if self.episode.stopped:
+            return self._transition(self.episode.values[-1], None)
         return self._transition(self.value_of(results[0]), results[1] if len(results) > 1 else None)
 
     def action_row(self) -> np.ndarray:
@@ -356,15 +396,17 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         current prefix; with ``prepend`` each extended prompt is scored on its own (slower).
         """
         episode = self.episode
-        valid = np.flatnonzero(self.action_masks())
+        valid = np.flatnonzero(self.action_masks()[: self.config.num_candidates])
         scorer = self.resources.scorer
         if self.config.prompt_order == "append":
             extensions = [self.task.train[int(episode.candidates[i])] for i in valid]
             results = scorer.score_extensions(self.demonstrations(), extensions, episode.rows)
         else:
             results = [scorer.score(self.demonstrations(extra=int(i)), episode.rows) for i in valid]
-        row = np.full(self.config.num_candidates, np.nan)
+        row = np.full(self.config.num_actions, np.nan)
         row[valid] = [self.value_of(result) for result in results]
+        if self.stop_action is not None:
+            row[self.stop_action] = episode.values[-1]  # stopping keeps the prompt's value
         return row
 
     def step_to_known_value(
@@ -383,7 +425,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         episode = self.episode
         reward = value - episode.values[-1]
         episode.values.append(value)
-        terminated = len(episode.chosen) == self.config.k
+        terminated = self._over()
         step_features, perplexity = None, None
         if self.config.features.step_features:
             if terminated:
@@ -406,7 +448,7 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         Inference needs no reward: only step features (if enabled) query the LLM.
         """
         self.begin_episode(options or {})
-        for _ in range(self.config.k):
+        while not self._over():
             step_features, perplexity = None, None
             if self.config.features.step_features:
                 demos = tuple(self.demonstrations())
@@ -414,10 +456,18 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             action = int(choose(self._observation(step_features, perplexity), self.action_masks()))
             if not self.action_masks()[action]:
                 raise ValueError(f"policy chose masked action {action}")
-            self.episode.chosen.append(action)
+            if action == self.stop_action:
+                self.episode.stopped = True
+            else:
+                self.episode.chosen.append(action)
         return self.selection()
 
     # ------------------------------------------------------------------ helpers
+
+    def _over(self) -> bool:
+        """Whether the episode has ended: k demonstrations chosen, or stopped."""
+        episode = self.episode
+        return episode.stopped or len(episode.chosen) >= self.config.k
 
     def demonstrations(self, extra: int | None = None) -> list[Example]:
         """The chosen demonstrations in prompt order (``config.prompt_order``), with candidate ``extra`` added."""
@@ -485,6 +535,8 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             step_features=step_features,
             prompt_log_perplexity=perplexity,
             label_vote=self.config.features.label_vote,
+            proposer_features=episode.proposer_features,
+            stop=self.config.stop,
         )
 
     def _info(self) -> dict[str, Any]:

@@ -46,8 +46,9 @@ class DenseRows:
         rewards: ``[N, M]`` reward of each action (0 where unlabelled).
         labelled: ``[N, M]`` whether the action's value was scored (unchosen candidates).
         taken: ``[N]`` the behaviour's action.
-        next_index: ``[N]`` row of each non-terminal state in ``next_obs`` (-1 for last steps).
-        next_obs: Observations of ``s_t + a`` for every non-terminal state and action: ``[N', M, ...]``.
+        next_index: ``[N]`` row of each state in ``next_obs`` (-1 where every action ends the episode: step k).
+        next_obs: Observations of ``s_t + a`` for every such state and action: ``[N', M, ...]``.
+        final: ``[N, M]`` actions that end the episode (the stop action; every action at step k): no bootstrap.
     """
 
     obs: dict[str, torch.Tensor]
@@ -56,6 +57,7 @@ class DenseRows:
     taken: torch.Tensor
     next_index: torch.Tensor
     next_obs: dict[str, torch.Tensor]
+    final: torch.Tensor
 
     @classmethod
     def from_episodes(cls, episodes: Sequence[dict[str, np.ndarray]], k: int, label_vote: bool) -> DenseRows:
@@ -67,21 +69,26 @@ class DenseRows:
         keys = [key for key in OBS_KEYS if f"obs_{key}" in episodes[0]]
         obs: dict[str, list[np.ndarray]] = {key: [] for key in keys}
         next_obs: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-        rewards, labelled, taken, next_index = [], [], [], []
+        rewards, labelled, taken, next_index, final = [], [], [], [], []
         for episode in episodes:
             rows, values, actions = episode["action_values"], episode["values"], episode["actions"]
-            for t in range(len(actions)):
+            stop = len(episode["static"]) if bool(episode.get("stop", False)) else None
+            for t in range(len(actions)):  # an episode that stopped early has fewer than k steps
                 for key in keys:
                     obs[key].append(episode[f"obs_{key}"][t])
                 valid = np.isfinite(rows[t])
                 rewards.append(np.where(valid, rows[t] - values[t], 0.0))
                 labelled.append(valid)
                 taken.append(actions[t])
-                if t == len(actions) - 1:
+                ends = np.full(len(valid), t == k - 1)
+                if stop is not None:
+                    ends[stop] = True
+                final.append(ends)
+                if t == k - 1:
                     next_index.append(-1)
                     continue
                 next_index.append(len(next_obs[keys[0]]))
-                successors = [_successor(episode, actions[:t], int(a), k, label_vote) for a in range(len(valid))]
+                successors = [_successor(episode, actions[:t], a, k, label_vote, stop) for a in range(len(valid))]
                 for key in keys:
                     next_obs[key].append(np.stack([s[key] for s in successors]))
         as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays).astype(np.float32))  # noqa: E731
@@ -92,16 +99,23 @@ class DenseRows:
             taken=torch.as_tensor(np.asarray(taken, dtype=np.int64)),
             next_index=torch.as_tensor(np.asarray(next_index, dtype=np.int64)),
             next_obs={key: as_tensor(v) for key, v in next_obs.items()} if next_obs[keys[0]] else {},
+            final=torch.from_numpy(np.stack(final)),
         )
 
     def __len__(self) -> int:
         return len(self.taken)
 
 
-def _successor(episode: dict[str, np.ndarray], chosen: np.ndarray, action: int, k: int, label_vote: bool) -> dict:
-    """The observation after ``chosen + [action]`` in ``episode`` (any action, taken or not)."""
+def _successor(
+    episode: dict[str, np.ndarray], chosen: np.ndarray, action: int, k: int, label_vote: bool, stop: int | None
+) -> dict:
+    """The observation after ``chosen + [action]`` in ``episode`` (any action, taken or not).
+
+    The stop action ends the episode, so its successor is never bootstrapped from: the current state stands in.
+    """
     picks = [int(c) for c in chosen]
-    picks = picks if action in picks else [*picks, action]  # a chosen (unlabelled) action: any valid state
+    if action != stop and action not in picks:  # a chosen (unlabelled) action: any valid state will do
+        picks = [*picks, action]
     return build_observation(
         static=episode["static"],
         vectors=episode["vectors"],
@@ -112,6 +126,8 @@ def _successor(episode: dict[str, np.ndarray], chosen: np.ndarray, action: int, 
         anchor=episode["anchor"],
         query=episode.get("query_features"),
         label_vote=label_vote,
+        proposer_features=episode.get("proposer_features"),
+        stop=stop is not None,
     )
 
 
@@ -182,7 +198,8 @@ class FQI:
             q_next = self.q(flat).view(len(chunk), -1, flat["chosen"].shape[-1])
             chosen_next = nxt["chosen"]
             best = masked(q_next, chosen_next, -torch.inf).max(dim=2).values
-            targets[chunk] += torch.where(torch.isfinite(best), best, torch.zeros_like(best))
+            bootstrap = torch.isfinite(best) & ~data.final[chunk]
+            targets[chunk] += torch.where(bootstrap, best, torch.zeros_like(best))
         return targets
 
     @torch.no_grad()

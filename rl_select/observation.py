@@ -19,7 +19,11 @@ Per candidate (``candidates``, ``[M, F]``):
 * ``sim_anchor`` / ``anchor_rank``: similarity to the anchor (the query in query mode, the centroid of the
   reward rows in task mode) and the candidate's rank by it among the M (0 = most similar);
 * ``step_*`` (``step_features``): the candidate scored as a query under the current prompt (normalised entropy,
-  max probability, gold-label probability), Zhang et al.'s per-step action features.
+  max probability, gold-label probability), Zhang et al.'s per-step action features;
+* ``from_*``, ``rank_*`` (with proposers, :mod:`rl_select.proposals`): which proposers offered the candidate and
+  at which rank;
+* ``is_stop`` (with the stop action): 0 on every candidate; the stop action is one more row after the M
+  candidates, zero but for this column, so the same per-candidate network values stopping.
 
 Global: ``chosen`` (``[M]``, 1 for chosen), ``step`` (``[1]``, demonstrations chosen so far), ``state``
 (``[S]``: step / k, label entropy of the chosen set, their mean pairwise and anchor similarity, and with step
@@ -45,6 +49,13 @@ DYNAMIC_SCALARS = ("same_label", "max_sim_chosen", "sim_anchor", "anchor_rank")
 VOTE_SCALARS = ("label_vote", "vote_margin")
 STEP_SCALARS = ("step_entropy", "step_max_prob", "step_gold_prob")
 STATE_SCALARS = ("progress", "chosen_label_entropy", "chosen_pairwise_sim", "chosen_anchor_sim")
+PROPOSERS = ("embedding", "bm25", "balanced", "task")
+"""Every candidate proposer (:mod:`rl_select.proposals`), in the order their lists are merged."""
+PROPOSER_COLUMNS = tuple(f"{kind}_{name}" for name in PROPOSERS for kind in ("from", "rank"))
+"""Per candidate: ``from_<p>`` (1 if proposer p offered it) and ``rank_<p>`` (its rank in p's list / the list's
+length; 1 when p did not offer it)."""
+STOP_COLUMN = "is_stop"
+"""1 on the stop action's row (after the M candidates), 0 on every candidate."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,8 @@ class FeatureLayout:
 
     @property
     def static_width(self) -> int:
-        """Columns of the per-candidate block that do not change within an episode."""
-        episode_level = (*DYNAMIC_SCALARS, *VOTE_SCALARS, *STEP_SCALARS)
+        """Columns of the per-candidate block that a pool row carries with it (not set by the episode)."""
+        episode_level = (*DYNAMIC_SCALARS, *VOTE_SCALARS, *STEP_SCALARS, *PROPOSER_COLUMNS, STOP_COLUMN)
         return sum(name not in episode_level for name in self.candidate)
 
     def to_dict(self) -> dict[str, list[str]]:
@@ -103,8 +114,12 @@ class FeatureLayout:
         return {"candidate": list(self.candidate), "state": list(self.state), "query": list(self.query)}
 
 
-def feature_layout(config: FeatureConfig, mode: str) -> FeatureLayout:
-    """The observation layout for ``config`` in ``mode`` (``task`` or ``query``)."""
+def feature_layout(config: FeatureConfig, mode: str, proposers: bool = False, stop: bool = False) -> FeatureLayout:
+    """The observation layout for ``config`` in ``mode`` (``task`` or ``query``).
+
+    ``proposers`` adds the proposer columns (:data:`~rl_select.proposals.PROPOSER_COLUMNS`); ``stop`` adds the
+    ``is_stop`` column of the stop action's row (the last candidate row, see :func:`build_observation`).
+    """
     projected = tuple(f"proj_{i}" for i in range(config.projection_dim))
     labels = tuple(f"label_{i}" for i in range(config.max_labels)) if config.label_onehot else ()
     candidate = projected + labels + STATIC_SCALARS + DYNAMIC_SCALARS
@@ -114,6 +129,10 @@ def feature_layout(config: FeatureConfig, mode: str) -> FeatureLayout:
     if config.step_features:
         candidate += STEP_SCALARS
         state += ("prompt_log_perplexity",)
+    if proposers:
+        candidate += PROPOSER_COLUMNS
+    if stop:
+        candidate += (STOP_COLUMN,)
     query = (*projected, "length") if mode == "query" else ()
     return FeatureLayout(candidate=candidate, state=state, query=query)
 
@@ -232,6 +251,28 @@ def vote_columns(anchor_sim: np.ndarray, label_ids: np.ndarray, num_labels: int)
     return np.stack([own, own - best_other], axis=1).astype(np.float32)
 
 
+def _with_stop_row(rows: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate rows with an ``is_stop`` column and the stop action's row after them; the mask one longer."""
+    padded = np.concatenate([np.pad(rows, ((0, 0), (0, 1))), np.zeros((1, rows.shape[1] + 1), np.float32)])
+    padded[-1, -1] = 1.0
+    return padded, np.append(mask, np.float32(0.0))
+
+
+def _state_scalars(
+    chosen: list[int], k: int, label_ids: np.ndarray, num_labels: int, vectors: np.ndarray, anchor_sim: np.ndarray
+) -> list[float]:
+    """:data:`STATE_SCALARS` of the chosen set."""
+    state = [len(chosen) / k, 0.0, 0.0, 0.0]
+    if chosen:
+        chosen_idx = np.asarray(chosen)
+        state[1] = label_entropy(label_ids[chosen_idx], num_labels)
+        if len(chosen) > 1:
+            sims = vectors[chosen_idx] @ vectors[chosen_idx].T
+            state[2] = float((sims.sum() - np.trace(sims)) / (len(chosen) * (len(chosen) - 1)))
+        state[3] = float(anchor_sim[chosen_idx].mean())
+    return state
+
+
 def build_observation(
     *,
     static: np.ndarray,
@@ -245,6 +286,8 @@ def build_observation(
     step_features: np.ndarray | None = None,
     prompt_log_perplexity: float | None = None,
     label_vote: bool = False,
+    proposer_features: np.ndarray | None = None,
+    stop: bool = False,
 ) -> dict[str, np.ndarray]:
     """The observation for one state. All inputs describe the episode's M candidates.
 
@@ -260,6 +303,9 @@ def build_observation(
         step_features: ``[M, 3]`` per-step LLM features (only with ``step_features``).
         prompt_log_perplexity: Log-perplexity of the current prompt (only with ``step_features``).
         label_vote: Add the ``label_vote`` and ``vote_margin`` columns.
+        proposer_features: ``[M, len(PROPOSER_COLUMNS)]`` which proposers offered each candidate, at which rank.
+        stop: Add the stop action: one more row after the M candidates, zero but for its ``is_stop`` column
+            (and one more ``chosen`` entry, always 0), so the same per-candidate network scores stopping.
 
     Returns:
         Fresh arrays (never views of the inputs): ``candidates``, ``chosen``, ``step``, ``state``
@@ -284,18 +330,16 @@ def build_observation(
         blocks.append(vote_columns(anchor_sim, label_ids, num_labels))
     if step_features is not None:
         blocks.append(step_features.astype(np.float32))
-    state = [len(chosen) / k, 0.0, 0.0, 0.0]
-    if chosen:
-        chosen_idx = np.asarray(chosen)
-        state[1] = label_entropy(label_ids[chosen_idx], num_labels)
-        if len(chosen) > 1:
-            sims = vectors[chosen_idx] @ vectors[chosen_idx].T
-            state[2] = float((sims.sum() - np.trace(sims)) / (len(chosen) * (len(chosen) - 1)))
-        state[3] = float(anchor_sim[chosen_idx].mean())
+    if proposer_features is not None:
+        blocks.append(proposer_features.astype(np.float32))
+    rows = np.concatenate(blocks, axis=1).astype(np.float32)
+    if stop:
+        rows, mask = _with_stop_row(rows, mask)
+    state = _state_scalars(chosen, k, label_ids, num_labels, vectors, anchor_sim)
     if step_features is not None:
         state.append(float(prompt_log_perplexity or 0.0))
     observation = {
-        "candidates": np.concatenate(blocks, axis=1).astype(np.float32),
+        "candidates": rows,
         "chosen": mask,
         "step": np.array([len(chosen)], dtype=np.float32),
         "state": np.array(state, dtype=np.float32),

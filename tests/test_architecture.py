@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "rl_select.reproducibility",
         "rl_select.observation",
     ),
-    ("rl_select.provenance",),
+    ("rl_select.provenance", "rl_select.proposals"),
     ("rl_select.tasks",),
     ("rl_select.scoring",),
     ("rl_select.retrieval",),

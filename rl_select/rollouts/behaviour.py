@@ -104,11 +104,12 @@ def run_dense_episode(
 ) -> dict[str, np.ndarray]:
     """One episode that records the action row of every state it visits.
 
-    Returns the fields of :func:`~rl_select.rollouts.episodes.run_episode` plus ``action_values`` ``[k, M]``
-    (NaN where a candidate was already chosen), ``behaviour``, and what rebuilding any state's observation
-    needs: ``static``, ``vectors``, ``labels``, ``anchor`` and, in query mode, ``query_features`` and
-    ``query_key``, and the LLM cost it took. Rewards and values come from the rows (the chosen candidate's
-    entry), so an episode costs k action rows and one zero-shot score.
+    Returns the fields of :func:`~rl_select.rollouts.episodes.run_episode` plus ``action_values`` ``[T, A]``
+    (NaN where a candidate was already chosen; with the stop action, A = M + 1 and its entry is the current
+    value), ``behaviour``, and what rebuilding any state's observation needs: ``static``, ``vectors``,
+    ``labels``, ``anchor`` and, in query mode, ``query_features`` and ``query_key``, ``proposer_features`` with
+    proposers, ``stop`` with the stop action, and the LLM cost it took. Rewards and values come from the rows
+    (the chosen candidate's entry), so an episode costs at most k action rows and one zero-shot score.
     """
     from rl_select.rollouts.episodes import cost_record
 
@@ -151,5 +152,9 @@ def run_dense_episode(
     if episode.query is not None:
         record["query_features"] = np.asarray(episode.query_features, dtype=np.float32)
         record["query_key"] = np.asarray([episode.query.split, str(episode.query.id)])
+    if episode.proposer_features is not None:
+        record["proposer_features"] = episode.proposer_features.astype(np.float32)
+    if env.stop_action is not None:
+        record["stop"] = np.asarray(True)
     record.update(cost_record(env.resources.llm_cost() - before))
     return record
