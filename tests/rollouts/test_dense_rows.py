@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from rl_select.envs import DemoSelectionEnv
 from rl_select.errors import ConfigError
@@ -64,3 +65,44 @@ def test_bad_behaviour_mixes():
         BehaviourMix({"oracle": 1.0})
     with pytest.raises(ConfigError, match="not all zero"):
         BehaviourMix({"random": 0.0})
+
+
+@pytest.fixture
+def stop_env(tiny_lm, data_root):
+    resources = Resources(load_task("tiny_sst", data_root), lm=tiny_lm)
+    config = {"mode": "query", "k": 3, "num_candidates": 4, "order": "append", "query_source": "pool", "stop": True}
+    return DemoSelectionEnv(resources.task, resources=resources, **config)
+
+
+def test_dense_rows_with_the_stop_action(stop_env):
+    episodes = [run_dense_episode(stop_env, i, 300, BehaviourMix({"random": 1.0})) for i in range(16)]
+    lengths = [len(e["actions"]) for e in episodes]
+    assert min(lengths) < 3 and all(1 <= n <= 3 for n in lengths)  # random behaviour stops early sometimes
+    for e in episodes:
+        rows = e["action_values"]
+        assert rows.shape[1] == 5 and bool(e["stop"])
+        np.testing.assert_allclose(rows[:, 4], e["values"][:-1], atol=1e-6)  # stopping keeps the value
+    data = DenseRows.from_episodes(episodes, k=3, label_vote=False)
+    assert len(data) == sum(lengths) and data.final[:, 4].all()
+    steps = np.concatenate([np.arange(n) for n in lengths])
+    assert data.final[steps == 2].all() and not data.final[steps < 2][:, :4].any()
+    assert (data.next_index[torch.from_numpy(steps < 2)] >= 0).all()
+    assert (data.rewards[:, 4] == 0).all()
+    agent = FQI.for_space(stop_env.observation_space, FQIConfig(rounds=3, epochs=5, batch_size=8), seed=0)
+    agent.learn(data)
+    obs, _ = stop_env.reset(seed=7)
+    assert 0 <= int(agent.predict(obs)[0]) <= 4
+
+
+def test_fitted_q_learns_to_stop_where_every_demonstration_hurts(stop_env, monkeypatch):
+    """With rewards that make every addition cost value, the fitted Q-function prefers stopping at once."""
+    episodes = [run_dense_episode(stop_env, i, 400, BehaviourMix({"random": 1.0})) for i in range(12)]
+    for e in episodes:  # relabel: every added demonstration loses 0.1, stopping keeps the value
+        rows = e["action_values"]
+        added = np.isfinite(rows[:, :4])
+        rows[:, :4] = np.where(added, e["values"][:-1, None] - 0.1, np.nan)
+    data = DenseRows.from_episodes(episodes, k=3, label_vote=False)
+    agent = FQI.for_space(stop_env.observation_space, FQIConfig(rounds=3, epochs=30, batch_size=8), seed=0)
+    agent.learn(data)
+    stops = [int(agent.predict(stop_env.reset(seed=s)[0])[0]) == 4 for s in range(6)]
+    assert all(stops)
