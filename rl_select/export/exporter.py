@@ -199,6 +199,9 @@ def export_policy(
             extra["task_candidates"] = _task_candidates(out, run_dir, config, loaded, bank, seed, pool is None)
         else:
             embedder.update(export_embedder_onnx(resources.embedder, out, [e.input_text for e in loaded.dev[:8]]) or {})
+        if config.env.proposers is not None:
+            extra["proposers"] = config.env.proposers.to_dict()
+            extra["task_proposals"] = _task_proposals(resources, config)
         manifest = _manifest(run_dir, config, resources, loaded, layout, inputs, embedder, seed, extra)
         return fmt.write_manifest(out, manifest)
     except BaseException:
@@ -283,6 +286,16 @@ def _task_candidates(
     return sorted(int(i) for i in rng.choice(candidate_pool, size=config.env.num_candidates, replace=False))
 
 
+def _task_proposals(resources: Any, config: Any) -> list[int]:
+    """The task proposer's list on the exported pool (best-of-N on dev; none when the policy does not use it)."""
+    from rl_select.envs import task_proposals
+
+    proposers = config.env.proposers
+    if not proposers.task:
+        return []
+    return task_proposals(resources, proposers, config.env.k, config.env.data_seed).ids
+
+
 def _manifest(
     run_dir: Path,
     config: Any,
@@ -306,6 +319,7 @@ def _manifest(
         k=config.env.k,
         num_candidates=config.env.num_candidates,
         prompt_order=config.env.prompt_order,
+        stop_action=config.env.stop,
         seed=seed,
         features=config.env.features.to_dict(),
         layout=layout.to_dict(),
@@ -334,4 +348,4 @@ def bank_layout(config: Any) -> Any:
     """The observation layout of a run's features and mode."""
     from rl_select.observation import feature_layout
 
-    return feature_layout(config.env.features, config.env.mode)
+    return feature_layout(config.env.features, config.env.mode, config.env.proposers is not None, config.env.stop)

@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rl_select.errors import ArtifactError
 from rl_select.paths import file_sha256
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added the stop action, proposers and the task proposer's list; version 1 artifacts load as before."""
 MANIFEST = "manifest.json"
 POLICY_ONNX = "policy.onnx"
 POOL_JSONL = "pool.jsonl"
@@ -93,6 +95,10 @@ class Manifest(BaseModel):
         task: The prompt format and pool.
         provenance: Training and export provenance.
         task_candidates: Task mode: the pool ids the policy chooses among.
+        stop_action: The policy may stop before k demonstrations (its action M); version 2.
+        proposers: Query mode: how many candidates each proposer offers
+            (:class:`~rl_select.proposals.ProposerConfig`); None: the M nearest neighbours. Version 2.
+        task_proposals: The task proposer's pool ids, best task-level prompt first. Version 2.
         pool_swapped: A pool file used instead of the exported one (set by the runtime, never written).
         files: sha256 of every file of the artifact.
         manifest_sha256: sha256 of this manifest without this field.
@@ -115,6 +121,9 @@ class Manifest(BaseModel):
     task: TaskFormat
     provenance: dict[str, Any] = Field(default_factory=dict)
     task_candidates: list[int] = Field(default_factory=list)
+    stop_action: bool = False
+    proposers: dict[str, int] | None = None
+    task_proposals: list[int] = Field(default_factory=list)
     pool_swapped: str | None = None
     files: dict[str, str]
     manifest_sha256: str | None = None
@@ -145,8 +154,9 @@ def read_manifest(directory: Path, verify: bool = True) -> Manifest:
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path} is corrupt: not a JSON object")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"{path} has format version {version!r}; this rl-select reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise ArtifactError(f"{path} has format version {version!r}; this rl-select reads versions {readable}")
     if verify and manifest.get("manifest_sha256") != manifest_digest(manifest):
         raise ArtifactError(f"{path} was edited after export (its checksum does not match); re-export the policy")
     try:

@@ -31,10 +31,12 @@ from rl_select.observation import (
     arrange_prompt,
     build_observation,
     feature_layout,
+    nearest_first,
     query_features,
     static_features,
     word_length,
 )
+from rl_select.proposals import Proposal, ProposerConfig, balanced_ranking, merge_proposals
 from rl_select.tasks.files import examples_from_rows, read_split
 from rl_select.tasks.task import Example
 from rl_select.tasks.template import PromptTemplate
@@ -134,7 +136,9 @@ class Selector:
         if self.prompt_order not in ORDERS:
             raise ArtifactError(f"{directory}: unknown prompt_order {self.prompt_order!r} in the manifest")
         self.features = FeatureConfig(**{"centred_similarity": True, **manifest.features})  # older: centred
-        self.layout = feature_layout(self.features, self.mode)
+        self.stop_action = manifest.stop_action
+        self.proposers = None if manifest.proposers is None else ProposerConfig(**manifest.proposers)
+        self.layout = feature_layout(self.features, self.mode, self.proposers is not None, self.stop_action)
         try:
             self.session = ort.InferenceSession(
                 str(directory / fmt.POLICY_ONNX), _session_options(), providers=["CPUExecutionProvider"]
@@ -149,6 +153,7 @@ class Selector:
         if self.input_names != manifest.onnx_inputs:
             raise ArtifactError(f"{fmt.POLICY_ONNX} inputs {self.input_names} do not match the manifest")
         self._embedder: Any = None
+        self._bm25: Any = None
         self._embedder_lock = threading.Lock()
         self._pool_lock = threading.Lock()
         if pool_file is None:
@@ -156,6 +161,7 @@ class Selector:
             self.vectors = np.load(directory / fmt.POOL_EMBEDDINGS, allow_pickle=False)
             self.static = np.load(directory / fmt.POOL_STATIC, allow_pickle=False)
             self.task_candidates = np.asarray(manifest.task_candidates, dtype=np.int64)
+            self.task_proposals = np.asarray(manifest.task_proposals, dtype=np.int64)
         else:
             self._swap_pool(Path(pool_file))
         self.labels = np.array([self.template.labels.index(e.label) for e in self.pool], dtype=np.int64)
@@ -172,7 +178,8 @@ class Selector:
 
         Args:
             query: The input to classify (required in query mode; ignored by task-mode policies).
-            k: Demonstrations to return (default: the k the policy was trained with; at most M).
+            k: Demonstrations to return (default: the k the policy was trained with; at most M). A policy with the
+                stop action returns at most k, possibly none (zero-shot).
             query_pair: The second text of pair tasks (``{text_pair}`` in the template).
         """
         k = self.k if k is None else k
@@ -184,10 +191,12 @@ class Selector:
             text = self._query_text(query, query_pair)
             raw = self.embedder.embed([text])[0]
             anchor = self.projection.to_space(raw[None], self.features.centred_similarity)[0]
-            sims, found = self.index.search(anchor[None].astype(np.float32), self.num_candidates)
-            order = sorted(range(len(found[0])), key=lambda i: (-sims[0][i], found[0][i]))
-            candidates = found[0][order].astype(np.int64)
-            ids = self._greedy(candidates, k, anchor, query_features(raw, self.projection, len(text.split()) / 50.0))
+            features = query_features(raw, self.projection, len(text.split()) / 50.0)
+            if self.proposers is None:
+                ids = self._greedy(self._nearest(anchor), k, anchor, features)
+            else:
+                proposal = self._propose(text, anchor)
+                ids = self._greedy(proposal.candidates, k, anchor, features, proposal.features)
         return [Demonstration(int(i), self.pool[i].text, self.pool[i].label, self.pool[i].text_pair) for i in ids]
 
     def prompt(self, query: str, k: int | None = None, query_pair: str | None = None) -> str:
@@ -220,6 +229,8 @@ class Selector:
             "k": self.k,
             "num_candidates": self.num_candidates,
             "prompt_order": self.prompt_order,
+            "stop_action": self.stop_action,
+            "proposers": None if self.proposers is None else self.proposers.counts(),
             "pool_size": len(self.pool),
             "task": m.task.name,
             "labels": list(self.template.labels),
@@ -242,10 +253,46 @@ class Selector:
             raise ConfigError("this task's template has {text_pair}: give a non-empty 'query_pair'")
         return query if not self.template.uses_text_pair else f"{query}\n{query_pair}"
 
-    def _greedy(self, candidates: np.ndarray, k: int, anchor: np.ndarray, query: np.ndarray | None) -> list[int]:
+    def _nearest(self, anchor: np.ndarray) -> np.ndarray:
+        """The M pool rows nearest the query (ties by pool id)."""
+        sims, found = self.index.search(anchor[None].astype(np.float32), self.num_candidates)
+        order = sorted(range(len(found[0])), key=lambda i: (-sims[0][i], found[0][i]))
+        return found[0][order].astype(np.int64)
+
+    def _propose(self, text: str, anchor: np.ndarray) -> Proposal:
+        """The M candidates of the policy's proposers, as the environment proposed them in training."""
+        counts = self.proposers.counts()  # type: ignore[union-attr]
+        similarity = self.space @ anchor
+        ranked = {"embedding": nearest_first(self.space, anchor)}
+        if counts["bm25"]:
+            ranked["bm25"] = self.bm25.search(text, counts["bm25"])[1]
+        if counts["balanced"]:
+            ranked["balanced"] = balanced_ranking(similarity, self.labels, counts["balanced"])
+        if counts["task"]:
+            ranked["task"] = self.task_proposals
+        return merge_proposals(ranked, counts, self.num_candidates)
+
+    @property
+    def bm25(self) -> Any:
+        """BM25 over the pool's texts (built on first use, again after the pool changes)."""
+        if self._bm25 is None:
+            from rl_select.retrieval.bm25 import BM25Index
+
+            self._bm25 = BM25Index([e.input_text for e in self.pool])
+        return self._bm25
+
+    def _greedy(
+        self,
+        candidates: np.ndarray,
+        k: int,
+        anchor: np.ndarray,
+        query: np.ndarray | None,
+        proposer_features: np.ndarray | None = None,
+    ) -> list[int]:
+        """The policy's greedy prompt over ``candidates``: k picks, or fewer where it takes the stop action."""
         static, vectors, labels = self.static[candidates], self.space[candidates], self.labels[candidates]
         chosen: list[int] = []
-        mask = np.ones(len(candidates), dtype=bool)
+        mask = np.ones(len(candidates) + int(self.stop_action), dtype=bool)
         for _ in range(k):
             obs = build_observation(
                 static=static,
@@ -257,11 +304,15 @@ class Selector:
                 anchor=anchor,
                 query=query,
                 label_vote=self.features.label_vote,
+                proposer_features=proposer_features,
+                stop=self.stop_action,
             )
             feeds = {name: obs[name][None] for name in self.input_names if name != "action_mask"}
             feeds["action_mask"] = mask[None]
             scores = self.session.run(None, feeds)[0][0]
             action = int(np.argmax(np.where(mask, scores, -np.inf)))
+            if action == len(candidates):  # the stop action
+                break
             chosen.append(action)
             mask[action] = False
         return [int(candidates[i]) for i in arrange_prompt(chosen, self.prompt_order)]
@@ -308,6 +359,7 @@ class Selector:
             self.space = self.projection.to_space(self.vectors, self.features.centred_similarity)
             self.manifest = self.manifest.model_copy(update={"pool_swapped": "added examples"})
             self.index = self._index()
+            self._bm25 = None
         return [e.id for e in added]
 
     def _swap_pool(self, pool_file: Path) -> None:
@@ -322,6 +374,8 @@ class Selector:
         self.space = self.projection.to_space(self.vectors, self.features.centred_similarity)
         rng = np.random.default_rng(self.manifest.seed)
         self.task_candidates = np.sort(rng.choice(len(self.pool), size=self.num_candidates, replace=False))
+        self.task_proposals = np.zeros(0, dtype=np.int64)  # its ids named the exported pool's rows
+        self._bm25 = None
         self.manifest = self.manifest.model_copy(update={"pool_swapped": source})
         if hasattr(self, "index"):
             self.index = self._index()

@@ -128,3 +128,21 @@ def serve_in_thread(app):
     finally:
         instance.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def proposer_policy(tmp_path_factory, big_data, tiny_model_dir):
+    """A fitted-Q query policy over proposed candidates (every proposer), with the stop action (v1)."""
+    proposers = {"embedding": 3, "bm25": 2, "balanced": 2, "task": 1, "task_sets": 3, "task_dev_rows": 4}
+    return train_and_export(
+        tmp_path_factory,
+        big_data,
+        tiny_model_dir,
+        "fqi",
+        "query",
+        steps=2,
+        dense_episodes=8,
+        fqi_epochs=5,
+        behaviour={"random": 1, "greedy": 1},
+        env={"query_source": "pool", "value": "probability", "stop": True, "proposers": proposers},
+    )
