@@ -181,8 +181,9 @@ class PolicySelector(Selector):
         """How far a query-mode policy's greedy prompts are from kNN over the same candidates.
 
         Returns the share of ``queries`` whose prompt equals the kNN prompt (the k candidates nearest the query,
-        nearest last) and the mean similarity rank (0 = nearest) of the demonstration at each prompt position.
-        Nothing is scored: this is about choices, not accuracy.
+        nearest last), the mean similarity rank (0 = nearest) of the demonstration at each prompt position, and
+        (a policy with the stop action) the mean prompt length and the share of zero-shot prompts. Nothing is
+        scored: this is about choices, not accuracy.
         """
         if not self.query_level:
             raise ConfigError("compare_with_knn is for query-mode policies")
@@ -197,8 +198,11 @@ class PolicySelector(Selector):
             knn_prompt = [int(episode.candidates[i]) for i in order[:k][::-1]]
             same += prompt == knn_prompt
             ranks.append([rank[i] for i in prompt])
+        by_position = [[r[p] for r in ranks if len(r) > p] for p in range(k)]  # with a stop action, prompts vary
         return {
             "queries": len(queries),
             "same_as_knn": same / max(len(queries), 1),
-            "mean_rank_by_position": np.mean(ranks, axis=0).round(2).tolist() if ranks else [],
+            "mean_rank_by_position": [round(float(np.mean(p)), 2) for p in by_position if p],
+            "mean_prompt_length": float(np.mean([len(r) for r in ranks])) if ranks else 0.0,
+            "zero_shot_share": float(np.mean([not r for r in ranks])) if ranks else 0.0,
         }
