@@ -179,6 +179,8 @@ class OfflineData:
         dense_episodes: fqi: episodes collected with an action row at every visited state.
         dense_data: fqi: existing action-row data sets (earlier runs' ``episodes/``; several train one
             multi-task policy) instead of collecting.
+        dense_limit: fqi: learn from the first n episodes (by id) of each data set only (None: all of them);
+            for learning curves over one data set.
         behaviour: fqi: behaviour policies of the collection and their shares.
         behaviour_epsilon: fqi: probability of a random candidate at each collection step.
     """
@@ -187,6 +189,7 @@ class OfflineData:
     cql_data: str | None = None
     dense_episodes: int = 200
     dense_data: tuple[str, ...] = ()
+    dense_limit: int | None = None
     behaviour: dict[str, float] = field(default_factory=lambda: {"knn": 1.0, "random": 1.0, "greedy": 1.0})
     behaviour_epsilon: float = 0.1
 
@@ -194,6 +197,8 @@ class OfflineData:
         dense = (self.dense_data,) if isinstance(self.dense_data, str) else tuple(self.dense_data or ())
         object.__setattr__(self, "dense_data", dense)
         _positive(cql_episodes=self.cql_episodes, dense_episodes=self.dense_episodes)
+        if self.dense_limit is not None:
+            _positive(dense_limit=self.dense_limit)
         check_behaviour(self.behaviour, self.behaviour_epsilon)
 
 

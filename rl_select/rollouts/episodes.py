@@ -175,9 +175,9 @@ class EpisodeStore:
         """Whether every stored episode records the LLM cost it took (data sets from before costs were kept lack it)."""
         return bool(self.ids()) and all(self.episode_cost(i) is not None for i in self.ids())
 
-    def cost(self) -> LLMCost:
-        """The LLM work of collecting every stored episode (what each recorded when it ran)."""
-        return sum((self.episode_cost(i) or LLMCost() for i in self.ids()), LLMCost())
+    def cost(self, limit: int | None = None) -> LLMCost:
+        """The LLM work of collecting the stored episodes (the first ``limit`` by id; default all)."""
+        return sum((self.episode_cost(i) or LLMCost() for i in self.ids()[:limit]), LLMCost())
 
     def load(self, ids: Iterable[int] | None = None) -> list[dict[str, np.ndarray]]:
         """Stored episodes (all, or ``ids``), in id order."""

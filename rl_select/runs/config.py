@@ -113,6 +113,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "cql_data": ("data", "cql_data"),
     "dense_episodes": ("data", "dense_episodes"),
     "dense_data": ("data", "dense_data"),
+    "dense_limit": ("data", "dense_limit"),
     "behaviour": ("data", "behaviour"),
     "behaviour_epsilon": ("data", "behaviour_epsilon"),
     "eval_tasks": ("evaluation", "tasks"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from rl_select.resources import Resources
 from rl_select.runs.config import TrainConfig, read_run_config
 from rl_select.runs.dirs import policy_files, read_trained_on
 from rl_select.runs.setup import training_candidates
-from rl_select.selectors.base import Selector, check_k
+from rl_select.selectors.base import PromptWork, Selector, check_k
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
 from rl_select.types import Selection
@@ -108,32 +108,63 @@ class PolicySelector(Selector):
         policy: The loaded policy.
         name: Name in result tables (default ``<algo>-<mode>``).
         trained_on: ``{task name: pool fingerprint}`` of the training tasks.
+        proposals: Task mode, propose and verify: the policy's greedy prompts over this many candidate draws, each
+            scored on ``verify_rows`` seeded dev rows (as best-of-N scores its prompts), the best kept. 1: its one
+            greedy prompt, no LLM calls.
+        verify_rows: Dev rows each proposed prompt is scored on.
+        zero_cost: Query mode: leave the task-level proposer out (it costs LLM calls on a new task); its slots go
+            to embedding neighbours.
     """
 
     uses_resources = True
 
-    def __init__(self, policy: LoadedPolicy, name: str | None = None, trained_on: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        policy: LoadedPolicy,
+        name: str | None = None,
+        trained_on: dict[str, str] | None = None,
+        *,
+        proposals: int = 1,
+        verify_rows: int = 64,
+        zero_cost: bool = False,
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.name = name or f"{policy.algo}-{policy.config.env.mode}"  # type: ignore[misc]
         self.query_level = policy.config.env.mode == "query"  # type: ignore[misc]
         self.trained_on = trained_on or {}
+        if proposals < 1 or verify_rows < 1:
+            raise ConfigError("proposals and verify_rows must be positive")
+        self.proposals = proposals
+        self.verify_rows = verify_rows
+        self.zero_cost = zero_cost
+        self.uses_llm = proposals > 1  # type: ignore[misc]
         self._env: Any = None
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, name: str | None = None) -> PolicySelector:
+    def from_run(cls, run_dir: str | Path, name: str | None = None, **options: Any) -> PolicySelector:
         """Load from a run directory (its ``trained_on.json`` says which pools it trained on)."""
         run_dir = Path(run_dir)
         policy = load_policy(run_dir)
         trained_on = read_trained_on(run_dir)
-        return cls(
-            policy, name=name or f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})", trained_on=trained_on
-        )
+        default = f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})"
+        return cls(policy, name=name or default, trained_on=trained_on, **options)
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """Propose and verify: each proposed prompt scored on the dev rows (otherwise no LLM calls)."""
+        if self.proposals < 2:
+            return []
+        return [PromptWork(self.proposals, k, min(self.verify_rows, len(task.dev)))]
 
     def options(self) -> dict[str, Any]:
         """The policy's algorithm and MDP settings."""
         env = self.policy.config.env
-        return {"algo": self.policy.algo, "mode": env.mode, "num_candidates": env.num_candidates, "k": env.k}
+        found = {"algo": self.policy.algo, "mode": env.mode, "num_candidates": env.num_candidates, "k": env.k}
+        if self.proposals > 1:
+            found.update(proposals=self.proposals, verify_rows=self.verify_rows)
+        if self.zero_cost:
+            found["zero_cost"] = True
+        return found
 
     def build(self, resources: Resources) -> PolicySelector:
         """Build the feature environment for ``resources.task``."""
@@ -147,6 +178,8 @@ class PolicySelector(Selector):
         seen = self.trained_on.get(task.name) == task.fingerprint("train")
         candidates = training_candidates(task, config)[1] if seen else None
         env_config = EnvConfig.from_dict({**config.env.to_dict(), "calibrate": resources.scoring.calibrate})
+        if self.zero_cost and env_config.proposers is not None:
+            env_config = replace(env_config, proposers=env_config.proposers.without_task())
         self._env = DemoSelectionEnv(task, config=env_config, resources=resources, candidate_ids=candidates)
         return self
 
@@ -162,10 +195,25 @@ class PolicySelector(Selector):
             if query is None:
                 raise ConfigError(f"'{self.name}' is a query-mode policy; it selects per query")
             options: dict[str, Any] = {"query": query}
+        elif self.proposals > 1:
+            return self._propose_and_verify(env, rng)
         else:
             options = {"candidate_ids": rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)}
         choose: Callable[[dict, np.ndarray], int] = self.policy.choose
         return env.run_greedy(choose, options)
+
+    def _propose_and_verify(self, env: Any, rng: np.random.Generator) -> Selection:
+        """The best on dev of the policy's greedy prompts over ``proposals`` candidate draws (first best on ties)."""
+        resources = self.resources_for(env.task)
+        dev = resources.dev_sample(self.verify_rows)
+        best: tuple[float, Selection] = (-np.inf, [])
+        for _ in range(self.proposals):
+            draw = rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)
+            prompt = env.run_greedy(self.policy.choose, {"candidate_ids": draw})
+            value = resources.scorer.score([env.task.train[i] for i in prompt], dev).accuracy
+            if value > best[0]:
+                best = (value, prompt)
+        return best[1]
 
     def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
         """A task-mode policy's greedy prompt over given pool candidates (exactly M of them)."""

@@ -35,6 +35,9 @@ class QueryLearner:
         rounds: Fitting rounds (k or more).
         epochs: Passes per round.
         features: Observation features (see :data:`QUERY_FEATURES`).
+        proposers: Where the M candidates come from (:class:`~rl_select.proposals.ProposerConfig` fields; None:
+            the M nearest neighbours). The transfer row leaves the task-level proposer out (it costs LLM calls).
+        stop: The stop action: at most k demonstrations, zero-shot included.
     """
 
     num_candidates: int = 8
@@ -46,6 +49,8 @@ class QueryLearner:
     rounds: int = 4
     epochs: int = 20
     features: dict[str, Any] = field(default_factory=lambda: dict(QUERY_FEATURES))
+    proposers: dict[str, int] | None = None
+    stop: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class TaskLearner:
         rounds: Fitting rounds.
         epochs: Passes per round.
         features: Observation features (see :data:`TASK_FEATURES`).
+        proposals: Propose and verify: the policy's greedy prompts over this many candidate draws, each scored on
+            ``verify_rows`` dev rows, the best kept (its LLM cost to choose). 0 or 1: its one greedy prompt.
+        verify_rows: Dev rows each proposed prompt is scored on.
     """
 
     num_candidates: int = 8
@@ -73,6 +81,21 @@ class TaskLearner:
     rounds: int = 4
     epochs: int = 30
     features: dict[str, Any] = field(default_factory=lambda: dict(TASK_FEATURES))
+    proposals: int = 0
+    verify_rows: int = 64
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """Test accuracy of the query-mode learner against the number of training queries.
+
+    Attributes:
+        tasks: Tasks the curve is measured on (their data runs collect up to the largest count).
+        queries: Training-query counts (pool queries with dense rows), each fitted from the first that many.
+    """
+
+    tasks: tuple[str, ...] = ()
+    queries: tuple[int, ...] = (50, 150, 500)
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,11 @@ class StudyConfig:
         query: The query-mode learner.
         task: The task-mode learner.
         transfer: Add the leave-one-task-out row (a query-mode policy fitted on the other tasks' rows).
+        baselines: The non-learned rows (selector names), each with the study's settings; best-of-N at the
+            task-mode learner's budget is added to them.
+        task_transfer_budgets: For each N, a task-mode policy fitted on the other tasks proposing N prompts
+            (verified on dev when N > 1), against best-of-N at the same N.
+        learning_curve: Accuracy against training queries on a few tasks.
     """
 
     name: str = "learned_cpu"
@@ -116,9 +144,24 @@ class StudyConfig:
     query: QueryLearner = field(default_factory=QueryLearner)
     task: TaskLearner = field(default_factory=TaskLearner)
     transfer: bool = True
+    baselines: tuple[str, ...] = ("zero-shot", "random", "knn", "best-of-n")
+    task_transfer_budgets: tuple[int, ...] = ()
+    learning_curve: LearningCurve = field(default_factory=LearningCurve)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        object.__setattr__(self, "task_transfer_budgets", tuple(self.task_transfer_budgets))
+        from rl_select.selectors import SELECTORS
+
+        unknown = [b for b in self.baselines if b not in SELECTORS]
+        if unknown:
+            raise ConfigError(f"unknown baseline(s) {unknown} (choose from: {', '.join(sorted(SELECTORS))})")
+        if any(n < 1 for n in self.task_transfer_budgets) or (self.task_transfer_budgets and not self.transfer):
+            raise ConfigError("task_transfer_budgets need transfer and positive budgets")
+        curve = self.learning_curve
+        if any(t not in self.tasks for t in curve.tasks) or any(n < 1 for n in curve.queries):
+            raise ConfigError("learning_curve tasks must be the study's, with positive query counts")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError("a study needs distinct tasks")
         if self.transfer and len(self.tasks) < 2:
@@ -150,14 +193,23 @@ class StudyConfig:
         data = asdict(self)
         data["tasks"] = list(self.tasks)
         data["query"]["variants"] = [dict(v) for v in self.query.variants]
+        data["baselines"] = list(self.baselines)
+        data["task_transfer_budgets"] = list(self.task_transfer_budgets)
+        curve = self.learning_curve
+        data["learning_curve"] = {"tasks": list(curve.tasks), "queries": list(curve.queries)}
         return data
+
+    def query_episodes(self, task: str) -> int:
+        """Episodes a task's query-mode data run collects: the training queries, or the curve's largest count."""
+        curve = self.learning_curve
+        return max(self.query.training_queries, *curve.queries) if task in curve.tasks else self.query.training_queries
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
         """From a YAML mapping; unknown keys anywhere are errors."""
         reject_unknown_keys(data, (f.name for f in fields(cls)), "study")
         values = dict(data)
-        for key, kind in (("query", QueryLearner), ("task", TaskLearner)):
+        for key, kind in (("query", QueryLearner), ("task", TaskLearner), ("learning_curve", LearningCurve)):
             if key in values:
                 part = values[key] or {}
                 if not isinstance(part, dict):
@@ -166,6 +218,9 @@ class StudyConfig:
                 part = dict(part)
                 if "variants" in part:
                     part["variants"] = tuple(dict(v) for v in part["variants"])
+                for name in ("tasks", "queries"):
+                    if key == "learning_curve" and name in part:
+                        part[name] = tuple(part[name])
                 values[key] = kind(**part)
         try:
             return cls(**values)

@@ -112,8 +112,9 @@ def learning_cost(setup: RunSetup) -> LLMCost:
         else:
             paths = [Path(config.data.cql_data) if config.data.cql_data else setup.run_dir / "episodes"]
         stores = [EpisodeStore(p) for p in paths]
+        limit = config.data.dense_limit if config.algo == "fqi" else None
         if all(store.has_costs() for store in stores):
-            return sum((store.cost() for store in stores), LLMCost())
+            return sum((store.cost(limit) for store in stores), LLMCost())
     path = setup.run_dir / COST_FILE
     return LLMCost(**json.loads(path.read_text())) if path.is_file() else LLMCost()
 

@@ -20,14 +20,14 @@ EVAL_SEED = 10_000
 """Greedy evaluations reset with this seed, so learning-curve points are comparable."""
 
 
-def episodes_for(setup: RunSetup, paths: list[Path]) -> list[dict[str, np.ndarray]]:
-    """Every episode of the data sets, each checked to match the run's MDP."""
+def episodes_for(setup: RunSetup, paths: list[Path], limit: int | None = None) -> list[dict[str, np.ndarray]]:
+    """The episodes of the data sets (the first ``limit`` by id of each; default all), checked against the MDP."""
     episodes = []
     for path in paths:
         store = EpisodeStore(path)
         if store.meta().get("settings", {}).get("env") != setup.config.env.to_dict():
             raise ConfigError(f"the episodes in {store.path} were collected with other MDP settings than this run's")
-        episodes += store.load()
+        episodes += store.load(store.ids()[:limit])
     return episodes
 
 
@@ -93,7 +93,7 @@ def train_fqi(setup: RunSetup, progress: ProgressFactory | None) -> None:
     from rl_select.rollouts.dense import collect_dense
 
     config, run_dir = setup.config, setup.run_dir
-    episodes = episodes_for(setup, collect_dense(setup, progress))
+    episodes = episodes_for(setup, collect_dense(setup, progress), config.data.dense_limit)
     data = DenseRows.from_episodes(episodes, k=config.env.k, label_vote=config.env.features.label_vote)
     agent = FQI.for_space(make_env(setup, setup.tasks[0]).observation_space, config.fqi, seed=config.seed)
     log = run_logger(run_dir)
