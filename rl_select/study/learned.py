@@ -34,21 +34,18 @@ from rl_select.resources import Resources
 from rl_select.scoring import LLMCost, ScoringConfig
 from rl_select.selectors import make_selector
 from rl_select.study.config import StudyConfig
+from rl_select.study.rows import (
+    EQUAL_BUDGET,
+    LEARNED_QUERY,
+    LEARNED_TASK,
+    TRANSFER_QUERY,
+    row_names,
+    small_best_of_n_row,
+    transfer_task_row,
+)
 from rl_select.tasks import Task, load_task
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-ROWS = (
-    "zero-shot",
-    "random",
-    "knn",
-    "best-of-n",
-    "best-of-n (equal budget)",
-    "learned query mode",
-    "learned task mode",
-    "learned query mode, other tasks",
-)
-"""The table's rows, in order."""
 
 
 @dataclass
@@ -68,11 +65,11 @@ class LearnerCost:
         return {"data": self.data.to_dict(), "selection": self.selection.to_dict(), "total": self.total.to_dict()}
 
 
-def data_cost(run_dir: Path) -> LLMCost:
-    """What collecting a run's dense rows cost: the sum of the cost stored with each episode."""
+def data_cost(run_dir: Path, limit: int | None = None) -> LLMCost:
+    """What collecting a run's dense rows cost: the sum of the cost stored with each (of the first ``limit``)."""
     from rl_select.rollouts.episodes import EpisodeStore
 
-    return EpisodeStore(run_dir / "episodes").cost()
+    return EpisodeStore(run_dir / "episodes").cost(limit)
 
 
 class Study:
@@ -108,10 +105,17 @@ class Study:
                     write_table(self, list(self.config.tasks[: i + 1]))
             if self.config.transfer:  # the transfer rows last: they need every task's rows
                 for name in self.config.tasks:
-                    self.transfer_policy(name, [other for other in self.config.tasks if other != name])
+                    others = [other for other in self.config.tasks if other != name]
+                    self.transfer_policy(name, others)
+                    if self.config.task_transfer_budgets:
+                        self.transfer_task_policy(name, others)
                 self.transfer_policy("all", list(self.config.tasks))
                 for name in self.config.tasks:
                     self.evaluate(name)
+            from rl_select.study.curve import learning_curve
+
+            for name in self.config.learning_curve.tasks:
+                learning_curve(self, name)
         except (KeyboardInterrupt, Interrupted):  # a step's own message would name its command, not the study's
             raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
         return write_table(self)
@@ -169,6 +173,9 @@ class Study:
         }
         if mode == "query":
             env["query_source"] = "pool"
+            env["stop"] = config.query.stop
+            if config.query.proposers is not None:
+                env["proposers"] = dict(config.query.proposers)
         else:
             env["reward_rows"] = config.task.reward_rows
         values = {
@@ -181,7 +188,8 @@ class Study:
             "model": config.model,
             "device": config.device,
             "dtype": config.dtype,
-            "dense_episodes": config.query.training_queries if mode == "query" else config.task.episodes,
+            "dense_episodes": config.query_episodes(tasks[0]) if mode == "query" else config.task.episodes,
+            "dense_limit": config.query.training_queries if mode == "query" else None,
             "behaviour": dict(learner.behaviour),
             "behaviour_epsilon": learner.epsilon,
             "fqi_epochs": learner.epochs,
@@ -257,7 +265,8 @@ class Study:
         for variant in choices["variants"]:
             record = json.loads((self.root / "dev" / f"{variant}.json").read_text())
             selection += LLMCost(**record["cost"])
-        return LearnerCost(data=data_cost(self.root / "runs" / f"{name}-query-data"), selection=selection)
+        data = data_cost(self.root / "runs" / f"{name}-query-data", self.config.query.training_queries)
+        return LearnerCost(data=data, selection=selection)
 
     def task_learner(self, name: str) -> Path:
         """Task-mode rows and fitted Q; returns the run directory."""
@@ -279,44 +288,65 @@ class Study:
         overrides = {**self.config.query.variants[variant], "dense_data": data}
         return self.fit(self.train_config(sources, "query", **overrides), self.root / "runs" / f"transfer-{name}")
 
+    def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
+        """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
+        data = [str(self.root / "runs" / f"{source}-task" / "episodes") for source in sources]
+        config = self.train_config(sources, "task", dense_data=data)
+        return self.fit(config, self.root / "runs" / f"transfer-task-{name}")
+
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget, over best-of-N's dev rows.
 
         The budget is what the learner spent learning plus the most it can spend choosing one prompt (the
         zero-shot features of its M held-out candidates, computed in blocks), so best-of-N is never short-changed.
         """
+        from rl_select.budget import equal_budget_sets
         from rl_select.envs.features import ZERO_SHOT_BLOCK
 
-        choosing = (
-            self.config.task.num_candidates * ZERO_SHOT_BLOCK
-            if self.config.task.features.get("llm_features", True)
-            else 0
-        )
-        from rl_select.budget import equal_budget_sets
-
+        task = self.config.task
+        draws = max(task.proposals, 1)
+        choosing = draws * task.num_candidates * ZERO_SHOT_BLOCK if task.features.get("llm_features", True) else 0
+        if task.proposals > 1:  # propose and verify: every proposed prompt scored on the dev rows
+            choosing += task.proposals * min(task.verify_rows, len(self.tasks[name].dev))
         return equal_budget_sets(self.task_cost(name).total.queries + choosing, self.config.best_of_n_dev_rows)
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
-        """The table's rows for one task, as selectors, in :data:`ROWS` order (``transfer``: with its row)."""
+        """The table's rows for one task, as selectors, in :func:`row_names` order (``transfer``: with those rows)."""
         from rl_select.runs.policy import PolicySelector
+        from rl_select.selectors import device_defaults
 
         config = self.config
-        best = dict(num_sets=config.best_of_n_sets, dev_size=config.best_of_n_dev_rows)
-        equal = make_selector("best-of-n", num_sets=self.equal_budget_sets(name), dev_size=config.best_of_n_dev_rows)
-        equal.name = "best-of-n (equal budget)"  # type: ignore[misc]
+        device = self.resources(name).lm.device.type
+        best = {"num_sets": config.best_of_n_sets, "dev_size": config.best_of_n_dev_rows}
         rows = [
-            make_selector("zero-shot"),
-            make_selector("random"),
-            make_selector("knn"),
-            make_selector("best-of-n", **best),
-            equal,
-            PolicySelector.from_run(self.query_policy(name), name="learned query mode"),
-            PolicySelector.from_run(self.root / "runs" / f"{name}-task", name="learned task mode"),
+            make_selector(b, **(best if b == "best-of-n" else device_defaults(b, device))) for b in config.baselines
+        ]
+        rows.append(self._best_of_n(EQUAL_BUDGET, self.equal_budget_sets(name)))
+        task = config.task
+        rows += [
+            PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY),
+            PolicySelector.from_run(
+                self.root / "runs" / f"{name}-task",
+                name=LEARNED_TASK,
+                proposals=max(task.proposals, 1),
+                verify_rows=task.verify_rows,
+            ),
         ]
         if config.transfer and transfer:
             run = self.root / "runs" / f"transfer-{name}"
-            rows.append(PolicySelector.from_run(run, name="learned query mode, other tasks"))
+            rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True))
+            for budget in config.task_transfer_budgets:
+                run = self.root / "runs" / f"transfer-task-{name}"
+                verify = {"proposals": budget, "verify_rows": config.best_of_n_dev_rows}
+                rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
+                rows.append(self._best_of_n(small_best_of_n_row(budget), budget))
         return rows
+
+    def _best_of_n(self, row: str, sets: int) -> Any:
+        """best-of-N with ``sets`` prompts on the study's dev rows, named ``row`` in the table."""
+        selector = make_selector("best-of-n", num_sets=sets, dev_size=self.config.best_of_n_dev_rows)
+        selector.name = row  # type: ignore[misc]
+        return selector
 
     def evaluate(self, name: str, transfer: bool = True) -> list[SelectorReport]:
         """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``).
@@ -360,4 +390,4 @@ class Study:
         return out
 
 
-__all__ = ["ROWS", "LearnerCost", "Study", "data_cost"]
+__all__ = ["LearnerCost", "Study", "data_cost", "row_names"]

@@ -8,27 +8,62 @@ import numpy as np
 
 from rl_select.evaluation import format_cost, stratified_bootstrap
 from rl_select.scoring import LLMCost
+from rl_select.study.rows import (
+    EQUAL_BUDGET,
+    LEARNED_QUERY,
+    LEARNED_TASK,
+    TRANSFER_QUERY,
+    small_best_of_n_row,
+    transfer_task_row,
+)
 
 if TYPE_CHECKING:
     from rl_select.study.learned import Study
 
 DELTAS = {
-    "delta_vs_knn": ("learned query mode", "knn"),
-    "delta_vs_best_of_n": ("learned task mode", "best-of-n (equal budget)"),
-    "transfer_vs_knn": ("learned query mode, other tasks", "knn"),
+    "delta_vs_knn": (LEARNED_QUERY, "knn"),
+    "delta_vs_best_of_n": (LEARNED_TASK, EQUAL_BUDGET),
+    "transfer_vs_knn": (TRANSFER_QUERY, "knn"),
 }
-"""Paired differences the table reports: name → (method, baseline)."""
+"""Paired differences with a fixed baseline: name → (method, baseline)."""
+
+ZERO_COST = ("zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek")
+"""Baselines that cost no LLM calls to choose: what a policy that transfers (no LLM calls on the task) must beat."""
 
 
 def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     """LLM work each row spent *learning* on this task (choosing is in the evaluation reports)."""
-    costs = {
-        "learned query mode": study.query_cost(task).total,
-        "learned task mode": study.task_cost(task).total,
-    }
+    costs = {LEARNED_QUERY: study.query_cost(task).total, LEARNED_TASK: study.task_cost(task).total}
     if study.config.transfer:
-        costs["learned query mode, other tasks"] = LLMCost()  # its rows come from the other tasks
+        costs[TRANSFER_QUERY] = LLMCost()  # its rows come from the other tasks
     return costs
+
+
+def learned_rows(config: Any) -> set[str]:
+    """Rows that learned something (the rest are baselines)."""
+    return {LEARNED_QUERY, LEARNED_TASK, TRANSFER_QUERY, *(transfer_task_row(n) for n in config.task_transfer_budgets)}
+
+
+def best_rows(config: Any, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The strongest comparisons of a task (by calibrated test accuracy): the best baseline, the best zero-cost one."""
+    learned = learned_rows(config)
+    baselines = [name for name in rows if name not in learned]
+    zero_cost = [name for name in baselines if name in ZERO_COST]
+    best = {"best_baseline": max(baselines, key=lambda name: rows[name]["calibrated"])}
+    if zero_cost:
+        best["best_zero_cost"] = max(zero_cost, key=lambda name: rows[name]["calibrated"])
+    return best
+
+
+def comparisons(config: Any, best: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Every paired difference of a task: the fixed ones, against its best rows, and the transfer budgets."""
+    pairs = dict(DELTAS)
+    pairs["delta_vs_best_baseline"] = (LEARNED_QUERY, best["best_baseline"])
+    if "best_zero_cost" in best:
+        pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best["best_zero_cost"])
+    for n in config.task_transfer_budgets:
+        pairs[f"task_transfer_vs_best_of_n_{n}"] = (transfer_task_row(n), small_best_of_n_row(n))
+    return pairs
 
 
 def task_summary(study: Study, task: str) -> dict[str, Any]:
@@ -45,13 +80,15 @@ def task_summary(study: Study, task: str) -> dict[str, Any]:
             "cost_to_choose_per_seed": report.cost.to_dict(),
             "cost_to_learn": learned.get(name, LLMCost()).to_dict(),
         }
+    best = best_rows(study.config, rows)
     summary: dict[str, Any] = {
         "rows": rows,
         "test_rows": len(next(iter(reports.values())).gold),
         "seeds": len(next(iter(reports.values())).seeds),
         "equal_budget_sets": study.equal_budget_sets(task),
+        **best,
     }
-    for key, (method, baseline) in DELTAS.items():
+    for key, (method, baseline) in comparisons(study.config, best).items():
         if method in reports and baseline in reports:
             summary[key] = stratified_bootstrap([(reports[method].correct(), reports[baseline].correct())]).to_dict()
             raw = stratified_bootstrap(
@@ -73,12 +110,20 @@ def average_summary(study: Study, per_task: dict[str, dict[str, Any]]) -> dict[s
             "cost_to_choose_per_seed": _mean_cost([v["cost_to_choose_per_seed"] for v in values]),
             "cost_to_learn": _mean_cost([v["cost_to_learn"] for v in values]),
         }
-    average: dict[str, Any] = {"rows": rows, "tasks": list(per_task)}
+    average: dict[str, Any] = {"rows": rows, "tasks": list(per_task), **best_rows(study.config, rows)}
+    average["best_single_baseline"] = average.pop("best_baseline")
+    average["best_single_zero_cost"] = average.pop("best_zero_cost", None)
     reports = {task: {r.name: r for r in study.reports(task)} for task in per_task}
-    for key, (method, baseline) in DELTAS.items():
-        pairs = [
-            (r[method].correct(), r[baseline].correct()) for r in reports.values() if method in r and baseline in r
-        ]
+    single = {
+        "delta_vs_best_single_baseline": (LEARNED_QUERY, average["best_single_baseline"]),
+        "transfer_vs_best_single_zero_cost": (TRANSFER_QUERY, average["best_single_zero_cost"]),
+    }
+    for key in {**comparisons(study.config, best_rows(study.config, rows)), **single}:
+        pairs = []
+        for task, found in reports.items():  # per task, the task's own best rows
+            method, baseline = {**comparisons(study.config, per_task[task]), **single}.get(key, (None, None))
+            if method in found and baseline in found:
+                pairs.append((found[method].correct(), found[baseline].correct()))
         if pairs:
             average[key] = stratified_bootstrap(pairs).to_dict()
     return average
@@ -150,10 +195,19 @@ def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any], task
         )
     lines.append(markdown_table(headers, rows))
     lines.append(
-        f"\nlearned query mode − kNN: **{_delta(average, 'delta_vs_knn')}**; learned task mode − best-of-N at "
-        f"equal budget: **{_delta(average, 'delta_vs_best_of_n')}**; transfer (other tasks) − kNN: "
+        f"\nlearned query mode − the best single baseline ({average['best_single_baseline']}): "
+        f"**{_delta(average, 'delta_vs_best_single_baseline')}**; − each task's best baseline: "
+        f"**{_delta(average, 'delta_vs_best_baseline')}**; − kNN: **{_delta(average, 'delta_vs_knn')}**; learned "
+        f"task mode − best-of-N at equal budget: **{_delta(average, 'delta_vs_best_of_n')}**; transfer (other tasks) "
+        f"− each task's best zero-cost baseline: **{_delta(average, 'transfer_vs_best_baseline')}**, − kNN: "
         f"**{_delta(average, 'transfer_vs_knn')}** (calibrated).\n"
     )
+    for n in config.task_transfer_budgets:
+        lines.append(
+            f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
+            f"**{_delta(average, f'task_transfer_vs_best_of_n_{n}')}**"
+        )
+    lines += ["", *bars(config, summary, tasks), ""]
     for task in tasks:
         part = summary[task]
         lines.append(f"\n## {task} ({part['test_rows']} test rows)\n")
@@ -170,13 +224,52 @@ def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any], task
             )
         lines.append(markdown_table(headers, rows))
         lines.append(
-            f"\nlearned query mode − kNN: {_delta(part, 'delta_vs_knn')} calibrated, "
+            f"\nlearned query mode − the best baseline here ({part['best_baseline']}): "
+            f"{_delta(part, 'delta_vs_best_baseline')}; − kNN: {_delta(part, 'delta_vs_knn')} calibrated, "
             f"{_delta(part, 'delta_vs_knn_raw')} raw; learned task mode − best-of-N at equal budget "
             f"(N = {part['equal_budget_sets']}): {_delta(part, 'delta_vs_best_of_n')} calibrated; "
-            f"transfer − kNN: {_delta(part, 'transfer_vs_knn')} calibrated.\n"
+            f"transfer − the best zero-cost baseline here ({part.get('best_zero_cost', '–')}): "
+            f"{_delta(part, 'transfer_vs_best_baseline')}; transfer − kNN: {_delta(part, 'transfer_vs_knn')}.\n"
         )
     lines.append("\n" + provenance_markdown(record))
     return "\n".join(lines)
+
+
+def bars(config: Any, summary: dict[str, Any], tasks: list[str]) -> list[str]:
+    """The targets of the strongest-baseline table, each marked met or missed (by how much) on the finished tasks."""
+    average = summary["average"]
+
+    def mean(part: dict[str, Any], key: str) -> float | None:
+        return part[key]["mean"] if key in part else None
+
+    lines = ["Targets (calibrated, on the tasks finished so far):"]
+    per_task = {t: mean(summary[t], "delta_vs_best_baseline") for t in tasks}
+    below = [f"{t} {d:+.1f}" for t, d in per_task.items() if d is not None and d < -1]
+    verdict = "met" if not below else "missed on " + ", ".join(below)
+    lines.append(f"- learned query mode ≥ each task's best baseline − 1: {verdict}")
+    single = average.get("delta_vs_best_single_baseline")
+    if single:
+        met = single["mean"] >= 3 and single["ci95"][0] > 0
+        lines.append(
+            f"- average ≥ the best single baseline + 3, interval above 0: {'met' if met else 'missed'} "
+            f"({_delta(average, 'delta_vs_best_single_baseline')})"
+        )
+    transfer = {t: mean(summary[t], "transfer_vs_best_baseline") for t in tasks}
+    if any(v is not None for v in transfer.values()):
+        within = sum(1 for v in transfer.values() if v is not None and v >= -1)
+        avg = mean(average, "transfer_vs_best_baseline")
+        lines.append(
+            f"- transfer ≥ the best zero-cost baseline − 1 on {within} of {len(tasks)} tasks (target: all but one), "
+            f"and on average {_delta(average, 'transfer_vs_best_baseline')} (target ≥ 0): "
+            f"{'met' if within >= len(tasks) - 1 and avg is not None and avg >= 0 else 'missed'}"
+        )
+    task_mode = mean(average, "delta_vs_best_of_n")
+    if task_mode is not None:
+        lines.append(
+            f"- learned task mode ≥ best-of-N at equal budget on average: {'met' if task_mode >= 0 else 'missed'} "
+            f"({_delta(average, 'delta_vs_best_of_n')})"
+        )
+    return lines
 
 
 def plot(study: Study, summary: dict[str, Any], tasks: list[str]) -> None:
@@ -203,4 +296,4 @@ def plot(study: Study, summary: dict[str, Any], tasks: list[str]) -> None:
     plt.close(fig)
 
 
-__all__ = ["DELTAS", "average_summary", "markdown", "plot", "task_summary", "write_table"]
+__all__ = ["DELTAS", "ZERO_COST", "average_summary", "bars", "markdown", "plot", "task_summary", "write_table"]

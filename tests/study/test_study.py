@@ -118,3 +118,63 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
         StudyConfig(tasks=("a", "a"))
     with pytest.raises(ConfigError, match="at least two tasks"):
         StudyConfig(tasks=("a",))
+
+
+@pytest.mark.slow
+def test_study_against_every_baseline_with_proposers_stop_and_curve(tmp_path, data_root, tiny_model_dir, capsys):
+    proposers = {"embedding": 2, "bm25": 1, "balanced": 1, "task": 1, "task_sets": 2, "task_dev_rows": 2}
+    path = tiny_study(
+        tmp_path,
+        data_root,
+        tiny_model_dir,
+        name="strongest",
+        baselines=["zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek", "mdl", "cone", "best-of-n"],
+        task_transfer_budgets=[1, 2],
+        learning_curve={"tasks": ["tiny_sst"], "queries": [2, 4]},
+        query={
+            "num_candidates": 5,
+            "training_queries": 4,
+            "dev_rows": 3,
+            "rounds": 2,
+            "epochs": 2,
+            "variants": [{"fqi_alpha": 0.0}],
+            "features": {**FEATURES, "label_vote": True, "llm_features": False},
+            "proposers": proposers,
+            "stop": True,
+        },
+        task={
+            "num_candidates": 4,
+            "reward_rows": 3,
+            "episodes": 2,
+            "rounds": 2,
+            "epochs": 2,
+            "features": {**FEATURES, "llm_features": False},
+            "proposals": 2,
+            "verify_rows": 2,
+        },
+    )
+    code, out, err = run_cli(["study", str(path)], capsys)
+    assert code == 0, err
+    root = tmp_path / "results" / "strongest"
+    summary = json.loads((root / "summary.json").read_text())
+    sst = summary["tiny_sst"]
+    assert {"balanced", "bm25", "mmr", "votek", "mdl", "cone", "task policy, other tasks (N=2)"} <= set(sst["rows"])
+    assert {"best-of-n (N=1)", "best-of-n (N=2)", "learned query mode, other tasks"} <= set(sst["rows"])
+    best = sst["best_baseline"]
+    assert sst["rows"][best]["calibrated"] == max(
+        row["calibrated"] for name, row in sst["rows"].items() if not name.startswith(("learned", "task policy"))
+    )
+    assert sst["best_zero_cost"] in ("zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek")
+    for key in ("delta_vs_best_baseline", "transfer_vs_best_baseline", "task_transfer_vs_best_of_n_2"):
+        assert sst[key]["ci95"][0] <= sst[key]["mean"] <= sst[key]["ci95"][1]
+    average = summary["average"]
+    assert {"delta_vs_best_single_baseline", "delta_vs_best_baseline", "transfer_vs_best_baseline"} <= set(average)
+    # propose and verify: 2 prompts × 2 dev rows to choose, and the equal budget counts them
+    assert sst["rows"]["learned task mode"]["cost_to_choose_per_seed"]["queries"] == 2 * 2
+    assert sst["rows"]["task policy, other tasks (N=1)"]["cost_to_choose_per_seed"]["queries"] == 0
+    assert sst["rows"]["learned query mode, other tasks"]["cost_to_choose_per_seed"]["queries"] == 0
+    text = (root / "results.md").read_text()
+    assert "Targets (calibrated" in text and "best single baseline" in text
+    curve = json.loads((root / "curve" / "tiny_sst.json").read_text())
+    assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
+    assert all("delta_vs_knn" in point for point in curve["points"].values())

@@ -1,0 +1,30 @@
+"""The study table's rows: their names, in order."""
+
+from __future__ import annotations
+
+from rl_select.study.config import StudyConfig
+
+LEARNED_QUERY = "learned query mode"
+LEARNED_TASK = "learned task mode"
+TRANSFER_QUERY = "learned query mode, other tasks"
+EQUAL_BUDGET = "best-of-n (equal budget)"
+
+
+def transfer_task_row(budget: int) -> str:
+    """The row of a task-mode policy fitted on the other tasks, proposing ``budget`` prompts."""
+    return f"task policy, other tasks (N={budget})"
+
+
+def small_best_of_n_row(budget: int) -> str:
+    """The row of best-of-N at a small N (beside the transfer task policy's)."""
+    return f"best-of-n (N={budget})"
+
+
+def row_names(config: StudyConfig) -> list[str]:
+    """The table's rows, in order: the baselines, best-of-N at equal budget, the learned rows, the transfer rows."""
+    rows = [*config.baselines, EQUAL_BUDGET, LEARNED_QUERY, LEARNED_TASK]
+    if config.transfer:
+        rows.append(TRANSFER_QUERY)
+    for budget in config.task_transfer_budgets:
+        rows += [transfer_task_row(budget), small_best_of_n_row(budget)]
+    return rows
