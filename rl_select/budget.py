@@ -156,39 +156,71 @@ def task_level(profile: TokenProfile, k: int, prompts: float, rows: int) -> Step
     return Step("task-level").add(prompts * rows, prompts * tokens, prompts * (1 + _forwards(rows * profile.query)))
 
 
-def project_study(config: Any, profiles: dict[str, TokenProfile], pool_sizes: dict[str, int]) -> Projection:
-    """The :class:`~rl_select.study.config.StudyConfig` protocol's work, per step over every task."""
+def project_study(
+    config: Any, tasks: Sequence[Task], profiles: dict[str, TokenProfile], device_type: str = "cpu"
+) -> Projection:
+    """The :class:`~rl_select.study.config.StudyConfig` protocol's work, per step over every task.
+
+    ``device_type`` of the scoring model decides the LLM-heavy baselines' settings (smaller on a CPU).
+
+    Upper bounds where a choice decides: every query-mode episode is counted at k steps (the stop action can end
+    it sooner), and every seeded row at every seed.
+    """
     query, task, k = config.query, config.task, config.k
-    steps = {
-        name: Step(name) for name in ("query-mode rows", "query-mode dev comparison", "task-mode rows", "evaluation")
-    }
-    for name, profile in profiles.items():
-        episode = dense_episode(profile, k, query.num_candidates, 1)
-        steps["query-mode rows"].add(
-            query.training_queries * episode.queries,
-            query.training_queries * episode.tokens,
-            query.training_queries * episode.forwards,
-        )
+    names = ("query-mode rows", "query-mode dev comparison", "task-mode rows", "evaluation", "learning curve")
+    steps = {name: Step(name) for name in names}
+    for loaded in tasks:
+        name, profile = loaded.name, profiles[loaded.name]
+        episodes = config.query_episodes(name)
+        episode = dense_episode(profile, k, query.num_candidates + int(query.stop), 1)
+        steps["query-mode rows"].add(*(episodes * x for x in (episode.queries, episode.tokens, episode.forwards)))
+        proposers = query.proposers or {}
+        if proposers.get("task"):  # best-of-N on dev, once per task, for the task-level proposer
+            found = task_level(profile, k, proposers.get("task_sets", 20), proposers.get("task_dev_rows", 32))
+            steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
         dev = query_level(profile, k, len(query.variants) * query.dev_rows)
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
         task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
-        zero_shot = min(pool_sizes[name], task.episodes * task.num_candidates * ZERO_SHOT_BLOCK)
+        llm_features = task.features.get("llm_features", True)
+        zero_shot = min(len(loaded.train), task.episodes * task.num_candidates * ZERO_SHOT_BLOCK) if llm_features else 0
         learner_queries = task.episodes * task_episode.queries + zero_shot
         steps["task-mode rows"].add(
             learner_queries,
             task.episodes * task_episode.tokens + zero_shot * (profile.query + profile.content_free / 3),
             task.episodes * task_episode.forwards + _forwards(zero_shot * profile.query),
         )
-        seeds, rows = config.eval_seeds, config.eval_rows
-        equal_sets = equal_budget_sets(learner_queries, config.best_of_n_dev_rows)
-        evaluation = [
-            query_level(profile, k, 3 * rows),  # kNN, learned query mode, transfer (deterministic: seeds hit cache)
-            task_level(profile, k, 1 + 4 * seeds, rows),  # zero-shot, random, both best-of-N, learned task mode
-            task_level(profile, k, seeds * (config.best_of_n_sets + equal_sets), config.best_of_n_dev_rows),
-        ]
-        for part in evaluation:
+        rows = min(config.eval_rows, len(loaded.test))
+        for part in study_evaluation_work(config, loaded, profile, rows, learner_queries, device_type):
             steps["evaluation"].add(part.queries, part.tokens, part.forwards)
-    return Projection(list(steps.values()))
+        if name in config.learning_curve.tasks:
+            curve = query_level(profile, k, len(config.learning_curve.queries) * rows)
+            steps["learning curve"].add(curve.queries, curve.tokens, curve.forwards)
+    return Projection([step for step in steps.values() if step.queries])
+
+
+def study_evaluation_work(
+    config: Any, task: Task, profile: TokenProfile, rows: int, learner_queries: float, device_type: str
+) -> list[Step]:
+    """One task's evaluation in the study: every baseline (by its declared choice work), the learned rows."""
+    from rl_select.selectors import device_defaults, make_selector
+
+    k, seeds, dev_rows = config.k, config.eval_seeds, config.best_of_n_dev_rows
+    best = {"num_sets": config.best_of_n_sets, "dev_size": dev_rows}
+    options = {b: best if b == "best-of-n" else device_defaults(b, device_type) for b in config.baselines}
+    selectors = [make_selector(b, **options[b]) for b in config.baselines]
+    choosing = max(config.task.proposals, 1) * min(config.task.verify_rows, len(task.dev))
+    equal_sets = equal_budget_sets(learner_queries + (choosing if config.task.proposals > 1 else 0), dev_rows)
+    selectors.append(make_selector("best-of-n", num_sets=equal_sets, dev_size=dev_rows))
+    selectors += [make_selector("best-of-n", num_sets=n, dev_size=dev_rows) for n in config.task_transfer_budgets]
+    parts = list(project_evaluation(selectors, task, profile, k, rows, seeds).steps)
+    learned_query = 1 + int(config.transfer)  # learned query mode and its transfer row: deterministic
+    parts.append(query_level(profile, k, learned_query * rows))
+    verify = [config.task.proposals if config.task.proposals > 1 else 0, *config.task_transfer_budgets]
+    for proposals in verify:  # the learned task rows: dev verification of their proposals, then the test rows
+        if proposals > 1:
+            parts.append(task_level(profile, k, seeds * proposals, min(config.task.verify_rows, len(task.dev))))
+        parts.append(task_level(profile, k, seeds, rows))
+    return parts
 
 
 def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: dict[str, int]) -> Projection:

@@ -108,7 +108,7 @@ def announce_study_budget(config) -> None:
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
         throughput = measure_throughput(lm)
-    projection = project_study(config, profiles_for(tasks, lm.tokenizer), {t.name: len(t.train) for t in tasks})
+    projection = project_study(config, tasks, profiles_for(tasks, lm.tokenizer), lm.device.type)
     announce_budget(projection, throughput, table=True)
 
 
