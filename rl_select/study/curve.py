@@ -13,9 +13,7 @@ import json
 from typing import Any
 
 from rl_select.evaluation import evaluate_selector, stratified_bootstrap
-
-Study = Any
-"""The running :class:`~rl_select.study.learned.Study` (not imported: it imports this module)."""
+from rl_select.study.view import StudyView as Study
 
 
 def learning_curve(study: Study, name: str) -> dict[str, Any]:

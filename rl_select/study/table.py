@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +16,7 @@ from rl_select.study.rows import (
     small_best_of_n_row,
     transfer_task_row,
 )
-
-if TYPE_CHECKING:
-    from rl_select.study.learned import Study
+from rl_select.study.view import StudyView as Study
 
 DELTAS = {
     "delta_vs_knn": (LEARNED_QUERY, "knn"),

@@ -1,0 +1,45 @@
+"""What the study's table and learning curve read of a running study (``Study`` provides it).
+
+A protocol, so the modules that render a study need not import the module that runs it (which imports them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from rl_select.evaluation import SelectorReport
+from rl_select.resources import Resources
+from rl_select.study.config import StudyConfig
+from rl_select.tasks import Task
+
+
+class StudyView(Protocol):
+    """A study's settings, directory, tasks, evaluations, learners' costs and the means to fit and evaluate."""
+
+    config: StudyConfig
+    root: Path
+    tasks: dict[str, Task]
+    progress: Callable[[str, int], Callable[[int], None]] | None
+
+    def reports(self, name: str) -> list[SelectorReport]:
+        """The finished evaluation of a task."""
+
+    def query_cost(self, name: str) -> Any:
+        """The query-mode learner's LLM cost (``.total``)."""
+
+    def task_cost(self, name: str) -> Any:
+        """The task-mode learner's LLM cost (``.total``)."""
+
+    def equal_budget_sets(self, name: str) -> int:
+        """best-of-N's N at the task-mode learner's budget."""
+
+    def resources(self, name: str) -> Resources:
+        """A task's evaluation resources."""
+
+    def train_config(self, tasks: list[str], mode: str, **overrides: Any) -> Any:
+        """A learner's TrainConfig."""
+
+    def fit(self, train_config: Any, run_dir: Path) -> Path:
+        """Train (or finish training) a learner."""
