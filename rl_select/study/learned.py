@@ -28,12 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl_select.budget import equal_budget_sets
+from rl_select.envs.features import ZERO_SHOT_BLOCK
 from rl_select.errors import ConfigError, Interrupted
 from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
+from rl_select.provenance import provenance
 from rl_select.resources import Resources
-from rl_select.scoring import LLMCost, ScoringConfig
-from rl_select.selectors import make_selector
+from rl_select.rollouts.episodes import EpisodeStore
+from rl_select.runs.config import TrainConfig
+from rl_select.runs.policy import PolicySelector
+from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
+from rl_select.scoring.model import shared_language_model
+from rl_select.selectors import device_defaults, make_selector
 from rl_select.study.config import StudyConfig
+from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
@@ -43,6 +51,7 @@ from rl_select.study.rows import (
     small_best_of_n_row,
     transfer_task_row,
 )
+from rl_select.study.table import write_table
 from rl_select.tasks import Task, load_task
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -67,8 +76,6 @@ class LearnerCost:
 
 def data_cost(run_dir: Path, limit: int | None = None) -> LLMCost:
     """What collecting a run's dense rows cost: the sum of the cost stored with each (of the first ``limit``)."""
-    from rl_select.rollouts.episodes import EpisodeStore
-
     return EpisodeStore(run_dir / "episodes").cost(limit)
 
 
@@ -93,7 +100,6 @@ class Study:
         """Every step, in order; returns the summary. Ctrl-C keeps what is done (rerun to continue)."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "study.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        from rl_select.study.table import write_table
 
         try:
             self.tasks = {name: load_task(name, self.config.data_dir) for name in self.config.tasks}
@@ -112,7 +118,6 @@ class Study:
                 self.transfer_policy("all", list(self.config.tasks))
                 for name in self.config.tasks:
                     self.evaluate(name)
-            from rl_select.study.curve import learning_curve
 
             for name in self.config.learning_curve.tasks:
                 learning_curve(self, name)
@@ -122,8 +127,6 @@ class Study:
 
     def table_so_far(self) -> dict[str, Any]:
         """Write the table of the tasks whose evaluation is finished (partial unless all are), without new work."""
-        from rl_select.study.table import write_table
-
         done = []
         for name in self.config.tasks:
             path = self.root / "evaluation" / f"{name}.json"
@@ -140,9 +143,6 @@ class Study:
     def resources(self, name: str) -> Resources:
         """The evaluation resources of a task: one LLM for all, the study's embedder, a shared reward cache."""
         if name not in self._resources:
-            from rl_select.scoring import RewardCache
-            from rl_select.scoring.model import shared_language_model
-
             config = self.config
             if not hasattr(self, "_reward_cache"):
                 self._reward_cache = RewardCache(path=self.root / "cache" / "rewards.sqlite")
@@ -159,8 +159,6 @@ class Study:
 
     def train_config(self, tasks: list[str], mode: str, **overrides: Any) -> Any:
         """The TrainConfig of a learner (fqi on dense rows) for ``tasks`` in ``mode``."""
-        from rl_select.runs.config import TrainConfig
-
         config = self.config
         learner = config.query if mode == "query" else config.task
         env: dict[str, Any] = {
@@ -201,7 +199,7 @@ class Study:
 
     def fit(self, train_config: Any, run_dir: Path) -> Path:
         """Train (or finish training) a learner without touching the test split."""
-        from rl_select.train import train
+        from rl_select.train import train  # deferred: it loads stable-baselines3, which --table-only never needs
 
         resume = (run_dir / "config.json").is_file()
         train(train_config, run_dir, resume=resume, progress=self.progress, evaluate=False)
@@ -226,8 +224,6 @@ class Study:
 
     def dev_score(self, name: str, run_dir: Path) -> float:
         """Calibrated dev accuracy of a query-mode policy (cached in ``dev/``; its LLM cost is recorded)."""
-        from rl_select.runs.policy import PolicySelector
-
         path = self.root / "dev" / f"{run_dir.name}.json"
         if path.is_file():
             return float(json.loads(path.read_text())["accuracy_calibrated"])
@@ -300,9 +296,6 @@ class Study:
         The budget is what the learner spent learning plus the most it can spend choosing one prompt (the
         zero-shot features of its M held-out candidates, computed in blocks), so best-of-N is never short-changed.
         """
-        from rl_select.budget import equal_budget_sets
-        from rl_select.envs.features import ZERO_SHOT_BLOCK
-
         task = self.config.task
         draws = max(task.proposals, 1)
         choosing = draws * task.num_candidates * ZERO_SHOT_BLOCK if task.features.get("llm_features", True) else 0
@@ -312,9 +305,6 @@ class Study:
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
         """The table's rows for one task, as selectors, in :func:`row_names` order (``transfer``: with those rows)."""
-        from rl_select.runs.policy import PolicySelector
-        from rl_select.selectors import device_defaults
-
         config = self.config
         device = self.resources(name).lm.device.type
         best = {"num_sets": config.best_of_n_sets, "dev_size": config.best_of_n_dev_rows}
@@ -359,7 +349,6 @@ class Study:
         seeds = list(range(config.eval_seeds))
         n_rows = min(config.eval_rows, len(self.tasks[name].test))
         key = evaluation_key(resources, k=config.k, split="test", n_rows=n_rows, seeds=seeds)
-        from rl_select.provenance import provenance
 
         path = self.root / "evaluation" / f"{name}.json"
         log = EvaluationLog(path, key, {"provenance": provenance(seeds=seeds, model=resources.lm.info())})
