@@ -8,7 +8,8 @@ demonstrations; query-mode candidates may come from several proposers, see ``Env
 from gymnasium.envs.registration import register, registry
 
 from rl_select.envs.config import EnvConfig
-from rl_select.envs.demo_selection import DemoSelectionEnv, ScoreRequest, run_requests
+from rl_select.envs.demo_selection import DemoSelectionEnv
+from rl_select.envs.episode import Episode, ScoreRequest, run_requests
 from rl_select.envs.features import FeatureBank
 from rl_select.envs.proposers import QueryProposer, TaskProposals, task_proposals
 
@@ -31,6 +32,7 @@ __all__ = [
     "ENV_ID_V1",
     "DemoSelectionEnv",
     "EnvConfig",
+    "Episode",
     "FeatureBank",
     "QueryProposer",
     "ScoreRequest",

@@ -16,7 +16,8 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from rl_select.envs.demo_selection import DemoSelectionEnv, run_requests
+from rl_select.envs.demo_selection import DemoSelectionEnv
+from rl_select.envs.episode import run_requests
 
 
 class DemoSelectionVecEnv(VecEnv):
