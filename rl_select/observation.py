@@ -177,6 +177,18 @@ class Projection:
         return (rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
 
 
+def span_coordinates(vectors: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[M, M]`` and ``[M]``: the candidates and the anchor in an orthonormal basis of the candidates' span.
+
+    Observations use embeddings only through similarities among the candidates and to the anchor, and those are
+    the same in these coordinates (``R^T R = V V^T`` and ``R^T (Q^T a) = V a`` for ``V^T = Q R``), up to float
+    rounding, in M instead of D columns: a stored episode keeps these instead of the D-wide embeddings.
+    """
+    basis, triangle = np.linalg.qr(np.asarray(vectors, dtype=np.float64).T)  # V^T = Q R
+    coordinates = triangle.T.astype(np.float32)
+    return coordinates, (basis.T @ np.asarray(anchor, dtype=np.float64)).astype(np.float32)
+
+
 def word_length(texts: list[str]) -> np.ndarray:
     """Length feature: words / 50."""
     return np.array([len(t.split()) / 50.0 for t in texts], dtype=np.float32)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rl_select.errors import ConfigError
-from rl_select.observation import arrange_prompt
+from rl_select.observation import arrange_prompt, span_coordinates
 
 BEHAVIOURS = ("knn", "random", "greedy", "policy")
 
@@ -106,8 +106,9 @@ def run_dense_episode(
 
     Returns the fields of :func:`~rl_select.rollouts.episodes.run_episode` plus ``action_values`` ``[T, A]``
     (NaN where a candidate was already chosen; with the stop action, A = M + 1 and its entry is the current
-    value), ``behaviour``, and what rebuilding any state's observation needs: ``static``, ``vectors``,
-    ``labels``, ``anchor`` and, in query mode, ``query_features`` and ``query_key``, ``proposer_features`` with
+    value), ``behaviour``, and what rebuilding any state's observation needs: ``static``, ``vectors`` and
+    ``anchor`` (in the candidates' span: :func:`~rl_select.observation.span_coordinates`), ``labels`` and, in
+    query mode, ``query_features`` and ``query_key``, ``proposer_features`` with
     proposers, ``stop`` with the stop action, and the LLM cost it took. Rewards and values come from the rows
     (the chosen candidate's entry), so an episode costs at most k action rows and one zero-shot score.
     """
@@ -131,6 +132,7 @@ def run_dense_episode(
         values.append(info["value"])
         rows.append(row)
     episode = env.episode
+    vectors, anchor = span_coordinates(episode.vectors, episode.anchor)  # M columns instead of the embedding's D
     record = {f"obs_{key}": np.stack([o[key] for o in observations]) for key in observations[0]}
     record.update(
         actions=np.asarray(actions, dtype=np.int64),
@@ -144,10 +146,10 @@ def run_dense_episode(
         task=np.asarray(info["task"]),
         behaviour=np.asarray(behaviour),
         static=episode.static.astype(np.float32),
-        vectors=episode.vectors.astype(np.float32),
+        vectors=vectors,
         labels=episode.labels.astype(np.int64),
         num_labels=np.asarray(env.task.num_labels, dtype=np.int64),
-        anchor=episode.anchor.astype(np.float32),
+        anchor=anchor,
     )
     if episode.query is not None:
         record["query_features"] = np.asarray(episode.query_features, dtype=np.float32)

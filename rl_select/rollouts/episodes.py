@@ -137,7 +137,7 @@ class EpisodeStore:
             self._write_cost(episode_id, cost)
         path = self.episodes / f"{episode_id:08d}.npz"
         tmp = self.episodes / f".{episode_id:08d}.tmp.npz"
-        np.savez(tmp, **{key: value for key, value in record.items() if key not in COST_KEYS})
+        np.savez_compressed(tmp, **{key: value for key, value in record.items() if key not in COST_KEYS})
         tmp.replace(path)
         return path
 

@@ -106,3 +106,32 @@ def test_fitted_q_learns_to_stop_where_every_demonstration_hurts(stop_env, monke
     agent.learn(data)
     stops = [int(agent.predict(stop_env.reset(seed=s)[0])[0]) == 4 for s in range(6)]
     assert all(stops)
+
+
+def test_episodes_keep_similarities_in_the_candidates_span_not_the_embeddings():
+    from rl_select.observation import build_observation, span_coordinates
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(6, 48)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    anchor = rng.normal(size=48).astype(np.float32)
+    reduced, reduced_anchor = span_coordinates(vectors, anchor)
+    assert reduced.shape == (6, 6) and reduced_anchor.shape == (6,)
+    np.testing.assert_allclose(reduced @ reduced.T, vectors @ vectors.T, atol=1e-5)
+    np.testing.assert_allclose(reduced @ reduced_anchor, vectors @ anchor, atol=1e-5)
+    common = {"static": np.zeros((6, 2), np.float32), "label_ids": np.array([0, 1, 0, 1, 1, 0]), "num_labels": 2}
+    full = build_observation(**common, vectors=vectors, anchor=anchor, chosen=[2, 4], k=3)
+    small = build_observation(**common, vectors=reduced, anchor=reduced_anchor, chosen=[2, 4], k=3)
+    for key in full:
+        np.testing.assert_allclose(full[key], small[key], atol=1e-5)
+
+
+def test_a_stored_episode_is_small(env, tmp_path):
+    from rl_select.rollouts.episodes import EpisodeStore
+
+    record = run_dense_episode(env, 0, 100, BehaviourMix({"random": 1.0}))
+    assert record["vectors"].shape == (4, 4)  # M × M, not M × the embedding's width
+    store = EpisodeStore(tmp_path / "data")
+    store.create({"settings": {}})
+    path = store.write(record)
+    assert path.stat().st_size < 8192  # compressed; about 6 KB of zip headers and small arrays
