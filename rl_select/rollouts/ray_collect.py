@@ -10,6 +10,7 @@ exactly once, whatever died when.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,8 @@ from rl_select.rollouts.workers import start_workers
 logger = logging.getLogger(__name__)
 IN_FLIGHT_PER_WORKER = 2
 MAX_ATTEMPTS = 4
+RESTART_WAIT_S = 120.0
+"""How long an episode waits, in all, for its restarting worker to come back before the collection gives up."""
 
 
 def worker_failure_types(ray: Any) -> tuple[type[BaseException], ...]:
@@ -50,9 +53,11 @@ def run_on_workers(
     """
     ray = require_ray()
     failures = worker_failure_types(ray)
+    unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
     queue = deque(episode_ids)
     pending: dict[Any, tuple[int, int]] = {}
     attempts: Counter[int] = Counter()
+    waited: Counter[int] = Counter()
     finished = 0
 
     def submit(worker: int) -> None:
@@ -70,11 +75,22 @@ def run_on_workers(
         try:
             record = ray.get(ref)
         except failures as exc:
-            if attempts[episode_id] >= MAX_ATTEMPTS:
+            restarting = bool(unavailable) and isinstance(exc, unavailable)
+            if restarting and waited[episode_id] < RESTART_WAIT_S:  # still coming back: wait, not another death
+                if not waited[episode_id]:
+                    logger.warning("worker %d is restarting; episode %d re-runs once it is back", worker, episode_id)
+                attempts[episode_id] -= 1
+                pause = min(2.0 ** (attempts[episode_id] + len(pending)), 8.0, RESTART_WAIT_S - waited[episode_id])
+                time.sleep(pause)
+                waited[episode_id] += pause
+            elif attempts[episode_id] >= MAX_ATTEMPTS or restarting:
                 raise RLSelectError(
-                    f"episode {episode_id} failed {MAX_ATTEMPTS} times (worker keeps dying): {_cause(exc)}"
+                    f"episode {episode_id} failed {attempts[episode_id]} times (worker keeps dying): {_cause(exc)}"
                 ) from None
-            logger.warning("worker %d died during episode %d; it restarts and the episode re-runs", worker, episode_id)
+            else:
+                logger.warning(
+                    "worker %d died during episode %d; it restarts and the episode re-runs", worker, episode_id
+                )
             queue.appendleft(episode_id)
             submit(worker)
             continue

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rl_select.envs import ENV_ID, DemoSelectionEnv, EnvConfig
+from rl_select.envs import ENV_ID, ENV_ID_V1, DemoSelectionEnv, EnvConfig
 from rl_select.envs.vector import DemoSelectionVecEnv
 from rl_select.errors import ConfigError
 from rl_select.observation import FeatureConfig, feature_layout
@@ -146,9 +146,10 @@ def test_step_features(tiny_lm, data_root):
         )
 
 
-def test_registered_env_via_gym_make(tiny_model_dir, data_root):
+@pytest.mark.parametrize(("env_id", "actions"), [(ENV_ID, 4), (ENV_ID_V1, 5)])  # v1: the stop action
+def test_registered_env_via_gym_make(tiny_model_dir, data_root, env_id, actions):
     env = gym.make(
-        ENV_ID,
+        env_id,
         task="tiny_sst",
         data_dir=str(data_root),
         model=str(tiny_model_dir),
@@ -159,7 +160,7 @@ def test_registered_env_via_gym_make(tiny_model_dir, data_root):
         reward_rows=4,
     )
     obs, info = env.reset(seed=0)
-    assert obs["candidates"].shape[0] == 4 and info["selection"] == []
+    assert obs["candidates"].shape[0] == actions == env.action_space.n and info["selection"] == []
     env.close()
 
 

@@ -1,11 +1,10 @@
 """DemoSelection-v1: candidates from several proposers, proposer features, and the stop action."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rl_select.envs import ENV_ID_V1, DemoSelectionEnv, task_proposals
+from rl_select.envs import DemoSelectionEnv, task_proposals
 from rl_select.errors import ConfigError
 from rl_select.observation import PROPOSER_COLUMNS, PROPOSERS, STOP_COLUMN
 from rl_select.proposals import ProposerConfig, balanced_ranking, merge_proposals
@@ -144,23 +143,6 @@ def test_greedy_run_may_choose_fewer_than_k(resources):
         return 6 if len(calls) == 2 else int(np.flatnonzero(mask[:6])[0])
 
     assert len(env.run_greedy(choose, {"query": env.task.dev[0]})) == 1 and len(calls) == 2
-
-
-def test_gym_make_v1_has_the_stop_action(tiny_model_dir, data_root):
-    env = gym.make(
-        ENV_ID_V1,
-        task="tiny_sst",
-        data_dir=str(data_root),
-        model=str(tiny_model_dir),
-        device="cpu",
-        dtype="float32",
-        k=2,
-        num_candidates=4,
-        reward_rows=4,
-    )
-    env.reset(seed=0)
-    assert env.action_space.n == 5
-    env.close()
 
 
 def test_proposer_columns_name_every_proposer():
