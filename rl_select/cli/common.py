@@ -19,6 +19,7 @@ from rich.progress import (
 
 from rl_select.errors import ConfigError
 from rl_select.logs import setup_logging as setup_logging  # re-exported for the command modules
+from rl_select.settings import DATA_DIR_HELP, DEVICE_HELP, DTYPE_HELP, MODEL_HELP
 
 SELECTOR_NAMES = (
     "zero-shot", "random", "balanced", "knn", "bm25", "mmr", "dpp", "votek", "mdl", "cone", "max-entropy",
@@ -29,13 +30,9 @@ SELECTOR_NAMES = (
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DataDirOption = typer.Option(None, "--data-dir", help="Task data directory (default: $RL_SELECT_DATA).")
-ModelOption = typer.Option(None, "--model", help="HF model id or path, or a .gguf file (default: SmolLM2-135M).")
-DeviceOption = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-DTYPE_HELP = (
-    "auto (CPU: the faster of float32 and bfloat16, measured once per machine; CUDA: bfloat16), float32, "
-    "bfloat16 or float16."
-)
+DataDirOption = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)
+ModelOption = typer.Option(None, "--model", help=MODEL_HELP)
+DeviceOption = typer.Option("auto", "--device", help=DEVICE_HELP)
 DtypeOption = typer.Option("auto", "--dtype", help=DTYPE_HELP)
 VerboseOption = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr.")
 

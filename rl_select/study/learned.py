@@ -186,16 +186,16 @@ class Study:
             "model": config.model,
             "device": config.device,
             "dtype": config.dtype,
-            "dense_episodes": config.query_episodes(tasks[0]) if mode == "query" else config.task.episodes,
-            "dense_limit": config.query.training_queries if mode == "query" else None,
-            "behaviour": dict(learner.behaviour),
-            "behaviour_epsilon": learner.epsilon,
-            "fqi_epochs": learner.epochs,
-            "fqi_alpha": 0.0 if mode == "query" else config.task.alpha,
-            "baselines": [],
+            "data": {
+                "dense_episodes": config.query_episodes(tasks[0]) if mode == "query" else config.task.episodes,
+                "dense_limit": config.query.training_queries if mode == "query" else None,
+                "behaviour": dict(learner.behaviour),
+                "behaviour_epsilon": learner.epsilon,
+            },
+            "fqi": {"epochs": learner.epochs, "alpha": 0.0 if mode == "query" else config.task.alpha},
+            "evaluation": {"baselines": []},
         }
-        values.update(overrides)
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(values).with_overrides(overrides)
 
     def fit(self, train_config: Any, run_dir: Path) -> Path:
         """Train (or finish training) a learner without touching the test split."""
@@ -214,7 +214,7 @@ class Study:
         self.fit(self.train_config([name], "query", **first), data_run)
         variants = [data_run]
         for i, variant in enumerate(self.config.query.variants[1:], start=1):
-            overrides = {**variant, "dense_data": [str(data_run / "episodes")]}
+            overrides = {**variant, "data.dense_data": [str(data_run / "episodes")]}
             variants.append(
                 self.fit(self.train_config([name], "query", **overrides), self.root / "runs" / f"{name}-query-v{i}")
             )
@@ -281,7 +281,7 @@ class Study:
         choices = json.loads((self.root / "dev" / "choices.json").read_text())
         picked = [choices[source]["variants"].index(choices[source]["chosen"]) for source in sources]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
-        overrides = {**self.config.query.variants[variant], "dense_data": data}
+        overrides = {**self.config.query.variants[variant], "data.dense_data": data}
         return self.fit(self.train_config(sources, "query", **overrides), self.root / "runs" / f"transfer-{name}")
 
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:

@@ -51,7 +51,7 @@ def test_train_ppo_writes_results_and_the_policy_transfers(data_root, tiny_model
             "--n-envs",
             "2",
             "--set",
-            "ppo_n_steps=16",
+            "ppo.n_steps=16",
             "--out",
             str(run),
         ],
@@ -162,7 +162,7 @@ def test_train_dqn_query_mode(data_root, tiny_model_dir, tmp_path, capsys):
             "--n-envs",
             "2",
             "--set",
-            "dqn_learning_starts=8",
+            "dqn.learning_starts=8",
             "--out",
             str(run),
         ],
@@ -189,7 +189,7 @@ def test_resume_continues_an_interrupted_run(data_root, tiny_model_dir, tmp_path
         "--n-envs",
         "2",
         "--set",
-        "ppo_n_steps=16",
+        "ppo.n_steps=16",
         "--set",
         "checkpoint_every=32",
         "--out",
@@ -213,14 +213,16 @@ def test_resume_continues_an_interrupted_run(data_root, tiny_model_dir, tmp_path
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--algo", "a2c"], "unknown algo 'a2c'"),
-        (["--mode", "batch"], "unknown mode 'batch'"),
+        (["--algo", "a2c"], "'a2c' is not one of 'cql', 'dqn', 'ppo', 'fqi'"),
+        (["--mode", "batch"], "'batch' is not one of 'task', 'query'"),
+        (["--set", "algo=a2c"], "algo must be one of cql, dqn, ppo, fqi; got 'a2c'"),
         (["--k", "5"], "larger than the candidates per episode"),
         (["-M", "40", "--k", "2"], "larger than the candidate pool"),
-        (["--set", "nonsense=1"], "unknown training setting"),
+        (["--set", "nonsense=1"], "unknown setting 'nonsense'"),
         (["--set", "eval_seeds"], "--set expects key=value"),
-        (["--set", "ppo_prior=-1"], "ppo_prior must be >= 0"),
-        (["--set", "env.order=random"], "unknown order 'random'"),
+        (["--set", "ppo.prior=-1"], "ppo.prior must be >= 0"),
+        (["--set", "ppo_prior=-1"], "ppo.prior must be >= 0"),  # format 1's flat name still reads
+        (["--set", "env.order=random"], "env.order must be one of append, prepend; got 'random'"),
     ],
 )
 def test_train_rejects_bad_settings(data_root, tiny_model_dir, tmp_path, capsys, extra, message):
@@ -235,13 +237,12 @@ def test_resume_of_missing_run(tmp_path, capsys):
 
 
 def test_run_configs_from_before_the_order_setting_keep_appending(tmp_path):
-    from rl_select.runs.config import CONFIG_FORMAT, TrainConfig, read_run_config, write_run_config
+    from rl_select.runs.config import TrainConfig, read_run_config, write_run_config
 
-    old = TrainConfig.from_dict({"tasks": ["sst2"], "env": {"mode": "query"}}).to_dict()
-    del old["ppo_prior"], old["env"]["order"]
-    (tmp_path / "config.json").write_text(json.dumps({"format": CONFIG_FORMAT, "config": old}))
+    old = {"tasks": ["sst2"], "eval_rows": 5, "env": {"mode": "query"}}  # format 1: flat, no ppo_prior, no order
+    (tmp_path / "config.json").write_text(json.dumps({"format": 1, "config": old}))
     config = read_run_config(tmp_path)
-    assert config.env.prompt_order == "append" and config.ppo_prior_weight == 0.0
+    assert config.env.prompt_order == "append" and config.ppo_prior_weight == 0.0 and config.evaluation.rows == 5
     # new runs in query mode prepend and start PPO at the retrieval prior; their config.json keeps that
     fresh = TrainConfig.from_dict({"tasks": ["sst2"], "env": {"mode": "query"}})
     assert fresh.env.prompt_order == "prepend" and fresh.ppo_prior_weight == 4.0
@@ -252,8 +253,8 @@ def test_run_configs_from_before_the_order_setting_keep_appending(tmp_path):
 def test_train_fqi_on_dense_rows_in_query_mode(data_root, tiny_model_dir, tmp_path, capsys):
     run = tmp_path / "fqi"
     args = ["train", *base(data_root, tiny_model_dir, "tiny_trec"), "--algo", "fqi", "--mode", "query"]
-    args += ["--set", "dense_episodes=6", "--set", "env.query_source=pool", "--set", "env.order=append"]
-    args += ["--set", "env.features.label_vote=true", "--set", "fqi_epochs=3", "--steps", "2", "--out", str(run)]
+    args += ["--set", "data.dense_episodes=6", "--set", "env.query_source=pool", "--set", "env.order=append"]
+    args += ["--set", "env.features.label_vote=true", "--set", "fqi.epochs=3", "--steps", "2", "--out", str(run)]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     assert "fqi (query mode)" in out and (run / "policy" / "fqi.pt").is_file()
@@ -267,7 +268,7 @@ def test_train_fqi_on_dense_rows_in_query_mode(data_root, tiny_model_dir, tmp_pa
 
 def test_dry_run_projects_the_cost_and_writes_nothing(data_root, tiny_model_dir, tmp_path, capsys):
     run = tmp_path / "dry"
-    args = ["train", *base(data_root, tiny_model_dir), "--algo", "fqi", "--set", "dense_episodes=10"]
+    args = ["train", *base(data_root, tiny_model_dir), "--algo", "fqi", "--set", "data.dense_episodes=10"]
     code, _, err = run_cli([*args, "--dry-run", "--out", str(run)], capsys)
     assert code == 0, err
     assert "fqi learning" in err and "final evaluation" in err and "about to spend" in err
@@ -287,9 +288,14 @@ def test_projection_counts_the_protocols_scored_queries():
 def test_ppo_steps_are_whole_rollouts():
     from rl_select.runs.config import TrainConfig
 
-    ppo = TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 32, "ppo_n_steps": 32, "n_envs": 4})
+    ppo = TrainConfig.from_dict(
+        {"tasks": ["sst2"], "algo": "ppo", "steps": 32, "ppo": {"n_steps": 32}, "parallel": {"n_envs": 4}}
+    )
     assert ppo.total_steps == 128  # one full rollout, which is what PPO takes and what its bar counts to
-    assert TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 256, "n_envs": 4}).total_steps % 4 == 0
+    assert (
+        TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 256, "parallel.n_envs": 4}).total_steps % 4
+        == 0
+    )
     assert TrainConfig.from_dict({"tasks": ["sst2"], "algo": "dqn", "steps": 33}).total_steps == 33
 
 
@@ -308,9 +314,10 @@ def test_open_settings_fit_the_device_and_a_short_ppo_run():
     assert gpu.env.features.llm_features is True and gpu.env.features.embedder is None and gpu.env.value is None
     assert gpu.evaluation.seeds == 3
     # what the user sets wins, from the command line or from a config file's env mapping
-    chosen = chosen_keys({"env": {"reward_rows": 50}, "eval_rows": 300, "ppo_n_steps": 64})
-    kept = with_fitted_defaults(base.with_overrides({"env.reward_rows": 50, "eval_rows": 300}), chosen, "cpu")
+    chosen = chosen_keys({"env": {"reward_rows": 50}, "evaluation.rows": 300, "ppo": {"n_steps": 64}})
+    kept = with_fitted_defaults(base.with_overrides({"env.reward_rows": 50, "evaluation.rows": 300}), chosen, "cpu")
     assert (kept.env.reward_rows, kept.evaluation.rows, kept.ppo.n_steps) == (50, 300, 64)
     assert with_fitted_defaults(base.with_overrides({"steps": 5000}), set(), "cpu").ppo.n_steps == 64
-    configured = build_config(None, {"tasks": ["sst2"], "env.reward_rows": 32, "device": "cpu"})
-    assert configured.env.reward_rows == 32 and configured.evaluation.rows == 100
+    configured, fitted = build_config(None, {"tasks": ["sst2"], "env.reward_rows": 32, "device": "cpu"})
+    assert configured.env.reward_rows == 32 and configured.evaluation.rows == 100 == fitted["evaluation.rows"]
+    assert "env.reward_rows" not in fitted

@@ -77,7 +77,7 @@ def test_tiny_sweep_runs_summarises_and_resumes(ray_cluster, data_root, tiny_mod
         ({"grid": {"learning_rate": [-1.0]}}, "learning_rate must be > 0"),
         ({"grid": {"env.k": [2, 9]}}, "larger than the candidates per episode"),
         ({"grid": {"seed": 3}}, "must be a non-empty list"),
-        ({"grid": {"nonsense": [1]}}, "unknown training setting"),
+        ({"grid": {"nonsense": [1]}}, "unknown setting 'nonsense'"),
         ({"grid": {"tasks": [["tiny_sst"], ["tiny_sts"]]}}, "did you mean 'tiny_sst'"),
         ({"metric": "f1"}, "unknown metric"),
         ({"resources_per_trial": {"tpu": 1}}, "resources_per_trial takes only"),

@@ -1,0 +1,218 @@
+"""Settings said once: every field's flag, YAML key, --set path and config.json form set the same value."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rl_select.errors import ArtifactError, ConfigError
+from rl_select.runs.config import TrainConfig, chosen_keys, fit_training, read_run_config, write_run_config
+from rl_select.runs.migrate import FORMAT_1_KEYS, FORMAT_1_SHARED
+from rl_select.settings import (
+    UNSET,
+    Leaf,
+    build,
+    cpu_values,
+    given_values,
+    leaves,
+    option_type,
+    parse_text,
+    to_mapping,
+    with_options,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def other_value(leaf: Leaf):
+    """A valid value of ``leaf`` that differs from its default, and its command-line text."""
+    kind = option_type(leaf)
+    base = (
+        typing.get_args(leaf.kind)[0] if typing.get_origin(leaf.kind) in (typing.Union, type(int | None)) else leaf.kind
+    )
+    special = {
+        "tasks": (("trec", "sst2"), "trec,sst2"),
+        "evaluation.tasks": (("agnews",), "agnews"),
+        "evaluation.baselines": (("knn",), "knn"),
+        "data.dense_data": (("a", "b"), "[a, b]"),
+        "data.behaviour": ({"knn": 2.0}, "{knn: 2.0}"),
+        "env.proposers": (
+            {
+                "embedding": 2,
+                "bm25": 2,
+                "balanced": 0,
+                "task": 0,
+                "task_prompts": 2,
+                "task_sets": 20,
+                "task_dev_rows": 32,
+            },
+            "{embedding: 2, bm25: 2}",
+        ),
+        "env.features.embedder": ("minilm", "minilm"),
+        "parallel.address": ("127.0.0.1:6379", "127.0.0.1:6379"),
+    }
+    if leaf.path in special:
+        return special[leaf.path]
+    if leaf.spec.choices:
+        value = next(c for c in leaf.spec.choices if c != leaf.default)
+        return value, value
+    if kind is bool:
+        return (not leaf.default), None
+    if kind is int or base is int:
+        value = (leaf.default or 1) + 1
+        return value, str(value)
+    if kind is float or base is float:
+        bound = leaf.spec.maximum if leaf.spec.maximum is not None else leaf.spec.below
+        value = (leaf.default or 0.5) / 2 if bound is not None else (leaf.default or 0.5) * 2
+        return value, repr(value)
+    value = f"x-{leaf.path}"
+    return value, value
+
+
+BASE = {"tasks": ["tiny"], "algo": "ppo", "env": {"mode": "query", "k": 2, "num_candidates": 8}}
+
+
+def config_with(path: str, value) -> TrainConfig:
+    return TrainConfig.from_dict(BASE).with_overrides({path: value})
+
+
+def read_back(config: TrainConfig, path: str):
+    value = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return to_mapping_value(value)
+
+
+def to_mapping_value(value):
+    if hasattr(value, "__dataclass_fields__"):
+        return to_mapping(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("leaf", leaves(TrainConfig), ids=lambda leaf: leaf.path)
+def test_every_setting_has_one_value_in_every_spelling(leaf: Leaf, tmp_path):
+    value, text = other_value(leaf)
+    by_set = config_with(leaf.path, parse_text(text, leaf) if text is not None else value)
+    expected = read_back(by_set, leaf.path)
+    assert expected != to_mapping_value(leaf.default) and expected == to_mapping_value(value)
+
+    nested: dict = {}
+    node = nested
+    *parents, last = leaf.path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = json.loads(json.dumps(to_mapping_value(value)))
+    by_yaml = TrainConfig.from_dict(BASE).with_overrides(yaml.safe_load(yaml.safe_dump(nested)))
+    assert read_back(by_yaml, leaf.path) == expected
+
+    write_run_config(tmp_path, by_set, {})
+    assert read_back(read_run_config(tmp_path), leaf.path) == expected
+
+    options = {leaf.param: text if text is not None else value}
+    assert read_back(config_with_options(options), leaf.path) == expected
+
+
+def config_with_options(options: dict) -> TrainConfig:
+    return TrainConfig.from_dict(BASE).with_overrides(given_values(TrainConfig, options))
+
+
+def test_the_command_line_reaches_every_setting_through_its_flags():
+    import typer
+
+    seen = {}
+
+    def command(settings: dict) -> None:
+        seen.update(settings)
+
+    app = typer.Typer()
+    app.command()(with_options(TrainConfig, command))
+    args = ["--eval-rows", "7", "--evaluation.seeds", "5", "-M", "12", "--no-calibrate", "--task", "trec"]
+    args += ["--data.behaviour", "{knn: 1}", "--env.features.projection-dim", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen == {
+        "evaluation.rows": 7,
+        "evaluation.seeds": 5,
+        "env.num_candidates": 12,
+        "env.calibrate": False,
+        "tasks": ["trec"],
+        "data.behaviour": {"knn": 1},
+        "env.features.projection_dim": 4,
+    }
+    bad = CliRunner().invoke(app, ["--eval-rows", "many"])
+    assert bad.exit_code == 2 and "Invalid value" in bad.output
+
+
+def test_flags_are_unique_and_every_field_is_declared():
+    flags = [flag for leaf in leaves(TrainConfig) for flag in leaf.flags]
+    assert len(flags) == len(set(flags))
+    assert all(leaf.spec.help for leaf in leaves(TrainConfig))
+
+
+def test_bad_values_are_one_line_errors_with_the_full_path():
+    with pytest.raises(ConfigError, match=r"^evaluation\.rows must be >= 1, got 0$"):
+        TrainConfig.from_dict({**BASE, "evaluation": {"rows": 0}})
+    with pytest.raises(ConfigError, match=r"^env\.k must be an integer, got 'four'$"):
+        TrainConfig.from_dict({**BASE, "env": {"k": "four"}})
+    with pytest.raises(ConfigError, match=r"unknown setting 'evaluation\.row'; did you mean 'rows'"):
+        TrainConfig.from_dict({**BASE, "evaluation.row": 3})
+    with pytest.raises(ConfigError, match="algo must be one of"):
+        build(TrainConfig, {**BASE, "algo": "sac"})
+
+
+def test_a_mapping_setting_is_replaced_whole():
+    config = TrainConfig.from_dict(BASE).with_overrides({"data.behaviour": {"greedy": 1}})
+    assert config.data.behaviour == {"greedy": 1.0}
+
+
+def test_the_cpu_profile_is_declared_on_the_fields_and_applied_once():
+    profile = cpu_values(TrainConfig)
+    assert profile["evaluation.rows"] == 100 and profile["env.reward_rows"] == 8
+    assert all(leaf.spec.cpu is UNSET or leaf.path in profile or leaf.spec.cpu_needs for leaf in leaves(TrainConfig))
+    base = TrainConfig.from_dict(BASE)
+    chosen = chosen_keys({"evaluation": {"rows": 300}, "env.reward_rows": 50})
+    fitted, applied = fit_training(base.with_overrides({"evaluation.rows": 300, "env.reward_rows": 50}), chosen, "cpu")
+    assert fitted.evaluation.rows == 300 and fitted.env.reward_rows == 50 and fitted.evaluation.seeds == 2
+    assert "evaluation.rows" not in applied and applied["evaluation.seeds"] == 2
+    assert fit_training(base, set(), "cuda")[0].evaluation.seeds == 3
+
+
+def test_format_1_keys_still_read_and_name_their_new_paths():
+    flat = TrainConfig.from_dict({**BASE, "eval_rows": 9, "fqi_alpha": 0.2, "learning_rate": 0.01})
+    assert flat.evaluation.rows == 9 and flat.fqi.alpha == 0.2
+    assert flat.ppo.learning_rate == flat.fqi.learning_rate == flat.cql.learning_rate == 0.01
+    paths = {leaf.path for leaf in leaves(TrainConfig)}
+    assert set(FORMAT_1_KEYS.values()) <= paths
+    assert all(f"{learner}.{key}" in paths for key, learners in FORMAT_1_SHARED.items() for learner in learners)
+
+
+@pytest.mark.parametrize(
+    "path", sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("experiments/**/config.json")), ids=str
+)
+def test_every_committed_run_config_loads_with_its_recorded_values(path):
+    data = json.loads((ROOT / path).read_text())
+    config = read_run_config((ROOT / path).parent)
+    flat = data["config"]
+    if data["format"] != 1:
+        assert config.to_dict() == flat
+        return
+    for key, dotted in FORMAT_1_KEYS.items():
+        if key in flat:
+            assert read_back(config, dotted) == flat[key], key
+    for key, learners in FORMAT_1_SHARED.items():
+        if flat.get(key) is not None:
+            assert all(read_back(config, f"{learner}.{key}") == flat[key] for learner in learners), key
+    env = config.env.to_dict()
+    for key, value in flat["env"].items():
+        assert env[key] == value if key != "features" else {**env["features"], **value} == env["features"], key
+
+
+def test_a_run_config_of_an_unknown_format_is_an_artifact_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"format": 7, "config": {}}))
+    with pytest.raises(ArtifactError, match="format 7"):
+        read_run_config(tmp_path)
