@@ -129,11 +129,6 @@ class Leaf:
         """Its command-line flags: the short ones first, then ``--<dotted path>`` (dashes for underscores)."""
         return tuple(dict.fromkeys((*self.spec.flags, f"--{self.path.replace('_', '-')}")))
 
-    @property
-    def group(self) -> str:
-        """The first part of its path (``run`` for top-level settings)."""
-        return self.path.split(".")[0] if "." in self.path else "run"
-
 
 def spec_of(field: dataclasses.Field) -> Setting:
     """The :class:`Setting` of a field (a field declared without :func:`setting` is a bug)."""
@@ -354,6 +349,7 @@ def fit_to_device(obj: T, chosen: set[str], device_type: str) -> tuple[T, dict[s
     return (with_values(obj, fitted) if fitted else obj), fitted
 
 
+@cache
 def this_machine_has_gpu() -> bool:
     """Whether an NVIDIA GPU is visible, without importing torch (for help texts)."""
     return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/version").exists()
@@ -387,11 +383,8 @@ def option_type(leaf: Leaf) -> Any:
     return base if base in SCALARS else str
 
 
-def command_options(cls: type, *, first: str = "Most used") -> list[inspect.Parameter]:
-    """One keyword parameter per setting of ``cls``, ready for a typer command's signature (all default None).
-
-    Settings with short flags go in the ``first`` help panel; the others in a panel per group.
-    """
+def command_options(cls: type) -> list[inspect.Parameter]:
+    """One keyword parameter per setting of ``cls``, ready for a typer command's signature (all default None)."""
     import typer
 
     params = []
@@ -410,7 +403,6 @@ def command_options(cls: type, *, first: str = "Most used") -> list[inspect.Para
             *decls,
             help=help_text,
             show_default=False,
-            rich_help_panel=first if leaf.spec.flags else f"Settings: {leaf.group}",
         )
         annotation = (typing.Literal[leaf.spec.choices] if leaf.spec.choices else option_type(leaf)) | None
         params.append(
@@ -444,9 +436,7 @@ def parse_text(text: str, leaf: Leaf | None = None) -> Any:
         return text
 
 
-def with_options(
-    cls: type, command: Callable[..., Any], *, first: str = "Most used", skip: tuple[str, ...] = ()
-) -> Callable[..., Any]:
+def with_options(cls: type, command: Callable[..., Any], *, skip: tuple[str, ...] = ()) -> Callable[..., Any]:
     """``command`` with one option per setting of ``cls`` added to its signature.
 
     ``--help`` lists the settings with short flags first, then ``command``'s own options, then the rest.
@@ -460,7 +450,7 @@ def with_options(
         for p in inspect.signature(command).parameters.values()
         if p.name != "settings"
     ]
-    schema = [p for p in command_options(cls, first=first) if p.name.replace("__", ".") not in skip]
+    schema = [p for p in command_options(cls) if p.name.replace("__", ".") not in skip]
     names = {p.name for p in schema}
     short = {leaf.param for leaf in leaves(cls) if leaf.spec.flags}
     ordered = [*(p for p in schema if p.name in short), *own, *(p for p in schema if p.name not in short)]

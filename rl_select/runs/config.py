@@ -68,11 +68,9 @@ class EvaluationSettings:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "baselines", tuple(self.baselines))
         check_fields(self)
-        from rl_select.selectors import SELECTORS  # deferred: the selectors import the scorer (torch)
+        from rl_select.selectors import check_baselines  # deferred: the selectors import the scorer (torch)
 
-        unknown = [b for b in self.baselines if b not in SELECTORS]
-        if unknown:
-            raise ConfigError(f"unknown baseline(s) {unknown} (choose from: {', '.join(sorted(SELECTORS))})")
+        check_baselines(self.baselines)
 
 
 @dataclass(frozen=True)
@@ -234,11 +232,6 @@ def fit_training(config: TrainConfig, chosen: set[str], device_type: str) -> tup
     return config, fitted
 
 
-def with_fitted_defaults(config: TrainConfig, chosen: set[str], device_type: str) -> TrainConfig:
-    """:func:`fit_training`'s config."""
-    return fit_training(config, chosen, device_type)[0]
-
-
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """The mapping a YAML file holds (``what`` names it in errors: "training settings", "a sweep", ...)."""
     import yaml
@@ -303,6 +296,5 @@ __all__ = [
     "fit_training",
     "read_run_config",
     "read_yaml_mapping",
-    "with_fitted_defaults",
     "write_run_config",
 ]

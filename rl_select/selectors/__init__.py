@@ -54,6 +54,13 @@ def device_defaults(name: str, device_type: str) -> dict[str, int]:
     return dict(CPU_DEFAULTS.get(name, {})) if device_type == "cpu" else {}
 
 
+def check_baselines(names: tuple[str, ...]) -> None:
+    """Reject names that are not baseline selectors (one error naming them and the known ones)."""
+    unknown = [name for name in names if name not in SELECTORS]
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {unknown} (choose from: {', '.join(sorted(SELECTORS))})")
+
+
 def make_selector(name: str, *, strict: bool = True, **options: Any) -> Selector:
     """Instantiate a selector by name.
 
@@ -95,6 +102,7 @@ __all__ = [
     "Selector",
     "VoteKSelector",
     "ZeroShotSelector",
+    "check_baselines",
     "check_k",
     "device_defaults",
     "make_selector",

@@ -149,11 +149,9 @@ class StudyConfig:
         object.__setattr__(self, "baselines", tuple(self.baselines))
         object.__setattr__(self, "task_transfer_budgets", tuple(self.task_transfer_budgets))
         check_fields(self)
-        from rl_select.selectors import SELECTORS  # deferred: the selectors import the scorer (torch)
+        from rl_select.selectors import check_baselines  # deferred: the selectors import the scorer (torch)
 
-        unknown = [b for b in self.baselines if b not in SELECTORS]
-        if unknown:
-            raise ConfigError(f"unknown baseline(s) {unknown} (choose from: {', '.join(sorted(SELECTORS))})")
+        check_baselines(self.baselines)
         if any(n < 1 for n in self.task_transfer_budgets) or (self.task_transfer_budgets and not self.transfer):
             raise ConfigError("task_transfer_budgets need transfer and positive budgets")
         curve = self.learning_curve

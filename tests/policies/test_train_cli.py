@@ -299,25 +299,31 @@ def test_ppo_steps_are_whole_rollouts():
     assert TrainConfig.from_dict({"tasks": ["sst2"], "algo": "dqn", "steps": 33}).total_steps == 33
 
 
+def fitted_config(config, chosen, device_type):
+    from rl_select.runs.config import fit_training
+
+    return fit_training(config, chosen, device_type)[0]
+
+
 def test_open_settings_fit_the_device_and_a_short_ppo_run():
     from rl_select.cli.train import build_config
-    from rl_select.runs.config import TrainConfig, chosen_keys, with_fitted_defaults
+    from rl_select.runs.config import TrainConfig, chosen_keys
 
     base = TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 64})
-    cpu = with_fitted_defaults(base, {"tasks", "algo", "steps"}, "cpu")
+    cpu = fitted_config(base, {"tasks", "algo", "steps"}, "cpu")
     assert (cpu.env.reward_rows, cpu.evaluation.rows, cpu.evaluation.best_of_n_dev_rows) == (8, 100, 16)
     assert cpu.env.value == "probability" and cpu.evaluation.seeds == 2  # 8 rows' accuracy moves by 12.5 points
     assert cpu.env.features.llm_features is False and cpu.env.features.embedder == "minilm"
     assert cpu.ppo.n_steps == 16 and cpu.total_steps == 64  # 16 × 4 sub-envs: the 64 steps asked, not 256
-    gpu = with_fitted_defaults(base, {"tasks", "algo", "steps"}, "cuda")
+    gpu = fitted_config(base, {"tasks", "algo", "steps"}, "cuda")
     assert (gpu.env.reward_rows, gpu.evaluation.rows, gpu.evaluation.best_of_n_dev_rows) == (64, None, 200)
     assert gpu.env.features.llm_features is True and gpu.env.features.embedder is None and gpu.env.value is None
     assert gpu.evaluation.seeds == 3
     # what the user sets wins, from the command line or from a config file's env mapping
     chosen = chosen_keys({"env": {"reward_rows": 50}, "evaluation.rows": 300, "ppo": {"n_steps": 64}})
-    kept = with_fitted_defaults(base.with_overrides({"env.reward_rows": 50, "evaluation.rows": 300}), chosen, "cpu")
+    kept = fitted_config(base.with_overrides({"env.reward_rows": 50, "evaluation.rows": 300}), chosen, "cpu")
     assert (kept.env.reward_rows, kept.evaluation.rows, kept.ppo.n_steps) == (50, 300, 64)
-    assert with_fitted_defaults(base.with_overrides({"steps": 5000}), set(), "cpu").ppo.n_steps == 64
+    assert fitted_config(base.with_overrides({"steps": 5000}), set(), "cpu").ppo.n_steps == 64
     configured, fitted = build_config(None, {"tasks": ["sst2"], "env.reward_rows": 32, "device": "cpu"})
     assert configured.env.reward_rows == 32 and configured.evaluation.rows == 100 == fitted["evaluation.rows"]
     assert "env.reward_rows" not in fitted
