@@ -198,9 +198,9 @@ def test_vector_env_batches_and_matches_single_envs(resources, monkeypatch):
     [
         ({"k": 5, "num_candidates": 4}, "larger than the candidates per episode"),
         ({"num_candidates": 50}, "larger than the candidate pool"),
-        ({"mode": "batch"}, "unknown mode"),
-        ({"value": "f1"}, "unknown value"),
-        ({"order": "shuffle"}, "unknown order"),
+        ({"mode": "batch"}, "mode must be one of task, query"),
+        ({"value": "f1"}, "value must be one of accuracy, probability"),
+        ({"order": "shuffle"}, "order must be one of append, prepend"),
     ],
 )
 def test_bad_env_settings(resources, overrides, message):

@@ -61,7 +61,7 @@ def test_balanced_ranking_goes_round_robin_over_labels_nearest_first():
 def test_proposer_counts_are_checked():
     with pytest.raises(ConfigError, match="more than num_candidates"):
         ProposerConfig(embedding=4, bm25=4).check(6)
-    with pytest.raises(ConfigError, match="non-negative"):
+    with pytest.raises(ConfigError, match="bm25 must be >= 0"):
         ProposerConfig(bm25=-1)
     with pytest.raises(ConfigError, match="mode 'query'"):
         from rl_select.envs import EnvConfig
