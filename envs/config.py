@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rl_select.errors import ConfigError
 from rl_select.observation import MODES, ORDERS, FeatureConfig
 from rl_select.proposals import ProposerConfig
 from rl_select.settings import build, check_fields, setting, to_mapping
+from rl_select.types import JsonObject
 
 VALUES = ("accuracy", "probability")
 QUERY_SOURCES = ("dev", "pool")
@@ -98,12 +98,12 @@ class EnvConfig:
         """``order`` or the mode's default."""
         return self.order or ("append" if self.mode == "task" else "prepend")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The mapping form."""
         return to_mapping(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
+    def from_dict(cls, data: JsonObject) -> EnvConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         return build(cls, data, "env.")
 

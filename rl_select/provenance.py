@@ -10,10 +10,12 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from rl_select._version import __version__
+from rl_select.types import JsonObject
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,10 +28,10 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
-def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
+def git_state(root: Path = SOURCE_ROOT) -> tuple[str | None, bool | None]:
     """Commit of the source tree and whether it has uncommitted changes (``$RL_SELECT_COMMIT`` overrides)."""
     if os.environ.get("RL_SELECT_COMMIT"):
-        return {"commit": os.environ["RL_SELECT_COMMIT"], "dirty": None}
+        return os.environ["RL_SELECT_COMMIT"], None
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
@@ -42,9 +44,9 @@ def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
             timeout=10,
             check=True,
         ).stdout
-        return {"commit": commit, "dirty": bool(status.strip())}
+        return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return None, None
 
 
 def cpu_model() -> str:
@@ -74,31 +76,61 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def hardware() -> dict[str, Any]:
-    """CPU, core count, memory and GPU of this machine."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-    }
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        info["memory_gb"] = round(pages / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
-    if "torch" in sys.modules:
-        import torch
+@dataclass(frozen=True)
+class Hardware:
+    """The machine a result came from (torch's fields only when torch was loaded, GPU fields only with a GPU)."""
 
-        info["torch"] = torch.__version__
-        info["threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            info["gpu"] = props.name
-            info["gpu_count"] = torch.cuda.device_count()
-            info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
-    return info
+    platform: str
+    cpu: str
+    cpu_flags: list[str]
+    cpu_count: int | None
+    usable_cpus: int | None
+    memory_gb: float | None = None
+    torch: str | None = None
+    threads: int | None = None
+    gpu: str | None = None
+    gpu_count: int | None = None
+    gpu_memory_gb: float | None = None
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (fields that do not apply are left out)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> Hardware:
+        """Inverse of :meth:`to_dict` (unknown fields of other versions are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        return cls(**{"platform": "?", "cpu": "?", "cpu_flags": [], "cpu_count": None, "usable_cpus": None, **values})
+
+
+def hardware() -> Hardware:
+    """CPU, core count, memory and GPU of this machine."""
+    try:
+        memory_gb: float | None = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        memory_gb = None
+    info = Hardware(
+        platform=platform.platform(),
+        cpu=cpu_model(),
+        cpu_flags=cpu_flags(),
+        cpu_count=os.cpu_count(),
+        usable_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        memory_gb=memory_gb,
+    )
+    if "torch" not in sys.modules:  # not imported here just to describe it
+        return info
+    import torch
+
+    gpu: dict[str, Any] = {}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = {
+            "gpu": props.name,
+            "gpu_count": torch.cuda.device_count(),
+            "gpu_memory_gb": round(props.total_memory / 2**30, 1),
+        }
+    return replace(info, torch=torch.__version__, threads=torch.get_num_threads(), **gpu)
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -129,31 +161,110 @@ def cpu_steal_meter() -> Callable[[], float | None]:
     return share
 
 
-def provenance(**extra: Any) -> dict[str, Any]:
-    """Command, commit, package versions, hardware and UTC time, plus ``extra`` (seeds, model, ...)."""
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a result: command, commit, package versions, hardware, time, seeds and model.
+
+    ``details`` holds what a kind of result adds (``train_seed``, ``cpu_steal_share``, ``llm_cost``, ...).
+    """
+
+    command: str
+    commit: str | None
+    dirty: bool | None
+    versions: dict[str, str]
+    hardware: Hardware
+    time_utc: str
+    seeds: list[int] | None = None
+    model: JsonObject | None = None
+    details: JsonObject = field(default_factory=dict)
+
+    def with_details(self, **details: Any) -> Provenance:
+        """The same record with ``details`` added."""
+        return replace(self, details={**self.details, **details})
+
+    def to_dict(self) -> JsonObject:
+        """JSON form: the fields at the top level, ``details`` merged in, absent ones left out."""
+        data: JsonObject = {
+            "command": self.command,
+            "commit": self.commit,
+            "dirty": self.dirty,
+            "versions": dict(self.versions),
+            "hardware": self.hardware.to_dict(),
+            "time_utc": self.time_utc,
+        }
+        if self.seeds is not None:
+            data["seeds"] = list(self.seeds)
+        if self.model is not None:
+            data["model"] = self.model
+        return {**data, **self.details}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> Provenance:
+        """Inverse of :meth:`to_dict`; tolerant of older files (a missing field reads as unknown)."""
+        known = {"command", "commit", "dirty", "versions", "hardware", "time_utc", "seeds", "model"}
+        hardware_data = data.get("hardware")
+        return cls(
+            command=str(data.get("command", "?")),
+            commit=data.get("commit"),
+            dirty=data.get("dirty"),
+            versions=dict(data.get("versions") or {}),
+            hardware=Hardware.from_dict(hardware_data if isinstance(hardware_data, dict) else {}),
+            time_utc=str(data.get("time_utc", "?")),
+            seeds=data.get("seeds"),
+            model=data.get("model"),
+            details={key: value for key, value in data.items() if key not in known},
+        )
+
+
+def provenance(*, seeds: list[int] | None = None, model: JsonObject | None = None, **details: Any) -> Provenance:
+    """Command, commit, package versions, hardware and UTC time of this run, with its seeds, model and details."""
     versions = {"rl_select": __version__, "python": platform.python_version()}
     for name in ("transformers", "stable_baselines3", "gymnasium", "ray"):
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")
-    return {
-        "command": command_line(),
-        **git_state(),
-        "versions": versions,
-        "hardware": hardware(),
-        "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **extra,
-    }
+    commit, dirty = git_state()
+    return Provenance(
+        command=command_line(),
+        commit=commit,
+        dirty=dirty,
+        versions=versions,
+        hardware=hardware(),
+        time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        seeds=seeds,
+        model=model,
+        details=details,
+    )
 
 
 def write_json(path: Path, payload: Any) -> Path:
-    """Write ``payload`` as indented JSON atomically (a crash never leaves half a file)."""
+    """Write ``payload`` as indented JSON atomically (a crash never leaves half a file).
+
+    Objects and lists of containers are indented; a list of plain values (per-row predictions, a prompt's
+    pool ids) stays on one line, so per-row logs stay a fraction of the size ``indent=2`` would give them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    tmp.write_text(_indented(to_json(payload), "") + "\n")
     tmp.replace(path)
     return path
+
+
+def _indented(value: Any, margin: str) -> str:
+    """JSON text of ``value`` (already plain JSON types), indented by two spaces per level."""
+    inner = margin + "  "
+    if isinstance(value, dict) and value:
+        items = (f"{inner}{json.dumps(key)}: {_indented(item, inner)}" for key, item in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{margin}}}"
+    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+        return "[\n" + ",\n".join(inner + _indented(item, inner) for item in value) + f"\n{margin}]"
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as plain JSON types: records by their ``to_dict``, arrays as lists, paths as text."""
+    return json.loads(json.dumps(value, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:
@@ -173,21 +284,22 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provenance_markdown(record: dict[str, Any]) -> str:
+def provenance_markdown(record: Provenance) -> str:
     """A short markdown block naming command, commit, model, seeds and hardware."""
-    hw = record.get("hardware", {})
-    device = hw.get("gpu") or f"{hw.get('cpu', '?')} ({hw.get('usable_cpus', '?')} cores)"
-    model = record.get("model") or {}
+    hw = record.hardware
+    device = hw.gpu or f"{hw.cpu} ({hw.usable_cpus or '?'} cores)"
+    model = record.model or {}
     lines = [
-        f"- command: `{record.get('command', '?')}`",
-        f"- commit: `{record.get('commit')}`" + (" (uncommitted changes)" if record.get("dirty") else ""),
+        f"- command: `{record.command}`",
+        f"- commit: `{record.commit}`" + (" (uncommitted changes)" if record.dirty else ""),
         f"- model: {model.get('name', '?')} ({model.get('dtype', '?')} on {model.get('device', '?')})"
         if model
         else "- model: none",
-        f"- seeds: {record.get('seeds', '?')}",
+        f"- seeds: {record.seeds if record.seeds is not None else '?'}",
         f"- hardware: {device}",
-        f"- time: {record.get('time_utc', '?')}",
+        f"- time: {record.time_utc}",
     ]
-    if record.get("cpu_steal_share") is not None:
-        lines.append(f"- CPU time taken by the hypervisor (steal) during the run: {record['cpu_steal_share']:.1%}")
+    steal = record.details.get("cpu_steal_share")
+    if isinstance(steal, float | int):
+        lines.append(f"- CPU time taken by the hypervisor (steal) during the run: {steal:.1%}")
     return "\n".join(lines) + "\n"

@@ -1,12 +1,12 @@
 """Settings said once: each field of a settings dataclass declares its type, default, bounds, help and CPU value.
 
-Everything else is derived from those declarations by the functions here, never kept by hand:
+Everything else is derived from those declarations, never kept by hand:
 
 * the nested mapping form (YAML files, ``config.json``, sweeps) — :func:`to_mapping`, :func:`build`;
 * the dotted paths of ``--set`` and of sweep grids (``evaluation.rows``, ``env.features.embedder``) —
   :func:`with_values`, :func:`leaves`;
 * the command-line options (``--evaluation.rows``, plus a short flag such as ``--eval-rows`` for the settings
-  a user needs first) — :func:`command_options`, :func:`given_values`;
+  a user needs first) — :func:`rl_select.cli.options.with_options`, from :func:`leaves`;
 * the values fitted to a CPU (the ``cpu`` of each field: one declaration, applied by :func:`fit_to_device` and
   shown by ``--help`` and ``--dry-run``).
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rl_select.errors import ConfigError, did_you_mean
+from rl_select.types import JsonObject, JsonValue, Overrides
 
 T = TypeVar("T")
 UNSET: Any = object()
@@ -159,7 +159,7 @@ def leaves(cls: type, prefix: str = "") -> list[Leaf]:
     return found
 
 
-def _optional(kind: Any) -> tuple[Any, bool]:
+def unwrap_optional(kind: Any) -> tuple[Any, bool]:
     """``(X, True)`` for ``X | None``, else ``(kind, False)``."""
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(kind) if a is not type(None)]
@@ -198,7 +198,7 @@ def _check_bounds(name: str, value: float, spec: Setting) -> None:
 
 def _coerce(path: str, kind: Any, value: Any) -> Any:
     """``value`` checked against annotation ``kind`` (lists become tuples, ints become floats)."""
-    base, optional = _optional(kind)
+    base, optional = unwrap_optional(kind)
     if value is None:
         if optional or base is Any:
             return None
@@ -210,6 +210,10 @@ def _coerce(path: str, kind: Any, value: Any) -> Any:
             raise ConfigError(f"{path} must be a mapping, got {value!r}")
         return build(base, value, where=f"{path}.")
     origin = typing.get_origin(base)
+    if origin in (typing.Union, types.UnionType):  # a JSON value (JsonValue): any YAML scalar, list or mapping
+        if not _is_json(value):
+            raise ConfigError(f"{path} must be a YAML scalar, list or mapping, got {value!r}")
+        return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path} must be a list, got {value!r}")
@@ -221,6 +225,14 @@ def _coerce(path: str, kind: Any, value: Any) -> Any:
         key_kind, item = typing.get_args(base)
         return {str(k): _coerce(f"{path}.{k}", item, v) for k, v in value.items()}
     return _scalar(path, base, value)
+
+
+def _is_json(value: Any) -> bool:
+    if isinstance(value, list | tuple):
+        return all(_is_json(item) for item in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(key, str) and _is_json(item) for key, item in value.items())
+    return value is None or isinstance(value, bool | int | float | str)
 
 
 def _scalar(path: str, base: Any, value: Any) -> Any:
@@ -241,7 +253,7 @@ def _scalar(path: str, base: Any, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- mapping form
 
 
-def to_mapping(obj: Any) -> dict[str, Any]:
+def to_mapping(obj: Any) -> JsonObject:
     """The nested mapping form of a settings object (JSON- and YAML-ready: tuples become lists)."""
     return {field.name: _plain(getattr(obj, field.name)) for field in fields(obj)}
 
@@ -256,9 +268,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+def nest(values: Mapping[str, JsonValue]) -> JsonObject:
     """Dotted keys (``env.k: 2``) expanded into nested mappings, merged with nested ones."""
-    nested: dict[str, Any] = {}
+    nested: JsonObject = {}
     for key, value in values.items():
         head, _, rest = str(key).partition(".")
         if rest:
@@ -270,7 +282,7 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: Mapping[str, JsonValue], update: Mapping[str, JsonValue]) -> JsonObject:
     """``base`` with ``update`` merged in, mappings merged key by key."""
     merged = dict(base)
     for key, value in update.items():
@@ -279,10 +291,10 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def flatten(mapping: Mapping[str, Any], schema: type, prefix: str = "") -> dict[str, Any]:
+def flatten(mapping: Mapping[str, JsonValue], schema: type, prefix: str = "") -> Overrides:
     """The dotted path → value of every setting a mapping sets (leaf values kept whole, mappings included)."""
     known = {leaf.path for leaf in leaves(schema)}
-    flat: dict[str, Any] = {}
+    flat: Overrides = {}
     for key, value in nest(mapping).items():
         path = f"{prefix}{key}"
         if isinstance(value, Mapping) and path not in known:
@@ -292,7 +304,7 @@ def flatten(mapping: Mapping[str, Any], schema: type, prefix: str = "") -> dict[
     return flat
 
 
-def build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+def build(cls: type[T], data: Mapping[str, JsonValue], where: str = "") -> T:
     """A settings object from its mapping form (nested or dotted keys); unknown keys and bad values are errors."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where.rstrip('.') or 'settings'} must be a mapping, got {data!r}")
@@ -310,7 +322,7 @@ def build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where}{exc.name} {exc.problem}") from None
 
 
-def with_values(obj: T, values: Mapping[str, Any]) -> T:
+def with_values(obj: T, values: Mapping[str, JsonValue]) -> T:
     """A copy of settings object ``obj`` with ``values`` (dotted paths or nested mappings) applied.
 
     A setting's value replaces the old one whole (a mapping-valued setting such as a behaviour mix too).
@@ -328,7 +340,7 @@ def differences(old: Any, new: Any) -> list[str]:
 # ---------------------------------------------------------------------------------------------- devices
 
 
-def cpu_values(cls: type) -> dict[str, Any]:
+def cpu_values(cls: type) -> Overrides:
     """The CPU profile of schema ``cls``: path → the value a CPU run uses (where its module is installed)."""
     return {
         leaf.path: leaf.spec.cpu
@@ -341,7 +353,7 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def fit_to_device(obj: T, chosen: set[str], device_type: str) -> tuple[T, dict[str, Any]]:
+def fit_to_device(obj: T, chosen: set[str], device_type: str) -> tuple[T, Overrides]:
     """``obj`` with the CPU profile applied to the settings not in ``chosen`` (on a CPU), and what was applied."""
     if device_type != "cpu":
         return obj, {}
@@ -372,100 +384,6 @@ def _text(value: Any) -> str:
     return str(_plain(value))
 
 
-# ---------------------------------------------------------------------------------------------- command line
-
-SCALARS = (int, float, str, bool)
-
-
-def option_type(leaf: Leaf) -> Any:
-    """The type the command line parses a setting's value as (``str`` for lists and mappings: YAML text)."""
-    base, _ = _optional(leaf.kind)
-    return base if base in SCALARS else str
-
-
-def command_options(cls: type) -> list[inspect.Parameter]:
-    """One keyword parameter per setting of ``cls``, ready for a typer command's signature (all default None)."""
-    import typer
-
-    params = []
-    for leaf in leaves(cls):
-        decls = leaf.flags
-        if option_type(leaf) is bool:
-            decls = tuple(f"{flag}/--no-{flag.removeprefix('--')}" for flag in decls if flag.startswith("--"))
-        help_text = f"{leaf.spec.help} [{default_text(leaf)}]"
-        base = _optional(leaf.kind)[0]
-        if typing.get_origin(base) is tuple:
-            help_text += " (a list: a,b or [a, b])"
-        elif typing.get_origin(base) is dict or is_dataclass(base):
-            help_text += " (a YAML mapping: {key: value})"
-        option = typer.Option(
-            None,
-            *decls,
-            help=help_text,
-            show_default=False,
-        )
-        annotation = (typing.Literal[leaf.spec.choices] if leaf.spec.choices else option_type(leaf)) | None
-        params.append(
-            inspect.Parameter(leaf.param, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-        )
-    return params
-
-
-def given_values(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings a command's options set (None: not given), by dotted path, list and mapping text parsed."""
-    given = {}
-    for leaf in leaves(cls):
-        value = options.get(leaf.param)
-        if value is not None:
-            given[leaf.path] = parse_text(value, leaf) if isinstance(value, str) else value
-    return given
-
-
-def parse_text(text: str, leaf: Leaf | None = None) -> Any:
-    """A value written on the command line: YAML (``4``, ``[a, b]``, ``{k: 1}``, ``null``), or ``a,b`` for a list."""
-    import yaml
-
-    if leaf is not None and option_type(leaf) is str and _optional(leaf.kind)[0] is str:
-        return None if text == "null" and _optional(leaf.kind)[1] else text
-    wants_list = leaf is not None and typing.get_origin(_optional(leaf.kind)[0]) is tuple
-    if wants_list and not text.lstrip().startswith("["):
-        return [part.strip() for part in text.split(",") if part.strip()]
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def with_options(cls: type, command: Callable[..., Any], *, skip: tuple[str, ...] = ()) -> Callable[..., Any]:
-    """``command`` with one option per setting of ``cls`` added to its signature.
-
-    ``--help`` lists the settings with short flags first, then ``command``'s own options, then the rest.
-
-    The wrapper passes the settings the user gave as ``settings`` (dotted path → value); ``command``'s own
-    parameters stay as they are. ``skip`` leaves settings off the command line (YAML and ``--set`` still reach
-    them).
-    """
-    own = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for p in inspect.signature(command).parameters.values()
-        if p.name != "settings"
-    ]
-    schema = [p for p in command_options(cls) if p.name.replace("__", ".") not in skip]
-    names = {p.name for p in schema}
-    short = {leaf.param for leaf in leaves(cls) if leaf.spec.flags}
-    ordered = [*(p for p in schema if p.name in short), *own, *(p for p in schema if p.name not in short)]
-
-    def wrapper(**kwargs: Any) -> Any:
-        settings = given_values(cls, {k: v for k, v in kwargs.items() if k in names})
-        return command(settings=settings, **{k: v for k, v in kwargs.items() if k not in names})
-
-    wrapper.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in ordered}
-    wrapper.__doc__, wrapper.__name__ = command.__doc__, command.__name__
-    wrapper.__module__ = command.__module__
-    return wrapper
-
-
 __all__ = [
     "UNSET",
     "Leaf",
@@ -473,18 +391,15 @@ __all__ = [
     "SettingError",
     "build",
     "check_fields",
-    "command_options",
     "cpu_values",
     "differences",
     "fit_to_device",
     "flatten",
-    "given_values",
     "leaves",
     "merge",
     "nest",
-    "parse_text",
     "setting",
     "to_mapping",
-    "with_options",
+    "unwrap_optional",
     "with_values",
 ]

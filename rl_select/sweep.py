@@ -30,13 +30,15 @@ import itertools
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rl_select.errors import ConfigError, RLSelectError, reject_unknown_keys
+from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+from rl_select.types import JsonObject, JsonValue, Overrides
 
 if TYPE_CHECKING:
     from rl_select.train import TrainResult
@@ -56,8 +58,8 @@ class SweepSpec:
     metric: str
     resources: dict[str, float]
     max_concurrent: int
-    base: dict[str, Any]
-    grid: dict[str, list[Any]]
+    base: Overrides
+    grid: dict[str, list[JsonValue]]
     source: str
 
     @property
@@ -65,12 +67,43 @@ class SweepSpec:
         """``<storage>/<name>``."""
         return self.storage / self.name
 
-    def points(self) -> list[dict[str, Any]]:
+    def points(self) -> list[Overrides]:
         """Every grid combination, in a stable order."""
         return _points(self.grid)
 
 
-def trial_key(point: dict[str, Any]) -> str:
+@dataclass
+class TrialRow:
+    """One trial of a sweep: its grid point, whether it finished, and its test metrics (see :func:`trial_metrics`)."""
+
+    trial: str
+    status: str  # "ok" or "error"
+    point: Overrides
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_dir: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the trial finished."""
+        return self.status == "ok"
+
+    def to_dict(self) -> JsonObject:
+        """One flat row (``trials.csv``, ``summary.json``): trial, status, the point's settings, the metrics."""
+        extra = {key: value for key, value in (("run_dir", self.run_dir), ("error", self.error)) if value is not None}
+        return {"trial": self.trial, "status": self.status, **self.point, **self.metrics, **extra}
+
+
+@dataclass
+class SweepOutcome:
+    """A finished (or resumed) sweep: every trial, the best grid point per task, and how many trials failed."""
+
+    rows: list[TrialRow]
+    best: dict[str, tuple[Overrides, list[float]]]
+    failed: int
+
+
+def trial_key(point: Overrides) -> str:
     """A readable, unique, file-name-safe name for a grid point."""
     parts = []
     for key, value in point.items():
@@ -142,7 +175,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     )
 
 
-def _points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+def _points(grid: dict[str, list[JsonValue]]) -> list[Overrides]:
     """Cartesian product of the grid's value lists, as dicts of overrides.
 
     A grid entry whose values are mappings is a list of *bundles*: each mapping sets several keys together
@@ -150,19 +183,19 @@ def _points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """
     points = []
     for values in itertools.product(*grid.values()):
-        point: dict[str, Any] = {}
+        point: Overrides = {}
         for key, value in zip(grid, values, strict=True):
             point.update(value) if isinstance(value, dict) else point.__setitem__(key, value)
         points.append(point)
     return points
 
 
-def grid_keys(points: list[dict[str, Any]]) -> list[str]:
+def grid_keys(points: list[Overrides]) -> list[str]:
     """The keys that vary or are set by the grid, in first-seen order (seed excluded)."""
     return [k for k in dict.fromkeys(k for p in points for k in p) if k != "seed"]
 
 
-def run_trial(point: dict[str, Any], base: dict[str, Any], runs_root: str) -> None:
+def run_trial(point: Overrides, base: Overrides, runs_root: str) -> None:
     """Ray Tune function trainable: train one grid point (resuming its run directory), report test metrics."""
     from ray import tune
 
@@ -178,7 +211,7 @@ def run_trial(point: dict[str, Any], base: dict[str, Any], runs_root: str) -> No
     tune.report(trial_metrics(result, run_dir))
 
 
-def trial_metrics(result: TrainResult, run_dir: Path) -> dict[str, Any]:
+def trial_metrics(result: TrainResult, run_dir: Path) -> dict[str, float | str]:
     """Per method: ``<method>/<task>/<metric>`` and ``<method>/<metric>`` averaged over the scored tasks.
 
     The scored tasks are the transfer tasks when the run has ``eval_tasks``, else its training tasks; the
@@ -187,7 +220,7 @@ def trial_metrics(result: TrainResult, run_dir: Path) -> dict[str, Any]:
     reports = result.reports
     learned_name = reports[0].name
     scored = set(result.transfer) or {r.task for r in reports}
-    metrics: dict[str, Any] = {"run_dir": str(run_dir)}
+    metrics: dict[str, float | str] = {"run_dir": str(run_dir)}
     sums: dict[str, list[float]] = defaultdict(list)
     for report in reports:
         method = "learned" if report.name == learned_name else report.name
@@ -204,7 +237,7 @@ def trial_metrics(result: TrainResult, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def run_sweep(spec: SweepSpec) -> dict[str, Any]:
+def run_sweep(spec: SweepSpec) -> SweepOutcome:
     """Run (or resume) the sweep with Ray Tune; write trials.csv, summary.md and plots."""
     from ray import tune
 
@@ -234,20 +267,25 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     grid = tuner.fit()
     rows = []
     for result in grid:
-        point = result.config["point"]
-        row = {"trial": trial_key(point), "status": "error" if result.error else "ok", **point}
-        row.update({k: v for k, v in (result.metrics or {}).items() if "/" in k or k == "run_dir"})
-        if result.error:
-            row["error"] = str(result.error).strip().splitlines()[-1][:300]
-        rows.append(row)
+        point, metrics = result.config["point"], result.metrics or {}
+        rows.append(
+            TrialRow(
+                trial=trial_key(point),
+                status="error" if result.error else "ok",
+                point=point,
+                metrics={key: float(value) for key, value in metrics.items() if "/" in key},
+                run_dir=metrics.get("run_dir"),
+                error=str(result.error).strip().splitlines()[-1][:300] if result.error else None,
+            )
+        )
     return write_sweep_results(spec, rows)
 
 
-def _trial_entry(config: dict[str, Any], base: dict[str, Any], runs_root: str) -> None:
+def _trial_entry(config: dict[str, Overrides], base: Overrides, runs_root: str) -> None:
     run_trial(config["point"], base, runs_root)
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float | None]) -> str:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return "–"
@@ -255,39 +293,38 @@ def _fmt(values: list[float]) -> str:
     return f"{100 * np.mean(values):.1f} ± {100 * sd:.1f} (n={len(values)})"
 
 
-def write_sweep_results(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def write_sweep_results(spec: SweepSpec, rows: list[TrialRow]) -> SweepOutcome:
     """trials.csv, summary.md, accuracy.png and learning_curves.png under the sweep directory."""
-    from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
-
     root = spec.root
-    columns = sorted({k for row in rows for k in row}, key=lambda k: (k not in ("trial", "status"), k))
+    flat = [row.to_dict() for row in rows]
+    columns = sorted({k for row in flat for k in row}, key=lambda k: (k not in ("trial", "status"), k))
     with open(root / "trials.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
-        for row in rows:
+        for row in flat:
             writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
     metric = f"learned/{spec.metric}"
     keys = grid_keys(spec.points())
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[TrialRow]] = defaultdict(list)
     for row in rows:
-        groups[json.dumps({k: row.get(k) for k in keys}, sort_keys=True)].append(row)
+        groups[json.dumps({k: row.point.get(k) for k in keys}, sort_keys=True)].append(row)
     config_rows = []
     for key, members in groups.items():
-        values = [m.get(metric) for m in members if m["status"] == "ok"]
+        values = [m.metrics.get(metric) for m in members if m.ok]
         config = json.loads(key)
         mean = float(np.mean([v for v in values if v is not None])) if any(v is not None for v in values) else -1
-        config_rows.append((config, values, mean, sum(m["status"] != "ok" for m in members)))
+        config_rows.append((config, values, mean, sum(not m.ok for m in members)))
     config_rows.sort(key=lambda item: -item[2])
     table = [
         [", ".join(f"{k}={v}" for k, v in config.items()) or "(all)", _fmt(values), failed]
         for config, values, _, failed in config_rows
     ]
-    best_per_task: dict[str, tuple[dict, list]] = {}
+    best_per_task: dict[str, tuple[Overrides, list[float]]] = {}
     for config, values, mean, _ in config_rows:
         task = "+".join(config.get("tasks") or spec.base.get("tasks", ["?"]))
         if task not in best_per_task and mean >= 0:
             best_per_task[task] = (config, values)
-    baselines = sorted({k.split("/")[0] for row in rows for k in row if k.count("/") == 1} - {"learned"})
+    baselines = sorted({k.split("/")[0] for row in rows for k in row.metrics if k.count("/") == 1} - {"learned"})
     best_table = []
     for task, (config, values) in best_per_task.items():
         members = groups[json.dumps({k: config.get(k) for k in keys}, sort_keys=True)]
@@ -296,13 +333,13 @@ def write_sweep_results(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str
                 task,
                 ", ".join(f"{k}={v}" for k, v in config.items() if k != "tasks"),
                 _fmt(values),
-                *[_fmt([m.get(f"{b}/{spec.metric}") for m in members]) for b in baselines],
+                *[_fmt([m.metrics.get(f"{b}/{spec.metric}") for m in members]) for b in baselines],
             ]
         )
-    record = provenance(seeds=sorted({row.get("seed", spec.base.get("seed", 0)) for row in rows}))
+    record = provenance(seeds=sorted({row.point.get("seed", spec.base.get("seed", 0)) for row in rows}))
     text = (
         f"# Sweep {spec.name}\n\n{spec.description}\n\nMetric: test {spec.metric} of the learned policy, "
-        f"mean ± sd over seeds. {len(rows)} trials, {sum(r['status'] != 'ok' for r in rows)} failed.\n\n"
+        f"mean ± sd over seeds. {len(rows)} trials, {sum(not r.ok for r in rows)} failed.\n\n"
         "## Best configuration per task\n\n"
         + markdown_table(["task", "configuration", f"learned {spec.metric}", *baselines], best_table)
         + "\n## All configurations\n\n"
@@ -311,13 +348,13 @@ def write_sweep_results(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str
         + provenance_markdown(record)
     )
     (root / "summary.md").write_text(text)
-    write_json(root / "summary.json", {"provenance": record, "metric": spec.metric, "trials": rows})
+    write_json(root / "summary.json", {"provenance": record, "metric": spec.metric, "trials": flat})
     plot_sweep(spec, rows, best_per_task, baselines)
-    return {"rows": rows, "best": best_per_task, "failed": sum(r["status"] != "ok" for r in rows)}
+    return SweepOutcome(rows, best_per_task, sum(not r.ok for r in rows))
 
 
 def plot_sweep(
-    spec: SweepSpec, rows: list[dict[str, Any]], best: dict[str, tuple[dict, list]], baselines: list[str]
+    spec: SweepSpec, rows: list[TrialRow], best: dict[str, tuple[Overrides, list[float]]], baselines: list[str]
 ) -> None:
     """accuracy.png (learned best configuration vs baselines, per task) and learning_curves.png."""
     import matplotlib
@@ -337,8 +374,8 @@ def plot_sweep(
         for task in tasks:
             config, values = best[task]
             if m > 0:
-                members = [r for r in rows if all(r.get(k) == config.get(k) for k in keys)]
-                values = [r.get(f"{method}/{spec.metric}") for r in members]
+                members = [r for r in rows if all(r.point.get(k) == config.get(k) for k in keys)]
+                values = [r.metrics.get(f"{method}/{spec.metric}") for r in members]
             values = [v for v in values if v is not None]
             means.append(100 * np.mean(values) if values else 0)
             sds.append(100 * np.std(values, ddof=1) if len(values) > 1 else 0)
@@ -353,8 +390,8 @@ def plot_sweep(
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for row in rows:
-        curve_path = Path(row.get("run_dir", "")) / "curve.csv"
-        if not curve_path.is_file():
+        curve_path = Path(row.run_dir or "") / "curve.csv"
+        if row.run_dir is None or not curve_path.is_file():
             continue
         series = Curve(curve_path).read()
         key = "rollout/episode_value" if "rollout/episode_value" in series else "train/td_loss"
@@ -363,7 +400,7 @@ def plot_sweep(
         steps, values = zip(*series[key], strict=True)
         window = max(len(values) // 20, 1)
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, alpha=0.7, linewidth=1, label=row["trial"][:40])
+        ax.plot(steps[window - 1 :], smooth, alpha=0.7, linewidth=1, label=row.trial[:40])
         ax.set_ylabel(key)
     ax.set_xlabel("step")
     if len(rows) <= 12:

@@ -10,21 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from rl_select.cli.options import given_values, option_type, parse_text, with_options
 from rl_select.errors import ArtifactError, ConfigError
 from rl_select.runs.config import TrainConfig, chosen_keys, fit_training, read_run_config, write_run_config
 from rl_select.runs.migrate import FORMAT_1_KEYS, FORMAT_1_SHARED
-from rl_select.settings import (
-    UNSET,
-    Leaf,
-    build,
-    cpu_values,
-    given_values,
-    leaves,
-    option_type,
-    parse_text,
-    to_mapping,
-    with_options,
-)
+from rl_select.settings import UNSET, Leaf, build, cpu_values, leaves, to_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
+from rl_select.types import JsonObject
+
 RESULTS_DIR = Path("experiments/results")
 
 
@@ -28,10 +31,8 @@ class BenchReport:
     markdown: str = ""
 
 
-def write_report(path: Path, payload: dict[str, Any], report: BenchReport, record: dict[str, Any]) -> Path:
+def write_report(path: Path, payload: JsonObject, report: BenchReport, record: Provenance) -> Path:
     """``path`` (JSON: provenance and payload) and the markdown beside it."""
-    from rl_select.provenance import provenance_markdown, write_json
-
     write_json(path, {"provenance": record, **payload})
     path.with_suffix(".md").write_text(report.markdown + provenance_markdown(record))
     return path
@@ -39,8 +40,6 @@ def write_report(path: Path, payload: dict[str, Any], report: BenchReport, recor
 
 def scorer_report(result: dict[str, Any], task: str, k: int) -> BenchReport:
     """``bench scorer``: per path queries/s, ratio, share of the GEMM peak, agreement; env rewards/s."""
-    from rl_select.provenance import markdown_table
-
     naive_dtype = result["runs"][0]["dtype"]
     headers = ["path", "dtype", "queries/s", f"ratio vs naive {naive_dtype}", "share of GEMM peak", "agreement"]
     rows = [
@@ -129,8 +128,6 @@ def _batching_note(env_runs: list[dict], mean_query_tokens: float) -> str:
 
 def rollouts_report(result: dict[str, Any], task: str, k: int, m: int, reward_rows: int, episodes: int) -> BenchReport:
     """``bench rollouts``: episodes/s, speed-up and efficiency per placement and worker count."""
-    from rl_select.provenance import markdown_table
-
     headers = ["scorer placement", "workers", "episodes/s", "speedup", "parallel efficiency"]
     rows = [
         [
@@ -159,8 +156,6 @@ SERVICE_HEADERS = ["concurrency", "requests", "req/s", "p50 ms", "p95 ms", "p99 
 
 def service_report(result: dict[str, Any], manifest: Any, k: int | None) -> BenchReport:
     """``bench service``: latency percentiles and throughput per concurrency level."""
-    from rl_select.provenance import markdown_table
-
     headers = [*SERVICE_HEADERS, "server p99 ms", "errors"]
     keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms", "server_p99_ms")
     rows = [
@@ -188,8 +183,6 @@ def service_report(result: dict[str, Any], manifest: Any, k: int | None) -> Benc
 
 def abuse_report(result: dict[str, Any], manifest: Any) -> BenchReport:
     """``bench service --abuse``: the load phase, then slow-loris and malformed requests under load."""
-    from rl_select.provenance import markdown_table
-
     load, under, slow, bad = result["load"], result["under_abuse"], result["slow_loris"], result["malformed"]
     headers = ["phase", "requests", "errors", "req/s", "p50 ms", "p99 ms", "outcome"]
     rows = [

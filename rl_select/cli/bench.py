@@ -18,6 +18,7 @@ from rl_select.cli.common import (
     setup_logging,
 )
 from rl_select.errors import ConfigError
+from rl_select.provenance import Provenance, cpu_steal_meter, provenance
 
 bench_app = typer.Typer(
     help="Benchmarks that measure ours against a baseline in the same run.", no_args_is_help=True, rich_markup_mode=None
@@ -35,7 +36,7 @@ def _integers(text: str, option: str) -> list[int]:
     return values
 
 
-def _publish(report, path: Path, payload: dict, record: dict) -> None:
+def _publish(report, path: Path, payload: dict, record: Provenance) -> None:
     """Print the report's table and notes; write its files."""
     from rl_select.bench.reports import write_report
 
@@ -69,7 +70,6 @@ def bench_scorer(
     setup_logging(verbose)
     from rl_select.bench.reports import RESULTS_DIR, scorer_report
     from rl_select.bench.scorer import run_scorer_benchmark
-    from rl_select.provenance import cpu_steal_meter, provenance
     from rl_select.selectors import check_k
     from rl_select.tasks import load_task
 
@@ -113,7 +113,6 @@ def bench_rollouts(
     setup_logging(verbose)
     from rl_select.bench.reports import RESULTS_DIR, rollouts_report
     from rl_select.bench.rollouts import rollout_config, run_rollout_benchmark
-    from rl_select.provenance import cpu_steal_meter, provenance
     from rl_select.scoring.model import resolve_device
 
     stolen = cpu_steal_meter()
@@ -152,7 +151,6 @@ def bench_service(
     from rl_select.bench.reports import RESULTS_DIR, abuse_failed, abuse_report, service_report
     from rl_select.bench.service import query_texts, run_abuse_on_server, run_service_benchmark
     from rl_select.export.manifest import read_manifest
-    from rl_select.provenance import cpu_steal_meter, provenance
 
     stolen = cpu_steal_meter()
     manifest = read_manifest(policy_dir)

@@ -140,8 +140,8 @@ def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool
     console.print(table)
     stats = outcome.scorer_stats
     err_console.print(
-        f"reward cache hit rate {stats['reward_cache']['hit_rate']:.1%} · "
-        f"{stats['queries']} queries scored in {stats['seconds']:.1f}s of forward passes"
+        f"reward cache hit rate {stats.reward_cache.hit_rate:.1%} · "
+        f"{stats.work.queries} queries scored in {stats.work.seconds:.1f}s of forward passes"
     )
     err_console.print(f"wrote {outcome.path} and {outcome.path.with_suffix('.md')}")
     if outcome.dumped:

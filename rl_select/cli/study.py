@@ -21,6 +21,7 @@ from rl_select.cli.common import (
     setup_logging,
 )
 from rl_select.errors import ConfigError, Interrupted
+from rl_select.provenance import provenance
 
 
 def headroom_command(
@@ -40,7 +41,6 @@ def headroom_command(
 ) -> None:
     """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
     setup_logging(verbose)
-    from rl_select.provenance import provenance
     from rl_select.resources import Resources
     from rl_select.scoring import ScoringConfig
     from rl_select.selectors import check_k
@@ -135,7 +135,7 @@ def study_command(
         summary = Study(config).table_so_far()
         console.print((config.root / "results.md").read_text())
         err_console.print(
-            f"wrote {config.root}/results.md, summary.json, accuracy.png ({', '.join(summary['average']['tasks'])})"
+            f"wrote {config.root}/results.md, summary.json, accuracy.png ({', '.join(summary.average.tasks)})"
         )
         return
     err_console.print(f"study {config.name}: {', '.join(config.tasks)} into {config.root} (rerun to continue)")
@@ -149,5 +149,5 @@ def study_command(
     if export_transfer is not None:
         study.export_transfer_policy(export_transfer)
         err_console.print(f"transfer policy copied to {export_transfer}")
-    average = summary["average"]
-    err_console.print(f"wrote {config.root}/results.md, summary.json, accuracy.png ({len(average['tasks'])} tasks)")
+    tasks = len(summary.average.tasks)
+    err_console.print(f"wrote {config.root}/results.md, summary.json, accuracy.png ({tasks} tasks)")

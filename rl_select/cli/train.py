@@ -16,6 +16,7 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
+from rl_select.cli.options import parse_text, with_options
 from rl_select.errors import ConfigError, DataError, Interrupted
 from rl_select.runs.config import (
     TrainConfig,
@@ -24,16 +25,17 @@ from rl_select.runs.config import (
     read_run_config,
     read_yaml_mapping,
 )
-from rl_select.settings import leaves, parse_text, with_options
+from rl_select.settings import leaves
+from rl_select.types import Overrides
 
 ConfigOption = typer.Option(None, "--config", help="YAML file of training settings (options override it).")
 SetOption = typer.Option([], "--set", help="Any setting by its path: key=value (e.g. evaluation.rows=50), repeatable.")
 
 
-def parse_sets(sets: list[str]) -> dict[str, Any]:
+def parse_sets(sets: list[str]) -> Overrides:
     """``--set path=value`` items by path, each value parsed as its setting's type (YAML, or a,b for a list)."""
     by_path = {leaf.path: leaf for leaf in leaves(TrainConfig)}
-    parsed: dict[str, Any] = {}
+    parsed: Overrides = {}
     for item in sets:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")
@@ -42,7 +44,7 @@ def parse_sets(sets: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def build_config(config_file: Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+def build_config(config_file: Path | None, overrides: Overrides) -> tuple[TrainConfig, Overrides]:
     """The config from defaults fitted to the device and run length, then the YAML file, then the options.
 
     Returns it with the settings fitted to this machine (path → value), for ``--dry-run`` to show.
@@ -63,7 +65,7 @@ def default_run_dir(config: Any) -> Path:
 
 
 def train_run(
-    settings: dict[str, Any],
+    settings: Overrides,
     config_file: Path | None = ConfigOption,
     sets: list[str] = SetOption,
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<name>)."),
@@ -88,7 +90,7 @@ def train_run(
     err_console.print(f"run directory {run_dir}: results.json, results.md, learning_curve.png, policy/")
 
 
-def run_to_start(config_file: Path | None, overrides: dict[str, Any], out: Path | None, resume: Path | None):
+def run_to_start(config_file: Path | None, overrides: Overrides, out: Path | None, resume: Path | None):
     """The config, run directory and device-fitted settings of a new run, or of the run ``--resume`` continues.
 
     A new run's settings come from the YAML file, then the options. The tasks are loaded and checked against the
@@ -96,7 +98,7 @@ def run_to_start(config_file: Path | None, overrides: dict[str, Any], out: Path 
     """
     from rl_select.runs.setup import load_tasks  # deferred: it imports the scorer (torch)
 
-    fitted: dict[str, Any] = {}
+    fitted: Overrides = {}
     if resume is not None:
         if out is not None and out != resume:
             raise ConfigError("--resume continues a run in place; do not give --out")
@@ -112,7 +114,7 @@ def run_to_start(config_file: Path | None, overrides: dict[str, Any], out: Path 
     return config, run_dir, fitted
 
 
-def announce_training_budget(config: TrainConfig, *, table: bool, fitted: dict[str, Any] | None = None) -> None:
+def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overrides | None = None) -> None:
     """Project a training run's LLM work on this machine and say it (the model loads once, for the run too).
 
     ``fitted``: the settings fitted to this machine (shown, so the user sees the values the run will use).
@@ -139,7 +141,7 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: dict[s
 
 
 def collect_run(
-    settings: dict[str, Any],
+    settings: Overrides,
     episodes: int = typer.Option(..., "--episodes", help="Episodes the data set should hold.", min=1),
     out: Path = typer.Option(..., "--out", help="Data set directory (re-running continues it)."),
     config_file: Path | None = ConfigOption,
@@ -199,8 +201,6 @@ def sweep_command(
         ) from None
     typer.echo((spec.root / "summary.md").read_text())
     err_console.print(f"wrote {spec.root}/trials.csv, summary.md, accuracy.png, learning_curves.png")
-    if outcome["failed"]:
-        err_console.print(
-            f"{outcome['failed']} trial(s) failed or did not finish; rerun the same command to resume them"
-        )
+    if outcome.failed:
+        err_console.print(f"{outcome.failed} trial(s) failed or did not finish; rerun the same command to resume them")
         raise typer.Exit(1)

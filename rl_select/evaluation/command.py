@@ -17,6 +17,8 @@ from rl_select.evaluation.core import (
 )
 from rl_select.evaluation.dump import write_dump
 from rl_select.evaluation.tables import evaluation_markdown
+from rl_select.provenance import provenance
+from rl_select.scoring import CacheStats
 
 ORDER_CHOICES = ("selected", "reversed", "both")
 DEFAULT_SEEDS = 5
@@ -83,7 +85,7 @@ class EvaluateOutcome:
     reports: list[SelectorReport]
     path: Path
     task: str
-    scorer_stats: dict[str, Any]
+    scorer_stats: CacheStats
     resumed: int
     dumped: int = 0
 
@@ -151,7 +153,6 @@ def evaluate(
         on_budget: Told the projected LLM work (a :class:`~rl_select.budget.Projection`) and this machine's measured
             throughput before any scoring (measuring it costs two forwards).
     """
-    from rl_select.provenance import provenance
     from rl_select.reproducibility import pin_determinism
     from rl_select.resources import Resources
     from rl_select.retrieval.embed import default_embedder

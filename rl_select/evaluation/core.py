@@ -17,15 +17,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rl_select.errors import ArtifactError, ConfigError, Interrupted
+from rl_select.provenance import to_json, write_json
 from rl_select.resources import Resources
 from rl_select.scoring import LLMCost
 from rl_select.selectors.base import Selector
 from rl_select.tasks.task import Example
+from rl_select.types import JsonObject, JsonValue
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 EVALUATION_FORMAT = 2
@@ -71,14 +72,14 @@ class SeedResult:
         """Pool ids of the prompt evaluation row ``row`` got, in prompt order."""
         return list(self.selections[row]) if self.selections is not None else list(self.selection or [])
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON form."""
         data = asdict(self)
         data["cost"] = self.cost.to_dict()
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SeedResult:
+    def from_dict(cls, data: JsonObject) -> SeedResult:
         """Inverse of :meth:`to_dict`."""
         return cls(**{**data, "cost": LLMCost(**data.get("cost", {}))})
 
@@ -147,7 +148,7 @@ class SelectorReport:
         key = "predictions_calibrated" if calibrated else "predictions_raw"
         return np.array([np.asarray(getattr(s, key)) == gold for s in self.seeds])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> JsonObject:
         """JSON form, with the aggregates."""
         return {
             "selector": self.selector,
@@ -167,7 +168,7 @@ class SelectorReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SelectorReport:
+    def from_dict(cls, data: JsonObject) -> SelectorReport:
         """Inverse of :meth:`to_dict` (the aggregates are recomputed)."""
         return cls(
             selector=data["selector"],
@@ -338,17 +339,17 @@ class EvaluationLog:
     def __init__(
         self,
         path: str | Path,
-        key: dict[str, Any],
-        header: dict[str, Any],
-        render: Callable[[dict[str, Any]], str] | None = None,
+        key: JsonObject,
+        header: JsonObject,
+        render: Callable[[JsonObject], str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.key = json.loads(json.dumps(key, default=str))
-        self.header = header
+        self.header = to_json(header)  # plain JSON, as a file read back holds it
         self.render = render
         self.reports: dict[str, SelectorReport] = {}
         self.order: list[str] = []
-        self._continuing: dict[str, Any] | None = None
+        self._continuing: JsonValue = None
         self.path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the work
         self.resumed = self._load()
 
@@ -384,7 +385,7 @@ class EvaluationLog:
         self.order = list(self.reports)
         return sum(len(r.seeds) for r in self.reports.values())
 
-    def _keep_first_provenance(self, stored: dict[str, Any]) -> None:
+    def _keep_first_provenance(self, stored: JsonObject) -> None:
         """The file's provenance stays the first run's; this run is added to ``resumed_by``."""
         first = stored.get("provenance")
         if not isinstance(first, dict):
@@ -410,7 +411,7 @@ class EvaluationLog:
             self.order.append(key)
         self.write(partial=True)
 
-    def payload(self, partial: bool) -> dict[str, Any]:
+    def payload(self, partial: bool) -> JsonObject:
         """The file's content."""
         ordered = [k for k in self.order if k in self.reports]
         return {
@@ -424,8 +425,6 @@ class EvaluationLog:
 
     def write(self, partial: bool) -> Path:
         """Write the JSON (and markdown) atomically."""
-        from rl_select.provenance import write_json
-
         payload = self.payload(partial)
         write_json(self.path, payload)
         if self.render is not None:

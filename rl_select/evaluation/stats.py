@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from rl_select.types import JsonObject
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class PairedDelta:
     mean: float
     ci95: tuple[float, float]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """``{"mean": points, "ci95": [lo, hi]}``."""
         return {"mean": round(self.mean, 2), "ci95": [round(self.ci95[0], 2), round(self.ci95[1], 2)]}
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rl_select.evaluation.core import SelectorReport
+from rl_select.provenance import Provenance, markdown_table, provenance_markdown
 from rl_select.scoring import LLMCost
+from rl_select.types import JsonObject
 
 
 def format_mean_sd(mean_sd: tuple[float, float]) -> str:
@@ -45,10 +45,8 @@ def report_row(report: SelectorReport) -> list[str]:
     ]
 
 
-def evaluation_markdown(payload: dict[str, Any]) -> str:
+def evaluation_markdown(payload: JsonObject) -> str:
     """The markdown table of an evaluation file's payload (partial ones say so)."""
-    from rl_select.provenance import markdown_table, provenance_markdown
-
     key = payload["key"]
     reports = [SelectorReport.from_dict(r) for r in payload["reports"]]
     primary = "calibrated" if key["scoring"]["calibrate"] else "raw"
@@ -63,5 +61,6 @@ def evaluation_markdown(payload: dict[str, Any]) -> str:
         title
         + markdown_table(headers, [report_row(r) for r in reports])
         + "\nLLM cost to choose: queries scored (cache hits included) and forward tokens spent picking the "
-        "demonstrations, not scoring the evaluation rows.\n\n" + provenance_markdown(payload.get("provenance", {}))
+        "demonstrations, not scoring the evaluation rows.\n\n"
+        + provenance_markdown(Provenance.from_dict(payload.get("provenance") or {}))
     )

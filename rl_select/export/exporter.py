@@ -21,6 +21,7 @@ from torch import nn
 
 from rl_select.errors import ArtifactError, ConfigError
 from rl_select.export import manifest as fmt
+from rl_select.provenance import provenance
 
 logger = logging.getLogger(__name__)
 OBS_ORDER = ("candidates", "chosen", "step", "state", "query")
@@ -308,8 +309,6 @@ def _manifest(
     extra: dict[str, Any],
 ) -> fmt.Manifest:
     """The artifact's manifest (its files' checksums are added when it is written)."""
-    from rl_select.provenance import provenance
-
     run_record = json.loads((run_dir / "config.json").read_text()).get("provenance", {})
     template = loaded.template.to_dict()
     return fmt.Manifest(
@@ -337,7 +336,7 @@ def _manifest(
             "training_config": config.to_dict(),
             "commit": run_record.get("commit"),
             "training_command": run_record.get("command"),
-            "export": provenance(),
+            "export": provenance().to_dict(),
         },
         files={},
         **extra,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rl_select.provenance import provenance
 from rl_select.rollouts.episodes import EpisodeStore, episode_base_seed, run_episode
 from rl_select.runs.setup import build_setup, load_tasks, make_env
 
@@ -47,10 +48,8 @@ def collect_episodes(
         setup: An already built :class:`~rl_select.runs.setup.RunSetup` (in-process collection).
         progress: Progress factory.
     """
-    from rl_select.provenance import provenance
-
     store = EpisodeStore(out)
-    store.create({"settings": dataset_settings(config), "provenance": provenance(seeds=[config.seed])})
+    store.create({"settings": dataset_settings(config), "provenance": provenance(seeds=[config.seed]).to_dict()})
     done = set(store.ids())
     todo = [e for e in range(episodes) if e not in done]
     advance = progress("collecting episodes", episodes) if progress else None

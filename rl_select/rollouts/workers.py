@@ -26,7 +26,7 @@ from rl_select.rollouts.episodes import episode_base_seed, run_episode
 from rl_select.rollouts.ray_runtime import require_ray
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.setup import build_setup, load_tasks, make_env, make_vec_env
-from rl_select.scoring import LLMCost
+from rl_select.scoring import CacheStats, LLMCost
 
 logger = logging.getLogger(__name__)
 PLACEMENTS = ("worker", "central")
@@ -67,7 +67,7 @@ class CentralScorer:
         """Prompt log-perplexity (step features)."""
         return self.setup.resources[task].scorer.prefix_log_perplexity(demos)
 
-    def cache_stats(self, task: str) -> dict:
+    def cache_stats(self, task: str) -> CacheStats:
         """The task scorer's cache statistics."""
         return self.setup.resources[task].scorer.cache_stats()
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from rl_select.envs.config import EnvConfig
 from rl_select.errors import ArtifactError, ConfigError
 from rl_select.policies.settings import CQLConfig, DQNConfig, FQIConfig, OfflineData, PPOConfig
+from rl_select.provenance import Provenance, write_json
 from rl_select.runs.migrate import FORMAT_1, migrate_format_1, migrate_keys
 from rl_select.settings import (
     DATA_DIR_HELP,
@@ -33,6 +33,7 @@ from rl_select.settings import (
     to_mapping,
     with_values,
 )
+from rl_select.types import JsonObject, Overrides
 
 ALGOS = ("cql", "dqn", "ppo", "fqi")
 DEFAULT_STEPS = {"cql": 8000, "dqn": 20_000, "ppo": 20_000, "fqi": FQIConfig().rounds}
@@ -197,26 +198,26 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ mapping form
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The nested mapping form (``config.json``, YAML)."""
         return to_mapping(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: JsonObject) -> TrainConfig:
         """Build from the mapping form (nested or dotted keys; format-1 flat keys are migrated)."""
         return build(cls, migrate_keys(data))
 
-    def with_overrides(self, overrides: dict[str, Any]) -> TrainConfig:
+    def with_overrides(self, overrides: Overrides) -> TrainConfig:
         """A copy with settings (dotted paths, nested mappings, or format-1 flat keys) applied."""
         return with_values(self, migrate_keys(overrides))
 
 
-def chosen_keys(settings: dict[str, Any]) -> set[str]:
+def chosen_keys(settings: Overrides) -> set[str]:
     """The dotted paths of the settings a mapping sets (``evaluation.rows``, ``env.reward_rows``)."""
     return set(flatten(migrate_keys(settings), TrainConfig))
 
 
-def fit_training(config: TrainConfig, chosen: set[str], device_type: str) -> tuple[TrainConfig, dict[str, Any]]:
+def fit_training(config: TrainConfig, chosen: set[str], device_type: str) -> tuple[TrainConfig, Overrides]:
     """``config`` with its open settings fitted to the device and the run's length, and what was fitted.
 
     Open: paths not in ``chosen`` (see :func:`chosen_keys`). On a CPU, each setting's declared CPU value (see
@@ -232,7 +233,7 @@ def fit_training(config: TrainConfig, chosen: set[str], device_type: str) -> tup
     return config, fitted
 
 
-def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+def read_yaml_mapping(path: str | Path, what: str) -> JsonObject:
     """The mapping a YAML file holds (``what`` names it in errors: "training settings", "a sweep", ...)."""
     import yaml
 
@@ -250,7 +251,7 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def config_differences(old: TrainConfig, new: dict[str, Any]) -> list[str]:
+def config_differences(old: TrainConfig, new: JsonObject) -> list[str]:
     """Human-readable ``path: old → new`` for every override that changes ``old``."""
     return differences(old, old.with_overrides(new))
 
@@ -276,11 +277,11 @@ def read_run_config(run_dir: Path) -> TrainConfig:
         raise ArtifactError(f"{path}: {exc}") from None
 
 
-def write_run_config(run_dir: Path, config: TrainConfig, provenance: dict[str, Any]) -> None:
+def write_run_config(run_dir: Path, config: TrainConfig, record: Provenance) -> None:
     """Write ``config.json`` (format, config, provenance)."""
-    path = Path(run_dir) / "config.json"
-    payload = {"format": CONFIG_FORMAT, "config": config.to_dict(), "provenance": provenance}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_json(
+        Path(run_dir) / "config.json", {"format": CONFIG_FORMAT, "config": config.to_dict(), "provenance": record}
+    )
 
 
 __all__ = [

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from rl_select.errors import ConfigError
+from rl_select.provenance import provenance
 from rl_select.runs.config import TrainConfig, config_differences, read_run_config, write_run_config
 from rl_select.tasks import Task
+from rl_select.types import Overrides
 
 POLICY_DIR = "policy"
 
@@ -32,7 +33,7 @@ def policy_files(run_dir: Path, algo: str) -> Path:
     return Path(run_dir) / POLICY_DIR / (f"{algo}.pt" if algo in ("cql", "fqi") else "model.zip")
 
 
-def resumed_config(run_dir: Path, overrides: dict[str, Any] | None) -> TrainConfig:
+def resumed_config(run_dir: Path, overrides: Overrides | None) -> TrainConfig:
     """The stored config of a run to resume; any override that changes it is an error."""
     stored = read_run_config(run_dir)
     diffs = config_differences(stored, overrides or {})
@@ -48,7 +49,6 @@ def create_run_dir(config: TrainConfig, run_dir: Path) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists; use --resume {run_dir} or a new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    from rl_select.provenance import provenance
 
     write_run_config(run_dir, config, provenance(seeds=[config.seed]))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+
+from rl_select.types import JsonObject, JsonValue, Overrides
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ FORMAT_1_SHARED: dict[str, tuple[str, ...]] = {
 _warned: set[str] = set()
 
 
-def migrate_keys(settings: Mapping[str, Any]) -> dict[str, Any]:
+def migrate_keys(settings: Mapping[str, JsonValue]) -> Overrides:
     """``settings`` with format 1's flat keys rewritten as dotted paths (each warned about once)."""
-    migrated: dict[str, Any] = {}
+    migrated: Overrides = {}
     for key, value in settings.items():
         if key in FORMAT_1_KEYS:
             _warn(key, FORMAT_1_KEYS[key])
@@ -83,7 +84,7 @@ def _warn(old: str, new: str) -> None:
         logger.info("setting '%s' is the flat format-1 name of '%s'", old, new)
 
 
-def migrate_format_1(settings: Mapping[str, Any]) -> dict[str, Any]:
+def migrate_format_1(settings: Mapping[str, JsonValue]) -> JsonObject:
     """A format-1 ``config.json`` ``config`` as the nested form, with the defaults its older writers ran under."""
     settings = dict(settings)
     env = dict(settings.get("env") or {})

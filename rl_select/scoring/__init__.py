@@ -11,18 +11,27 @@ from rl_select.scoring.model import (
 )
 from rl_select.scoring.naive import naive_log_scores
 from rl_select.scoring.prompts import CONTENT_FREE_INPUTS, PromptEncoder, TruncationReport
-from rl_select.scoring.results import LLMCost, ScoreResult, ScorerStats, accuracy_interval
+from rl_select.scoring.results import (
+    CacheStats,
+    LLMCost,
+    RewardCacheStats,
+    ScoreResult,
+    ScorerStats,
+    accuracy_interval,
+)
 from rl_select.scoring.scorer import Scorer
 
 __all__ = [
     "CONTENT_FREE_INPUTS",
     "DEFAULT_MODEL",
+    "CacheStats",
     "LLMCost",
     "LanguageModel",
     "PrefixCache",
     "PrefixState",
     "PromptEncoder",
     "RewardCache",
+    "RewardCacheStats",
     "ScoreResult",
     "Scorer",
     "ScorerStats",

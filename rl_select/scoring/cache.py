@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rl_select.errors import ArtifactError
+from rl_select.scoring.results import RewardCacheStats
 
 
 @dataclass
@@ -262,15 +263,10 @@ class RewardCache:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RewardCacheStats:
         """Hits, misses, hit rate and size."""
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "hit_rate": round(self.hit_rate, 4),
-            "entries": len(self._entries),
-            "path": str(self.path) if self.path else None,
-        }
+        path = str(self.path) if self.path else None
+        return RewardCacheStats(self.hits, self.misses, round(self.hit_rate, 4), len(self._entries), path)
 
     def close(self) -> None:
         """Close the SQLite connection."""

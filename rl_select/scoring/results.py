@@ -137,6 +137,13 @@ class LLMCost:
         """JSON form."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: object) -> LLMCost:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` unless both counts are integers."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), int) for k in ("queries", "tokens")):
+            raise ValueError(f"not an LLM cost: {data!r}")
+        return cls(data["queries"], data["tokens"])
+
 
 @dataclass
 class ScorerStats:
@@ -156,9 +163,33 @@ class ScorerStats:
     prefix_builds: int = 0
     padding: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, int | float]:
         """JSON form."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RewardCacheStats:
+    """The reward cache's use: hits, misses, hit rate, entries held, and its file (None in memory)."""
+
+    hits: int
+    misses: int
+    hit_rate: float
+    entries: int
+    path: str | None
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """A scorer's caches and work: the reward cache, prefix states held, and :class:`ScorerStats`."""
+
+    reward_cache: RewardCacheStats
+    prefix_states: int
+    work: ScorerStats
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form: ``reward_cache``, ``prefix_states`` and the work counters at the top level."""
+        return {"reward_cache": asdict(self.reward_cache), "prefix_states": self.prefix_states, **self.work.to_dict()}
 
 
 def accuracy_interval(accuracies: Sequence[float]) -> tuple[float, float]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from rl_select.scoring.model import LanguageModel
 from rl_select.scoring.packing import PackedItems, batches_by_width, pack_items
 from rl_select.scoring.prompts import PromptEncoder, TruncationReport
 from rl_select.scoring.readout import Job, LabelReadout, Plan
-from rl_select.scoring.results import LLMCost, ScoreResult, ScorerStats
+from rl_select.scoring.results import CacheStats, LLMCost, ScoreResult, ScorerStats
 from rl_select.tasks.task import Example, Task
 
 Progress = Callable[[int], None]
@@ -233,13 +233,9 @@ class Scorer:
         """The LLM work charged to this scorer so far (see :class:`LLMCost`)."""
         return LLMCost(queries=self.stats.requested, tokens=self.stats.tokens)
 
-    def cache_stats(self) -> dict:
-        """Reward-cache hits and prefix-cache use."""
-        return {
-            "reward_cache": self.rewards.stats(),
-            "prefix_states": len(self.prefixes),
-            **self.stats.to_dict(),
-        }
+    def cache_stats(self) -> CacheStats:
+        """Reward-cache hits, prefix-cache use and the work done."""
+        return CacheStats(self.rewards.stats(), len(self.prefixes), replace(self.stats))
 
     # ------------------------------------------------------------------ requests and the reward cache
 

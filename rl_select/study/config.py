@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rl_select.errors import ConfigError
 from rl_select.settings import (
@@ -17,6 +16,7 @@ from rl_select.settings import (
     setting,
     to_mapping,
 )
+from rl_select.types import JsonObject, Overrides
 
 QUERY_FEATURES = {
     "embedder": "minilm",
@@ -44,7 +44,7 @@ class QueryLearner:
         help="Behaviour policies of the collection and their shares.",
     )
     epsilon: float = setting(0.1, help="Random-candidate probability of the behaviours.", minimum=0.0, maximum=1.0)
-    variants: tuple[dict[str, Any], ...] = setting(
+    variants: tuple[Overrides, ...] = setting(
         ({"fqi.alpha": 0.0}, {"fqi.alpha": 0.05}),
         help="fqi settings tried (training settings by path); the best on dev_rows dev queries is kept.",
     )
@@ -53,7 +53,7 @@ class QueryLearner:
     )
     rounds: int = setting(4, help="Fitting rounds (k or more).", minimum=1)
     epochs: int = setting(20, help="Passes per round.", minimum=1)
-    features: dict[str, Any] = setting(
+    features: Overrides = setting(
         factory=lambda: dict(QUERY_FEATURES), help="Observation features (FeatureConfig fields)."
     )
     proposers: dict[str, int] | None = setting(
@@ -85,7 +85,7 @@ class TaskLearner:
     alpha: float = setting(0.0, help="Conservative weight of fitted Q.", minimum=0.0)
     rounds: int = setting(4, help="Fitting rounds.", minimum=1)
     epochs: int = setting(30, help="Passes per round.", minimum=1)
-    features: dict[str, Any] = setting(
+    features: Overrides = setting(
         factory=lambda: dict(TASK_FEATURES), help="Observation features (FeatureConfig fields)."
     )
     proposals: int = setting(
@@ -167,7 +167,7 @@ class StudyConfig:
         """``<out>/<name>``."""
         return Path(self.out) / self.name
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The mapping form (JSON, YAML)."""
         return to_mapping(self)
 
@@ -177,12 +177,12 @@ class StudyConfig:
         return max(self.query.training_queries, *curve.queries) if task in curve.tasks else self.query.training_queries
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StudyConfig:
+    def from_dict(cls, data: JsonObject) -> StudyConfig:
         """From a YAML mapping; unknown keys and bad values anywhere are errors."""
         return build(cls, data)
 
 
-def read_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+def read_study(path: str | Path, overrides: Overrides | None = None) -> StudyConfig:
     """A study from its YAML file, with top-level overrides (``data_dir``, ``out``, ...)."""
     from rl_select.runs.config import read_yaml_mapping
 

@@ -9,25 +9,23 @@ so an interrupted curve continues where it stopped; ``curve.png`` plots every fi
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from rl_select.evaluation import evaluate_selector, stratified_bootstrap
+from rl_select.study.state import CurvePoint, LearningCurve, StudyState
 from rl_select.study.view import StudyView as Study
 
 
-def learning_curve(study: Study, name: str) -> dict[str, Any]:
+def learning_curve(study: Study, name: str) -> LearningCurve:
     """Fit and evaluate every point of ``name``'s curve that is not done yet; return the task's curve."""
     from rl_select.runs.policy import PolicySelector
 
     config = study.config
-    path = study.root / "curve" / f"{name}.json"
-    curve = json.loads(path.read_text()) if path.is_file() else {"task": name, "points": {}}
-    variant = _chosen_variant(study, name)
+    state = StudyState(study.root)
+    curve = state.curve(name)
+    variant = dict(config.query.variants[state.choice(name).index])  # the fitted-Q settings dev chose
     episodes = study.root / "runs" / f"{name}-query-data" / "episodes"
     knn = next(r for r in study.reports(name) if r.name == "knn").correct()[:1]
     for count in sorted(config.learning_curve.queries):
-        if str(count) in curve["points"]:
+        if count in curve.points:
             continue
         train_config = study.train_config([name], "query", **variant, dense_data=[str(episodes)], dense_limit=count)
         run = study.fit(train_config, study.root / "runs" / f"{name}-curve-{count}")
@@ -40,22 +38,15 @@ def learning_curve(study: Study, name: str) -> dict[str, Any]:
             progress=study.progress,
         )
         delta = stratified_bootstrap([(report.correct(), knn)]) if report.correct().shape == knn.shape else None
-        curve["points"][str(count)] = {
-            "training_queries": count,
-            "calibrated": round(100 * report.calibrated[0], 2),
-            "raw": round(100 * report.raw[0], 2),
-            "delta_vs_knn": None if delta is None else delta.to_dict(),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(curve, indent=2) + "\n")
+        curve.points[count] = CurvePoint(
+            training_queries=count,
+            calibrated=round(100 * report.calibrated[0], 2),
+            raw=round(100 * report.raw[0], 2),
+            delta_vs_knn=delta,
+        )
+        state.write_curve(curve)
     plot_curves(study)
     return curve
-
-
-def _chosen_variant(study: Study, name: str) -> dict[str, Any]:
-    """The fitted-Q settings dev chose for the task."""
-    choices = json.loads((study.root / "dev" / "choices.json").read_text())[name]
-    return dict(study.config.query.variants[choices["variants"].index(choices["chosen"])])
 
 
 def plot_curves(study: Study) -> None:
@@ -65,14 +56,13 @@ def plot_curves(study: Study) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = sorted((study.root / "curve").glob("*.json"))
-    if not files:
+    curves = StudyState(study.root).curves()
+    if not curves:
         return
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    for file in files:
-        curve = json.loads(file.read_text())
-        points = sorted(curve["points"].values(), key=lambda p: p["training_queries"])
-        ax.plot([p["training_queries"] for p in points], [p["calibrated"] for p in points], "o-", label=curve["task"])
+    for curve in curves:
+        points = [curve.points[n] for n in sorted(curve.points)]
+        ax.plot([p.training_queries for p in points], [p.calibrated for p in points], "o-", label=curve.task)
     ax.set_xscale("log")
     ax.set_xlabel("training queries (pool queries with dense rows)")
     ax.set_ylabel("test accuracy, calibrated (%)")

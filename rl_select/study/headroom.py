@@ -18,22 +18,95 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from rl_select.errors import ArtifactError, ConfigError
-from rl_select.evaluation import paired_bootstrap
+from rl_select.evaluation import PairedDelta, paired_bootstrap
 from rl_select.observation import nearest_first
+from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
 from rl_select.resources import Resources
-from rl_select.scoring import LLMCost
+from rl_select.scoring import LLMCost, Scorer
 from rl_select.tasks.task import Example
+from rl_select.types import JsonObject, JsonValue
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 PROMPTS = ("knn", "oracle", "transferable")
 HEADROOM_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PromptOutcome:
+    """One prompt kind on one query: its demonstrations (pool ids, prompt order), gold probability, correctness."""
+
+    prompt: list[int]
+    gold_probability: float
+    correct_calibrated: bool
+    correct_raw: bool
+
+
+@dataclass(frozen=True)
+class HeadroomRecord:
+    """One test query of the analysis: its id, gold label index and the outcome of each prompt kind."""
+
+    id: int
+    gold: int
+    outcomes: dict[str, PromptOutcome]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form: ``id``, ``gold`` and one object per prompt kind."""
+        return {"id": self.id, "gold": self.gold, **{name: asdict(o) for name, o in self.outcomes.items()}}
+
+    @classmethod
+    def from_dict(cls, data: object) -> HeadroomRecord:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` on a damaged record."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(p), dict) for p in PROMPTS):
+            raise ValueError("not a headroom record")
+        try:
+            outcomes = {p: PromptOutcome(**data[p]) for p in PROMPTS}
+            return cls(id=int(data["id"]), gold=int(data["gold"]), outcomes=outcomes)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a headroom record ({exc})") from None
+
+
+@dataclass(frozen=True)
+class PromptSummary:
+    """One prompt kind over all queries."""
+
+    accuracy_calibrated: float
+    accuracy_raw: float
+    gold_probability: float
+
+
+@dataclass(frozen=True)
+class HeadroomSummary:
+    """Accuracies and gold probabilities per prompt kind, deltas to kNN, and where the transferable greedy differs.
+
+    ``knn_right_kept_right``: of the queries kNN gets right, the share the transferable greedy keeps right;
+    ``knn_wrong_made_right``: of those kNN gets wrong, the share it gets right (None where there are none).
+    """
+
+    queries: int
+    cost: LLMCost
+    prompts: dict[str, PromptSummary]
+    minus_knn: dict[str, PairedDelta]
+    knn_right_kept_right: float | None
+    knn_wrong_made_right: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form."""
+        return {
+            "queries": self.queries,
+            "cost": self.cost.to_dict(),
+            **{name: asdict(summary) for name, summary in self.prompts.items()},
+            **{f"{name}_minus_knn": delta.to_dict() for name, delta in self.minus_knn.items()},
+            "transferable_where": {
+                "knn_right_kept_right": self.knn_right_kept_right,
+                "knn_wrong_made_right": self.knn_wrong_made_right,
+            },
+        }
 
 
 @dataclass
@@ -54,35 +127,35 @@ class Headroom:
     k: int
     num_candidates: int
     dev_neighbours: int
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[HeadroomRecord] = field(default_factory=list)
     cost: LLMCost = field(default_factory=LLMCost)
 
     def correct(self, prompt: str, calibrated: bool = True) -> np.ndarray:
         """``[1, queries]`` correctness of one prompt kind (for :func:`paired_bootstrap`)."""
-        key = "correct_calibrated" if calibrated else "correct_raw"
-        return np.array([[r[prompt][key] for r in self.records]], dtype=np.float64)
+        outcomes = [r.outcomes[prompt] for r in self.records]
+        return np.array([[o.correct_calibrated if calibrated else o.correct_raw for o in outcomes]], dtype=np.float64)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> HeadroomSummary:
         """Accuracies (raw and calibrated), gold-label probabilities and deltas to kNN with 95% intervals."""
-        out: dict[str, Any] = {"queries": len(self.records), "cost": self.cost.to_dict()}
-        for prompt in PROMPTS:
-            out[prompt] = {
-                "accuracy_calibrated": float(self.correct(prompt).mean()),
-                "accuracy_raw": float(self.correct(prompt, calibrated=False).mean()),
-                "gold_probability": float(np.mean([r[prompt]["gold_probability"] for r in self.records])),
-            }
-        for prompt in PROMPTS[1:]:
-            out[f"{prompt}_minus_knn"] = paired_bootstrap(self.correct(prompt), self.correct("knn")).to_dict()
-        knn_right = self.correct("knn")[0] > 0
-        out["transferable_where"] = {
-            "knn_right_kept_right": float(self.correct("transferable")[0][knn_right].mean())
-            if knn_right.any()
-            else None,
-            "knn_wrong_made_right": float(self.correct("transferable")[0][~knn_right].mean())
-            if (~knn_right).any()
-            else None,
+        prompts = {
+            prompt: PromptSummary(
+                accuracy_calibrated=float(self.correct(prompt).mean()),
+                accuracy_raw=float(self.correct(prompt, calibrated=False).mean()),
+                gold_probability=float(np.mean([r.outcomes[prompt].gold_probability for r in self.records])),
+            )
+            for prompt in PROMPTS
         }
-        return out
+        knn = self.correct("knn")
+        minus_knn = {prompt: paired_bootstrap(self.correct(prompt), knn) for prompt in PROMPTS[1:]}
+        transferable, knn_right = self.correct("transferable")[0], knn[0] > 0
+        return HeadroomSummary(
+            queries=len(self.records),
+            cost=self.cost,
+            prompts=prompts,
+            minus_knn=minus_knn,
+            knn_right_kept_right=float(transferable[knn_right].mean()) if knn_right.any() else None,
+            knn_wrong_made_right=float(transferable[~knn_right].mean()) if (~knn_right).any() else None,
+        )
 
 
 def headroom(
@@ -103,7 +176,7 @@ def headroom(
     """
     task, scorer = resources.task, resources.scorer
     result = result or Headroom(task.name, k, num_candidates, dev_neighbours)
-    done = {record["id"] for record in result.records}
+    done = {record.id for record in result.records}
     todo = [query for query in queries if query.id not in done]
     pool_vectors = resources.index.vectors
     dev_vectors = resources.query_vectors(task.dev)
@@ -127,21 +200,21 @@ def headroom(
     return result
 
 
-def _record(scorer: Any, query: Example, gold: int, prompts: dict[str, list[Example]]) -> dict[str, Any]:
+def _record(scorer: Scorer, query: Example, gold: int, prompts: dict[str, list[Example]]) -> HeadroomRecord:
     """One query's record: each prompt's demonstrations, gold-label probability and correctness."""
-    record: dict[str, Any] = {"id": query.id, "gold": gold}
+    outcomes = {}
     for name, prompt in prompts.items():
         scored = scorer.score(prompt, [query])
-        record[name] = {
-            "prompt": [d.id for d in prompt],
-            "gold_probability": float(scored.gold_probs[0]),
-            "correct_calibrated": bool(scored.probs_calibrated.argmax(-1)[0] == gold),
-            "correct_raw": bool(scored.probs_raw.argmax(-1)[0] == gold),
-        }
-    return record
+        outcomes[name] = PromptOutcome(
+            prompt=[d.id for d in prompt],
+            gold_probability=float(scored.gold_probs[0]),
+            correct_calibrated=bool(scored.probs_calibrated.argmax(-1)[0] == gold),
+            correct_raw=bool(scored.probs_raw.argmax(-1)[0] == gold),
+        )
+    return HeadroomRecord(query.id, gold, outcomes)
 
 
-def _greedy(scorer: Any, candidates: list[Example], rows: list[Example], k: int) -> list[Example]:
+def _greedy(scorer: Scorer, candidates: list[Example], rows: list[Example], k: int) -> list[Example]:
     """Grow a prompt (appending) by the candidate that most raises the mean gold-label probability on ``rows``."""
     chosen: list[Example] = []
     for _ in range(k):
@@ -151,7 +224,7 @@ def _greedy(scorer: Any, candidates: list[Example], rows: list[Example], k: int)
     return chosen
 
 
-def headroom_report(result: Headroom, summary: dict[str, Any] | None = None) -> tuple[list[str], list[list[str]]]:
+def headroom_report(result: Headroom, summary: HeadroomSummary | None = None) -> tuple[list[str], list[list[str]]]:
     """The analysis as a table: accuracy of each prompt kind and its paired difference to kNN.
 
     ``summary``: the result's :meth:`Headroom.summary` when the caller has it (its bootstrap is not redone).
@@ -160,20 +233,20 @@ def headroom_report(result: Headroom, summary: dict[str, Any] | None = None) -> 
     headers = ["prompt", "calibrated", "raw", "gold-label probability", "calibrated − kNN (95% CI)"]
     rows = []
     for prompt in PROMPTS:
-        delta = summary.get(f"{prompt}_minus_knn")
+        delta, found = summary.minus_knn.get(prompt), summary.prompts[prompt]
         rows.append(
             [
                 prompt,
-                f"{100 * summary[prompt]['accuracy_calibrated']:.1f}",
-                f"{100 * summary[prompt]['accuracy_raw']:.1f}",
-                f"{summary[prompt]['gold_probability']:.3f}",
-                f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "",
+                f"{100 * found.accuracy_calibrated:.1f}",
+                f"{100 * found.accuracy_raw:.1f}",
+                f"{found.gold_probability:.3f}",
+                f"{delta.mean:+.1f} [{delta.ci95[0]:+.1f}, {delta.ci95[1]:+.1f}]" if delta else "",
             ]
         )
     return headers, rows
 
 
-def headroom_key(task: str, queries: list[Example], model: dict[str, Any], **settings: Any) -> dict[str, Any]:
+def headroom_key(task: str, queries: list[Example], model: JsonObject, **settings: JsonValue) -> JsonObject:
     """What identifies an analysis: task, settings (k, M, D, embedder, data seed), model and test queries."""
     return {
         "task": task,
@@ -192,12 +265,12 @@ class HeadroomFile:
     A partial file of another analysis is refused (never overwritten); a complete one is replaced.
     """
 
-    def __init__(self, path: Path, key: dict[str, Any], provenance: dict[str, Any]) -> None:
+    def __init__(self, path: Path, key: JsonObject, record: Provenance) -> None:
         self.path = Path(path)
         self.key = json.loads(json.dumps(key, default=str))
-        self.provenance = provenance
-        self.resumed_by: list[dict[str, Any]] = []
-        self._continuing: dict[str, Any] | None = None
+        self.provenance = record
+        self.resumed_by: list[Provenance] = []
+        self._continuing: Provenance | None = None
         self._loaded = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after the work
 
@@ -212,17 +285,22 @@ class HeadroomFile:
                     "rerun with those settings to continue it, or use another --out"
                 )
             return result
-        records, cost = stored.get("records"), (stored.get("summary") or {}).get("cost")
-        if not isinstance(records, list) or not all(_is_record(r) for r in records) or not _is_cost(cost):
-            raise ArtifactError(f"{self.path} holds damaged headroom records; move it away or use another --out")
+        try:
+            records = [HeadroomRecord.from_dict(r) for r in stored.get("records")]
+            cost = LLMCost.from_dict(stored["summary"]["cost"])
+        except (ValueError, TypeError, KeyError):
+            raise ArtifactError(
+                f"{self.path} holds damaged headroom records; move it away or use another --out"
+            ) from None
         self._continuing = self.provenance
-        self.provenance = stored.get("provenance") or self.provenance
-        self.resumed_by = [r for r in stored.get("resumed_by", []) if isinstance(r, dict)]
-        result.records, result.cost = records, LLMCost(cost["queries"], cost["tokens"])
+        first = stored.get("provenance")
+        self.provenance = Provenance.from_dict(first) if isinstance(first, dict) else self.provenance
+        self.resumed_by = [Provenance.from_dict(r) for r in stored.get("resumed_by", []) if isinstance(r, dict)]
+        result.records, result.cost = records, cost
         self._loaded = len(records)
         return result
 
-    def _stored(self) -> dict[str, Any] | None:
+    def _stored(self) -> JsonObject | None:
         if not self.path.is_file():
             return None
         try:
@@ -233,53 +311,43 @@ class HeadroomFile:
 
     def write(self, result: Headroom, queries: int, embedder: str) -> Path:
         """Write the analysis so far (``partial`` while fewer than ``queries`` records)."""
-        from rl_select.provenance import write_json
-
         if self._continuing is not None and len(result.records) > self._loaded:  # it added a query: list it once
             self.resumed_by.append(self._continuing)
             self._continuing = None
         partial = len(result.records) < queries
-        summary = result.summary() if result.records else {"queries": 0, "cost": result.cost.to_dict()}
+        summary = result.summary() if result.records else None
         payload = {
             "format": HEADROOM_FORMAT,
             "partial": partial,
             "key": self.key,
-            "provenance": {**self.provenance, "llm_cost": result.cost.to_dict()},
+            "provenance": self.provenance.with_details(llm_cost=result.cost.to_dict()),
             "resumed_by": self.resumed_by,
             "task": result.task,
             "k": result.k,
             "num_candidates": result.num_candidates,
             "dev_neighbours": result.dev_neighbours,
             "embedder": embedder,
-            "summary": summary,
-            "records": result.records,
+            "summary": summary.to_dict() if summary else {"queries": 0, "cost": result.cost.to_dict()},
+            "records": [record.to_dict() for record in result.records],
         }
         write_json(self.path, payload)
-        if result.records:
-            self.path.with_suffix(".md").write_text(headroom_markdown(result, embedder, payload, partial))
+        if summary is not None:
+            text = headroom_markdown(result, summary, embedder, payload["provenance"], partial, self.resumed_by)
+            self.path.with_suffix(".md").write_text(text)
         return self.path
 
 
-def _is_record(record: Any) -> bool:
-    keys = ("prompt", "gold_probability", "correct_calibrated", "correct_raw")
-    return (
-        isinstance(record, dict)
-        and "id" in record
-        and all(isinstance(record.get(p), dict) and all(k in record[p] for k in keys) for p in PROMPTS)
-    )
-
-
-def _is_cost(cost: Any) -> bool:
-    return isinstance(cost, dict) and all(isinstance(cost.get(k), int) for k in ("queries", "tokens"))
-
-
-def headroom_markdown(result: Headroom, embedder: str, payload: dict[str, Any], partial: bool) -> str:
+def headroom_markdown(
+    result: Headroom,
+    summary: HeadroomSummary,
+    embedder: str,
+    record: Provenance,
+    partial: bool,
+    resumed_by: list[Provenance],
+) -> str:
     """The analysis as markdown: what was compared, the table, where the transferable greedy differs, provenance."""
-    from rl_select.provenance import markdown_table, provenance_markdown
-
-    headers, rows = headroom_report(result, payload["summary"])
-    where = payload["summary"]["transferable_where"]
-    resumed = "".join(f"- continued by: `{r.get('commit')}` at {r.get('time_utc')}\n" for r in payload["resumed_by"])
+    headers, rows = headroom_report(result, summary)
+    resumed = "".join(f"- continued by: `{r.commit}` at {r.time_utc}\n" for r in resumed_by)
     return (
         f"# Headroom: {result.task}, k={result.k}, M={result.num_candidates} nearest neighbours, "
         f"{len(result.records)} test queries{' (partial: rerun the command to continue)' if partial else ''}\n\n"
@@ -289,9 +357,9 @@ def headroom_markdown(result: Headroom, embedder: str, payload: dict[str, Any], 
         "nearest dev rows' (what a policy could transfer). Each scored on the query; deltas are paired, with "
         "95% bootstrap intervals over the queries.\n\n"
         + markdown_table(headers, rows)
-        + f"\nWhere the transferable greedy differs: it keeps {100 * (where['knn_right_kept_right'] or 0):.0f}% of "
-        f"the queries kNN gets right and gets {100 * (where['knn_wrong_made_right'] or 0):.0f}% of those kNN gets "
+        + f"\nWhere the transferable greedy differs: it keeps {100 * (summary.knn_right_kept_right or 0):.0f}% of "
+        f"the queries kNN gets right and gets {100 * (summary.knn_wrong_made_right or 0):.0f}% of those kNN gets "
         f"wrong. LLM cost: {result.cost.queries:,} scored queries, {result.cost.tokens:,} forward tokens.\n\n"
-        + provenance_markdown(payload["provenance"])
+        + provenance_markdown(record)
         + resumed
     )

@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rl_select.budget import equal_budget_sets
 from rl_select.envs.features import ZERO_SHOT_BLOCK
-from rl_select.errors import ConfigError, Interrupted
+from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
 from rl_select.provenance import provenance
 from rl_select.resources import Resources
@@ -51,27 +50,12 @@ from rl_select.study.rows import (
     small_best_of_n_row,
     transfer_task_row,
 )
-from rl_select.study.table import write_table
+from rl_select.study.state import DevChoice, DevScore, LearnerCost, StudyState
+from rl_select.study.table import StudyTable, write_table
 from rl_select.tasks import Task, load_task
+from rl_select.types import JsonObject, JsonValue
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-
-@dataclass
-class LearnerCost:
-    """LLM work a learner spent before choosing anything: collecting its rows, and comparing variants on dev."""
-
-    data: LLMCost
-    selection: LLMCost
-
-    @property
-    def total(self) -> LLMCost:
-        """Everything it spent."""
-        return self.data + self.selection
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"data": self.data.to_dict(), "selection": self.selection.to_dict(), "total": self.total.to_dict()}
 
 
 def data_cost(run_dir: Path, limit: int | None = None) -> LLMCost:
@@ -91,12 +75,13 @@ class Study:
         self.config = config
         self.progress = progress
         self.root = config.root
+        self.state = StudyState(config.root)
         self.tasks: dict[str, Task] = {}
         self._resources: dict[str, Resources] = {}
 
     # ------------------------------------------------------------------ the whole study
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> StudyTable:
         """Every step, in order; returns the summary. Ctrl-C keeps what is done (rerun to continue)."""
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "study.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
@@ -125,7 +110,7 @@ class Study:
             raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
         return write_table(self)
 
-    def table_so_far(self) -> dict[str, Any]:
+    def table_so_far(self) -> StudyTable:
         """Write the table of the tasks whose evaluation is finished (partial unless all are), without new work."""
         done = []
         for name in self.config.tasks:
@@ -157,11 +142,11 @@ class Study:
             self._resources[name].progress = self.progress
         return self._resources[name]
 
-    def train_config(self, tasks: list[str], mode: str, **overrides: Any) -> Any:
+    def train_config(self, tasks: list[str], mode: str, **overrides: JsonValue) -> TrainConfig:
         """The TrainConfig of a learner (fqi on dense rows) for ``tasks`` in ``mode``."""
         config = self.config
         learner = config.query if mode == "query" else config.task
-        env: dict[str, Any] = {
+        env: JsonObject = {
             "mode": mode,
             "k": config.k,
             "num_candidates": learner.num_candidates,
@@ -197,7 +182,7 @@ class Study:
         }
         return TrainConfig.from_dict(values).with_overrides(overrides)
 
-    def fit(self, train_config: Any, run_dir: Path) -> Path:
+    def fit(self, train_config: TrainConfig, run_dir: Path) -> Path:
         """Train (or finish training) a learner without touching the test split."""
         from rl_select.train import train  # deferred: it loads stable-baselines3, which --table-only never needs
 
@@ -219,14 +204,14 @@ class Study:
                 self.fit(self.train_config([name], "query", **overrides), self.root / "runs" / f"{name}-query-v{i}")
             )
         chosen = max(variants, key=lambda run: self.dev_score(name, run))
-        self._write_choice(name, chosen, variants)
+        self.state.write_choice(name, DevChoice(chosen.name, [v.name for v in variants]))
         return chosen
 
     def dev_score(self, name: str, run_dir: Path) -> float:
         """Calibrated dev accuracy of a query-mode policy (cached in ``dev/``; its LLM cost is recorded)."""
-        path = self.root / "dev" / f"{run_dir.name}.json"
-        if path.is_file():
-            return float(json.loads(path.read_text())["accuracy_calibrated"])
+        stored = self.state.dev_score(run_dir.name)
+        if stored is not None:
+            return stored.accuracy_calibrated
         resources = self.resources(name)
         before = resources.scorer.cost()
         report = evaluate_selector(
@@ -238,29 +223,21 @@ class Study:
             split="dev",
         )
         cost = resources.scorer.cost() - before
-        record = {"run": run_dir.name, "accuracy_calibrated": report.calibrated[0], "cost": cost.to_dict()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        self.state.write_dev_score(DevScore(run_dir.name, report.calibrated[0], cost))
         return report.calibrated[0]
-
-    def _write_choice(self, name: str, chosen: Path, variants: list[Path]) -> None:
-        path = self.root / "dev" / "choices.json"
-        choices = json.loads(path.read_text()) if path.is_file() else {}
-        choices[name] = {"chosen": chosen.name, "variants": [v.name for v in variants]}
-        path.write_text(json.dumps(choices, indent=2) + "\n")
 
     def query_policy(self, name: str) -> Path:
         """The chosen query-mode run of a task."""
-        choices = json.loads((self.root / "dev" / "choices.json").read_text())
-        return self.root / "runs" / choices[name]["chosen"]
+        return self.root / "runs" / self.state.choice(name).chosen
 
     def query_cost(self, name: str) -> LearnerCost:
         """The query-mode learner's LLM cost: its rows and the dev comparison of its variants."""
-        choices = json.loads((self.root / "dev" / "choices.json").read_text())[name]
         selection = LLMCost()
-        for variant in choices["variants"]:
-            record = json.loads((self.root / "dev" / f"{variant}.json").read_text())
-            selection += LLMCost(**record["cost"])
+        for variant in self.state.choice(name).variants:
+            score = self.state.dev_score(variant)
+            if score is None:
+                raise ArtifactError(f"{self.root / 'dev'} lacks the dev score of {variant}; rerun the study")
+            selection += score.cost
         data = data_cost(self.root / "runs" / f"{name}-query-data", self.config.query.training_queries)
         return LearnerCost(data=data, selection=selection)
 
@@ -278,8 +255,7 @@ class Study:
         Its variant is the one dev chose most often on the source tasks (never the target task's dev).
         """
         data = [str(self.root / "runs" / f"{source}-query-data" / "episodes") for source in sources]
-        choices = json.loads((self.root / "dev" / "choices.json").read_text())
-        picked = [choices[source]["variants"].index(choices[source]["chosen"]) for source in sources]
+        picked = [self.state.choice(source).index for source in sources]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
         overrides = {**self.config.query.variants[variant], "data.dense_data": data}
         return self.fit(self.train_config(sources, "query", **overrides), self.root / "runs" / f"transfer-{name}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from rl_select.evaluation import format_cost, stratified_bootstrap
+from rl_select.evaluation import PairedDelta, format_cost, stratified_bootstrap
+from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
 from rl_select.scoring import LLMCost
+from rl_select.study.config import StudyConfig
 from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
@@ -37,131 +39,211 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     return costs
 
 
-def learned_rows(config: Any) -> set[str]:
+def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
     return {LEARNED_QUERY, LEARNED_TASK, TRANSFER_QUERY, *(transfer_task_row(n) for n in config.task_transfer_budgets)}
 
 
-def best_rows(config: Any, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+@dataclass
+class TableRow:
+    """One method's line of a table: accuracy in percent (mean, sd over seeds) and its LLM costs."""
+
+    calibrated: float
+    raw: float
+    cost_to_choose_per_seed: LLMCost
+    cost_to_learn: LLMCost
+    calibrated_sd: float | None = None  # None in the average over tasks
+    raw_sd: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form (``summary.json``)."""
+        data = {
+            "calibrated": self.calibrated,
+            "calibrated_sd": self.calibrated_sd,
+            "raw": self.raw,
+            "raw_sd": self.raw_sd,
+            "cost_to_choose_per_seed": self.cost_to_choose_per_seed.to_dict(),
+            "cost_to_learn": self.cost_to_learn.to_dict(),
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+
+@dataclass
+class TaskTable:
+    """One task's table: its rows, its strongest baselines and the paired deltas (name → delta)."""
+
+    rows: dict[str, TableRow]
+    test_rows: int
+    seeds: int
+    equal_budget_sets: int
+    best_baseline: str
+    best_zero_cost: str | None
+    deltas: dict[str, PairedDelta] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form: the rows, the counts, the best rows and each delta at the top level."""
+        best = {"best_baseline": self.best_baseline}
+        if self.best_zero_cost is not None:
+            best["best_zero_cost"] = self.best_zero_cost
+        return {
+            "rows": {name: row.to_dict() for name, row in self.rows.items()},
+            "test_rows": self.test_rows,
+            "seeds": self.seeds,
+            "equal_budget_sets": self.equal_budget_sets,
+            **best,
+            **{key: delta.to_dict() for key, delta in self.deltas.items()},
+        }
+
+
+@dataclass
+class AverageTable:
+    """The rows averaged over the finished tasks, and deltas whose bootstrap resamples every task."""
+
+    rows: dict[str, TableRow]
+    tasks: list[str]
+    best_single_baseline: str
+    best_single_zero_cost: str | None
+    deltas: dict[str, PairedDelta] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form, as :meth:`TaskTable.to_dict`."""
+        return {
+            "rows": {name: row.to_dict() for name, row in self.rows.items()},
+            "tasks": self.tasks,
+            "best_single_baseline": self.best_single_baseline,
+            "best_single_zero_cost": self.best_single_zero_cost,
+            **{key: delta.to_dict() for key, delta in self.deltas.items()},
+        }
+
+
+@dataclass
+class StudyTable:
+    """The study's table: one :class:`TaskTable` per finished task and their average."""
+
+    tasks: dict[str, TaskTable]
+    average: AverageTable
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form (``summary.json``, after its provenance): each task by name, then ``average``."""
+        return {**{name: table.to_dict() for name, table in self.tasks.items()}, "average": self.average.to_dict()}
+
+
+def best_rows(config: StudyConfig, rows: dict[str, TableRow]) -> tuple[str, str | None]:
     """The strongest comparisons of a task (by calibrated test accuracy): the best baseline, the best zero-cost one."""
     learned = learned_rows(config)
     baselines = [name for name in rows if name not in learned]
     zero_cost = [name for name in baselines if name in ZERO_COST]
-    best = {"best_baseline": max(baselines, key=lambda name: rows[name]["calibrated"])}
-    if zero_cost:
-        best["best_zero_cost"] = max(zero_cost, key=lambda name: rows[name]["calibrated"])
-    return best
+    best = max(baselines, key=lambda name: rows[name].calibrated)
+    return best, (max(zero_cost, key=lambda name: rows[name].calibrated) if zero_cost else None)
 
 
-def comparisons(config: Any, best: dict[str, str]) -> dict[str, tuple[str, str]]:
+def comparisons(config: StudyConfig, best_baseline: str, best_zero_cost: str | None) -> dict[str, tuple[str, str]]:
     """Every paired difference of a task: the fixed ones, against its best rows, and the transfer budgets."""
     pairs = dict(DELTAS)
-    pairs["delta_vs_best_baseline"] = (LEARNED_QUERY, best["best_baseline"])
-    if "best_zero_cost" in best:
-        pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best["best_zero_cost"])
+    pairs["delta_vs_best_baseline"] = (LEARNED_QUERY, best_baseline)
+    if best_zero_cost is not None:
+        pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best_zero_cost)
     for n in config.task_transfer_budgets:
         pairs[f"task_transfer_vs_best_of_n_{n}"] = (transfer_task_row(n), small_best_of_n_row(n))
     return pairs
 
 
-def task_summary(study: Study, task: str) -> dict[str, Any]:
+def task_table(study: Study, task: str) -> TaskTable:
     """One task's rows (accuracy, cost to learn and to choose) and paired deltas."""
     reports = {r.name: r for r in study.reports(task)}
     learned = learning_costs(study, task)
-    rows = {}
-    for name, report in reports.items():
-        rows[name] = {
-            "calibrated": round(100 * report.calibrated[0], 2),
-            "calibrated_sd": round(100 * report.calibrated[1], 2),
-            "raw": round(100 * report.raw[0], 2),
-            "raw_sd": round(100 * report.raw[1], 2),
-            "cost_to_choose_per_seed": report.cost.to_dict(),
-            "cost_to_learn": learned.get(name, LLMCost()).to_dict(),
-        }
-    best = best_rows(study.config, rows)
-    summary: dict[str, Any] = {
-        "rows": rows,
-        "test_rows": len(next(iter(reports.values())).gold),
-        "seeds": len(next(iter(reports.values())).seeds),
-        "equal_budget_sets": study.equal_budget_sets(task),
-        **best,
+    rows = {
+        name: TableRow(
+            calibrated=round(100 * report.calibrated[0], 2),
+            calibrated_sd=round(100 * report.calibrated[1], 2),
+            raw=round(100 * report.raw[0], 2),
+            raw_sd=round(100 * report.raw[1], 2),
+            cost_to_choose_per_seed=report.cost,
+            cost_to_learn=learned.get(name, LLMCost()),
+        )
+        for name, report in reports.items()
     }
-    for key, (method, baseline) in comparisons(study.config, best).items():
+    first = next(iter(reports.values()))
+    best_baseline, best_zero_cost = best_rows(study.config, rows)
+    table = TaskTable(
+        rows=rows,
+        test_rows=len(first.gold),
+        seeds=len(first.seeds),
+        equal_budget_sets=study.equal_budget_sets(task),
+        best_baseline=best_baseline,
+        best_zero_cost=best_zero_cost,
+    )
+    for key, (method, baseline) in comparisons(study.config, best_baseline, best_zero_cost).items():
         if method in reports and baseline in reports:
-            summary[key] = stratified_bootstrap([(reports[method].correct(), reports[baseline].correct())]).to_dict()
-            raw = stratified_bootstrap(
+            table.deltas[key] = stratified_bootstrap([(reports[method].correct(), reports[baseline].correct())])
+            table.deltas[f"{key}_raw"] = stratified_bootstrap(
                 [(reports[method].correct(calibrated=False), reports[baseline].correct(calibrated=False))]
             )
-            summary[f"{key}_raw"] = raw.to_dict()
-    return summary
+    return table
 
 
-def average_summary(study: Study, per_task: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def average_table(study: Study, per_task: dict[str, TaskTable]) -> AverageTable:
     """Rows averaged over tasks, and the deltas with a bootstrap that resamples every task."""
-    names = list(next(iter(per_task.values()))["rows"])
+    names = list(next(iter(per_task.values())).rows)
     rows = {}
     for name in names:
-        values = [per_task[t]["rows"][name] for t in per_task if name in per_task[t]["rows"]]
-        rows[name] = {
-            "calibrated": round(float(np.mean([v["calibrated"] for v in values])), 2),
-            "raw": round(float(np.mean([v["raw"] for v in values])), 2),
-            "cost_to_choose_per_seed": _mean_cost([v["cost_to_choose_per_seed"] for v in values]),
-            "cost_to_learn": _mean_cost([v["cost_to_learn"] for v in values]),
-        }
-    average: dict[str, Any] = {"rows": rows, "tasks": list(per_task), **best_rows(study.config, rows)}
-    average["best_single_baseline"] = average.pop("best_baseline")
-    average["best_single_zero_cost"] = average.pop("best_zero_cost", None)
+        values = [table.rows[name] for table in per_task.values() if name in table.rows]
+        rows[name] = TableRow(
+            calibrated=round(float(np.mean([v.calibrated for v in values])), 2),
+            raw=round(float(np.mean([v.raw for v in values])), 2),
+            cost_to_choose_per_seed=_mean_cost([v.cost_to_choose_per_seed for v in values]),
+            cost_to_learn=_mean_cost([v.cost_to_learn for v in values]),
+        )
+    best_single, best_single_zero_cost = best_rows(study.config, rows)
+    average = AverageTable(rows, list(per_task), best_single, best_single_zero_cost)
     reports = {task: {r.name: r for r in study.reports(task)} for task in per_task}
     single = {
-        "delta_vs_best_single_baseline": (LEARNED_QUERY, average["best_single_baseline"]),
-        "transfer_vs_best_single_zero_cost": (TRANSFER_QUERY, average["best_single_zero_cost"]),
+        "delta_vs_best_single_baseline": (LEARNED_QUERY, best_single),
+        "transfer_vs_best_single_zero_cost": (TRANSFER_QUERY, best_single_zero_cost),
     }
-    for key in {**comparisons(study.config, best_rows(study.config, rows)), **single}:
+    own = {task: comparisons(study.config, t.best_baseline, t.best_zero_cost) for task, t in per_task.items()}
+    for key in {**comparisons(study.config, best_single, best_single_zero_cost), **single}:
         pairs = []
         for task, found in reports.items():  # per task, the task's own best rows
-            method, baseline = {**comparisons(study.config, per_task[task]), **single}.get(key, (None, None))
+            method, baseline = {**own[task], **single}.get(key, (None, None))
             if method in found and baseline in found:
                 pairs.append((found[method].correct(), found[baseline].correct()))
         if pairs:
-            average[key] = stratified_bootstrap(pairs).to_dict()
+            average.deltas[key] = stratified_bootstrap(pairs)
     return average
 
 
-def _mean_cost(costs: list[dict[str, int]]) -> dict[str, int]:
-    return {key: round(float(np.mean([c[key] for c in costs]))) for key in ("queries", "tokens")}
+def _mean_cost(costs: list[LLMCost]) -> LLMCost:
+    return LLMCost(round(float(np.mean([c.queries for c in costs]))), round(float(np.mean([c.tokens for c in costs]))))
 
 
-def write_table(study: Study, tasks: list[str] | None = None) -> dict[str, Any]:
-    """Write the table files under the study's directory; return the summary.
+def write_table(study: Study, tasks: list[str] | None = None) -> StudyTable:
+    """Write the table files under the study's directory; return the table.
 
     ``tasks``: the tasks finished so far (default: all). With fewer than all, the table is marked partial — the
     cells a long or interrupted study has finished, each complete, while the rest are still to come.
     """
-    from rl_select.provenance import provenance, write_json
-
     config = study.config
     tasks = list(tasks or config.tasks)
-    per_task = {task: task_summary(study, task) for task in tasks}
-    summary: dict[str, Any] = {**per_task, "average": average_summary(study, per_task)}
+    per_task = {task: task_table(study, task) for task in tasks}
+    table = StudyTable(per_task, average_table(study, per_task))
     lm = study.resources(tasks[0]).lm
     record = provenance(seeds=list(range(config.eval_seeds)), model=lm.info(), train_seed=config.seed)
     partial = tasks != list(config.tasks)
     payload = {"provenance": record, "config": config.to_dict(), "partial": partial, "tasks_finished": tasks}
-    write_json(study.root / "summary.json", {**payload, **summary})
-    (study.root / "results.md").write_text(markdown(study, summary, record, tasks))
-    plot(study, summary, tasks)
-    return summary
+    write_json(study.root / "summary.json", {**payload, **table.to_dict()})
+    (study.root / "results.md").write_text(markdown(study, table, record, tasks))
+    plot(study, table, tasks)
+    return table
 
 
-def _delta(summary: dict[str, Any], key: str) -> str:
-    delta = summary.get(key)
-    return f"{delta['mean']:+.1f} [{delta['ci95'][0]:+.1f}, {delta['ci95'][1]:+.1f}]" if delta else "–"
+def _delta(table: TaskTable | AverageTable, key: str) -> str:
+    delta = table.deltas.get(key)
+    return f"{delta.mean:+.1f} [{delta.ci95[0]:+.1f}, {delta.ci95[1]:+.1f}]" if delta else "–"
 
 
-def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any], tasks: list[str]) -> str:
+def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[str]) -> str:
     """The results table in markdown, one section per task and the average first."""
-    from rl_select.provenance import markdown_table, provenance_markdown
-
     config = study.config
     headers = ["method", "calibrated", "raw", "LLM cost to learn", "LLM cost to choose (per seed)"]
     lines = [f"# Learned selectors vs baselines: {', '.join(tasks)} (k={config.k}, SmolLM2-135M unless noted)\n"]
@@ -179,21 +261,11 @@ def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any], task
         "dev rows serve their rewards and model selection.\n",
         "## Average over tasks\n",
     ]
-    average = summary["average"]
-    rows = []
-    for name, row in average["rows"].items():
-        rows.append(
-            [
-                name,
-                f"{row['calibrated']:.1f}",
-                f"{row['raw']:.1f}",
-                format_cost(LLMCost(**row["cost_to_learn"])),
-                format_cost(LLMCost(**row["cost_to_choose_per_seed"])),
-            ]
-        )
+    average = table.average
+    rows = [[name, f"{row.calibrated:.1f}", f"{row.raw:.1f}", *_costs(row)] for name, row in average.rows.items()]
     lines.append(markdown_table(headers, rows))
     lines.append(
-        f"\nlearned query mode − the best single baseline ({average['best_single_baseline']}): "
+        f"\nlearned query mode − the best single baseline ({average.best_single_baseline}): "
         f"**{_delta(average, 'delta_vs_best_single_baseline')}**; − each task's best baseline: "
         f"**{_delta(average, 'delta_vs_best_baseline')}**; − kNN: **{_delta(average, 'delta_vs_knn')}**; learned "
         f"task mode − best-of-N at equal budget: **{_delta(average, 'delta_vs_best_of_n')}**; transfer (other tasks) "
@@ -205,54 +277,51 @@ def markdown(study: Study, summary: dict[str, Any], record: dict[str, Any], task
             f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
             f"**{_delta(average, f'task_transfer_vs_best_of_n_{n}')}**"
         )
-    lines += ["", *bars(config, summary, tasks), ""]
+    lines += ["", *bars(table, tasks), ""]
     for task in tasks:
-        part = summary[task]
-        lines.append(f"\n## {task} ({part['test_rows']} test rows)\n")
-        rows = []
-        for name, row in part["rows"].items():
-            rows.append(
-                [
-                    name,
-                    f"{row['calibrated']:.1f} ± {row['calibrated_sd']:.1f}",
-                    f"{row['raw']:.1f} ± {row['raw_sd']:.1f}",
-                    format_cost(LLMCost(**row["cost_to_learn"])),
-                    format_cost(LLMCost(**row["cost_to_choose_per_seed"])),
-                ]
-            )
+        part = table.tasks[task]
+        lines.append(f"\n## {task} ({part.test_rows} test rows)\n")
+        rows = [
+            [name, f"{row.calibrated:.1f} ± {row.calibrated_sd:.1f}", f"{row.raw:.1f} ± {row.raw_sd:.1f}", *_costs(row)]
+            for name, row in part.rows.items()
+        ]
         lines.append(markdown_table(headers, rows))
         lines.append(
-            f"\nlearned query mode − the best baseline here ({part['best_baseline']}): "
+            f"\nlearned query mode − the best baseline here ({part.best_baseline}): "
             f"{_delta(part, 'delta_vs_best_baseline')}; − kNN: {_delta(part, 'delta_vs_knn')} calibrated, "
             f"{_delta(part, 'delta_vs_knn_raw')} raw; learned task mode − best-of-N at equal budget "
-            f"(N = {part['equal_budget_sets']}): {_delta(part, 'delta_vs_best_of_n')} calibrated; "
-            f"transfer − the best zero-cost baseline here ({part.get('best_zero_cost', '–')}): "
+            f"(N = {part.equal_budget_sets}): {_delta(part, 'delta_vs_best_of_n')} calibrated; "
+            f"transfer − the best zero-cost baseline here ({part.best_zero_cost or '–'}): "
             f"{_delta(part, 'transfer_vs_best_baseline')}; transfer − kNN: {_delta(part, 'transfer_vs_knn')}.\n"
         )
     lines.append("\n" + provenance_markdown(record))
     return "\n".join(lines)
 
 
-def bars(config: Any, summary: dict[str, Any], tasks: list[str]) -> list[str]:
-    """The targets of the strongest-baseline table, each marked met or missed (by how much) on the finished tasks."""
-    average = summary["average"]
+def _costs(row: TableRow) -> list[str]:
+    return [format_cost(row.cost_to_learn), format_cost(row.cost_to_choose_per_seed)]
 
-    def mean(part: dict[str, Any], key: str) -> float | None:
-        return part[key]["mean"] if key in part else None
+
+def bars(table: StudyTable, tasks: list[str]) -> list[str]:
+    """The targets of the strongest-baseline table, each marked met or missed (by how much) on the finished tasks."""
+    average = table.average
+
+    def mean(part: TaskTable | AverageTable, key: str) -> float | None:
+        return part.deltas[key].mean if key in part.deltas else None
 
     lines = ["Targets (calibrated, on the tasks finished so far):"]
-    per_task = {t: mean(summary[t], "delta_vs_best_baseline") for t in tasks}
+    per_task = {t: mean(table.tasks[t], "delta_vs_best_baseline") for t in tasks}
     below = [f"{t} {d:+.1f}" for t, d in per_task.items() if d is not None and d < -1]
     verdict = "met" if not below else "missed on " + ", ".join(below)
     lines.append(f"- learned query mode ≥ each task's best baseline − 1: {verdict}")
-    single = average.get("delta_vs_best_single_baseline")
+    single = average.deltas.get("delta_vs_best_single_baseline")
     if single:
-        met = single["mean"] >= 3 and single["ci95"][0] > 0
+        met = single.mean >= 3 and single.ci95[0] > 0
         lines.append(
             f"- average ≥ the best single baseline + 3, interval above 0: {'met' if met else 'missed'} "
             f"({_delta(average, 'delta_vs_best_single_baseline')})"
         )
-    transfer = {t: mean(summary[t], "transfer_vs_best_baseline") for t in tasks}
+    transfer = {t: mean(table.tasks[t], "transfer_vs_best_baseline") for t in tasks}
     if any(v is not None for v in transfer.values()):
         within = sum(1 for v in transfer.values() if v is not None and v >= -1)
         avg = mean(average, "transfer_vs_best_baseline")
@@ -270,22 +339,26 @@ def bars(config: Any, summary: dict[str, Any], tasks: list[str]) -> list[str]:
     return lines
 
 
-def plot(study: Study, summary: dict[str, Any], tasks: list[str]) -> None:
+def plot(study: Study, table: StudyTable, tasks: list[str]) -> None:
     """``accuracy.png``: calibrated accuracy of every row on every task and on average."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [*tasks, "average"]
-    names = list(summary["average"]["rows"])
+    groups: dict[str, TaskTable | AverageTable] = {
+        **{task: table.tasks[task] for task in tasks},
+        "average": table.average,
+    }
+    names = list(table.average.rows)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 3.8))
     width = 0.85 / len(names)
     for i, name in enumerate(names):
-        means = [summary[g]["rows"].get(name, {}).get("calibrated", 0.0) for g in groups]
-        sds = [summary[g]["rows"].get(name, {}).get("calibrated_sd", 0.0) for g in groups]
+        found = [group.rows.get(name) for group in groups.values()]
+        means = [row.calibrated if row else 0.0 for row in found]
+        sds = [(row.calibrated_sd or 0.0) if row else 0.0 for row in found]
         ax.bar(np.arange(len(groups)) + i * width, means, width, yerr=sds, label=name, capsize=1.5)
-    ax.set_xticks(np.arange(len(groups)) + width * (len(names) - 1) / 2, groups)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(names) - 1) / 2, list(groups))
     ax.set_ylabel("test accuracy, calibrated (%)")
     ax.legend(fontsize=6, ncol=2)
     ax.set_title(f"study {study.config.name}", fontsize=9)
@@ -294,4 +367,17 @@ def plot(study: Study, summary: dict[str, Any], tasks: list[str]) -> None:
     plt.close(fig)
 
 
-__all__ = ["DELTAS", "ZERO_COST", "average_summary", "bars", "markdown", "plot", "task_summary", "write_table"]
+__all__ = [
+    "DELTAS",
+    "ZERO_COST",
+    "AverageTable",
+    "StudyTable",
+    "TableRow",
+    "TaskTable",
+    "average_table",
+    "bars",
+    "markdown",
+    "plot",
+    "task_table",
+    "write_table",
+]

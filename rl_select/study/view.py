@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from rl_select.evaluation import SelectorReport
 from rl_select.resources import Resources
+from rl_select.runs.config import TrainConfig
 from rl_select.study.config import StudyConfig
+from rl_select.study.state import LearnerCost
 from rl_select.tasks import Task
+from rl_select.types import JsonValue
 
 
 class StudyView(Protocol):
@@ -26,10 +29,10 @@ class StudyView(Protocol):
     def reports(self, name: str) -> list[SelectorReport]:
         """The finished evaluation of a task."""
 
-    def query_cost(self, name: str) -> Any:
+    def query_cost(self, name: str) -> LearnerCost:
         """The query-mode learner's LLM cost (``.total``)."""
 
-    def task_cost(self, name: str) -> Any:
+    def task_cost(self, name: str) -> LearnerCost:
         """The task-mode learner's LLM cost (``.total``)."""
 
     def equal_budget_sets(self, name: str) -> int:
@@ -38,8 +41,8 @@ class StudyView(Protocol):
     def resources(self, name: str) -> Resources:
         """A task's evaluation resources."""
 
-    def train_config(self, tasks: list[str], mode: str, **overrides: Any) -> Any:
+    def train_config(self, tasks: list[str], mode: str, **overrides: JsonValue) -> TrainConfig:
         """A learner's TrainConfig."""
 
-    def fit(self, train_config: Any, run_dir: Path) -> Path:
+    def fit(self, train_config: TrainConfig, run_dir: Path) -> Path:
         """Train (or finish training) a learner."""

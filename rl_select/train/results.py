@@ -11,6 +11,7 @@ from typing import Any
 from rl_select.budget import equal_budget_sets
 from rl_select.errors import ArtifactError
 from rl_select.evaluation import SelectorReport, format_cost, report_row
+from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.runs.dirs import read_trained_on
 from rl_select.runs.setup import RunSetup
 from rl_select.scoring import LLMCost
@@ -91,8 +92,6 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
 
 def write_results(setup: RunSetup, result: TrainResult, seconds: float) -> Path:
     """results.json, results.md and learning_curve.png."""
-    from rl_select.provenance import provenance, write_json
-
     config, run_dir = setup.config, setup.run_dir
     lm = next(iter(setup.resources.values())).lm
     record = provenance(seeds=list(range(config.evaluation.seeds)), model=lm.info(), train_seed=config.seed)
@@ -118,7 +117,6 @@ def write_results(setup: RunSetup, result: TrainResult, seconds: float) -> Path:
 def results_markdown(config: Any, result: TrainResult, record: dict[str, Any]) -> str:
     """The run's comparison table, with the LLM cost of learning and of choosing."""
     from rl_select.evaluation import REPORT_COLUMNS
-    from rl_select.provenance import markdown_table, provenance_markdown
 
     primary = "calibrated" if config.env.calibrate else "raw"
     headers = ["task", *REPORT_COLUMNS[:4], REPORT_COLUMNS[5]]

@@ -31,21 +31,21 @@ def test_prompts_are_knn_and_greedy_choices_among_the_nearest(data_root, tiny_lm
     for query, record in zip(queries, result.records, strict=True):
         vector = resources.query_vectors([query])[0]
         nearest = [task.train[int(i)].id for i in nearest_first(resources.index.vectors, vector)[:M]]
-        assert record["knn"]["prompt"] == nearest[:K][::-1]  # most similar last
+        assert record.outcomes["knn"].prompt == nearest[:K][::-1]  # most similar last
         for name in ("oracle", "transferable"):
-            assert len(set(record[name]["prompt"])) == K and set(record[name]["prompt"]) <= set(nearest)
+            assert len(set(record.outcomes[name].prompt)) == K and set(record.outcomes[name].prompt) <= set(nearest)
         # the oracle's first pick is the candidate that alone gives the query's gold label the most probability
         alone = [scorer.score([by_id[i]], [query]).gold_probs[0] for i in nearest]
-        assert record["oracle"]["prompt"][0] == nearest[int(np.argmax(alone))]
+        assert record.outcomes["oracle"].prompt[0] == nearest[int(np.argmax(alone))]
         for name in ("knn", "oracle", "transferable"):
-            scored = scorer.score([by_id[i] for i in record[name]["prompt"]], [query])
-            assert record[name]["gold_probability"] == pytest.approx(float(scored.gold_probs[0]), abs=1e-5)
+            scored = scorer.score([by_id[i] for i in record.outcomes[name].prompt], [query])
+            assert record.outcomes[name].gold_probability == pytest.approx(float(scored.gold_probs[0]), abs=1e-5)
     per_query = (M * K - K * (K - 1) // 2) * (1 + D) + 3
     assert result.cost.queries == per_query * len(queries)
     projected = project_headroom(TokenProfile.of(task, tiny_lm.tokenizer), K, M, D, len(queries)).total
     assert projected.queries == result.cost.queries  # what the command announces is what it spends
-    delta = result.summary()["oracle_minus_knn"]
-    assert delta["ci95"][0] <= delta["mean"] <= delta["ci95"][1]
+    delta = result.summary().minus_knn["oracle"]
+    assert delta.ci95[0] <= delta.mean <= delta.ci95[1]
 
 
 def test_headroom_cli_writes_its_table_and_an_interrupted_run_continues(

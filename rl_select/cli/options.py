@@ -1,0 +1,107 @@
+"""Command-line options derived from a settings schema: one typer option per setting (see :mod:`rl_select.settings`)."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import is_dataclass
+from typing import Any
+
+from rl_select.settings import Leaf, default_text, leaves, unwrap_optional
+from rl_select.types import Overrides
+
+SCALARS = (int, float, str, bool)
+
+
+def option_type(leaf: Leaf) -> Any:
+    """The type the command line parses a setting's value as (``str`` for lists and mappings: YAML text)."""
+    base, _ = unwrap_optional(leaf.kind)
+    return base if base in SCALARS else str
+
+
+def command_options(cls: type) -> list[inspect.Parameter]:
+    """One keyword parameter per setting of ``cls``, ready for a typer command's signature (all default None)."""
+    import typer
+
+    params = []
+    for leaf in leaves(cls):
+        decls = leaf.flags
+        if option_type(leaf) is bool:
+            decls = tuple(f"{flag}/--no-{flag.removeprefix('--')}" for flag in decls if flag.startswith("--"))
+        help_text = f"{leaf.spec.help} [{default_text(leaf)}]"
+        base = unwrap_optional(leaf.kind)[0]
+        if typing.get_origin(base) is tuple:
+            help_text += " (a list: a,b or [a, b])"
+        elif typing.get_origin(base) is dict or is_dataclass(base):
+            help_text += " (a YAML mapping: {key: value})"
+        option = typer.Option(
+            None,
+            *decls,
+            help=help_text,
+            show_default=False,
+        )
+        annotation = (typing.Literal[leaf.spec.choices] if leaf.spec.choices else option_type(leaf)) | None
+        params.append(
+            inspect.Parameter(leaf.param, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+        )
+    return params
+
+
+def given_values(cls: type, options: Mapping[str, Any]) -> Overrides:
+    """The settings a command's options set (None: not given), by dotted path, list and mapping text parsed."""
+    given = {}
+    for leaf in leaves(cls):
+        value = options.get(leaf.param)
+        if value is not None:
+            given[leaf.path] = parse_text(value, leaf) if isinstance(value, str) else value
+    return given
+
+
+def parse_text(text: str, leaf: Leaf | None = None) -> Any:
+    """A value written on the command line: YAML (``4``, ``[a, b]``, ``{k: 1}``, ``null``), or ``a,b`` for a list."""
+    import yaml
+
+    if leaf is not None and option_type(leaf) is str and unwrap_optional(leaf.kind)[0] is str:
+        return None if text == "null" and unwrap_optional(leaf.kind)[1] else text
+    wants_list = leaf is not None and typing.get_origin(unwrap_optional(leaf.kind)[0]) is tuple
+    if wants_list and not text.lstrip().startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def with_options(cls: type, command: Callable[..., Any], *, skip: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """``command`` with one option per setting of ``cls`` added to its signature.
+
+    ``--help`` lists the settings with short flags first, then ``command``'s own options, then the rest.
+
+    The wrapper passes the settings the user gave as ``settings`` (dotted path → value); ``command``'s own
+    parameters stay as they are. ``skip`` leaves settings off the command line (YAML and ``--set`` still reach
+    them).
+    """
+    hints = typing.get_type_hints(command)  # resolved where ``command`` is defined, not here
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(command).parameters.values()
+        if p.name != "settings"
+    ]
+    schema = [p for p in command_options(cls) if p.name.replace("__", ".") not in skip]
+    names = {p.name for p in schema}
+    short = {leaf.param for leaf in leaves(cls) if leaf.spec.flags}
+    ordered = [*(p for p in schema if p.name in short), *own, *(p for p in schema if p.name not in short)]
+
+    def wrapper(**kwargs: Any) -> Any:
+        settings = given_values(cls, {k: v for k, v in kwargs.items() if k in names})
+        return command(settings=settings, **{k: v for k, v in kwargs.items() if k not in names})
+
+    wrapper.__signature__ = inspect.Signature(ordered)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in ordered}
+    wrapper.__doc__, wrapper.__name__ = command.__doc__, command.__name__
+    wrapper.__module__ = command.__module__
+    return wrapper
+
+
+__all__ = ["SCALARS", "command_options", "given_values", "option_type", "parse_text", "with_options"]

@@ -1,0 +1,181 @@
+"""A study's own records between its steps, each file written and read here only.
+
+``dev/<run>.json`` holds a query-mode variant's dev score (:class:`DevScore`), ``dev/choices.json`` which
+variant dev chose per task (:class:`DevChoice`), and ``curve/<task>.json`` a task's learning curve
+(:class:`LearningCurve`). The evaluations live in ``evaluation/`` (:class:`~rl_select.evaluation.EvaluationLog`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rl_select.errors import ArtifactError
+from rl_select.evaluation import PairedDelta
+from rl_select.provenance import write_json
+from rl_select.scoring import LLMCost
+from rl_select.types import JsonObject
+
+
+@dataclass(frozen=True)
+class DevScore:
+    """A query-mode variant's calibrated dev accuracy, and the LLM work of measuring it."""
+
+    run: str
+    accuracy_calibrated: float
+    cost: LLMCost
+
+    def to_dict(self) -> JsonObject:
+        """JSON form."""
+        return {"run": self.run, "accuracy_calibrated": self.accuracy_calibrated, "cost": self.cost.to_dict()}
+
+
+@dataclass
+class LearnerCost:
+    """LLM work a learner spent before choosing anything: collecting its rows, and comparing variants on dev."""
+
+    data: LLMCost
+    selection: LLMCost
+
+    @property
+    def total(self) -> LLMCost:
+        """Everything it spent."""
+        return self.data + self.selection
+
+    def to_dict(self) -> JsonObject:
+        """JSON form."""
+        return {"data": self.data.to_dict(), "selection": self.selection.to_dict(), "total": self.total.to_dict()}
+
+
+@dataclass(frozen=True)
+class DevChoice:
+    """The variants of a task's query-mode learner (run names, in the config's order) and the one dev chose."""
+
+    chosen: str
+    variants: list[str]
+
+    @property
+    def index(self) -> int:
+        """The chosen variant's position in the config's ``query.variants``."""
+        return self.variants.index(self.chosen)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """A learning-curve point: the policy fitted on the first ``training_queries`` rows, on the test rows."""
+
+    training_queries: int
+    calibrated: float
+    raw: float
+    delta_vs_knn: PairedDelta | None
+
+    def to_dict(self) -> JsonObject:
+        """JSON form."""
+        delta = None if self.delta_vs_knn is None else self.delta_vs_knn.to_dict()
+        return {**asdict(self), "delta_vs_knn": delta}
+
+
+@dataclass
+class LearningCurve:
+    """A task's learning curve: its points by training-query count."""
+
+    task: str
+    points: dict[int, CurvePoint] = field(default_factory=dict)
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (points keyed by their count as text)."""
+        return {"task": self.task, "points": {str(n): p.to_dict() for n, p in sorted(self.points.items())}}
+
+
+class StudyState:
+    """The records of the study under ``root``.
+
+    Args:
+        root: The study's directory.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def dev_score(self, run: str) -> DevScore | None:
+        """The stored dev score of run ``run`` (None before it is measured)."""
+        data = self._read(self.root / "dev" / f"{run}.json")
+        if data is None:
+            return None
+        try:
+            return DevScore(data["run"], float(data["accuracy_calibrated"]), LLMCost.from_dict(data["cost"]))
+        except (KeyError, TypeError, ValueError):
+            raise ArtifactError(f"{self.root / 'dev' / f'{run}.json'} is damaged; delete it to measure again") from None
+
+    def write_dev_score(self, score: DevScore) -> None:
+        """Store a variant's dev score."""
+        write_json(self.root / "dev" / f"{score.run}.json", score)
+
+    def choices(self) -> dict[str, DevChoice]:
+        """Every task's dev choice so far."""
+        data = self._read(self.root / "dev" / "choices.json") or {}
+        try:
+            return {task: DevChoice(str(c["chosen"]), [str(v) for v in c["variants"]]) for task, c in data.items()}
+        except (KeyError, TypeError):
+            raise ArtifactError(f"{self.root / 'dev' / 'choices.json'} is damaged; delete it to choose again") from None
+
+    def choice(self, task: str) -> DevChoice:
+        """A task's dev choice (its query-mode learner must have run)."""
+        found = self.choices().get(task)
+        if found is None:
+            raise ArtifactError(f"the study in {self.root} has no dev choice for {task} yet; run the study")
+        return found
+
+    def write_choice(self, task: str, choice: DevChoice) -> None:
+        """Store a task's dev choice (the other tasks' are kept)."""
+        choices = {**self.choices(), task: choice}
+        write_json(self.root / "dev" / "choices.json", {name: asdict(c) for name, c in choices.items()})
+
+    def curve(self, task: str) -> LearningCurve:
+        """A task's learning curve so far (empty before its first point)."""
+        data = self._read(self.curve_path(task))
+        if data is None:
+            return LearningCurve(task)
+        try:
+            points = {int(n): _point(p) for n, p in data["points"].items()}
+        except (KeyError, TypeError, ValueError):
+            raise ArtifactError(f"{self.curve_path(task)} is damaged; delete it to fit the curve again") from None
+        return LearningCurve(task, points)
+
+    def curves(self) -> list[LearningCurve]:
+        """Every task's learning curve, by task name."""
+        return [self.curve(path.stem) for path in sorted((self.root / "curve").glob("*.json"))]
+
+    def write_curve(self, curve: LearningCurve) -> None:
+        """Store a task's learning curve."""
+        write_json(self.curve_path(curve.task), curve)
+
+    def curve_path(self, task: str) -> Path:
+        """Where a task's learning curve is stored."""
+        return self.root / "curve" / f"{task}.json"
+
+    @staticmethod
+    def _read(path: Path) -> JsonObject | None:
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ArtifactError(f"{path} is not readable JSON; move it away and rerun the study") from None
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path} is not a study record; move it away and rerun the study")
+        return data
+
+
+def _point(data: JsonObject) -> CurvePoint:
+    delta = data.get("delta_vs_knn")
+    return CurvePoint(
+        training_queries=int(data["training_queries"]),
+        calibrated=float(data["calibrated"]),
+        raw=float(data["raw"]),
+        delta_vs_knn=None if delta is None else PairedDelta(float(delta["mean"]), tuple(delta["ci95"])),
+    )
+
+
+__all__ = ["CurvePoint", "DevChoice", "DevScore", "LearnerCost", "LearningCurve", "StudyState"]
