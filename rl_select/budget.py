@@ -145,6 +145,16 @@ def dense_episode(profile: TokenProfile, k: int, m: int, rows: int) -> Step:
     return step.add(rows_work.queries, rows_work.tokens, rows_work.forwards)
 
 
+def zero_shot_features(profile: TokenProfile, pool: int, candidates: float) -> Step:
+    """Candidates' zero-shot features (``llm_features``), scored in blocks of pool rows, each block once.
+
+    Every candidate may fall in a block of its own, so up to ``candidates`` blocks, and never more than the pool.
+    """
+    queries = min(pool, candidates * ZERO_SHOT_BLOCK)
+    tokens = queries * (profile.query + profile.content_free / 3)
+    return Step("zero-shot features").add(queries, tokens, _forwards(queries * profile.query))
+
+
 def query_level(profile: TokenProfile, k: int, prompts: float) -> Step:
     """``prompts`` query-level prompts, each scored alone in one forward."""
     return Step("query-level").add(prompts, prompts * profile.prompt(k), prompts)
@@ -156,119 +166,22 @@ def task_level(profile: TokenProfile, k: int, prompts: float, rows: int) -> Step
     return Step("task-level").add(prompts * rows, prompts * tokens, prompts * (1 + _forwards(rows * profile.query)))
 
 
-def project_study(
-    config: Any, tasks: Sequence[Task], profiles: dict[str, TokenProfile], device_type: str = "cpu"
-) -> Projection:
-    """The :class:`~rl_select.study.config.StudyConfig` protocol's work, per step over every task.
+def task_mode_choosing(task: Any, dev_rows: int) -> int:
+    """The most a task-mode learner (the study's ``task`` settings) can spend choosing one prompt.
 
-    ``device_type`` of the scoring model decides the LLM-heavy baselines' settings (smaller on a CPU).
-
-    Upper bounds where a choice decides: every query-mode episode is counted at k steps (the stop action can end
-    it sooner), and every seeded row at every seed.
+    Its candidates' zero-shot features (computed in blocks) for each draw, and with propose and verify, every
+    proposed prompt scored on the dev rows. Best-of-N at the learner's budget is given this much more.
     """
-    query, task, k = config.query, config.task, config.k
-    names = ("query-mode rows", "query-mode dev comparison", "task-mode rows", "evaluation", "learning curve")
-    steps = {name: Step(name) for name in names}
-    for loaded in tasks:
-        name, profile = loaded.name, profiles[loaded.name]
-        episodes = config.query_episodes(name)
-        episode = dense_episode(profile, k, query.num_candidates + int(query.stop), 1)
-        steps["query-mode rows"].add(*(episodes * x for x in (episode.queries, episode.tokens, episode.forwards)))
-        proposers = query.proposers or {}
-        if proposers.get("task"):  # best-of-N on dev, once per task, for the task-level proposer
-            found = task_level(profile, k, proposers.get("task_sets", 20), proposers.get("task_dev_rows", 32))
-            steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
-        dev = query_level(profile, k, len(query.variants) * query.dev_rows)
-        steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
-        task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
-        llm_features = task.features.get("llm_features", True)
-        zero_shot = min(len(loaded.train), task.episodes * task.num_candidates * ZERO_SHOT_BLOCK) if llm_features else 0
-        learner_queries = task.episodes * task_episode.queries + zero_shot
-        steps["task-mode rows"].add(
-            learner_queries,
-            task.episodes * task_episode.tokens + zero_shot * (profile.query + profile.content_free / 3),
-            task.episodes * task_episode.forwards + _forwards(zero_shot * profile.query),
-        )
-        rows = min(config.eval_rows, len(loaded.test))
-        for part in study_evaluation_work(config, loaded, profile, rows, learner_queries, device_type):
-            steps["evaluation"].add(part.queries, part.tokens, part.forwards)
-        if name in config.learning_curve.tasks:
-            curve = query_level(profile, k, len(config.learning_curve.queries) * rows)
-            steps["learning curve"].add(curve.queries, curve.tokens, curve.forwards)
-    return Projection([step for step in steps.values() if step.queries])
-
-
-def study_evaluation_work(
-    config: Any, task: Task, profile: TokenProfile, rows: int, learner_queries: float, device_type: str
-) -> list[Step]:
-    """One task's evaluation in the study: every baseline (by its declared choice work), the learned rows."""
-    from rl_select.selectors import device_defaults, make_selector
-
-    k, seeds, dev_rows = config.k, config.eval_seeds, config.best_of_n_dev_rows
-    best = {"num_sets": config.best_of_n_sets, "dev_size": dev_rows}
-    options = {b: best if b == "best-of-n" else device_defaults(b, device_type) for b in config.baselines}
-    selectors = [make_selector(b, **options[b]) for b in config.baselines]
-    choosing = max(config.task.proposals, 1) * min(config.task.verify_rows, len(task.dev))
-    equal_sets = equal_budget_sets(learner_queries + (choosing if config.task.proposals > 1 else 0), dev_rows)
-    selectors.append(make_selector("best-of-n", num_sets=equal_sets, dev_size=dev_rows))
-    selectors += [make_selector("best-of-n", num_sets=n, dev_size=dev_rows) for n in config.task_transfer_budgets]
-    parts = list(project_evaluation(selectors, task, profile, k, rows, seeds).steps)
-    learned_query = 1 + int(config.transfer)  # learned query mode and its transfer row: deterministic
-    parts.append(query_level(profile, k, learned_query * rows))
-    verify = [config.task.proposals if config.task.proposals > 1 else 0, *config.task_transfer_budgets]
-    for proposals in verify:  # the learned task rows: dev verification of their proposals, then the test rows
-        if proposals > 1:
-            parts.append(task_level(profile, k, seeds * proposals, min(config.task.verify_rows, len(task.dev))))
-        parts.append(task_level(profile, k, seeds, rows))
-    return parts
-
-
-def project_training(config: Any, profiles: dict[str, TokenProfile], eval_rows: dict[str, int]) -> Projection:
-    """A :class:`~rl_select.runs.config.TrainConfig` run's work: learning, then the final evaluation."""
-    env, k = config.env, config.env.k
-    learning, evaluation = Step(f"{config.algo} learning"), Step("final evaluation")
-    for profile in profiles.values():
-        share = 1.0 / len(profiles)
-        rows = 1 if env.mode == "query" else env.reward_rows
-        if config.algo == "fqi":
-            episode = dense_episode(profile, k, env.num_candidates, rows)
-            learning.add(
-                *(share * config.data.dense_episodes * x for x in (episode.queries, episode.tokens, episode.forwards))
-            )
-        else:
-            steps = config.data.cql_episodes * k if config.algo == "cql" else config.total_steps
-            prompts = share * (steps + steps / k)  # every step's prompt, and every reset's zero-shot prompt
-            part = query_level(profile, k, prompts) if env.mode == "query" else task_level(profile, k, prompts, rows)
-            learning.add(part.queries, part.tokens, part.forwards)
-    for name, profile in profiles.items():
-        for part in final_evaluation_work(config, profile, eval_rows[name], learning.queries):
-            evaluation.add(part.queries, part.tokens, part.forwards)
-    return Projection([learning, evaluation])
+    draws = max(task.proposals, 1)
+    choosing = draws * task.num_candidates * ZERO_SHOT_BLOCK if task.features.get("llm_features", True) else 0
+    if task.proposals > 1:
+        choosing += task.proposals * min(task.verify_rows, dev_rows)
+    return choosing
 
 
 def equal_budget_sets(learning_queries: float, dev_rows: int) -> int:
     """best-of-N's N at a learner's budget: as many random prompts as its scored queries pay for on ``dev_rows``."""
     return max(1, math.ceil(learning_queries / dev_rows))
-
-
-def final_evaluation_work(config: Any, profile: TokenProfile, n: int, learning_queries: float) -> list[Step]:
-    """A training run's final evaluation on one task: the learned rows, the baselines, best-of-N at equal budget.
-
-    At the learner's budget best-of-N tries :func:`equal_budget_sets` prompts on its dev rows.
-    """
-    k, settings = config.env.k, config.evaluation
-    seeds, dev_rows = settings.seeds, settings.best_of_n_dev_rows
-    query_rows = 1 + ("knn" in settings.baselines)
-    query_mode = config.env.mode == "query"
-    learned = query_level(profile, k, n * query_rows) if query_mode else task_level(profile, k, seeds, n)
-    task_rows = sum(b in settings.baselines for b in ("zero-shot", "random", "best-of-n")) * seeds
-    parts = [learned, task_level(profile, k, task_rows, n)]
-    if "best-of-n" in settings.baselines:
-        parts.append(task_level(profile, k, seeds * settings.best_of_n_sets, dev_rows))
-        if learning_queries:
-            equal_sets = equal_budget_sets(learning_queries, dev_rows)
-            parts += [task_level(profile, k, seeds * equal_sets, dev_rows), task_level(profile, k, seeds, n)]
-    return parts
 
 
 def prompt_work(profile: TokenProfile, prompts: float, demos: int, queries: int) -> Step:

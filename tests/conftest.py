@@ -144,3 +144,23 @@ def ray_cluster(isolated_cache):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def requested_queries(monkeypatch, tmp_path):
+    """A callable giving the LLM queries every scorer created from now on was asked to score (hits included).
+
+    The cache directory starts empty, so every step's scoring is requested (none is skipped by a feature file).
+    """
+    from rl_select.scoring import Scorer
+
+    monkeypatch.setenv("RL_SELECT_CACHE", str(tmp_path / "cold-cache"))
+    created: list[Scorer] = []
+    original = Scorer.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        created.append(self)
+
+    monkeypatch.setattr(Scorer, "__init__", recording)
+    return lambda: sum(scorer.stats.requested for scorer in created)

@@ -105,8 +105,8 @@ def announce_budget(projection, throughput, *, table: bool) -> None:
     if table:
         err_console.print(describe(projection, throughput), highlight=False)
     err_console.print(
-        f"about to spend ≈ {total.queries:,.0f} scored LLM queries, {total.tokens:,.0f} forward tokens, "
-        f"≈ {minutes:.0f} min on this machine (projected; cache hits make it less)"
+        f"about to spend ≈ {total.queries:,.0f} LLM queries, {total.tokens:,.0f} forward tokens, "
+        f"≈ {minutes:.0f} min on this machine (projected from an empty cache; a warm one makes it less)"
     )
 
 

@@ -100,8 +100,9 @@ def announce_headroom_budget(lm, task, k: int, num_candidates: int, dev_neighbou
 
 def announce_study_budget(config) -> None:
     """Project the study's LLM work per step on this machine and print it."""
-    from rl_select.budget import measure_throughput, profiles_for, project_study
+    from rl_select.budget import measure_throughput, profiles_for
     from rl_select.scoring.model import shared_language_model
+    from rl_select.study.projection import project_study
     from rl_select.tasks import load_task
 
     tasks = [load_task(name, config.data_dir) for name in config.tasks]

@@ -119,9 +119,11 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
 
     ``fitted``: the settings fitted to this machine (shown, so the user sees the values the run will use).
     """
-    from rl_select.budget import measure_throughput, profiles_for, project_training
+    from rl_select.budget import measure_throughput, profiles_for
     from rl_select.runs.setup import load_tasks
     from rl_select.scoring.model import shared_language_model
+    from rl_select.train.projection import project_training
+    from rl_select.train.results import transfer_tasks
 
     if fitted:
         values = ", ".join(f"{path}={value}" for path, value in fitted.items())
@@ -130,14 +132,15 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
     asked = config.steps if config.steps is not None else config.total_steps
     if config.total_steps != asked:
         err_console.print(
-            f"PPO trains in whole rollouts of {config.ppo.n_steps} × {config.parallel.n_envs} env steps: "
-            f"{asked} steps become {config.total_steps}"
+            f"{config.algo.upper()} collects {config.steps_per_collection} × {config.parallel.n_envs} env steps "
+            f"at a time: {asked} steps become {config.total_steps}"
         )
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
         throughput = measure_throughput(lm)
-    rows = {t.name: min(config.evaluation.rows or len(t.test), len(t.test)) for t in tasks}
-    announce_budget(project_training(config, profiles_for(tasks, lm.tokenizer), rows), throughput, table=table)
+    evaluated = [*tasks, *transfer_tasks(config)]
+    projection = project_training(config, tasks, evaluated, profiles_for(evaluated, lm.tokenizer))
+    announce_budget(projection, throughput, table=table)
 
 
 def collect_run(

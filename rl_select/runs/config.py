@@ -170,16 +170,21 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
-        """``steps`` or the algorithm's default; PPO's rounded up to whole rollouts (``n_steps × n_envs``).
+        """``steps`` or the algorithm's default, rounded up to what the algorithm collects at a time.
 
-        PPO collects a full rollout before each update, so that is how many env steps it takes (and what its
-        progress bar counts to).
+        PPO collects a full rollout (``n_steps × n_envs``) before each update, DQN ``train_freq`` steps of every
+        env; so that is how many env steps they take (what their progress bars count to, and the projection).
         """
         steps = self.steps if self.steps is not None else DEFAULT_STEPS[self.algo]
-        if self.algo == "ppo":
-            rollout = self.ppo.n_steps * self.parallel.n_envs
+        if self.steps_per_collection is not None:
+            rollout = self.steps_per_collection * self.parallel.n_envs
             steps = -(-steps // rollout) * rollout
         return steps
+
+    @property
+    def steps_per_collection(self) -> int | None:
+        """Online learners: the steps of every env collected at a time (PPO ``n_steps``, DQN ``train_freq``)."""
+        return {"ppo": self.ppo.n_steps, "dqn": self.dqn.train_freq}.get(self.algo)
 
     @property
     def ppo_prior_weight(self) -> float:

@@ -97,6 +97,30 @@ def load_policy(run_dir: str | Path) -> LoadedPolicy:
     return LoadedPolicy(algo=config.algo, module=module, config=config)
 
 
+def policy_choice_work(proposals: int, verify_rows: int, task: Task, k: int) -> list[PromptWork]:
+    """A policy's LLM work to choose: with propose and verify, each proposed prompt scored on the dev rows."""
+    return [PromptWork(proposals, k, min(verify_rows, len(task.dev)))] if proposals > 1 else []
+
+
+@dataclass(frozen=True)
+class PlannedPolicy:
+    """A policy a run or study will learn, as its evaluation will see it, before it exists (for projections).
+
+    It has what :func:`~rl_select.budget.project_evaluation` reads of a selector; like a :class:`PolicySelector`,
+    it chooses once per seed from features, with LLM calls only to propose and verify.
+    """
+
+    name: str
+    query_level: bool
+    proposals: int = 1
+    verify_rows: int = 64
+    seeded: bool = True
+
+    def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
+        """As :meth:`PolicySelector.choice_work`."""
+        return policy_choice_work(self.proposals, self.verify_rows, task, k)
+
+
 class PolicySelector(Selector):
     """A trained policy behind the selector interface, so it is evaluated exactly like a baseline.
 
@@ -152,9 +176,7 @@ class PolicySelector(Selector):
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
         """Propose and verify: each proposed prompt scored on the dev rows (otherwise no LLM calls)."""
-        if self.proposals < 2:
-            return []
-        return [PromptWork(self.proposals, k, min(self.verify_rows, len(task.dev)))]
+        return policy_choice_work(self.proposals, self.verify_rows, task, k)
 
     def options(self) -> dict[str, Any]:
         """The policy's algorithm and MDP settings."""

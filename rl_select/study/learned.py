@@ -27,8 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl_select.budget import equal_budget_sets
-from rl_select.envs.features import ZERO_SHOT_BLOCK
+from rl_select.budget import equal_budget_sets, task_mode_choosing
 from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
 from rl_select.provenance import provenance
@@ -38,7 +37,6 @@ from rl_select.runs.config import TrainConfig
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
-from rl_select.selectors import device_defaults, make_selector
 from rl_select.study.config import StudyConfig
 from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
@@ -46,6 +44,8 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     TRANSFER_QUERY,
+    baseline_selectors,
+    best_of_n,
     row_names,
     small_best_of_n_row,
     transfer_task_row,
@@ -272,22 +272,14 @@ class Study:
         The budget is what the learner spent learning plus the most it can spend choosing one prompt (the
         zero-shot features of its M held-out candidates, computed in blocks), so best-of-N is never short-changed.
         """
-        task = self.config.task
-        draws = max(task.proposals, 1)
-        choosing = draws * task.num_candidates * ZERO_SHOT_BLOCK if task.features.get("llm_features", True) else 0
-        if task.proposals > 1:  # propose and verify: every proposed prompt scored on the dev rows
-            choosing += task.proposals * min(task.verify_rows, len(self.tasks[name].dev))
+        choosing = task_mode_choosing(self.config.task, len(self.tasks[name].dev))
         return equal_budget_sets(self.task_cost(name).total.queries + choosing, self.config.best_of_n_dev_rows)
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
         """The table's rows for one task, as selectors, in :func:`row_names` order (``transfer``: with those rows)."""
         config = self.config
-        device = self.resources(name).lm.device.type
-        best = {"num_sets": config.best_of_n_sets, "dev_size": config.best_of_n_dev_rows}
-        rows = [
-            make_selector(b, **(best if b == "best-of-n" else device_defaults(b, device))) for b in config.baselines
-        ]
-        rows.append(self._best_of_n(EQUAL_BUDGET, self.equal_budget_sets(name)))
+        rows = baseline_selectors(config, self.resources(name).lm.device.type)
+        rows.append(best_of_n(config, EQUAL_BUDGET, self.equal_budget_sets(name)))
         task = config.task
         rows += [
             PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY),
@@ -305,14 +297,8 @@ class Study:
                 run = self.root / "runs" / f"transfer-task-{name}"
                 verify = {"proposals": budget, "verify_rows": config.best_of_n_dev_rows}
                 rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
-                rows.append(self._best_of_n(small_best_of_n_row(budget), budget))
+                rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
         return rows
-
-    def _best_of_n(self, row: str, sets: int) -> Any:
-        """best-of-N with ``sets`` prompts on the study's dev rows, named ``row`` in the table."""
-        selector = make_selector("best-of-n", num_sets=sets, dev_size=self.config.best_of_n_dev_rows)
-        selector.name = row  # type: ignore[misc]
-        return selector
 
     def evaluate(self, name: str, transfer: bool = True) -> list[SelectorReport]:
         """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``).

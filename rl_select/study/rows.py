@@ -1,7 +1,9 @@
-"""The study table's rows: their names, in order."""
+"""The study table's rows: their names, in order, and the baselines among them as selectors."""
 
 from __future__ import annotations
 
+from rl_select.selectors import device_defaults, make_selector
+from rl_select.selectors.base import Selector
 from rl_select.study.config import StudyConfig
 
 LEARNED_QUERY = "learned query mode"
@@ -28,3 +30,18 @@ def row_names(config: StudyConfig) -> list[str]:
     for budget in config.task_transfer_budgets:
         rows += [transfer_task_row(budget), small_best_of_n_row(budget)]
     return rows
+
+
+def baseline_selectors(config: StudyConfig, device_type: str) -> list[Selector]:
+    """The study's baselines (best-of-N at its usual N; the LLM-heavy ones with the device's settings)."""
+    best = {"num_sets": config.best_of_n_sets, "dev_size": config.best_of_n_dev_rows}
+    return [
+        make_selector(b, **(best if b == "best-of-n" else device_defaults(b, device_type))) for b in config.baselines
+    ]
+
+
+def best_of_n(config: StudyConfig, row: str, sets: int) -> Selector:
+    """best-of-N with ``sets`` prompts on the study's dev rows, named ``row`` in the table."""
+    selector = make_selector("best-of-n", num_sets=sets, dev_size=config.best_of_n_dev_rows)
+    selector.name = row  # type: ignore[misc]
+    return selector

@@ -12,10 +12,12 @@ from rl_select.budget import equal_budget_sets
 from rl_select.errors import ArtifactError
 from rl_select.evaluation import SelectorReport, format_cost, report_row
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import read_trained_on
 from rl_select.runs.setup import RunSetup
 from rl_select.scoring import LLMCost
-from rl_select.tasks import load_task
+from rl_select.selectors.base import Selector
+from rl_select.tasks import Task, load_task
 from rl_select.train.curve import Curve, plot_curve
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -40,7 +42,7 @@ class TrainResult:
     learning_cost: LLMCost = field(default_factory=LLMCost)
 
 
-def baseline_selectors(config: Any, learning_cost: LLMCost) -> list[Any]:
+def baseline_selectors(config: TrainConfig, learning_cost: LLMCost) -> list[Selector]:
     """The run's baselines; best-of-N also at the learner's budget (as ``best-of-n (equal budget)``)."""
     from rl_select.selectors import make_selector
 
@@ -53,6 +55,19 @@ def baseline_selectors(config: Any, learning_cost: LLMCost) -> list[Any]:
         equal.name = "best-of-n (equal budget)"  # type: ignore[misc]
         selectors.append(equal)
     return selectors
+
+
+def learned_row(config: TrainConfig) -> str:
+    """The learned policy's name in the run's result tables."""
+    return f"{config.algo} ({config.env.mode} mode)"
+
+
+def transfer_tasks(config: TrainConfig) -> list[Task]:
+    """The tasks the final evaluation adds to the training tasks (``evaluation.tasks``), pools cut as in training."""
+    return [
+        load_task(name, config.data_dir).subset_pool(config.pool_size, seed=config.seed)
+        for name in config.evaluation.tasks
+    ]
 
 
 def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: ProgressFactory | None) -> TrainResult:
@@ -70,15 +85,12 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
     seeds = list(range(config.evaluation.seeds))
     rows = config.evaluation.rows
     template = next(iter(setup.resources.values()))
-    transfer = [
-        load_task(name, config.data_dir).subset_pool(config.pool_size, seed=config.seed)
-        for name in config.evaluation.tasks
-    ]
+    transfer = transfer_tasks(config)
     result = TrainResult(setup.run_dir, [], [t.name for t in transfer], learning_cost=learning_cost)
     for task in [*setup.tasks, *transfer]:
         resources = setup.resources.get(task.name) or template.for_task(task)  # transfer: same model and cache
         resources.progress = progress
-        learned = PolicySelector(policy, name=f"{config.algo} ({config.env.mode} mode)", trained_on=trained_on)
+        learned = PolicySelector(policy, name=learned_row(config), trained_on=trained_on)
         selectors = [learned, *baseline_selectors(config, learning_cost)]
         key = evaluation_key(resources, k=config.env.k, split="test", n_rows=rows, seeds=seeds)
         log = EvaluationLog(setup.run_dir / "evaluation" / f"{task.name}.json", key, {})

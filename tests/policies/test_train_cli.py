@@ -285,7 +285,7 @@ def test_projection_counts_the_protocols_scored_queries():
     assert task_level(profile, 4, 2, 100).queries == 200
 
 
-def test_ppo_steps_are_whole_rollouts():
+def test_online_steps_are_what_the_algorithm_collects():
     from rl_select.runs.config import TrainConfig
 
     ppo = TrainConfig.from_dict(
@@ -296,7 +296,9 @@ def test_ppo_steps_are_whole_rollouts():
         TrainConfig.from_dict({"tasks": ["sst2"], "algo": "ppo", "steps": 256, "parallel.n_envs": 4}).total_steps % 4
         == 0
     )
-    assert TrainConfig.from_dict({"tasks": ["sst2"], "algo": "dqn", "steps": 33}).total_steps == 33
+    dqn = {"tasks": ["sst2"], "algo": "dqn", "steps": 33, "dqn.train_freq": 4, "parallel.n_envs": 4}
+    assert TrainConfig.from_dict(dqn).total_steps == 48  # train_freq steps of every env at a time: 3 × 16
+    assert TrainConfig.from_dict({**dqn, "parallel.n_envs": 1, "dqn.train_freq": 1}).total_steps == 33
 
 
 def fitted_config(config, chosen, device_type):
@@ -327,3 +329,40 @@ def test_open_settings_fit_the_device_and_a_short_ppo_run():
     configured, fitted = build_config(None, {"tasks": ["sst2"], "env.reward_rows": 32, "device": "cpu"})
     assert configured.env.reward_rows == 32 and configured.evaluation.rows == 100 == fitted["evaluation.rows"]
     assert "env.reward_rows" not in fitted
+
+
+@pytest.mark.parametrize(
+    ("algo", "mode"),
+    [("fqi", "task"), ("dqn", "task"), ("ppo", "task"), ("cql", "task"), ("fqi", "query"), ("ppo", "query")],
+)
+def test_the_projection_is_the_work_the_run_requests(
+    algo, mode, data_root, tiny_model_dir, tmp_path, requested_queries
+):
+    """What ``train`` announces before a run is what the run then asks the scorer for (a cold cache)."""
+    from rl_select.budget import profiles_for
+    from rl_select.cli.train import build_config
+    from rl_select.runs.setup import load_tasks
+    from rl_select.scoring import load_language_model
+    from rl_select.train import train
+    from rl_select.train.projection import project_training
+
+    values = {
+        "tasks": ["tiny_sst"],
+        "data_dir": str(data_root),
+        "model": str(tiny_model_dir),
+        "algo": algo,
+        "env.mode": mode,
+    }
+    values.update({"device": "cpu", "dtype": "float32", "env.k": 2, "env.num_candidates": 4, "env.reward_rows": 4})
+    values.update({"evaluation.seeds": 1, "evaluation.best_of_n_sets": 2, "evaluation.best_of_n_dev_rows": 4})
+    values.update(
+        {"data.dense_episodes": 3, "data.cql_episodes": 3, "ppo.n_steps": 4, "steps": 8, "evaluation.rows": 6}
+    )
+    config, _ = build_config(None, values)
+    tasks = load_tasks(config)
+    lm = load_language_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    projected = project_training(config, tasks, tasks, profiles_for(tasks, lm.tokenizer)).total.queries
+    train(config, tmp_path / "run", progress_bar=False)
+    requested = requested_queries()
+    print(f"{algo} {mode}: projected {projected:.0f}, requested {requested}")
+    assert abs(projected - requested) <= 0.05 * requested

@@ -1,6 +1,7 @@
 """The learned-selector study end to end on tiny tasks: every step, the table, resume, the transfer policy."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -121,7 +122,9 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
 
 
 @pytest.mark.slow
-def test_study_against_every_baseline_with_proposers_stop_and_curve(tmp_path, data_root, tiny_model_dir, capsys):
+def test_study_against_every_baseline_with_proposers_stop_and_curve(
+    tmp_path, data_root, tiny_model_dir, capsys, requested_queries
+):
     proposers = {"embedding": 2, "bm25": 1, "balanced": 1, "task": 1, "task_sets": 2, "task_dev_rows": 2}
     path = tiny_study(
         tmp_path,
@@ -155,6 +158,9 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(tmp_path, da
     )
     code, out, err = run_cli(["study", str(path)], capsys)
     assert code == 0, err
+    announced = re.search(r"about to spend ≈ ([\d,]+) LLM queries", err)
+    projected = int(announced.group(1).replace(",", ""))  # the stop action can end episodes early: at most that
+    assert requested_queries() <= projected <= 1.05 * requested_queries()
     root = tmp_path / "results" / "strongest"
     summary = json.loads((root / "summary.json").read_text())
     sst = summary["tiny_sst"]
@@ -178,3 +184,22 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(tmp_path, da
     curve = json.loads((root / "curve" / "tiny_sst.json").read_text())
     assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
     assert all("delta_vs_knn" in point for point in curve["points"].values())
+
+
+@pytest.mark.slow
+def test_the_projection_is_the_work_the_study_requests(tmp_path, data_root, tiny_model_dir, requested_queries):
+    from rl_select.budget import profiles_for
+    from rl_select.scoring import load_language_model
+    from rl_select.study.config import read_study
+    from rl_select.study.learned import Study
+    from rl_select.study.projection import project_study
+    from rl_select.tasks import load_task
+
+    config = read_study(tiny_study(tmp_path, data_root, tiny_model_dir))
+    tasks = [load_task(name, config.data_dir) for name in config.tasks]
+    lm = load_language_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    projected = project_study(config, tasks, profiles_for(tasks, lm.tokenizer), "cpu")
+    Study(config).run()
+    requested = requested_queries()
+    print(f"study: projected {projected.total.queries:.0f}, requested {requested}")
+    assert abs(projected.total.queries - requested) <= 0.05 * requested

@@ -1,0 +1,106 @@
+"""What a study will ask of the LLM, projected step by step from the same settings and rows the study runs.
+
+Counted as the scorer counts requests (a reward-cache hit counts, a feature read from its cache file does not):
+on an empty cache the projection is the study's work; on a warm one, an upper bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rl_select.budget import (
+    Projection,
+    Step,
+    TokenProfile,
+    dense_episode,
+    equal_budget_sets,
+    project_evaluation,
+    query_level,
+    task_level,
+    task_mode_choosing,
+    zero_shot_features,
+)
+from rl_select.runs.policy import PlannedPolicy
+from rl_select.study.config import StudyConfig
+from rl_select.study.rows import (
+    EQUAL_BUDGET,
+    LEARNED_QUERY,
+    LEARNED_TASK,
+    TRANSFER_QUERY,
+    baseline_selectors,
+    best_of_n,
+    small_best_of_n_row,
+    transfer_task_row,
+)
+from rl_select.tasks import Task
+
+
+def project_study(
+    config: StudyConfig, tasks: Sequence[Task], profiles: dict[str, TokenProfile], device_type: str = "cpu"
+) -> Projection:
+    """The :class:`~rl_select.study.config.StudyConfig` protocol's work, per step over every task.
+
+    ``device_type`` of the scoring model decides the LLM-heavy baselines' settings (smaller on a CPU).
+
+    Upper bounds where a choice decides: every query-mode episode is counted at k steps (the stop action can end
+    it sooner), and every seeded row at every seed.
+    """
+    query, task, k = config.query, config.task, config.k
+    names = ("query-mode rows", "query-mode dev comparison", "task-mode rows", "evaluation", "learning curve")
+    steps = {name: Step(name) for name in names}
+    for loaded in tasks:
+        name, profile = loaded.name, profiles[loaded.name]
+        episodes = config.query_episodes(name)
+        episode = dense_episode(profile, k, query.num_candidates + int(query.stop), 1)
+        steps["query-mode rows"].add(*(episodes * x for x in (episode.queries, episode.tokens, episode.forwards)))
+        proposers = query.proposers or {}
+        if proposers.get("task"):  # best-of-N on dev, once per task, for the task-level proposer
+            found = task_level(profile, k, proposers.get("task_sets", 20), proposers.get("task_dev_rows", 32))
+            steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
+        dev = query_level(profile, k, len(query.variants) * query.dev_rows)
+        steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
+        task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
+        learner = Step("task-mode rows")
+        learner.add(*(x * task.episodes for x in (task_episode.queries, task_episode.tokens, task_episode.forwards)))
+        if task.features.get("llm_features", True):
+            features = zero_shot_features(profile, len(loaded.train), task.episodes * task.num_candidates)
+            learner.add(features.queries, features.tokens, features.forwards)
+        steps["task-mode rows"].add(learner.queries, learner.tokens, learner.forwards)
+        learner_queries = learner.queries
+        rows = min(config.eval_rows, len(loaded.test))
+        for part in evaluation_work(config, loaded, profile, rows, learner_queries, device_type):
+            steps["evaluation"].add(part.queries, part.tokens, part.forwards)
+        if name in config.learning_curve.tasks:
+            curve = query_level(profile, k, len(config.learning_curve.queries) * rows)
+            steps["learning curve"].add(curve.queries, curve.tokens, curve.forwards)
+    return Projection([step for step in steps.values() if step.queries])
+
+
+def evaluation_work(
+    config: StudyConfig, task: Task, profile: TokenProfile, rows: int, learner_queries: float, device_type: str
+) -> list[Step]:
+    """One task's evaluation: the rows :meth:`~rl_select.study.learned.Study.selectors` evaluates, each by its work.
+
+    The baselines are the same selectors (:func:`~rl_select.study.rows.baseline_selectors`, best-of-N at the
+    task-mode learner's budget and at the transfer budgets); the learned rows are the policies to come
+    (:class:`~rl_select.runs.policy.PlannedPolicy`, with the same propose-and-verify settings).
+    """
+    dev_rows = config.best_of_n_dev_rows
+    equal_sets = equal_budget_sets(learner_queries + task_mode_choosing(config.task, len(task.dev)), dev_rows)
+    selectors: list[Any] = [*baseline_selectors(config, device_type), best_of_n(config, EQUAL_BUDGET, equal_sets)]
+    proposals = max(config.task.proposals, 1)
+    selectors += [
+        PlannedPolicy(LEARNED_QUERY, query_level=True),
+        PlannedPolicy(LEARNED_TASK, query_level=False, proposals=proposals, verify_rows=config.task.verify_rows),
+    ]
+    if config.transfer:
+        selectors.append(PlannedPolicy(TRANSFER_QUERY, query_level=True))
+        for budget in config.task_transfer_budgets:
+            name = transfer_task_row(budget)
+            selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
+            selectors.append(best_of_n(config, small_best_of_n_row(budget), budget))
+    return list(project_evaluation(selectors, task, profile, config.k, rows, config.eval_seeds).steps)
+
+
+__all__ = ["evaluation_work", "project_study"]
