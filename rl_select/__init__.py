@@ -18,7 +18,7 @@ __all__ = ["Demonstration", "Selector", "__version__", "load_selector"]
 
 def __getattr__(name: str) -> Any:
     if name in {"load_selector", "Selector", "Demonstration"}:
-        from rl_select.export import runtime
+        from rl_select.export import runtime  # deferred: loads numpy and pydantic
 
         return getattr(runtime, name)
     raise AttributeError(f"module 'rl_select' has no attribute {name!r}")

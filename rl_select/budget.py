@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from rl_select.envs.features import ZERO_SHOT_BLOCK
+from rl_select.scoring.prompts import PromptEncoder
 from rl_select.tasks.task import Task
 
 
@@ -39,8 +41,6 @@ class TokenProfile:
     @classmethod
     def of(cls, task: Task, tokenizer: Any, sample: int = 200) -> TokenProfile:
         """Measured on up to ``sample`` rows of the pool and the test split."""
-        from rl_select.scoring.prompts import PromptEncoder
-
         encoder = PromptEncoder(task, tokenizer)
         blocks = [len(encoder.block(e)) for e in task.train[:sample]]
         queries = [len(encoder.query(e)) for e in task.test[:sample]]
@@ -66,8 +66,6 @@ class Throughput:
 
 def measure_throughput(lm: Any, long: int = 384, short: int = 16, repeats: int = 2) -> Throughput:
     """Time forwards of ``short`` and ``long`` tokens (after a warm-up) and fit the two-term cost model."""
-    import torch
-
     vocab = int(lm.model.config.vocab_size)
 
     def timed(n: int) -> float:

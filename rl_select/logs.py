@@ -23,7 +23,7 @@ def setup_logging(verbose: bool = False) -> None:
         for noisy in ("transformers", "datasets", "huggingface_hub", "sentence_transformers", "bm25s"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         with contextlib.suppress(ImportError):
-            import transformers
+            import transformers  # deferred: loads transformers and httpx
 
             transformers.logging.set_verbosity_error()
             transformers.logging.disable_progress_bar()

@@ -120,7 +120,7 @@ def hardware() -> Hardware:
     )
     if "torch" not in sys.modules:  # not imported here just to describe it
         return info
-    import torch
+    import torch  # deferred: loads torch and numpy
 
     gpu: dict[str, Any] = {}
     if torch.cuda.is_available():

@@ -20,7 +20,7 @@ from typing import Any
 
 def pin_determinism(enabled: bool) -> dict[str, Any]:
     """Apply ``--deterministic`` (when ``enabled``); return what is in force, for result files."""
-    import torch
+    import torch  # deferred: loads torch and numpy
 
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

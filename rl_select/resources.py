@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rl_select.retrieval import BM25Index, make_embedder, pool_index
 from rl_select.scoring import LLMCost, Scorer, ScoringConfig
 from rl_select.scoring.cache import RewardCache
 from rl_select.scoring.model import LanguageModel
@@ -93,22 +94,17 @@ class Resources:
         """The embedder (see :func:`rl_select.retrieval.make_embedder`)."""
         if self._embedder is not None:
             return self._embedder
-        from rl_select.retrieval import make_embedder
 
         return make_embedder(self.embedder_spec, lambda: self.lm)
 
     @cached_property
     def index(self) -> Any:
         """Faiss index over the pool's embeddings (cached on disk)."""
-        from rl_select.retrieval import pool_index
-
         return pool_index(self.task, self.embedder, progress=self.progress)
 
     @cached_property
     def bm25(self) -> Any:
         """BM25 index over the pool's texts."""
-        from rl_select.retrieval import BM25Index
-
         return BM25Index([e.input_text for e in self.task.train])
 
     def llm_cost(self) -> LLMCost:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rl_select.errors import ConfigError, RLSelectError, reject_unknown_keys
+from rl_select.logs import setup_logging
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.types import JsonObject, JsonValue, Overrides
 
@@ -116,8 +117,8 @@ def trial_key(point: Overrides) -> str:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and fully validate a sweep file (no Ray involved)."""
-    from rl_select.runs.config import TrainConfig, read_yaml_mapping
-    from rl_select.runs.setup import load_tasks
+    from rl_select.runs.config import TrainConfig, read_yaml_mapping  # deferred: loads gymnasium
+    from rl_select.runs.setup import load_tasks  # deferred: loads torch and gymnasium
 
     path = Path(path)
     data = read_yaml_mapping(path, "sweep settings")
@@ -197,11 +198,10 @@ def grid_keys(points: list[Overrides]) -> list[str]:
 
 def run_trial(point: Overrides, base: Overrides, runs_root: str) -> None:
     """Ray Tune function trainable: train one grid point (resuming its run directory), report test metrics."""
-    from ray import tune
+    from ray import tune  # deferred: loads Ray and PyYAML
 
-    from rl_select.logs import setup_logging
-    from rl_select.runs.config import TrainConfig
-    from rl_select.train import train
+    from rl_select.runs.config import TrainConfig  # deferred: loads gymnasium
+    from rl_select.train import train  # deferred: loads torch and gymnasium
 
     setup_logging(False)
     config = TrainConfig.from_dict(base).with_overrides(point)
@@ -239,9 +239,9 @@ def trial_metrics(result: TrainResult, run_dir: Path) -> dict[str, float | str]:
 
 def run_sweep(spec: SweepSpec) -> SweepOutcome:
     """Run (or resume) the sweep with Ray Tune; write trials.csv, summary.md and plots."""
-    from ray import tune
+    from ray import tune  # deferred: loads Ray and PyYAML
 
-    from rl_select.rollouts.ray_runtime import ensure_ray
+    from rl_select.rollouts.ray_runtime import ensure_ray  # deferred: loads torch and gymnasium
 
     root = spec.root
     root.mkdir(parents=True, exist_ok=True)
@@ -357,12 +357,12 @@ def plot_sweep(
     spec: SweepSpec, rows: list[TrialRow], best: dict[str, tuple[Overrides, list[float]]], baselines: list[str]
 ) -> None:
     """accuracy.png (learned best configuration vs baselines, per task) and learning_curves.png."""
-    import matplotlib
+    import matplotlib  # deferred: loads matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: loads matplotlib
 
-    from rl_select.train.curve import Curve
+    from rl_select.train.curve import Curve  # deferred: loads torch and gymnasium
 
     tasks = list(best)
     methods = ["learned (best config)", *baselines]

@@ -38,7 +38,7 @@ class LlamaCppScorer:
     """
 
     def __init__(self, gguf: Path, threads: int, sequences: int = 16, context: int = 4096) -> None:
-        import llama_cpp as llama
+        import llama_cpp as llama  # deferred: loads llama.cpp
 
         self.llama = llama
         self.sequences = sequences

@@ -16,6 +16,8 @@ from typing import Any
 from rl_select.rollouts.ray_collect import run_on_workers, stop_workers
 from rl_select.rollouts.ray_runtime import ensure_ray
 from rl_select.rollouts.workers import start_workers
+from rl_select.runs.config import TrainConfig
+from rl_select.runs.setup import build_setup, load_tasks, training_candidates
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 WARMUP_EPISODE = 1_000_000
@@ -23,8 +25,6 @@ WARMUP_EPISODE = 1_000_000
 
 def precompute_features(config: Any) -> None:
     """Embeddings and zero-shot features of every training candidate, cached on disk for all workers."""
-    from rl_select.runs.setup import build_setup, load_tasks, training_candidates
-
     with tempfile.TemporaryDirectory() as tmp:
         setup = build_setup(config, Path(tmp), load_tasks(config))
         for task in setup.tasks:
@@ -43,9 +43,6 @@ def rollout_config(
     env: dict[str, Any],
 ) -> Any:
     """The run configuration the benchmark's episodes use; every placement name checked before Ray starts."""
-    from rl_select.runs.config import TrainConfig
-    from rl_select.runs.setup import load_tasks
-
     base = {"tasks": [task], "algo": "cql", "data_dir": data_dir, "model": model, "device": device, "dtype": dtype}
     config = TrainConfig.from_dict(
         {**base, "pool_size": pool_size, "address": address, "scorer_placement": placements[0], "env": env}

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from rl_select.bench.llama_cpp import LlamaCppScorer, llama_cpp_available
+from rl_select.observation import FeatureConfig
 from rl_select.provenance import cpu_flags, cpu_model
+from rl_select.resources import Resources
 from rl_select.scoring import LanguageModel, Scorer, ScoringConfig, load_language_model, naive_log_scores
 from rl_select.scoring.model import DEFAULT_MODEL_ALIASES, default_gguf_path, resolve_device
 from rl_select.selectors import RandomSelector
@@ -68,10 +70,8 @@ def env_reward_throughput(
     reward_rows: int = 64,
 ) -> dict[str, Any]:
     """Rewards/s of the vectorised env (``reward_rows`` dev queries per reward), random valid actions."""
-    from rl_select.envs import DemoSelectionEnv, EnvConfig, FeatureBank
-    from rl_select.envs.vector import DemoSelectionVecEnv
-    from rl_select.observation import FeatureConfig
-    from rl_select.resources import Resources
+    from rl_select.envs import DemoSelectionEnv, EnvConfig, FeatureBank  # deferred: loads gymnasium
+    from rl_select.envs.vector import DemoSelectionVecEnv  # deferred: loads stable-baselines3 and gymnasium
 
     resources = Resources(task, lm=lm, scoring=ScoringConfig(batch_prefixes=batch_prefixes))
     m = min(16, len(task.train))

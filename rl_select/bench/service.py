@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rl_select.errors import RLSelectError
+from rl_select.errors import ConfigError, RLSelectError
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
@@ -36,7 +36,7 @@ def free_port() -> int:
 
 def start_server(policy_dir: Path, port: int, timeout: float = 180.0) -> subprocess.Popen:
     """``rl-select serve`` in a subprocess, returned once ``/healthz`` answers."""
-    import httpx
+    import httpx  # deferred: loads httpx and rich
 
     process = subprocess.Popen(
         [sys.executable, "-m", "rl_select.cli", "serve", str(policy_dir), "--port", str(port)],
@@ -116,7 +116,7 @@ def run_service_benchmark(
     progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """Start the server, then for each concurrency level send ``requests`` requests; return latency statistics."""
-    import httpx
+    import httpx  # deferred: loads httpx and rich
 
     port = free_port()
     server = start_server(policy_dir, port)
@@ -158,8 +158,6 @@ def run_service_benchmark(
 
 def query_texts(policy_dir: Path, queries: Path | None) -> list[str]:
     """The load's query texts: one per line of ``queries``, else the exported pool's texts."""
-    from rl_select.errors import ConfigError
-
     if queries is not None:
         if not queries.is_file():
             raise ConfigError(f"queries file {queries} does not exist")

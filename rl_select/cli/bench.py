@@ -38,7 +38,7 @@ def _integers(text: str, option: str) -> list[int]:
 
 def _publish(report, path: Path, payload: dict, record: Provenance) -> None:
     """Print the report's table and notes; write its files."""
-    from rl_select.bench.reports import write_report
+    from rl_select.bench.reports import write_report  # deferred: CLI start-up
 
     print_table(report.title, report.headers, report.rows)
     for note in report.notes:
@@ -68,10 +68,10 @@ def bench_scorer(
 ) -> None:
     """Naive HF loop vs. rl-select's scorer (and llama.cpp) at the 4-shot SST-2 shape: queries/s, ratios, agreement."""
     setup_logging(verbose)
-    from rl_select.bench.reports import RESULTS_DIR, scorer_report
-    from rl_select.bench.scorer import run_scorer_benchmark
-    from rl_select.selectors import check_k
-    from rl_select.tasks import load_task
+    from rl_select.bench.reports import RESULTS_DIR, scorer_report  # deferred: CLI start-up
+    from rl_select.bench.scorer import run_scorer_benchmark  # deferred: CLI start-up (loads torch)
+    from rl_select.selectors import check_k  # deferred: CLI start-up (loads torch)
+    from rl_select.tasks import load_task  # deferred: CLI start-up
 
     stolen = cpu_steal_meter()
     if queries < 1:
@@ -111,9 +111,9 @@ def bench_rollouts(
 ) -> None:
     """Episodes/s for each worker count and scorer placement in one run, with parallel efficiency."""
     setup_logging(verbose)
-    from rl_select.bench.reports import RESULTS_DIR, rollouts_report
-    from rl_select.bench.rollouts import rollout_config, run_rollout_benchmark
-    from rl_select.scoring.model import resolve_device
+    from rl_select.bench.reports import RESULTS_DIR, rollouts_report  # deferred: CLI start-up
+    from rl_select.bench.rollouts import rollout_config, run_rollout_benchmark  # deferred: CLI start-up (loads torch)
+    from rl_select.scoring.model import resolve_device  # deferred: CLI start-up (loads torch)
 
     stolen = cpu_steal_meter()
     counts = _integers(workers, "--workers")
@@ -148,9 +148,18 @@ def bench_service(
 ) -> None:
     """Latency and throughput of `rl-select serve` under a bounded load on loopback; --abuse: load and abuse."""
     setup_logging(verbose)
-    from rl_select.bench.reports import RESULTS_DIR, abuse_failed, abuse_report, service_report
-    from rl_select.bench.service import query_texts, run_abuse_on_server, run_service_benchmark
-    from rl_select.export.manifest import read_manifest
+    from rl_select.bench.reports import (  # deferred: CLI start-up
+        RESULTS_DIR,
+        abuse_failed,
+        abuse_report,
+        service_report,
+    )
+    from rl_select.bench.service import (  # deferred: CLI start-up
+        query_texts,
+        run_abuse_on_server,
+        run_service_benchmark,
+    )
+    from rl_select.export.manifest import read_manifest  # deferred: CLI start-up (loads pydantic)
 
     stolen = cpu_steal_meter()
     manifest = read_manifest(policy_dir)

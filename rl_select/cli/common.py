@@ -90,7 +90,7 @@ def default_out(kind: str, name: str) -> Path:
 
 def load_model_with_status(model: str | None, device: str, dtype: str):
     """Load the scoring model with a status line."""
-    from rl_select.scoring import load_language_model
+    from rl_select.scoring import load_language_model  # deferred: CLI start-up (loads torch)
 
     with err_console.status(f"loading model {model or 'smollm2-135m-instruct'} …"):
         return load_language_model(model, device=device, dtype=dtype)
@@ -98,7 +98,7 @@ def load_model_with_status(model: str | None, device: str, dtype: str):
 
 def announce_budget(projection, throughput, *, table: bool) -> None:
     """Say what a run is about to spend: the total (and with ``table`` every step) on stderr."""
-    from rl_select.budget import describe
+    from rl_select.budget import describe  # deferred: CLI start-up (loads torch)
 
     total = projection.total
     minutes = throughput.seconds(total.tokens, total.forwards) / 60
@@ -112,7 +112,7 @@ def announce_budget(projection, throughput, *, table: bool) -> None:
 
 def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
     """A rich table on stdout (the first column left-aligned, the rest right-aligned)."""
-    from rich.table import Table
+    from rich.table import Table  # deferred: CLI start-up
 
     table = Table(title=title)
     for i, column in enumerate(headers):

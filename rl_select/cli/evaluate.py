@@ -36,7 +36,7 @@ NumCandidatesOption = typer.Option(
 
 def tasks_command(data_dir: str | None = DataDirOption) -> None:
     """List the tasks available, and where each comes from."""
-    from rl_select.tasks import list_tasks
+    from rl_select.tasks import list_tasks  # deferred: CLI start-up
 
     table = Table(title="tasks")
     for column in ("task", "source", "location", "train", "dev", "test"):
@@ -83,7 +83,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
     setup_logging(verbose)
-    from rl_select.evaluation.command import EvaluateRequest, evaluate
+    from rl_select.evaluation.command import EvaluateRequest, evaluate  # deferred: CLI start-up (loads torch)
 
     names = selector if selector is not None else ("" if policy else "random")
     options = {"num_sets": num_sets, "dev_size": dev_size, "num_candidates": num_candidates}
@@ -126,7 +126,7 @@ def evaluate_command(
 
 def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool) -> None:
     """The evaluation's table on stdout, cache statistics and where the files are on stderr."""
-    from rl_select.evaluation import REPORT_COLUMNS, report_row
+    from rl_select.evaluation import REPORT_COLUMNS, report_row  # deferred: CLI start-up (loads torch)
 
     reports = outcome.reports
     table = Table(

@@ -22,7 +22,7 @@ def option_type(leaf: Leaf) -> Any:
 
 def command_options(cls: type) -> list[inspect.Parameter]:
     """One keyword parameter per setting of ``cls``, ready for a typer command's signature (all default None)."""
-    import typer
+    import typer  # deferred: CLI start-up
 
     params = []
     for leaf in leaves(cls):
@@ -60,7 +60,7 @@ def given_values(cls: type, options: Mapping[str, Any]) -> Overrides:
 
 def parse_text(text: str, leaf: Leaf | None = None) -> Any:
     """A value written on the command line: YAML (``4``, ``[a, b]``, ``{k: 1}``, ``null``), or ``a,b`` for a list."""
-    import yaml
+    import yaml  # deferred: CLI start-up (loads PyYAML)
 
     if leaf is not None and option_type(leaf) is str and unwrap_optional(leaf.kind)[0] is str:
         return None if text == "null" and unwrap_optional(leaf.kind)[1] else text

@@ -26,7 +26,7 @@ def export_command(
 ) -> None:
     """Export a trained selector: ONNX policy, manifest, candidate pool with embeddings and faiss index."""
     setup_logging(verbose)
-    from rl_select.export.exporter import export_policy
+    from rl_select.export.exporter import export_policy  # deferred: CLI start-up (loads torch and pydantic)
 
     with err_console.status("exporting …"):
         manifest = export_policy(run_dir, out, task=task, data_dir=data_dir, pool=pool, seed=seed)
@@ -48,7 +48,7 @@ def select_command(
 ) -> None:
     """Choose demonstrations with an exported policy (no training stack needed)."""
     setup_logging(verbose)
-    from rl_select.export import load_selector
+    from rl_select.export import load_selector  # deferred: CLI start-up (loads pydantic)
 
     selector = load_selector(policy_dir, pool=pool)
     demos = selector.select(query, k, query_pair)
@@ -89,10 +89,15 @@ def serve_command(
 ) -> None:
     """Serve an exported policy over HTTP: POST /v1/select, GET /healthz, GET /v1/policy."""
     setup_logging(verbose)
-    import uvicorn
+    import uvicorn  # deferred: CLI start-up (loads uvicorn)
 
-    from rl_select.export import load_selector
-    from rl_select.service.app import BODY_TIMEOUT_ENV, POLICY_ENV, POOL_ENV, create_app
+    from rl_select.export import load_selector  # deferred: CLI start-up (loads pydantic)
+    from rl_select.service.app import (  # deferred: CLI start-up (loads FastAPI and pydantic)
+        BODY_TIMEOUT_ENV,
+        POLICY_ENV,
+        POOL_ENV,
+        create_app,
+    )
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be in 1..65535, got {port}")

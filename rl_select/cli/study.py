@@ -41,11 +41,17 @@ def headroom_command(
 ) -> None:
     """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
     setup_logging(verbose)
-    from rl_select.resources import Resources
-    from rl_select.scoring import ScoringConfig
-    from rl_select.selectors import check_k
-    from rl_select.study.headroom import Headroom, HeadroomFile, headroom, headroom_key, headroom_report
-    from rl_select.tasks import load_task
+    from rl_select.resources import Resources  # deferred: CLI start-up (loads torch)
+    from rl_select.scoring import ScoringConfig  # deferred: CLI start-up (loads torch)
+    from rl_select.selectors import check_k  # deferred: CLI start-up (loads torch)
+    from rl_select.study.headroom import (  # deferred: CLI start-up (loads torch)
+        Headroom,
+        HeadroomFile,
+        headroom,
+        headroom_key,
+        headroom_report,
+    )
+    from rl_select.tasks import load_task  # deferred: CLI start-up
 
     loaded = load_task(task, data_dir)
     check_k(k, len(loaded.train))
@@ -90,7 +96,11 @@ def headroom_command(
 
 def announce_headroom_budget(lm, task, k: int, num_candidates: int, dev_neighbours: int, queries: int) -> None:
     """Project the analysis's LLM work per step on this machine and print it."""
-    from rl_select.budget import TokenProfile, measure_throughput, project_headroom
+    from rl_select.budget import (  # deferred: CLI start-up (loads torch)
+        TokenProfile,
+        measure_throughput,
+        project_headroom,
+    )
 
     with err_console.status("timing the model …"):
         throughput = measure_throughput(lm)
@@ -100,10 +110,10 @@ def announce_headroom_budget(lm, task, k: int, num_candidates: int, dev_neighbou
 
 def announce_study_budget(config) -> None:
     """Project the study's LLM work per step on this machine and print it."""
-    from rl_select.budget import measure_throughput, profiles_for
-    from rl_select.scoring.model import shared_language_model
-    from rl_select.study.projection import project_study
-    from rl_select.tasks import load_task
+    from rl_select.budget import measure_throughput, profiles_for  # deferred: CLI start-up (loads torch)
+    from rl_select.scoring.model import shared_language_model  # deferred: CLI start-up (loads torch)
+    from rl_select.study.projection import project_study  # deferred: CLI start-up (loads torch)
+    from rl_select.tasks import load_task  # deferred: CLI start-up
 
     tasks = [load_task(name, config.data_dir) for name in config.tasks]
     with err_console.status("loading the model and timing it …"):
@@ -128,8 +138,8 @@ def study_command(
 ) -> None:
     """Learned selectors against the baselines on every task of a study, at a counted LLM budget (resumable)."""
     setup_logging(verbose)
-    from rl_select.study.config import read_study
-    from rl_select.study.learned import Study
+    from rl_select.study.config import read_study  # deferred: CLI start-up
+    from rl_select.study.learned import Study  # deferred: CLI start-up (loads torch)
 
     config = read_study(config_file, {"data_dir": data_dir, "out": out})
     if table_only:

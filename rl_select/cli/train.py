@@ -119,11 +119,11 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
 
     ``fitted``: the settings fitted to this machine (shown, so the user sees the values the run will use).
     """
-    from rl_select.budget import measure_throughput, profiles_for
-    from rl_select.runs.setup import load_tasks
-    from rl_select.scoring.model import shared_language_model
-    from rl_select.train.projection import project_training
-    from rl_select.train.results import transfer_tasks
+    from rl_select.budget import measure_throughput, profiles_for  # deferred: CLI start-up (loads torch)
+    from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
+    from rl_select.scoring.model import shared_language_model  # deferred: CLI start-up (loads torch)
+    from rl_select.train.projection import project_training  # deferred: CLI start-up (loads torch)
+    from rl_select.train.results import transfer_tasks  # deferred: CLI start-up (loads torch)
 
     if fitted:
         values = ", ".join(f"{path}={value}" for path, value in fitted.items())
@@ -154,8 +154,8 @@ def collect_run(
     """Log random-policy episodes (with episode ids) for offline Q-learning."""
     setup_logging(verbose)
     from rl_select.rollouts.collect import collect_episodes  # deferred: imports torch and gymnasium
-    from rl_select.rollouts.episodes import EpisodeStore
-    from rl_select.runs.setup import load_tasks
+    from rl_select.rollouts.episodes import EpisodeStore  # deferred: CLI start-up (loads torch)
+    from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
 
     overrides = {"algo": "cql", **settings, **parse_sets(sets)}
     if "tasks" not in overrides and config_file is None:
@@ -189,8 +189,8 @@ def sweep_command(
 ) -> None:
     """Run (or resume) a grid of training runs with Ray Tune; write trials.csv, summary.md and plots."""
     setup_logging(verbose)
-    from rl_select.rollouts.ray_runtime import ensure_ray
-    from rl_select.sweep import load_sweep, run_sweep
+    from rl_select.rollouts.ray_runtime import ensure_ray  # deferred: CLI start-up (loads torch)
+    from rl_select.sweep import load_sweep, run_sweep  # deferred: CLI start-up
 
     spec = load_sweep(sweep_file)  # every error surfaces here, before Ray starts
     err_console.print(f"sweep {spec.name}: {len(spec.points())} trials into {spec.root}")

@@ -18,7 +18,14 @@ from rl_select.evaluation.core import (
 from rl_select.evaluation.dump import write_dump
 from rl_select.evaluation.tables import evaluation_markdown
 from rl_select.provenance import provenance
-from rl_select.scoring import CacheStats
+from rl_select.reproducibility import pin_determinism
+from rl_select.resources import Resources
+from rl_select.retrieval.embed import default_embedder
+from rl_select.scoring import CacheStats, ScoringConfig, load_language_model
+from rl_select.scoring.model import resolve_device
+from rl_select.selectors import SELECTORS, check_k, device_defaults, make_selector
+from rl_select.selectors.base import ReversedOrder
+from rl_select.tasks import SPLITS, load_task
 
 ORDER_CHOICES = ("selected", "reversed", "both")
 DEFAULT_SEEDS = 5
@@ -96,9 +103,7 @@ def selectors_for(request: EvaluateRequest, device_type: str | None = None) -> l
     With ``device_type`` (the scoring model's), options the request leaves open get that device's defaults
     (:data:`~rl_select.selectors.CPU_DEFAULTS` on a CPU).
     """
-    from rl_select.runs.policy import PolicySelector
-    from rl_select.selectors import SELECTORS, device_defaults, make_selector
-    from rl_select.selectors.base import ReversedOrder
+    from rl_select.runs.policy import PolicySelector  # deferred: loads gymnasium
 
     if request.order not in ORDER_CHOICES:
         raise ConfigError(f"unknown --order '{request.order}' (choose from: {', '.join(ORDER_CHOICES)})")
@@ -125,7 +130,7 @@ def default_path(request: EvaluateRequest, task_name: str) -> Path:
 
 def projected_work(request: EvaluateRequest, selectors: list[Any], resources: Any) -> tuple[Any, Any]:
     """The evaluation's projected LLM work per selector, and this machine's measured throughput."""
-    from rl_select.budget import TokenProfile, measure_throughput, project_evaluation
+    from rl_select.budget import TokenProfile, measure_throughput, project_evaluation  # deferred: loads gymnasium
 
     n_rows = len(evaluation_rows(resources, request.split, request.rows))
     profile = TokenProfile.of(resources.task, resources.lm.tokenizer)
@@ -153,14 +158,6 @@ def evaluate(
         on_budget: Told the projected LLM work (a :class:`~rl_select.budget.Projection`) and this machine's measured
             throughput before any scoring (measuring it costs two forwards).
     """
-    from rl_select.reproducibility import pin_determinism
-    from rl_select.resources import Resources
-    from rl_select.retrieval.embed import default_embedder
-    from rl_select.scoring import ScoringConfig, load_language_model
-    from rl_select.scoring.model import resolve_device
-    from rl_select.selectors import check_k
-    from rl_select.tasks import SPLITS, load_task
-
     if request.seeds is not None and request.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {request.seeds}")
     task = load_task(request.task, request.data_dir)

@@ -21,7 +21,15 @@ from torch import nn
 
 from rl_select.errors import ArtifactError, ConfigError
 from rl_select.export import manifest as fmt
+from rl_select.export.runtime import OnnxEmbedder
+from rl_select.observation import feature_layout
 from rl_select.provenance import provenance
+from rl_select.resources import Resources
+from rl_select.retrieval.index import VectorIndex
+from rl_select.scoring import ScoringConfig
+from rl_select.scoring.model import shared_language_model
+from rl_select.tasks import Task, load_task
+from rl_select.tasks.files import read_split
 
 logger = logging.getLogger(__name__)
 OBS_ORDER = ("candidates", "chosen", "step", "state", "query")
@@ -137,7 +145,6 @@ def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str])
         )
     tokenizer.backend_tokenizer.save(str(directory / fmt.EMBEDDER_TOKENIZER))
     max_length = int(getattr(model, "max_seq_length", 256) or 256)
-    from rl_select.export.runtime import OnnxEmbedder
 
     onnx_vectors = OnnxEmbedder(path, directory / fmt.EMBEDDER_TOKENIZER, max_length, embedder.id).embed(probe_texts)
     torch_vectors = embedder.embed(probe_texts)
@@ -172,8 +179,8 @@ def export_policy(
     Returns:
         The manifest.
     """
-    from rl_select.envs import FeatureBank
-    from rl_select.runs.policy import load_policy
+    from rl_select.envs import FeatureBank  # deferred: loads gymnasium
+    from rl_select.runs.policy import load_policy  # deferred: loads gymnasium
 
     run_dir, out = Path(run_dir), Path(out)
     policy = load_policy(run_dir)
@@ -212,9 +219,6 @@ def export_policy(
 
 def _export_task(config: Any, task: str | None, data_dir: str | None, pool: str | Path | None) -> Any:
     """The task whose format (and pool, or the given one) the artifact carries."""
-    from rl_select.tasks import Task, load_task
-    from rl_select.tasks.files import read_split
-
     loaded = load_task(task or config.tasks[0], data_dir or config.data_dir).subset_pool(
         config.pool_size, seed=config.seed
     )
@@ -233,10 +237,6 @@ def _export_task(config: Any, task: str | None, data_dir: str | None, pool: str 
 
 def _export_resources(config: Any, loaded: Any) -> Any:
     """The run's model, scoring and embedder, on the exported task."""
-    from rl_select.resources import Resources
-    from rl_select.scoring import ScoringConfig
-    from rl_select.scoring.model import shared_language_model
-
     return Resources(
         loaded,
         lm=shared_language_model(config.model, config.device, config.dtype),
@@ -248,8 +248,6 @@ def _export_resources(config: Any, loaded: Any) -> Any:
 
 def _write_pool(out: Path, loaded: Any, bank: Any) -> None:
     """The pool, its embeddings, static features, projection and similarity index."""
-    from rl_select.retrieval.index import VectorIndex
-
     np.save(out / fmt.POOL_EMBEDDINGS, bank.pool_vectors.astype(np.float32), allow_pickle=False)
     np.save(out / fmt.POOL_STATIC, bank.static(range(len(loaded.train))).astype(np.float32), allow_pickle=False)
     arrays = (bank.projection.matrix, bank.projection.mean, bank.projection.scale)
@@ -276,8 +274,8 @@ def _task_candidates(
     out: Path, run_dir: Path, config: Any, loaded: Any, bank: Any, seed: int, own_pool: bool
 ) -> list[int]:
     """Task mode: the anchor file, and the M candidates (held out from training where the pool is the run's)."""
-    from rl_select.runs.dirs import read_trained_on
-    from rl_select.runs.setup import training_candidates
+    from rl_select.runs.dirs import read_trained_on  # deferred: loads gymnasium
+    from rl_select.runs.setup import training_candidates  # deferred: loads gymnasium
 
     anchor = bank.anchor(loaded.sample("dev", config.env.reward_rows, seed=config.env.data_seed))
     np.save(out / fmt.ANCHOR, anchor.astype(np.float32), allow_pickle=False)
@@ -289,7 +287,7 @@ def _task_candidates(
 
 def _task_proposals(resources: Any, config: Any) -> list[int]:
     """The task proposer's list on the exported pool (best-of-N on dev; none when the policy does not use it)."""
-    from rl_select.envs import task_proposals
+    from rl_select.envs import task_proposals  # deferred: loads gymnasium
 
     proposers = config.env.proposers
     if not proposers.task:
@@ -345,6 +343,4 @@ def _manifest(
 
 def bank_layout(config: Any) -> Any:
     """The observation layout of a run's features and mode."""
-    from rl_select.observation import feature_layout
-
     return feature_layout(config.env.features, config.env.mode, config.env.proposers is not None, config.env.stop)

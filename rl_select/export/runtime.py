@@ -24,6 +24,7 @@ import numpy as np
 
 import rl_select.export.manifest as fmt
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.export.torch_parts import load_original_embedder, zero_shot_features
 from rl_select.observation import (
     ORDERS,
     FeatureConfig,
@@ -37,6 +38,8 @@ from rl_select.observation import (
     word_length,
 )
 from rl_select.proposals import Proposal, ProposerConfig, balanced_ranking, merge_proposals
+from rl_select.retrieval.bm25 import BM25Index
+from rl_select.retrieval.index import VectorIndex
 from rl_select.tasks.files import examples_from_rows, read_split
 from rl_select.tasks.task import Example
 from rl_select.tasks.template import PromptTemplate
@@ -65,8 +68,8 @@ class OnnxEmbedder:
     """A sentence embedder exported to ONNX (token ids + mask → unit vector), tokenized with ``tokenizers``."""
 
     def __init__(self, model: Path, tokenizer: Path, max_length: int, embedder_id: str) -> None:
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+        import onnxruntime as ort  # deferred: loads onnxruntime
+        from tokenizers import Tokenizer  # deferred: loads tokenizers
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer))
         self.tokenizer.enable_truncation(max_length)
@@ -98,7 +101,7 @@ def embedder_threads() -> int:
 
 
 def _session_options(threads: int = 1) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: loads onnxruntime
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # the policy network is tiny: one thread per request scales best
@@ -111,7 +114,6 @@ def _load_embedder(directory: Path, spec: fmt.EmbedderSpec) -> Any:
     """The query embedder: the exported ONNX one (light), else the original through the optional torch module."""
     if spec.onnx:
         return OnnxEmbedder(directory / fmt.EMBEDDER_ONNX, directory / fmt.EMBEDDER_TOKENIZER, spec.max_length, spec.id)
-    from rl_select.export.torch_parts import load_original_embedder
 
     return load_original_embedder(spec)
 
@@ -123,7 +125,7 @@ class Selector:
     """
 
     def __init__(self, directory: Path, manifest: fmt.Manifest, pool_file: str | Path | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred: loads onnxruntime
 
         self.directory = directory
         self.manifest = manifest
@@ -276,8 +278,6 @@ class Selector:
     def bm25(self) -> Any:
         """BM25 over the pool's texts (built on first use, again after the pool changes)."""
         if self._bm25 is None:
-            from rl_select.retrieval.bm25 import BM25Index
-
             self._bm25 = BM25Index([e.input_text for e in self.pool])
         return self._bm25
 
@@ -318,7 +318,6 @@ class Selector:
         return [int(candidates[i]) for i in arrange_prompt(chosen, self.prompt_order)]
 
     def _index(self) -> Any:
-        from rl_select.retrieval.index import VectorIndex
 
         path = self.directory / fmt.POOL_INDEX
         if self.manifest.pool_swapped or not path.is_file():
@@ -391,8 +390,6 @@ class Selector:
 
     def _zero_shot(self, pool: list[Example]) -> np.ndarray:
         """Zero-shot LLM statistics of a swapped-in pool (loads the scoring model: these features need it)."""
-        from rl_select.export.torch_parts import zero_shot_features
-
         return zero_shot_features(self.manifest, self.template, pool)
 
 

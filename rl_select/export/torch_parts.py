@@ -19,10 +19,10 @@ from rl_select.tasks.template import PromptTemplate
 
 def load_original_embedder(spec: EmbedderSpec) -> Any:
     """The embedder the policy was exported with (the scoring LLM's hidden states, or sentence-transformers)."""
-    from rl_select.retrieval.embed import make_embedder
+    from rl_select.retrieval.embed import make_embedder  # deferred: loads torch
 
     if spec.kind == "lm":
-        from rl_select.scoring.model import load_language_model
+        from rl_select.scoring.model import load_language_model  # deferred: loads torch
 
         embedder = make_embedder(None, load_language_model(spec.model, device="cpu", dtype=spec.dtype or "float32"))
     else:
@@ -36,7 +36,7 @@ def load_original_embedder(spec: EmbedderSpec) -> Any:
 
 def zero_shot_features(manifest: Manifest, template: PromptTemplate, pool: list[Example]) -> np.ndarray:
     """``[N, 3]`` zero-shot statistics of a pool (normalised entropy, gold probability, correctness)."""
-    from rl_select.scoring import Scorer, ScoringConfig, load_language_model
+    from rl_select.scoring import Scorer, ScoringConfig, load_language_model  # deferred: loads torch
 
     scoring = manifest.scoring
     lm = load_language_model(scoring.get("model"), device="cpu", dtype=scoring.get("dtype", "float32"))

@@ -16,7 +16,7 @@ class BM25Index:
     """
 
     def __init__(self, documents: Sequence[str]) -> None:
-        import bm25s
+        import bm25s  # deferred: loads scipy and bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
         self._bm25s = bm25s

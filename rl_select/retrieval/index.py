@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 def import_faiss() -> Any:
     """Import faiss or explain how to install it."""
     try:
-        import faiss
+        import faiss  # deferred: loads faiss
     except ImportError:
         raise ModelError("retrieval needs faiss: pip install 'rl-select[cpu]' (or 'rl-select[gpu]')") from None
     return faiss

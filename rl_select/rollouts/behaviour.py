@@ -27,6 +27,7 @@ import numpy as np
 
 from rl_select.errors import ConfigError
 from rl_select.observation import arrange_prompt, span_coordinates
+from rl_select.rollouts.episodes import cost_record
 
 BEHAVIOURS = ("knn", "random", "greedy", "policy")
 
@@ -112,8 +113,6 @@ def run_dense_episode(
     proposers, ``stop`` with the stop action, and the LLM cost it took. Rewards and values come from the rows
     (the chosen candidate's entry), so an episode costs at most k action rows and one zero-shot score.
     """
-    from rl_select.rollouts.episodes import cost_record
-
     seed = base_seed + episode_id
     rng = np.random.default_rng(seed)
     behaviour = mix.pick(rng)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rl_select.provenance import provenance
 from rl_select.rollouts.episodes import EpisodeStore, episode_base_seed, run_episode
+from rl_select.rollouts.ray_collect import collect_with_ray
 from rl_select.runs.setup import build_setup, load_tasks, make_env
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -58,8 +59,6 @@ def collect_episodes(
     if not todo:
         return store
     if config.parallel.workers:
-        from rl_select.rollouts.ray_collect import collect_with_ray
-
         collect_with_ray(config, store, todo, advance)
         return store
     if setup is None:

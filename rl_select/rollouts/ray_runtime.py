@@ -12,7 +12,7 @@ def require_ray() -> Any:
     """Import Ray or explain how to install it."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
-        import ray
+        import ray  # deferred: loads Ray and PyYAML
     except ImportError:
         raise ConfigError("--workers needs Ray: pip install 'rl-select[ray]'") from None
     return ray

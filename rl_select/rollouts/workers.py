@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from rl_select.rollouts.episodes import episode_base_seed, run_episode
 from rl_select.rollouts.ray_runtime import require_ray
@@ -33,13 +34,12 @@ PLACEMENTS = ("worker", "central")
 
 
 def _quiet_worker(threads: int) -> None:
-    import torch
 
     torch.set_num_threads(max(1, threads))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
-        import transformers
+        import transformers  # deferred: loads transformers and httpx
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()

@@ -240,7 +240,7 @@ def fit_training(config: TrainConfig, chosen: set[str], device_type: str) -> tup
 
 def read_yaml_mapping(path: str | Path, what: str) -> JsonObject:
     """The mapping a YAML file holds (``what`` names it in errors: "training settings", "a sweep", ...)."""
-    import yaml
+    import yaml  # deferred: loads PyYAML
 
     path = Path(path)
     if not path.is_file():

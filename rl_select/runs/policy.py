@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rl_select.envs import DemoSelectionEnv, EnvConfig
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.policies.cql import CQL
+from rl_select.policies.fqi import FQI
 from rl_select.resources import Resources
 from rl_select.runs.config import TrainConfig, read_run_config
 from rl_select.runs.dirs import policy_files, read_trained_on
@@ -74,20 +77,16 @@ def load_policy(run_dir: str | Path) -> LoadedPolicy:
         raise ArtifactError(f"{run_dir} has no trained policy ({path.name} missing): the run did not finish")
     try:
         if config.algo == "cql":
-            from rl_select.policies.cql import CQL
-
             module: torch.nn.Module = CQL.load(path).q
         elif config.algo == "fqi":
-            from rl_select.policies.fqi import FQI
-
             module = FQI.load(path).q
         elif config.algo == "dqn":
-            from rl_select.policies.dqn import MaskedDQN
+            from rl_select.policies.dqn import MaskedDQN  # deferred: loads stable-baselines3 and sb3-contrib
 
             model = MaskedDQN.load(path, device="cpu")
             module = CandidateScores(model.q_net, "candidate_scores")
         else:
-            from sb3_contrib import MaskablePPO
+            from sb3_contrib import MaskablePPO  # deferred: loads stable-baselines3 and sb3-contrib
 
             model = MaskablePPO.load(path, device="cpu")
             module = CandidateScores(model.policy, "candidate_scores")
@@ -190,8 +189,6 @@ class PolicySelector(Selector):
 
     def build(self, resources: Resources) -> PolicySelector:
         """Build the feature environment for ``resources.task``."""
-        from rl_select.envs import DemoSelectionEnv, EnvConfig
-
         super().build(resources)
         task = resources.task
         config = self.policy.config

@@ -126,7 +126,7 @@ def make_vec_env(setup: RunSetup, seeds: list[int] | None = None) -> Any:
     With ``seeds`` (a Ray worker's share of the global sub-envs), one sub-env per seed, sub-env of global index
     ``seed - config.seed`` on task ``index % tasks``.
     """
-    from rl_select.envs.vector import DemoSelectionVecEnv
+    from rl_select.envs.vector import DemoSelectionVecEnv  # deferred: loads stable-baselines3 and rich
 
     config = setup.config
     seeds = seeds if seeds is not None else [config.seed + i for i in range(config.parallel.n_envs)]

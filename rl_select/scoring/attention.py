@@ -55,8 +55,11 @@ def grouped_attention(
 
 def register() -> str:
     """Register :func:`grouped_attention` with transformers (idempotent); return its name."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+    from transformers import AttentionInterface  # deferred: loads transformers and httpx
+    from transformers.masking_utils import (  # deferred: loads transformers and httpx
+        ALL_MASK_ATTENTION_FUNCTIONS,
+        eager_mask,
+    )
 
     AttentionInterface.register(ATTENTION, grouped_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, eager_mask)  # causal/padding masks built as for eager

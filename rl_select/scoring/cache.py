@@ -56,7 +56,7 @@ class PrefixState:
 
     def as_cache(self) -> Any:
         """A fresh transformers ``DynamicCache`` holding this prefix (the stored tensors are not modified)."""
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # deferred: loads transformers and httpx
 
         cache = DynamicCache()
         for layer, (k, v) in enumerate(self.kv or []):

@@ -127,7 +127,7 @@ class TorchBackend:
         """The rows' prefix KV states as one cache: expanded when all rows share one, else left-padded."""
         if not past:
             return None
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # deferred: loads transformers and httpx
 
         cache = DynamicCache()
         first = rows[0].prefix
@@ -165,7 +165,7 @@ class TorchBackend:
     @torch.inference_mode()
     def _forward_one(self, tree: TokenTree, past: PrefixState | None, reads: list[int]) -> tuple[torch.Tensor, Any]:
         """One packed row after ``past``; float32 log-softmax at ``reads`` and the KV cache extended by the row."""
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # deferred: loads transformers and httpx
 
         device = self.lm.device
         ids = torch.tensor([tree.ids], device=device)

@@ -176,7 +176,11 @@ def converted_gguf_dir(gguf: Path) -> tuple[Path, str]:
         if (target / "config.json").is_file():
             return target, digest
         logger.info("converting %s to safetensors (once) into %s", gguf.name, target)
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import (  # deferred: loads transformers and httpx
+            AutoConfig,
+            AutoModelForCausalLM,
+            AutoTokenizer,
+        )
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -234,7 +238,7 @@ def load_language_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     name, source, fingerprint = _resolve_source(model)
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: loads transformers and httpx
 
     loaded: dict[torch.dtype, Any] = {}
 
@@ -286,7 +290,7 @@ def _resolve_source(model: str | None) -> tuple[str, Path, str]:
 
 def _from_pretrained(name: str, source: Path, dtype: torch.dtype, attention: str, device: torch.device) -> Any:
     """The transformers model in ``dtype`` on ``device``, in eval mode, with the attention asked for."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # deferred: loads transformers and httpx
 
     try:
         lm = AutoModelForCausalLM.from_pretrained(

@@ -184,7 +184,7 @@ class StudyConfig:
 
 def read_study(path: str | Path, overrides: Overrides | None = None) -> StudyConfig:
     """A study from its YAML file, with top-level overrides (``data_dir``, ``out``, ...)."""
-    from rl_select.runs.config import read_yaml_mapping
+    from rl_select.runs.config import read_yaml_mapping  # deferred: loads gymnasium and numpy
 
     data = read_yaml_mapping(path, "study settings")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})

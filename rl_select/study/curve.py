@@ -10,14 +10,13 @@ so an interrupted curve continues where it stopped; ``curve.png`` plots every fi
 from __future__ import annotations
 
 from rl_select.evaluation import evaluate_selector, stratified_bootstrap
+from rl_select.runs.policy import PolicySelector
 from rl_select.study.state import CurvePoint, LearningCurve, StudyState
 from rl_select.study.view import StudyView as Study
 
 
 def learning_curve(study: Study, name: str) -> LearningCurve:
     """Fit and evaluate every point of ``name``'s curve that is not done yet; return the task's curve."""
-    from rl_select.runs.policy import PolicySelector
-
     config = study.config
     state = StudyState(study.root)
     curve = state.curve(name)
@@ -51,10 +50,10 @@ def learning_curve(study: Study, name: str) -> LearningCurve:
 
 def plot_curves(study: Study) -> None:
     """``curve.png``: calibrated test accuracy against training queries, one line per finished task."""
-    import matplotlib
+    import matplotlib  # deferred: loads matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: loads matplotlib
 
     curves = StudyState(study.root).curves()
     if not curves:

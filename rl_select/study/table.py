@@ -341,10 +341,10 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
 
 def plot(study: Study, table: StudyTable, tasks: list[str]) -> None:
     """``accuracy.png``: calibrated accuracy of every row on every task and on average."""
-    import matplotlib
+    import matplotlib  # deferred: loads matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: loads matplotlib
 
     groups: dict[str, TaskTable | AverageTable] = {
         **{task: table.tasks[task] for task in tasks},

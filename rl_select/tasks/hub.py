@@ -15,9 +15,11 @@ For machines without the hub, ``RL_SELECT_HUB_MIRROR=/dir`` makes every dataset 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -245,9 +247,6 @@ def check_hub_reachable(timeout_s: float = 3.0) -> None:
 
     Skipped under ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``, where ``datasets`` reads its cache without asking.
     """
-    import socket
-    from urllib.parse import urlparse
-
     if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return
     endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
@@ -269,7 +268,7 @@ def load_hub_task(name: str) -> Task:
     if location == spec.dataset:
         check_hub_reachable()
     try:
-        import datasets
+        import datasets  # deferred: loads datasets and pandas
     except ImportError:  # pragma: no cover - datasets is a core dependency
         raise DataError("loading tasks from the hub needs the 'datasets' package") from None
     try:

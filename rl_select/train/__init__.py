@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from rl_select.errors import Interrupted
+from rl_select.reproducibility import pin_determinism
+from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import create_run_dir, policy_files, resumed_config, write_trained_on
 from rl_select.runs.setup import RunSetup, build_setup, load_tasks
 from rl_select.scoring import LLMCost
+from rl_select.train.offline import train_cql, train_fqi
+from rl_select.train.online import train_sb3
 from rl_select.train.results import TrainResult, final_evaluation, read_results, write_results
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -41,8 +45,6 @@ def train(
     before any test evaluation); it returns None, and running it again returns at once. Resuming a finished
     run returns its stored result.
     """
-    from rl_select.reproducibility import pin_determinism
-
     run_dir = Path(run_dir)
     if resume:
         config = resumed_config(run_dir, overrides)
@@ -72,9 +74,6 @@ def train(
 
 def train_policy(setup: RunSetup, progress: ProgressFactory | None, progress_bar: bool) -> None:
     """Train the run's algorithm; the LLM work it spends is added to ``learning_cost.json``."""
-    from rl_select.train.offline import train_cql, train_fqi
-    from rl_select.train.online import train_sb3
-
     before = _spent(setup)
     try:
         if setup.config.algo == "cql":
@@ -103,8 +102,6 @@ def learning_cost(setup: RunSetup) -> LLMCost:
     For offline learners: the cost stored with every episode they learned from (exact, however often collection
     was interrupted). Otherwise: what the training processes counted (``learning_cost.json``).
     """
-    from rl_select.rollouts.episodes import EpisodeStore
-
     config = setup.config
     if config.algo in ("cql", "fqi"):
         if config.algo == "fqi":
@@ -125,13 +122,11 @@ def interrupted_state(run_dir: Path, algo: str) -> str:
         where = policy_files(run_dir, algo).parent
         return f"training had finished (policy in {where}); finished evaluation results are kept"
     if algo in ("fqi", "cql"):
-        from rl_select.rollouts.episodes import EpisodeStore
-
         kept = len(EpisodeStore(run_dir / "episodes").ids())
         checkpoint = run_dir / "checkpoints" / "cql.pt"
         extra = f"; checkpoint {checkpoint} kept" if algo == "cql" and checkpoint.is_file() else ""
         return f"{kept} episodes kept in {run_dir / 'episodes'}{extra}"
-    from rl_select.policies.checkpoints import latest_checkpoint
+    from rl_select.policies.checkpoints import latest_checkpoint  # deferred: loads stable-baselines3 and rich
 
     latest = latest_checkpoint(run_dir / "checkpoints", algo)
     return f"checkpoint at step {latest.steps} kept" if latest else "no checkpoint was written yet"

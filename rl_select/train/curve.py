@@ -53,7 +53,11 @@ def tensorboard_available() -> bool:
 
 def run_logger(run_dir: Path) -> Any:
     """An SB3 logger writing CSV and (when available) TensorBoard under ``tb/``, and the curve to ``curve.csv``."""
-    from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
+    from stable_baselines3.common.logger import (  # deferred: loads stable-baselines3 and rich
+        KVWriter,
+        Logger,
+        make_output_format,
+    )
 
     curve = Curve(run_dir / "curve.csv")
 
@@ -75,10 +79,10 @@ def run_logger(run_dir: Path) -> Any:
 
 def plot_curve(curve: Curve, path: Path, title: str) -> None:
     """Learning curve PNG: episode values (moving average) or CQL losses and evaluation values."""
-    import matplotlib
+    import matplotlib  # deferred: loads matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: loads matplotlib
 
     series = curve.read()
     keys = [k for k in PLOTTED if k in series]

@@ -9,7 +9,11 @@ from typing import Any
 import numpy as np
 
 from rl_select.errors import ConfigError
+from rl_select.policies.cql import CQL, Transitions
+from rl_select.policies.fqi import FQI, DenseRows
 from rl_select.policies.networks import candidate_input_dim
+from rl_select.rollouts.collect import collect_episodes
+from rl_select.rollouts.dense import collect_dense
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.dirs import policy_files
 from rl_select.runs.setup import RunSetup, make_env
@@ -33,8 +37,8 @@ def episodes_for(setup: RunSetup, paths: list[Path], limit: int | None = None) -
 
 def greedy_value(agent: Any, env: Any, episodes: int) -> float:
     """Mean final value of ``agent``'s greedy episodes on ``env`` (SB3's ``evaluate_policy``, fixed seeds)."""
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.evaluation import evaluate_policy  # deferred: loads stable-baselines3 and rich
+    from stable_baselines3.common.vec_env import DummyVecEnv  # deferred: loads stable-baselines3 and rich
 
     vec = DummyVecEnv([lambda: env])
     vec.seed(EVAL_SEED)
@@ -50,9 +54,6 @@ def greedy_value(agent: Any, env: Any, episodes: int) -> float:
 
 def train_cql(setup: RunSetup, progress: ProgressFactory | None) -> None:
     """Offline CQL (Zhang et al. 2022) on random-policy episodes, with checkpoints and resume."""
-    from rl_select.policies.cql import CQL, Transitions
-    from rl_select.rollouts.collect import collect_episodes
-
     config, run_dir = setup.config, setup.run_dir
     path = Path(config.data.cql_data) if config.data.cql_data else run_dir / "episodes"
     if not config.data.cql_data:
@@ -89,9 +90,6 @@ def train_cql(setup: RunSetup, progress: ProgressFactory | None) -> None:
 
 def train_fqi(setup: RunSetup, progress: ProgressFactory | None) -> None:
     """Fitted Q-iteration (or its conservative variant) on dense action rows, collected here or given."""
-    from rl_select.policies.fqi import FQI, DenseRows
-    from rl_select.rollouts.dense import collect_dense
-
     config, run_dir = setup.config, setup.run_dir
     episodes = episodes_for(setup, collect_dense(setup, progress), config.data.dense_limit)
     data = DenseRows.from_episodes(episodes, k=config.env.k, label_vote=config.env.features.label_vote)

@@ -15,10 +15,10 @@ logger = logging.getLogger(__name__)
 
 def vec_env_for(setup: RunSetup) -> Any:
     """The run's sub-envs (in-process, or in Ray workers), with SB3's VecMonitor counting episodes."""
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import VecMonitor  # deferred: loads stable-baselines3 and rich
 
     if setup.config.parallel.workers:
-        from rl_select.rollouts.ray_vec_env import RayVecEnv
+        from rl_select.rollouts.ray_vec_env import RayVecEnv  # deferred: loads stable-baselines3 and rich
 
         return VecMonitor(RayVecEnv(setup.config, setup.run_dir))
     return VecMonitor(make_vec_env(setup))
@@ -26,8 +26,8 @@ def vec_env_for(setup: RunSetup) -> Any:
 
 def new_model(setup: RunSetup, vec_env: Any) -> Any:
     """A fresh MaskablePPO or DQN for the run's settings."""
-    from rl_select.policies.dqn import make_dqn
-    from rl_select.policies.ppo import make_ppo
+    from rl_select.policies.dqn import make_dqn  # deferred: loads stable-baselines3 and sb3-contrib
+    from rl_select.policies.ppo import make_ppo  # deferred: loads stable-baselines3 and sb3-contrib
 
     config = setup.config
     if config.algo == "ppo":
@@ -40,7 +40,7 @@ def new_model(setup: RunSetup, vec_env: Any) -> Any:
 
 def episode_values_callback() -> Any:
     """Logs each finished episode's value and its gain over zero-shot to SB3's logger (means per dump)."""
-    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.callbacks import BaseCallback  # deferred: loads stable-baselines3 and rich
 
     class EpisodeValues(BaseCallback):
         def _on_step(self) -> bool:
@@ -55,11 +55,15 @@ def episode_values_callback() -> Any:
 
 def train_sb3(setup: RunSetup, progress: bool) -> None:
     """Train (or resume) PPO or DQN; checkpoints are exact (see :mod:`rl_select.policies.checkpoints`)."""
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.callbacks import CallbackList
+    from sb3_contrib import MaskablePPO  # deferred: loads stable-baselines3 and sb3-contrib
+    from stable_baselines3.common.callbacks import CallbackList  # deferred: loads stable-baselines3 and rich
 
-    from rl_select.policies.checkpoints import ResumableCheckpoint, latest_checkpoint, load_checkpoint
-    from rl_select.policies.dqn import MaskedDQN
+    from rl_select.policies.checkpoints import (  # deferred: loads stable-baselines3 and rich
+        ResumableCheckpoint,
+        latest_checkpoint,
+        load_checkpoint,
+    )
+    from rl_select.policies.dqn import MaskedDQN  # deferred: loads stable-baselines3 and sb3-contrib
 
     config, run_dir = setup.config, setup.run_dir
     vec_env = vec_env_for(setup)

@@ -10,12 +10,23 @@ from typing import Any
 
 from rl_select.budget import equal_budget_sets
 from rl_select.errors import ArtifactError
-from rl_select.evaluation import SelectorReport, format_cost, report_row
+from rl_select.evaluation import (
+    REPORT_COLUMNS,
+    EvaluationLog,
+    SelectorReport,
+    evaluation_key,
+    evaluation_rows,
+    format_cost,
+    report_row,
+    run_evaluation,
+)
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import read_trained_on
+from rl_select.runs.policy import PolicySelector, load_policy
 from rl_select.runs.setup import RunSetup
 from rl_select.scoring import LLMCost
+from rl_select.selectors import make_selector
 from rl_select.selectors.base import Selector
 from rl_select.tasks import Task, load_task
 from rl_select.train.curve import Curve, plot_curve
@@ -44,8 +55,6 @@ class TrainResult:
 
 def baseline_selectors(config: TrainConfig, learning_cost: LLMCost) -> list[Selector]:
     """The run's baselines; best-of-N also at the learner's budget (as ``best-of-n (equal budget)``)."""
-    from rl_select.selectors import make_selector
-
     evaluation = config.evaluation
     options = {"num_sets": evaluation.best_of_n_sets, "dev_size": evaluation.best_of_n_dev_rows}
     selectors = [make_selector(name, strict=False, **options) for name in evaluation.baselines]
@@ -76,9 +85,6 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
     Every finished (selector, seed) result is written to ``evaluation/<task>.json`` at once, so an interrupted
     evaluation continues where it stopped on ``--resume``.
     """
-    from rl_select.evaluation import EvaluationLog, evaluation_key, evaluation_rows, run_evaluation
-    from rl_select.runs.policy import PolicySelector, load_policy
-
     config = setup.config
     policy = load_policy(setup.run_dir)
     trained_on = read_trained_on(setup.run_dir)
@@ -128,8 +134,6 @@ def write_results(setup: RunSetup, result: TrainResult, seconds: float) -> Path:
 
 def results_markdown(config: Any, result: TrainResult, record: dict[str, Any]) -> str:
     """The run's comparison table, with the LLM cost of learning and of choosing."""
-    from rl_select.evaluation import REPORT_COLUMNS
-
     primary = "calibrated" if config.env.calibrate else "raw"
     headers = ["task", *REPORT_COLUMNS[:4], REPORT_COLUMNS[5]]
     headers[2] = f"accuracy ({primary})"
