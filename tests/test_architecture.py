@@ -192,6 +192,29 @@ def test_functions_are_short():
     assert not long, "\n".join(long)
 
 
+def deferred_imports_without_reason(source: str) -> list[int]:
+    """Lines of imports inside functions that say no reason (a ``#`` comment on their first line)."""
+    lines = source.splitlines()
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom) and "#" not in lines[node.lineno - 1]:
+                    found.append(node.lineno)
+    return found
+
+
+def test_imports_inside_functions_say_what_they_defer():
+    missing = [
+        f"{module}:{line}"
+        for module, file in modules().items()
+        for line in deferred_imports_without_reason(file.read_text())
+    ]
+    assert not missing, f"an import inside a function needs its reason, or belongs at the top: {missing}"
+    assert deferred_imports_without_reason("def f():\n    import torch\n    return torch\n") == [2]
+    assert deferred_imports_without_reason("def f():\n    import torch  # deferred: loads torch\n") == []
+
+
 def test_the_cycle_check_sees_type_checking_imports(tmp_path):
     """A cycle closed only by a type checker's import is still a cycle (so the check is not vacuous)."""
     fake = tmp_path / "table.py"

@@ -89,9 +89,7 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, name: str, device: str = "cpu", batch_size: int = 64) -> None:
         try:
-            from sentence_transformers import (
-                SentenceTransformer,  # deferred: loads transformers and sentence-transformers
-            )
+            from sentence_transformers import SentenceTransformer  # deferred: loads transformers (optional extra)
         except ImportError:
             raise ModelError("--embedder needs sentence-transformers: pip install 'rl-select[embeddings]'") from None
         try:
