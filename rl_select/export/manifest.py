@@ -129,6 +129,26 @@ class Manifest(BaseModel):
     manifest_sha256: str | None = None
 
 
+class PolicyInfo(BaseModel):
+    """A summary of a served policy's manifest (what ``GET /v1/policy`` returns)."""
+
+    format_version: int
+    algo: str
+    mode: str
+    k: int
+    num_candidates: int
+    prompt_order: str
+    stop_action: bool
+    proposers: dict[str, int] | None
+    pool_size: int
+    task: str
+    labels: list[str]
+    template: str
+    embedder: str
+    trained: list[str] | None
+    commit: str | None
+
+
 def manifest_digest(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's canonical JSON without its own ``manifest_sha256`` field."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}

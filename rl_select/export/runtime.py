@@ -221,26 +221,26 @@ class Selector:
         if self.mode == "query":
             _ = self.embedder
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> fmt.PolicyInfo:
         """A summary of the manifest (what ``GET /v1/policy`` returns)."""
         m = self.manifest
-        return {
-            "format_version": m.format_version,
-            "algo": m.algo,
-            "mode": self.mode,
-            "k": self.k,
-            "num_candidates": self.num_candidates,
-            "prompt_order": self.prompt_order,
-            "stop_action": self.stop_action,
-            "proposers": None if self.proposers is None else self.proposers.counts(),
-            "pool_size": len(self.pool),
-            "task": m.task.name,
-            "labels": list(self.template.labels),
-            "template": self.template.template,
-            "embedder": m.embedder.id,
-            "trained": m.provenance.get("trained_on"),
-            "commit": m.provenance.get("commit"),
-        }
+        return fmt.PolicyInfo(
+            format_version=m.format_version,
+            algo=m.algo,
+            mode=self.mode,
+            k=self.k,
+            num_candidates=self.num_candidates,
+            prompt_order=self.prompt_order,
+            stop_action=self.stop_action,
+            proposers=None if self.proposers is None else self.proposers.counts(),
+            pool_size=len(self.pool),
+            task=m.task.name,
+            labels=list(self.template.labels),
+            template=self.template.template,
+            embedder=m.embedder.id,
+            trained=m.provenance.get("trained_on"),
+            commit=m.provenance.get("commit"),
+        )
 
     # ------------------------------------------------------------------ internals
 

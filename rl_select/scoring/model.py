@@ -23,6 +23,7 @@ import rl_select.scoring.dtype as measured_dtype
 from rl_select.errors import ConfigError, ModelError
 from rl_select.paths import cache_dir, file_lock, file_sha256
 from rl_select.scoring.attention import register as register_attention
+from rl_select.types import JsonObject
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class LanguageModel:
         """Number of transformer layers."""
         return int(self.model.config.num_hidden_layers)
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> JsonObject:
         """Provenance: name, fingerprint, device, dtype and why, parameters, attention, scoring backend."""
         return {
             "name": self.name,

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rl_select._version import __version__
 from rl_select.errors import RLSelectError
+from rl_select.export.manifest import PolicyInfo
 from rl_select.export.runtime import MAX_QUERY_CHARS, Selector, load_selector
 
 MAX_BODY_BYTES = 64 * 1024
@@ -51,6 +51,14 @@ class DemonstrationOut(BaseModel):
     text: str
     label: str
     text_pair: str | None = None
+
+
+class Health(BaseModel):
+    """``GET /healthz``: the policy is loaded; its mode and pool size."""
+
+    status: str
+    mode: str
+    pool_size: int
 
 
 class SelectResponse(BaseModel):
@@ -168,13 +176,13 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
         """Liveness: the policy is loaded."""
-        return {"status": "ok", "mode": selector.mode, "pool_size": len(selector.pool)}
+        return Health(status="ok", mode=selector.mode, pool_size=len(selector.pool))
 
-    @app.get("/v1/policy")
-    def policy() -> dict[str, Any]:
+    @app.get("/v1/policy", response_model=PolicyInfo)
+    def policy() -> PolicyInfo:
         """Summary of the served policy's manifest."""
         return selector.info()
 

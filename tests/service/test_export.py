@@ -39,7 +39,7 @@ def test_exported_prompt_order(query_policy, tmp_path):
     from rl_select.export import manifest as fmt
 
     selector = load_selector(query_policy[1])
-    assert selector.info()["prompt_order"] == "prepend"  # the query-mode default it was trained with
+    assert selector.info().prompt_order == "prepend"  # the query-mode default it was trained with
     picks = [d.id for d in selector.select(parity_queries(1)[0], k=3)]
     path = copy_policy(query_policy[1], tmp_path / "policy")
     manifest = json.loads((path / fmt.MANIFEST).read_text())

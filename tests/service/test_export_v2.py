@@ -21,7 +21,7 @@ def test_proposer_policy_exports_its_proposers_and_stop(proposer_policy):
     assert manifest["layout"]["candidate"][-1] == STOP_COLUMN
     assert set(PROPOSER_COLUMNS) <= set(manifest["layout"]["candidate"])
     info = load_selector(proposer_policy[1]).info()
-    assert info["stop_action"] is True and info["proposers"]["balanced"] == 2
+    assert info.stop_action is True and info.proposers["balanced"] == 2
 
 
 def test_exported_proposer_policy_chooses_like_the_torch_policy(proposer_policy, big_data, tiny_model_dir):
