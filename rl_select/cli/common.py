@@ -71,9 +71,24 @@ def progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int],
 
 @contextlib.contextmanager
 def progress_bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """A live progress display for the duration of the block."""
-    with make_progress() as progress:
-        yield progress_factory(progress)
+    """A live progress display for the duration of the block, shown from its first bar on.
+
+    Until then nothing is drawn, so what a command prints first (a status, its projected cost, an error) stays
+    as it is.
+    """
+    progress = make_progress()
+    bars = progress_factory(progress)
+
+    def factory(description: str, total: int) -> Callable[[int], None]:
+        if not progress.live.is_started:
+            progress.start()
+        return bars(description, total)
+
+    try:
+        yield factory
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def seeds_from(count: int) -> list[int]:

@@ -20,8 +20,6 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
-from rl_select.errors import ConfigError, Interrupted
-from rl_select.provenance import provenance
 
 
 def headroom_command(
@@ -41,70 +39,41 @@ def headroom_command(
 ) -> None:
     """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
     setup_logging(verbose)
-    from rl_select.resources import Resources  # deferred: CLI start-up (loads torch)
-    from rl_select.scoring import ScoringConfig  # deferred: CLI start-up (loads torch)
-    from rl_select.selectors import check_k  # deferred: CLI start-up (loads torch)
-    from rl_select.study.headroom import (  # deferred: CLI start-up (loads torch)
-        Headroom,
-        HeadroomFile,
-        headroom,
-        headroom_key,
-        headroom_report,
-    )
-    from rl_select.tasks import load_task  # deferred: CLI start-up
+    from rl_select.study.headroom import HeadroomRequest, headroom_report, run_headroom  # deferred: CLI start-up
 
-    loaded = load_task(task, data_dir)
-    check_k(k, len(loaded.train))
-    if not k <= num_candidates <= len(loaded.train) or n_test < 1 or dev_neighbours < 1:
-        raise ConfigError("need k <= --num-candidates <= pool size, and positive --n-test and --dev-neighbours")
-    queries = loaded.sample("test", n_test, seed=data_seed)
-    lm = load_model_with_status(model, device, dtype)
-    path = out or Path("experiments/results") / f"headroom_{loaded.name}.json"
-    settings = {"k": k, "num_candidates": num_candidates, "dev_neighbours": dev_neighbours, "embedder": embedder}
-    key = headroom_key(loaded.name, queries, lm.info(), data_seed=data_seed, **settings)
-    file = HeadroomFile(path, key, provenance(seeds=[data_seed], model=lm.info()))
-    result = file.open(Headroom(loaded.name, k, num_candidates, dev_neighbours))
-    todo = len(queries) - len(result.records)
-    err_console.print(
-        f"headroom on {len(queries)} {loaded.name} test queries"
-        + (f" ({len(result.records)} done in {path}, continuing)" if result.records else "")
+    request = HeadroomRequest(
+        task=task,
+        data_dir=data_dir,
+        queries=n_test,
+        k=k,
+        num_candidates=num_candidates,
+        dev_neighbours=dev_neighbours,
+        embedder=embedder,
+        data_seed=data_seed,
+        out=out,
     )
-    if todo:
-        announce_headroom_budget(lm, loaded, k, num_candidates, dev_neighbours, todo)
     with progress_bars() as factory:
-        resources = Resources(
-            loaded, lm=lm, scoring=ScoringConfig(), embedder=embedder, data_seed=data_seed, progress=factory
+        result, path = run_headroom(
+            request,
+            lambda: load_model_with_status(model, device, dtype),
+            progress=factory,
+            on_start=lambda path, queries, done: err_console.print(
+                f"headroom on {queries} {request.task} test queries"
+                + (f" ({done} done in {path}, continuing)" if done else "")
+            ),
+            on_budget=announce_timed_budget,
         )
-        try:
-            headroom(
-                resources,
-                queries,
-                k=k,
-                num_candidates=num_candidates,
-                dev_neighbours=dev_neighbours,
-                progress=factory,
-                result=result,
-                checkpoint=lambda so_far: file.write(so_far, len(queries), embedder),
-            )
-        except KeyboardInterrupt:
-            done = f"{len(result.records)} of {len(queries)} queries saved in {path}" if result.records else "none done"
-            raise Interrupted(f"{done}; rerun the same command to continue") from None
     headers, rows = headroom_report(result)  # the file was written after the last query (or was complete)
-    print_table(f"headroom · {loaded.name} · k={k} · M={num_candidates} · {len(queries)} test queries", headers, rows)
+    print_table(f"headroom · {result.task} · k={k} · M={num_candidates} · {n_test} test queries", headers, rows)
     err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
 
 
-def announce_headroom_budget(lm, task, k: int, num_candidates: int, dev_neighbours: int, queries: int) -> None:
-    """Project the analysis's LLM work per step on this machine and print it."""
-    from rl_select.budget import (  # deferred: CLI start-up (loads torch)
-        TokenProfile,
-        measure_throughput,
-        project_headroom,
-    )
+def announce_timed_budget(projection, lm) -> None:
+    """Time the model on this machine, then print the projected LLM work per step."""
+    from rl_select.budget import measure_throughput  # deferred: CLI start-up (loads torch)
 
     with err_console.status("timing the model …"):
         throughput = measure_throughput(lm)
-    projection = project_headroom(TokenProfile.of(task, lm.tokenizer), k, num_candidates, dev_neighbours, queries)
     announce_budget(projection, throughput, table=True)
 
 

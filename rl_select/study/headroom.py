@@ -23,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_select.errors import ArtifactError, ConfigError
+from rl_select.budget import Projection, TokenProfile, project_headroom
+from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.evaluation import PairedDelta, paired_bootstrap
 from rl_select.observation import nearest_first
-from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
+from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
 from rl_select.resources import Resources
-from rl_select.scoring import LLMCost, Scorer
+from rl_select.scoring import LanguageModel, LLMCost, Scorer, ScoringConfig
+from rl_select.selectors import check_k
+from rl_select.tasks import load_task
 from rl_select.tasks.task import Example
 from rl_select.types import JsonObject, JsonValue
 
@@ -363,3 +366,81 @@ def headroom_markdown(
         + provenance_markdown(record)
         + resumed
     )
+
+
+@dataclass(frozen=True)
+class HeadroomRequest:
+    """What ``rl-select headroom`` analyses (its options).
+
+    Attributes:
+        task: Task name, ``hub:<name>`` or a path.
+        data_dir: Task data directory.
+        queries: Test queries analysed (a subsample seeded by ``data_seed``).
+        k: Demonstrations per prompt.
+        num_candidates: Nearest pool neighbours offered (M).
+        dev_neighbours: Dev rows the transferable greedy scores on (D).
+        embedder: Embedder of the neighbours.
+        data_seed: Seed of the test subsample.
+        out: Result file (None: ``experiments/results/headroom_<task>.json``).
+    """
+
+    task: str
+    data_dir: str | None = None
+    queries: int = 100
+    k: int = 4
+    num_candidates: int = 8
+    dev_neighbours: int = 4
+    embedder: str = "minilm"
+    data_seed: int = 0
+    out: Path | None = None
+
+
+def run_headroom(
+    request: HeadroomRequest,
+    load_model: Callable[[], LanguageModel],
+    *,
+    progress: ProgressFactory | None = None,
+    on_start: Callable[[Path, int, int], None] | None = None,
+    on_budget: Callable[[Projection, LanguageModel], None] | None = None,
+) -> tuple[Headroom, Path]:
+    """Run (or continue) a headroom analysis, writing its file after every query; returns it and the file.
+
+    ``on_start`` is told the file, the queries and how many an earlier run left; ``on_budget`` the projected LLM
+    work of the queries still to do (and the model, to time it), before any is scored.
+
+    Raises:
+        Interrupted: On Ctrl-C, after the finished queries are on disk.
+    """
+    task = load_task(request.task, request.data_dir)
+    check_k(request.k, len(task.train))
+    if not request.k <= request.num_candidates <= len(task.train) or request.queries < 1 or request.dev_neighbours < 1:
+        raise ConfigError("need k <= --num-candidates <= pool size, and positive --n-test and --dev-neighbours")
+    queries = task.sample("test", request.queries, seed=request.data_seed)
+    lm = load_model()
+    path = request.out or Path("experiments/results") / f"headroom_{task.name}.json"
+    shape = {"k": request.k, "num_candidates": request.num_candidates, "dev_neighbours": request.dev_neighbours}
+    key = headroom_key(task.name, queries, lm.info(), data_seed=request.data_seed, embedder=request.embedder, **shape)
+    file = HeadroomFile(path, key, provenance(seeds=[request.data_seed], model=lm.info()))
+    result = file.open(Headroom(task.name, **shape))
+    todo = len(queries) - len(result.records)
+    if on_start is not None:
+        on_start(path, len(queries), len(result.records))
+    if todo and on_budget is not None:
+        profile = TokenProfile.of(task, lm.tokenizer)
+        on_budget(project_headroom(profile, request.k, request.num_candidates, request.dev_neighbours, todo), lm)
+    resources = Resources(
+        task, lm=lm, scoring=ScoringConfig(), embedder=request.embedder, data_seed=request.data_seed, progress=progress
+    )
+    try:
+        headroom(
+            resources,
+            queries,
+            **shape,
+            progress=progress,
+            result=result,
+            checkpoint=lambda so_far: file.write(so_far, len(queries), request.embedder),
+        )
+    except KeyboardInterrupt:
+        done = f"{len(result.records)} of {len(queries)} queries saved in {path}" if result.records else "none done"
+        raise Interrupted(f"{done}; rerun the same command to continue") from None
+    return result, path
