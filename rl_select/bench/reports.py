@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl_select.bench.records import EnvThroughput, ScorerBench
 from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
 from rl_select.types import JsonObject
 
@@ -38,49 +39,49 @@ def write_report(path: Path, payload: JsonObject, report: BenchReport, record: P
     return path
 
 
-def scorer_report(result: dict[str, Any], task: str, k: int) -> BenchReport:
+def scorer_report(result: ScorerBench, task: str, k: int) -> BenchReport:
     """``bench scorer``: per path queries/s, ratio, share of the GEMM peak, agreement; env rewards/s."""
-    naive_dtype = result["runs"][0]["dtype"]
+    naive_dtype = result.runs[0].dtype
     headers = ["path", "dtype", "queries/s", f"ratio vs naive {naive_dtype}", "share of GEMM peak", "agreement"]
     rows = [
         [
-            run["path"] + (" (default)" if run.get("default") else ""),
-            run["dtype"],
-            f"{run['queries_per_s']:.1f}",
-            f"{run['ratio_vs_naive']:.2f}",
-            f"{run['share_of_gemm_peak']:.1%}" if run.get("share_of_gemm_peak") else "n/a",
-            f"{run['agreement_with_naive']:.2%}",
+            run.path + (" (default)" if run.default else ""),
+            run.dtype,
+            f"{run.queries_per_s:.1f}",
+            f"{run.ratio_vs_naive:.2f}",
+            f"{run.share_of_gemm_peak:.1%}" if run.share_of_gemm_peak else "n/a",
+            f"{run.agreement_with_naive:.2%}",
         ]
-        for run in result["runs"]
+        for run in result.runs
     ]
-    same = "identical" if result["identical_predictions_same_dtype"] else f"{result['mismatches_same_dtype']} differ"
-    across = ", ".join(f"{dtype} {rate:.2%}" for dtype, rate in result["agreement_across_dtypes"].items()) or "n/a"
-    peaks = "; ".join(f"{dtype} {tflops:.3f} TFLOP/s" for dtype, tflops in result["gemm_peak_tflops"].items())
-    flops = "; ".join(f"{r['path']} {r['dtype']} {r['achieved_tflops']:.3f} TFLOP/s" for r in result["runs"][1:])
-    versus = result.get("default_vs_llama_cpp")
+    same = "identical" if result.identical_predictions_same_dtype else f"{result.mismatches_same_dtype} differ"
+    across = ", ".join(f"{dtype} {rate:.2%}" for dtype, rate in result.agreement_across_dtypes.items()) or "n/a"
+    peaks = "; ".join(f"{dtype} {tflops:.3f} TFLOP/s" for dtype, tflops in result.gemm_peak_tflops.items())
+    flops = "; ".join(f"{r.path} {r.dtype} {r.achieved_tflops:.3f} TFLOP/s" for r in result.runs[1:])
+    versus = result.default_vs_llama_cpp
     llama = (
         f"default path vs llama.cpp: {versus:.2f}× its queries/s"
         if versus
         else "llama.cpp: not measured (llama-cpp-python not installed, not a CPU run, or no GGUF file)"
     )
-    machine = f"{result['cpu']} (flags: {', '.join(result['cpu_flags']) or 'none found'})"
+    machine = f"{result.cpu} (flags: {', '.join(result.cpu_flags) or 'none found'})"
     env_rows = [
         [
-            "batched prefixes" if run["batch_prefixes"] else "one prefix at a time",
-            str(run["n_envs"]),
-            str(run["reward_rows"]),
-            f"{run['rewards_per_s']:.2f}",
-            str(run["forwards"]),
+            "batched prefixes" if run.batch_prefixes else "one prefix at a time",
+            str(run.n_envs),
+            str(run.reward_rows),
+            f"{run.rewards_per_s:.2f}",
+            str(run.forwards),
         ]
-        for run in result["env"]
+        for run in result.env
     ]
-    memory = result["gpu_max_memory_gb"]
+    memory = result.gpu_max_memory_gb
     notes = [
-        f"ratio = {result['ratio']:.2f} (rl-select at its default dtype {result['default_dtype']} vs naive "
+        f"ratio = {result.ratio:.2f} (rl-select at its default dtype {result.default_dtype} vs naive "
         f"{naive_dtype}); {llama}",
-        f"dtype {result['default_dtype']}: {result['dtype_reason']}",
+        f"dtype {result.default_dtype}: {result.dtype_reason}",
         f"predictions at equal dtype ({naive_dtype}): {same}; agreement across dtypes: {across}",
-        f"GEMM peak at the model's shapes ({result['batch_tokens']} rows): {peaks}",
+        f"GEMM peak at the model's shapes ({result.batch_tokens} rows): {peaks}",
         f"compute rate: {flops}",
         f"machine: {machine}",
         *(
@@ -93,35 +94,35 @@ def scorer_report(result: dict[str, Any], task: str, k: int) -> BenchReport:
     if env_rows:
         env_headers = ["scoring", "sub-envs", "dev queries per reward", "rewards/s", "forward passes"]
         env_part = "## Rewards inside the vectorised env\n\n" + markdown_table(env_headers, env_rows) + "\n"
-        env_part += _batching_note(result["env"], result["mean_query_tokens"])
+        env_part += _batching_note(result.env, result.mean_query_tokens)
     markdown = (
-        f"# Scorer benchmark: {task}, k={k}, {result['queries']} dev queries, {result['device']}\n\n"
-        f"Machine: {machine}. Prefix {result['prefix_tokens']} tokens, queries "
-        f"{result['mean_query_tokens']:.1f} tokens on average; naive batch {result['naive_batch']}.\n\n"
+        f"# Scorer benchmark: {task}, k={k}, {result.queries} dev queries, {result.device}\n\n"
+        f"Machine: {machine}. Prefix {result.prefix_tokens} tokens, queries "
+        f"{result.mean_query_tokens:.1f} tokens on average; naive batch {result.naive_batch}.\n\n"
         + markdown_table(headers, rows)
-        + f"\nratio = **{result['ratio']:.2f}** (default dtype {result['default_dtype']}); {llama}; predictions "
+        + f"\nratio = **{result.ratio:.2f}** (default dtype {result.default_dtype}); {llama}; predictions "
         f"at equal dtype: {same}; agreement across dtypes: {across}.\n\n"
-        f"Default dtype {result['default_dtype']}: {result['dtype_reason']}.\n\n"
+        f"Default dtype {result.default_dtype}: {result.dtype_reason}.\n\n"
         f"Share of GEMM peak: each path's compute rate (2 × non-embedding parameters per real token, over its wall "
-        f"time) over torch matmuls at the model's linear shapes with {result['batch_tokens']} rows, timed in this "
+        f"time) over torch matmuls at the model's linear shapes with {result.batch_tokens} rows, timed in this "
         f"run: {peaks}. Compute rates: {flops}.\n\n"
         + env_part
         + (f"GPU memory, peak allocated: {memory:.2f} GiB\n\n" if memory is not None else "")
     )
-    title = f"scorer benchmark · {task} · k={k} · {result['queries']} queries · {result['device']}"
+    title = f"scorer benchmark · {task} · k={k} · {result.queries} queries · {result.device}"
     return BenchReport(title, headers, rows, notes, markdown)
 
 
-def _batching_note(env_runs: list[dict], mean_query_tokens: float) -> str:
+def _batching_note(env_runs: list[EnvThroughput], mean_query_tokens: float) -> str:
     """Why batched and one-at-a-time prefixes ran the same number of forwards, when they did."""
-    forwards = {run["forwards"] for run in env_runs}
+    forwards = {run.forwards for run in env_runs}
     if len(forwards) != 1:
         return ""
     run = env_runs[0]
-    reward_tokens = run["reward_rows"] * mean_query_tokens
+    reward_tokens = run.reward_rows * mean_query_tokens
     return (
-        f"Both ran the same forwards: one reward's {run['reward_rows']} queries (~{reward_tokens:.0f} tokens) "
-        f"already exceed a forward's {run['batch_tokens']} tokens on this device, so there is nothing left to "
+        f"Both ran the same forwards: one reward's {run.reward_rows} queries (~{reward_tokens:.0f} tokens) "
+        f"already exceed a forward's {run.batch_tokens} tokens on this device, so there is nothing left to "
         "batch across prefixes. Batching pays where a forward holds many rewards (8192 tokens on CUDA).\n\n"
     )
 

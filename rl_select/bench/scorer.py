@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from rl_select.bench.llama_cpp import LlamaCppScorer, llama_cpp_available
+from rl_select.bench.records import EnvThroughput, ScorerBench, TimingRow
 from rl_select.observation import FeatureConfig
 from rl_select.provenance import cpu_flags, cpu_model
 from rl_select.resources import Resources
@@ -68,7 +70,7 @@ def env_reward_throughput(
     batch_prefixes: bool,
     seed: int = 0,
     reward_rows: int = 64,
-) -> dict[str, Any]:
+) -> EnvThroughput:
     """Rewards/s of the vectorised env (``reward_rows`` dev queries per reward), random valid actions."""
     from rl_select.envs import DemoSelectionEnv, EnvConfig, FeatureBank  # deferred: loads gymnasium
     from rl_select.envs.vector import DemoSelectionVecEnv  # deferred: loads stable-baselines3 and gymnasium
@@ -84,7 +86,7 @@ def env_reward_throughput(
     rng = np.random.default_rng(seed)
     vec.reset()
     scorer = resources.scorer
-    before = scorer.stats.to_dict()
+    before = replace(scorer.stats)
     _sync(lm)
     started = time.perf_counter()
     for _ in range(steps):
@@ -92,19 +94,19 @@ def env_reward_throughput(
         vec.step(np.array([rng.choice(np.flatnonzero(m)) for m in masks]))
     _sync(lm)
     seconds = time.perf_counter() - started
-    after = scorer.stats.to_dict()
-    return {
-        "batch_prefixes": batch_prefixes,
-        "n_envs": n_envs,
-        "steps": steps,
-        "reward_rows": reward_rows,
-        "batch_tokens": scorer.batch_tokens,
-        "seconds": seconds,
-        "rewards_per_s": n_envs * steps / seconds,
-        "forwards": after["forwards"] - before["forwards"],
-        "tokens": after["tokens"] - before["tokens"],
-        "reward_cache_hit_rate": scorer.rewards.hit_rate,
-    }
+    after = scorer.stats
+    return EnvThroughput(
+        batch_prefixes=batch_prefixes,
+        n_envs=n_envs,
+        steps=steps,
+        reward_rows=reward_rows,
+        batch_tokens=scorer.batch_tokens,
+        seconds=seconds,
+        rewards_per_s=n_envs * steps / seconds,
+        forwards=after.forwards - before.forwards,
+        tokens=after.tokens - before.tokens,
+        reward_cache_hit_rate=scorer.rewards.hit_rate,
+    )
 
 
 def run_scorer_benchmark(
@@ -121,7 +123,7 @@ def run_scorer_benchmark(
     llama_cpp: bool = True,
     repeats: int = 3,
     progress: ProgressFactory | None = None,
-) -> dict[str, Any]:
+) -> ScorerBench:
     """Run the naive loop, our scorer and (on a CPU, when installed) llama.cpp on the same prompts.
 
     Our scorer runs at the naive loop's dtype (predictions must be identical), at the dtype ``--dtype auto``
@@ -151,7 +153,7 @@ def run_scorer_benchmark(
     ours, scores, peak_samples = _time_ours_repeated(models, task, demos, queries, naive, repeats, progress)
     runs = [naive_run, *ours]
     for run in ours:
-        run["default"] = run["dtype"] == _name(auto.dtype)
+        run.default = run.dtype == _name(auto.dtype)
     gguf = _gguf_file(model)
     if llama_cpp and torch_device.type == "cpu" and gguf is not None and llama_cpp_available():
         runs.append(_time_llama_cpp(gguf, encoder, demos, queries, lm.max_positions, naive, repeats, progress))
@@ -163,29 +165,30 @@ def run_scorer_benchmark(
         env_reward_throughput(auto, pool, n_envs=n_envs, steps=env_steps, batch_prefixes=batched, seed=seed)
         for batched in ((False, True) if env_steps else ())
     ]
-    summary = _summary(runs, scores[naive_dtype].argmax(1) == naive.argmax(1))
-    setting = {"task": task.name, "k": k, "queries": len(queries), "seed": seed, "device": str(torch_device)}
-    return {
-        **setting,
-        "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(),
-        "naive_batch": naive_batch,
-        "batch_tokens": scorer.batch_tokens,
-        "prefix_tokens": len(encoder.prefix(demos)),
-        "mean_query_tokens": float(np.mean([len(encoder.query(q)) for q in queries])),
-        "label_tokens": [len(t) for t in encoder.label_tokens],
-        "runs": runs,
-        **summary,
-        "gemm_peak_tflops": peaks,
-        "gemm_peak_samples": peak_samples,
-        "repeats": repeats,
-        "dtype_reason": auto.dtype_reason,
-        "gpu_max_memory_gb": torch.cuda.max_memory_allocated(torch_device) / 2**30
-        if torch_device.type == "cuda"
-        else None,
-        "env": environment,
-        "model": auto.info(),
-    }
+    memory = torch.cuda.max_memory_allocated(torch_device) / 2**30 if torch_device.type == "cuda" else None
+    return ScorerBench(
+        task=task.name,
+        k=k,
+        queries=len(queries),
+        seed=seed,
+        device=str(torch_device),
+        cpu=cpu_model(),
+        cpu_flags=cpu_flags(),
+        naive_batch=naive_batch,
+        batch_tokens=scorer.batch_tokens,
+        prefix_tokens=len(encoder.prefix(demos)),
+        mean_query_tokens=float(np.mean([len(encoder.query(q)) for q in queries])),
+        label_tokens=[len(t) for t in encoder.label_tokens],
+        runs=runs,
+        **_summary(runs, scores[naive_dtype].argmax(1) == naive.argmax(1)),
+        gemm_peak_tflops=peaks,
+        gemm_peak_samples=peak_samples,
+        repeats=repeats,
+        dtype_reason=auto.dtype_reason,
+        gpu_max_memory_gb=memory,
+        env=environment,
+        model=auto.info(),
+    )
 
 
 def _models_by_dtype(
@@ -239,7 +242,7 @@ def gemm_peak(lm: LanguageModel, dtype: torch.dtype, rows: int, min_seconds: flo
 
 def _time_naive(
     lm: Any, encoder: Any, demos: list, queries: list, batch: int, progress: ProgressFactory | None
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, TimingRow]:
     """The naive loop's scores and its timing row."""
     advance = progress("naive HF loop", len(queries)) if progress else None
     _sync(lm)
@@ -249,15 +252,7 @@ def _time_naive(
     )
     _sync(lm)
     seconds = time.perf_counter() - started
-    row = {
-        "path": "naive HF",
-        "dtype": _name(lm.dtype),
-        "seconds": seconds,
-        "queries_per_s": len(queries) / seconds,
-        "agreement_with_naive": 1.0,
-        "default": False,
-    }
-    return naive, row
+    return naive, TimingRow("naive HF", _name(lm.dtype), seconds, len(queries) / seconds, agreement_with_naive=1.0)
 
 
 def _time_ours_repeated(
@@ -268,7 +263,7 @@ def _time_ours_repeated(
     naive: np.ndarray,
     repeats: int,
     progress: ProgressFactory | None,
-) -> tuple[list[dict[str, Any]], dict[torch.dtype, np.ndarray], dict[str, list[float]]]:
+) -> tuple[list[TimingRow], dict[torch.dtype, np.ndarray], dict[str, list[float]]]:
     """Our rows per dtype, their scores, and GEMM-peak samples, all taken ``repeats`` times interleaved.
 
     Interleaving means a slow spell of a shared machine hits every path and the GEMM peak alike.
@@ -290,22 +285,22 @@ def _time_ours_repeated(
 
 def _ours_row(
     lm: Any, samples: list[tuple[np.ndarray, float, dict]], num_queries: int, naive: np.ndarray
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[TimingRow, np.ndarray]:
     """Our scorer's timing row at one dtype (the median of its repeats), and its scores."""
     seconds = [elapsed for _, elapsed, _ in samples]
     ours, _, stats = samples[0]
-    row = {
-        "path": "rl-select",
-        "dtype": _name(lm.dtype),
-        "attention": lm.info()["attention"],
-        "seconds": float(np.median(seconds)),
-        "seconds_each": seconds,
-        "queries_per_s": num_queries / float(np.median(seconds)),
-        "agreement_with_naive": float((ours.argmax(1) == naive.argmax(1)).mean()),
-        "max_abs_logprob_diff": float(np.abs(ours - naive).max()),
-        "tokens": stats["tokens"],
-        "stats": stats,
-    }
+    row = TimingRow(
+        path="rl-select",
+        dtype=_name(lm.dtype),
+        attention=lm.info()["attention"],
+        seconds=float(np.median(seconds)),
+        seconds_each=seconds,
+        queries_per_s=num_queries / float(np.median(seconds)),
+        agreement_with_naive=float((ours.argmax(1) == naive.argmax(1)).mean()),
+        max_abs_logprob_diff=float(np.abs(ours - naive).max()),
+        tokens=stats["tokens"],
+        stats=stats,
+    )
     return row, ours
 
 
@@ -318,7 +313,7 @@ def _time_llama_cpp(
     naive: np.ndarray,
     repeats: int,
     progress: ProgressFactory | None,
-) -> dict[str, Any]:
+) -> TimingRow:
     """llama.cpp's timing row: a warm-up pass, then the median of ``repeats`` timed runs."""
     engine = LlamaCppScorer(gguf, threads=torch.get_num_threads())
     seconds = []
@@ -332,44 +327,41 @@ def _time_llama_cpp(
     finally:
         engine.close()
     tokens = len(encoder.prefix(demos)) + sum(len(encoder.query(q)) for q in queries)
-    return {
-        "path": "llama.cpp",
-        "dtype": f"gguf ({gguf.name})",
-        "seconds": float(np.median(seconds)),
-        "seconds_each": seconds,
-        "queries_per_s": len(queries) / float(np.median(seconds)),
-        "agreement_with_naive": float((scores.argmax(1) == naive.argmax(1)).mean()),
-        "max_abs_logprob_diff": float(np.abs(scores - naive).max()),
-        "tokens": tokens,
-        "default": False,
-    }
+    return TimingRow(
+        path="llama.cpp",
+        dtype=f"gguf ({gguf.name})",
+        seconds=float(np.median(seconds)),
+        seconds_each=seconds,
+        queries_per_s=len(queries) / float(np.median(seconds)),
+        agreement_with_naive=float((scores.argmax(1) == naive.argmax(1)).mean()),
+        max_abs_logprob_diff=float(np.abs(scores - naive).max()),
+        tokens=tokens,
+    )
 
 
-def _rate_runs(runs: list[dict[str, Any]], lm: Any, peaks: dict[str, float]) -> None:
+def _rate_runs(runs: list[TimingRow], lm: Any, peaks: dict[str, float]) -> None:
     """Ratios to the naive loop; compute rates over each run's wall time and their share of the GEMM peak."""
     for run in runs:
-        run["ratio_vs_naive"] = run["queries_per_s"] / runs[0]["queries_per_s"]
+        run.ratio_vs_naive = run.queries_per_s / runs[0].queries_per_s
     for run in runs[1:]:
-        run["achieved_tflops"] = forward_flops(lm, run["tokens"]) / run["seconds"] / 1e12
-        peak = peaks.get(run["dtype"])
-        run["share_of_gemm_peak"] = run["achieved_tflops"] / peak if peak else None
+        run.achieved_tflops = forward_flops(lm, run.tokens or 0) / run.seconds / 1e12
+        peak = peaks.get(run.dtype)
+        run.share_of_gemm_peak = run.achieved_tflops / peak if peak else None
 
 
-def _summary(runs: list[dict[str, Any]], same_prediction: np.ndarray) -> dict[str, Any]:
-    """The headline numbers: the default dtype's ratio, agreement at equal and other dtypes."""
-    default_run = next(r for r in runs if r["default"])
-    ours = [r for r in runs if r["path"] == "rl-select"]
+def _summary(runs: list[TimingRow], same_prediction: np.ndarray) -> dict[str, object]:
+    """The headline numbers (fields of :class:`ScorerBench`): the default dtype's ratio, agreement across dtypes."""
+    default_run = next(r for r in runs if r.default)
+    ours = [r for r in runs if r.path == "rl-select"]
     return {
-        "ratio": default_run["ratio_vs_naive"],
-        "ratio_same_dtype": next(r for r in ours if r["dtype"] == runs[0]["dtype"])["ratio_vs_naive"],
+        "ratio": default_run.ratio_vs_naive,
+        "ratio_same_dtype": next(r for r in ours if r.dtype == runs[0].dtype).ratio_vs_naive,
         "identical_predictions_same_dtype": bool(same_prediction.all()),
         "mismatches_same_dtype": int((~same_prediction).sum()),
-        "agreement_across_dtypes": {
-            r["dtype"]: r["agreement_with_naive"] for r in ours if r["dtype"] != runs[0]["dtype"]
-        },
-        "default_dtype": default_run["dtype"],
-        "default_share_of_gemm_peak": default_run["share_of_gemm_peak"],
+        "agreement_across_dtypes": {r.dtype: r.agreement_with_naive for r in ours if r.dtype != runs[0].dtype},
+        "default_dtype": default_run.dtype,
+        "default_share_of_gemm_peak": default_run.share_of_gemm_peak,
         "default_vs_llama_cpp": next(
-            (default_run["queries_per_s"] / r["queries_per_s"] for r in runs if r["path"] == "llama.cpp"), None
+            (default_run.queries_per_s / r.queries_per_s for r in runs if r.path == "llama.cpp"), None
         ),
     }

@@ -84,10 +84,10 @@ def bench_scorer(
         result = run_scorer_benchmark(
             loaded, model=model, device=device, num_queries=queries, k=k, seed=seed, progress=factory, **options
         )
-    record = provenance(seeds=[seed], model=result["model"], cpu_steal_share=stolen())
-    path = out or RESULTS_DIR / f"bench_scorer_{result['device'].split(':')[0]}.json"
-    _publish(scorer_report(result, loaded.name, k), path, result, record)
-    if not result["identical_predictions_same_dtype"]:
+    record = provenance(seeds=[seed], model=result.model, cpu_steal_share=stolen())
+    path = out or RESULTS_DIR / f"bench_scorer_{result.device.split(':')[0]}.json"
+    _publish(scorer_report(result, loaded.name, k), path, result.to_dict(), record)
+    if not result.identical_predictions_same_dtype:
         raise typer.Exit(1)
 
 
