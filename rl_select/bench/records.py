@@ -93,4 +93,114 @@ class ScorerBench:
         return asdict(self)
 
 
-__all__ = ["EnvThroughput", "ScorerBench", "TimingRow"]
+@dataclass(frozen=True)
+class Latency:
+    """Requests sent over ``seconds``: their rate, latency percentiles (ms, end to end) and non-200 answers."""
+
+    requests: int
+    seconds: float
+    requests_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class ConcurrencyRow(Latency):
+    """``bench service``: one concurrency level, with the time spent choosing inside the service."""
+
+    concurrency: int
+    server_p50_ms: float
+    server_p99_ms: float
+
+
+@dataclass(frozen=True)
+class ServiceBench:
+    """``bench service``: the served policy's summary and one row per concurrency level."""
+
+    policy: JsonObject
+    rows: list[ConcurrencyRow]
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (the result file)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LoadPhase(Latency):
+    """Valid selections from ``clients`` threads."""
+
+    clients: int
+
+
+@dataclass(frozen=True)
+class SlowLoris:
+    """Connections that never finish their body: how many the server answered 408, closed, or left open."""
+
+    clients: int
+    answered_408: int
+    closed_by_server: int
+    still_open: int
+
+
+@dataclass(frozen=True)
+class MalformedLoad:
+    """Malformed requests sent, those not refused, and every kind's answers (status → count; 0: dropped)."""
+
+    requests: int
+    failures: int
+    statuses: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class UnderAbuse:
+    """The valid clients that kept selecting while the abuse ran."""
+
+    clients: int
+    seconds: float
+    requests: int
+    errors: int
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class AbuseBench:
+    """``bench service --abuse``: load, then slow-loris and malformed requests under load, then a health check."""
+
+    load: LoadPhase
+    under_abuse: UnderAbuse
+    slow_loris: SlowLoris
+    malformed: MalformedLoad
+    healthy_after: bool
+
+    @property
+    def failed(self) -> bool:
+        """Whether any phase failed: errors, requests not refused, connections left open, or unhealthy after."""
+        return bool(
+            self.load.errors
+            or self.under_abuse.errors
+            or self.malformed.failures
+            or self.slow_loris.still_open
+            or not self.healthy_after
+        )
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (the result file)."""
+        return asdict(self)
+
+
+__all__ = [
+    "AbuseBench",
+    "ConcurrencyRow",
+    "EnvThroughput",
+    "Latency",
+    "LoadPhase",
+    "MalformedLoad",
+    "ScorerBench",
+    "ServiceBench",
+    "SlowLoris",
+    "TimingRow",
+    "UnderAbuse",
+]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_select.bench.records import EnvThroughput, ScorerBench
+from rl_select.bench.records import AbuseBench, EnvThroughput, ScorerBench, ServiceBench
 from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
 from rl_select.types import JsonObject
 
@@ -155,19 +155,19 @@ def rollouts_report(result: dict[str, Any], task: str, k: int, m: int, reward_ro
 SERVICE_HEADERS = ["concurrency", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "server p50 ms"]
 
 
-def service_report(result: dict[str, Any], manifest: Any, k: int | None) -> BenchReport:
+def service_report(result: ServiceBench, manifest: Any, k: int | None) -> BenchReport:
     """``bench service``: latency percentiles and throughput per concurrency level."""
     headers = [*SERVICE_HEADERS, "server p99 ms", "errors"]
-    keys = ("p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms", "server_p99_ms")
     rows = [
         [
-            str(row["concurrency"]),
-            str(row["requests"]),
-            f"{row['requests_per_s']:.1f}",
-            *(f"{row[key]:.2f}" for key in keys),
-            str(row["errors"]),
+            str(row.concurrency),
+            str(row.requests),
+            f"{row.requests_per_s:.1f}",
+            *(f"{value:.2f}" for value in (row.p50_ms, row.p95_ms, row.p99_ms, row.max_ms)),
+            *(f"{value:.2f}" for value in (row.server_p50_ms, row.server_p99_ms)),
+            str(row.errors),
         ]
-        for row in result["rows"]
+        for row in result.rows
     ]
     embedder = f"{manifest.embedder.id} ({'ONNX' if manifest.embedder.onnx else 'torch'})"
     markdown = (
@@ -182,51 +182,51 @@ def service_report(result: dict[str, Any], manifest: Any, k: int | None) -> Benc
     return BenchReport(title, headers, rows, [], markdown)
 
 
-def abuse_report(result: dict[str, Any], manifest: Any) -> BenchReport:
+def abuse_report(result: AbuseBench, manifest: Any) -> BenchReport:
     """``bench service --abuse``: the load phase, then slow-loris and malformed requests under load."""
-    load, under, slow, bad = result["load"], result["under_abuse"], result["slow_loris"], result["malformed"]
+    load, under, slow, bad = result.load, result.under_abuse, result.slow_loris, result.malformed
     headers = ["phase", "requests", "errors", "req/s", "p50 ms", "p99 ms", "outcome"]
     rows = [
         [
-            f"{load['clients']} clients × {load['seconds']:.0f} s",
-            str(load["requests"]),
-            str(load["errors"]),
-            f"{load['requests_per_s']:.1f}",
-            f"{load['p50_ms']:.1f}",
-            f"{load['p99_ms']:.1f}",
-            "0 errors" if not load["errors"] else f"{load['errors']} errors",
+            f"{load.clients} clients × {load.seconds:.0f} s",
+            str(load.requests),
+            str(load.errors),
+            f"{load.requests_per_s:.1f}",
+            f"{load.p50_ms:.1f}",
+            f"{load.p99_ms:.1f}",
+            "0 errors" if not load.errors else f"{load.errors} errors",
         ],
         [
-            f"{under['clients']} clients during the abuse below",
-            str(under["requests"]),
-            str(under["errors"]),
+            f"{under.clients} clients during the abuse below",
+            str(under.requests),
+            str(under.errors),
             "",
             "",
-            f"{under['p99_ms']:.1f}",
-            "kept answering" if not under["errors"] else "errors under abuse",
+            f"{under.p99_ms:.1f}",
+            "kept answering" if not under.errors else "errors under abuse",
         ],
         [
-            f"{slow['clients']} slow-loris bodies",
-            str(slow["clients"]),
-            str(slow["still_open"]),
+            f"{slow.clients} slow-loris bodies",
+            str(slow.clients),
+            str(slow.still_open),
             "",
             "",
             "",
-            f"{slow['answered_408']} answered 408, {slow['closed_by_server']} dropped",
+            f"{slow.answered_408} answered 408, {slow.closed_by_server} dropped",
         ],
         [
-            f"{bad['requests']} malformed requests",
-            str(bad["requests"]),
-            str(bad["failures"]),
+            f"{bad.requests} malformed requests",
+            str(bad.requests),
+            str(bad.failures),
             "",
             "",
             "",
-            "all 4xx (or dropped, for non-HTTP bytes)" if not bad["failures"] else "some not refused",
+            "all 4xx (or dropped, for non-HTTP bytes)" if not bad.failures else "some not refused",
         ],
     ]
     statuses = "; ".join(
         f"{name}: " + ", ".join(f"{status}×{n}" for status, n in sorted(tally.items()))
-        for name, tally in bad["statuses"].items()
+        for name, tally in bad.statuses.items()
     )
     markdown = (
         f"# Service load and abuse: {manifest.algo} policy, {manifest.mode} mode, pool of {manifest.task.pool_size}\n\n"
@@ -234,19 +234,8 @@ def abuse_report(result: dict[str, Any], manifest: Any) -> BenchReport:
         "are threads of another process on the same 2 cores. *errors*: non-200 answers to valid requests, "
         "connections left open by the server, or malformed requests that were not refused.\n\n"
         + markdown_table(headers, rows)
-        + f"\nHealthy after (healthz and a valid selection): **{result['healthy_after']}**.\n\n"
+        + f"\nHealthy after (healthz and a valid selection): **{result.healthy_after}**.\n\n"
         f"Answers to malformed requests (status×count; 0 = connection dropped): {statuses}.\n\n"
     )
     title = f"service load and abuse · {manifest.mode} mode · pool {manifest.task.pool_size}"
-    return BenchReport(title, headers, rows, [f"healthy after: {result['healthy_after']}"], markdown)
-
-
-def abuse_failed(result: dict[str, Any]) -> bool:
-    """Whether any phase of the load and abuse test failed."""
-    return bool(
-        result["load"]["errors"]
-        or result["under_abuse"]["errors"]
-        or result["malformed"]["failures"]
-        or result["slow_loris"]["still_open"]
-        or not result["healthy_after"]
-    )
+    return BenchReport(title, headers, rows, [f"healthy after: {result.healthy_after}"], markdown)

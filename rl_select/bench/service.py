@@ -17,11 +17,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from rl_select.bench.records import (
+    AbuseBench,
+    ConcurrencyRow,
+    Latency,
+    LoadPhase,
+    MalformedLoad,
+    ServiceBench,
+    SlowLoris,
+    UnderAbuse,
+)
 from rl_select.errors import ConfigError, RLSelectError
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -114,7 +124,7 @@ def run_service_benchmark(
     k: int | None = None,
     warmup: int = 20,
     progress: ProgressFactory | None = None,
-) -> dict[str, Any]:
+) -> ServiceBench:
     """Start the server, then for each concurrency level send ``requests`` requests; return latency statistics."""
     import httpx  # deferred: loads httpx and rich
 
@@ -130,22 +140,14 @@ def run_service_benchmark(
             _load(port, bodies[:warmup], level, None)
             advance = progress(f"{requests} requests, concurrency {level}", requests) if progress else None
             latencies, server_ms, statuses, seconds = _load(port, bodies[warmup:], level, advance)
-            ms = np.array(latencies) * 1000
             inside = np.array([v for v in server_ms if not np.isnan(v)] or [np.nan])
             rows.append(
-                {
-                    "concurrency": level,
-                    "requests": requests,
-                    "seconds": seconds,
-                    "requests_per_s": requests / seconds,
-                    "p50_ms": float(np.percentile(ms, 50)),
-                    "p95_ms": float(np.percentile(ms, 95)),
-                    "p99_ms": float(np.percentile(ms, 99)),
-                    "max_ms": float(ms.max()),
-                    "server_p50_ms": float(np.percentile(inside, 50)),
-                    "server_p99_ms": float(np.percentile(inside, 99)),
-                    "errors": int(sum(s != 200 for s in statuses)),
-                }
+                ConcurrencyRow(
+                    **asdict(_latency(latencies, statuses, seconds)),
+                    concurrency=level,
+                    server_p50_ms=float(np.percentile(inside, 50)),
+                    server_p99_ms=float(np.percentile(inside, 99)),
+                )
             )
     finally:
         server.terminate()
@@ -153,7 +155,7 @@ def run_service_benchmark(
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {"policy": policy, "rows": rows}
+    return ServiceBench(policy, rows)
 
 
 def query_texts(policy_dir: Path, queries: Path | None) -> list[str]:
@@ -169,7 +171,7 @@ def query_texts(policy_dir: Path, queries: Path | None) -> list[str]:
     return texts
 
 
-def run_abuse_on_server(policy_dir: Path, queries: Sequence[str], *, clients: int, seconds: float) -> dict[str, Any]:
+def run_abuse_on_server(policy_dir: Path, queries: Sequence[str], *, clients: int, seconds: float) -> AbuseBench:
     """Start ``rl-select serve`` on ``policy_dir`` and run :func:`run_abuse_benchmark` against it."""
     port = free_port()
     server = start_server(policy_dir, port)
@@ -189,21 +191,21 @@ def default_queries(policy_dir: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------- load and abuse
 
 
-def _latency_stats(latencies: Sequence[float], statuses: Sequence[int], seconds: float) -> dict[str, Any]:
+def _latency(latencies: Sequence[float], statuses: Sequence[int], seconds: float) -> Latency:
     ms = np.array(latencies, dtype=np.float64) * 1000 if len(latencies) else np.array([np.nan])
-    return {
-        "requests": len(statuses),
-        "seconds": round(seconds, 2),
-        "requests_per_s": len(statuses) / seconds if seconds else 0.0,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "max_ms": float(np.max(ms)),
-        "errors": int(sum(s != 200 for s in statuses)),
-    }
+    return Latency(
+        requests=len(statuses),
+        seconds=round(seconds, 2),
+        requests_per_s=len(statuses) / seconds if seconds else 0.0,
+        p50_ms=float(np.percentile(ms, 50)),
+        p95_ms=float(np.percentile(ms, 95)),
+        p99_ms=float(np.percentile(ms, 99)),
+        max_ms=float(np.max(ms)),
+        errors=int(sum(s != 200 for s in statuses)),
+    )
 
 
-def timed_load(port: int, queries: Sequence[str], *, clients: int, seconds: float, seed: int = 0) -> dict[str, Any]:
+def timed_load(port: int, queries: Sequence[str], *, clients: int, seconds: float, seed: int = 0) -> LoadPhase:
     """``clients`` threads, each on its own keep-alive connection, send valid selections for ``seconds``."""
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -238,10 +240,10 @@ def timed_load(port: int, queries: Sequence[str], *, clients: int, seconds: floa
         thread.start()
     for thread in threads:
         thread.join()
-    return {"clients": clients, **_latency_stats(latencies, statuses, time.perf_counter() - started)}
+    return LoadPhase(**asdict(_latency(latencies, statuses, time.perf_counter() - started)), clients=clients)
 
 
-def slow_loris(port: int, clients: int, *, hold: float, declared: int = 256) -> dict[str, Any]:
+def slow_loris(port: int, clients: int, *, hold: float, declared: int = 256) -> SlowLoris:
     """Open ``clients`` connections that send headers and a trickle of body, never the whole of it.
 
     Returns how many the server answered 408 and how many it closed (or left hanging) within ``hold`` seconds.
@@ -277,7 +279,7 @@ def slow_loris(port: int, clients: int, *, hold: float, declared: int = 256) -> 
         answered += replies[i].startswith(b"HTTP/1.1 408")
         closed += i not in open_
         sock.close()
-    return {"clients": clients, "answered_408": answered, "closed_by_server": closed, "still_open": len(open_)}
+    return SlowLoris(clients, answered_408=answered, closed_by_server=closed, still_open=len(open_))
 
 
 ACCEPTABLE_200 = {"traversal in query", "NUL bytes", "header too long"}
@@ -336,7 +338,7 @@ def send_raw(port: int, payload: bytes, timeout: float = 10.0) -> int:
         return 0
 
 
-def malformed_load(port: int, count: int) -> dict[str, Any]:
+def malformed_load(port: int, count: int) -> MalformedLoad:
     """Send ``count`` malformed requests (cycling through :func:`malformed_bodies`); tally the answers.
 
     A 5xx, or a closed connection for a request that is valid HTTP, counts as a failure; garbage that is not
@@ -353,7 +355,7 @@ def malformed_load(port: int, count: int) -> dict[str, Any]:
         dropped_valid_http = status == 0 and name not in NOT_HTTP
         accepted_invalid = 200 <= status < 300 and name not in ACCEPTABLE_200
         failures += status >= 500 or dropped_valid_http or accepted_invalid
-    return {"requests": count, "failures": failures, "statuses": statuses}
+    return MalformedLoad(count, failures, statuses)
 
 
 def healthy(port: int) -> bool:
@@ -384,7 +386,7 @@ def run_abuse_benchmark(
     slow_clients: int = 32,
     malformed: int = 1000,
     body_timeout: float = 10.0,
-) -> dict[str, Any]:
+) -> AbuseBench:
     """Load, then abuse under load, on a running server; every phase says whether the server kept answering.
 
     1. ``clients`` valid clients for ``seconds``.
@@ -392,11 +394,11 @@ def run_abuse_benchmark(
        ``background_clients`` valid clients keep selecting; the valid ones must all succeed.
     """
     load = timed_load(port, queries, clients=clients, seconds=seconds)
-    outcome: dict[str, Any] = {}
+    abused: list[SlowLoris | MalformedLoad] = []
 
     def abuse() -> None:
-        outcome["slow_loris"] = slow_loris(port, slow_clients, hold=body_timeout + 5)
-        outcome["malformed"] = malformed_load(port, malformed)
+        abused.append(slow_loris(port, slow_clients, hold=body_timeout + 5))
+        abused.append(malformed_load(port, malformed))
 
     attacker = threading.Thread(target=abuse)
     attacker.start()
@@ -405,11 +407,12 @@ def run_abuse_benchmark(
     while attacker.is_alive():
         background.append(timed_load(port, queries, clients=background_clients, seconds=2.0, seed=len(background)))
     attacker.join()
-    under_abuse = {
-        "clients": background_clients,
-        "seconds": round(time.perf_counter() - started, 2),
-        "requests": sum(b["requests"] for b in background),
-        "errors": sum(b["errors"] for b in background),
-        "p99_ms": max(b["p99_ms"] for b in background),
-    }
-    return {"load": load, "under_abuse": under_abuse, **outcome, "healthy_after": healthy(port)}
+    under_abuse = UnderAbuse(
+        clients=background_clients,
+        seconds=round(time.perf_counter() - started, 2),
+        requests=sum(b.requests for b in background),
+        errors=sum(b.errors for b in background),
+        p99_ms=max(b.p99_ms for b in background),
+    )
+    slow, bad = abused
+    return AbuseBench(load, under_abuse, slow, bad, healthy(port))  # type: ignore[arg-type]

@@ -148,12 +148,7 @@ def bench_service(
 ) -> None:
     """Latency and throughput of `rl-select serve` under a bounded load on loopback; --abuse: load and abuse."""
     setup_logging(verbose)
-    from rl_select.bench.reports import (  # deferred: CLI start-up
-        RESULTS_DIR,
-        abuse_failed,
-        abuse_report,
-        service_report,
-    )
+    from rl_select.bench.reports import RESULTS_DIR, abuse_report, service_report  # deferred: CLI start-up
     from rl_select.bench.service import (  # deferred: CLI start-up
         query_texts,
         run_abuse_on_server,
@@ -172,8 +167,8 @@ def bench_service(
         result = run_abuse_on_server(policy_dir, texts, clients=clients, seconds=seconds)
         record = provenance(seeds=[0], model=embedder, cpu_steal_share=stolen())
         path = out or RESULTS_DIR / f"bench_service_abuse_cpu_{manifest.mode}.json"
-        _publish(abuse_report(result, manifest), path, result, record)
-        if abuse_failed(result):
+        _publish(abuse_report(result, manifest), path, result.to_dict(), record)
+        if result.failed:
             raise typer.Exit(1)
         return
     levels = _integers(concurrency, "--concurrency")
@@ -184,4 +179,4 @@ def bench_service(
     record = provenance(seeds=[0], model=embedder, cpu_steal_share=stolen())
     summary = manifest.model_dump(include={"algo", "mode", "k", "num_candidates", "embedder", "task"})
     path = out or RESULTS_DIR / f"bench_service_cpu_{manifest.mode}.json"
-    _publish(service_report(result, manifest, k), path, {"manifest": summary, **result}, record)
+    _publish(service_report(result, manifest, k), path, {"manifest": summary, **result.to_dict()}, record)

@@ -31,23 +31,24 @@ def port(query_policy):
 
 def test_many_clients_get_no_errors(port):
     result = timed_load(port, parity_queries(), clients=16, seconds=2.0)
-    assert result["requests"] > 16 and result["errors"] == 0 and result["p99_ms"] > 0
+    assert result.requests > 16 and result.errors == 0 and result.p99_ms > 0
 
 
 def test_slow_loris_bodies_are_cut_off_and_the_service_keeps_answering(port):
-    outcome = {}
-    attack = threading.Thread(target=lambda: outcome.update(slow_loris(port, 20, hold=BODY_TIMEOUT + 4)))
+    outcome = []
+    attack = threading.Thread(target=lambda: outcome.append(slow_loris(port, 20, hold=BODY_TIMEOUT + 4)))
     attack.start()
     during = timed_load(port, parity_queries(), clients=4, seconds=1.0)
     attack.join()
-    assert during["errors"] == 0 and during["requests"] > 0
-    assert outcome["answered_408"] == 20 and outcome["closed_by_server"] == 20 and outcome["still_open"] == 0
+    assert during.errors == 0 and during.requests > 0
+    (loris,) = outcome
+    assert loris.answered_408 == 20 and loris.closed_by_server == 20 and loris.still_open == 0
     assert healthy(port)
 
 
 def test_malformed_requests_get_4xx_and_leave_it_answering(port):
     result = malformed_load(port, 3 * len(malformed_bodies()))
-    assert result["failures"] == 0, result["statuses"]
+    assert result.failures == 0, result.statuses
     assert healthy(port)
 
 
