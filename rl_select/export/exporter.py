@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from rl_select.scoring import ScoringConfig
 from rl_select.scoring.model import shared_language_model
 from rl_select.tasks import Task, load_task
 from rl_select.tasks.files import read_split
+from rl_select.types import JsonObject
 
 logger = logging.getLogger(__name__)
 OBS_ORDER = ("candidates", "chosen", "step", "state", "query")
@@ -109,7 +111,7 @@ def _mean_pooling(pooling: Any) -> bool:
     )
 
 
-def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str]) -> dict[str, Any] | None:
+def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str]) -> OnnxEmbedderExport | None:
     """Export a mean-pooling sentence-transformers embedder; None when it cannot be (then the runtime uses it)."""
     model = getattr(embedder, "model", None)
     if not isinstance(model, nn.Module):
@@ -154,7 +156,15 @@ def export_embedder_onnx(embedder: Any, directory: Path, probe_texts: list[str])
         path.unlink()
         (directory / fmt.EMBEDDER_TOKENIZER).unlink()
         return None
-    return {"onnx": True, "max_length": max_length, "onnx_max_abs_error": error}
+    return OnnxEmbedderExport(max_length=max_length, onnx_max_abs_error=error)
+
+
+@dataclass(frozen=True)
+class OnnxEmbedderExport:
+    """The query embedder exported to ONNX: the tokens it reads, and its largest difference to the original."""
+
+    max_length: int
+    onnx_max_abs_error: float
 
 
 def export_policy(
@@ -202,11 +212,13 @@ def export_policy(
         inputs = export_policy_onnx(policy.module, config.env.mode, dims, out / fmt.POLICY_ONNX)
         _write_pool(out, loaded, bank)
         embedder = _embedder_spec(resources, config)
-        extra: dict[str, Any] = {}
+        extra: JsonObject = {}
         if config.env.mode == "task":
             extra["task_candidates"] = _task_candidates(out, run_dir, config, loaded, bank, seed, pool is None)
         else:
-            embedder.update(export_embedder_onnx(resources.embedder, out, [e.input_text for e in loaded.dev[:8]]) or {})
+            onnx = export_embedder_onnx(resources.embedder, out, [e.input_text for e in loaded.dev[:8]])
+            if onnx is not None:
+                embedder = embedder.model_copy(update={"onnx": True, **asdict(onnx)})
         if config.env.proposers is not None:
             extra["proposers"] = config.env.proposers.to_dict()
             extra["task_proposals"] = _task_proposals(resources, config)
@@ -259,15 +271,15 @@ def _write_pool(out: Path, loaded: Any, bank: Any) -> None:
     VectorIndex(bank.space_pool, use_gpu=False).save(out / fmt.POOL_INDEX)
 
 
-def _embedder_spec(resources: Any, config: Any) -> dict[str, Any]:
+def _embedder_spec(resources: Any, config: Any) -> fmt.EmbedderSpec:
     """How the runtime gets the query embedder back."""
     embedder = resources.embedder
-    spec: dict[str, Any] = {"id": embedder.id, "spec": config.env.features.embedder}
     if embedder.id.startswith("lm:"):
-        spec.update(kind="lm", model=config.model, dtype=str(resources.lm.dtype).removeprefix("torch."))
-    else:
-        spec["kind"] = "sentence-transformers"
-    return spec
+        dtype = str(resources.lm.dtype).removeprefix("torch.")
+        return fmt.EmbedderSpec(
+            id=embedder.id, spec=config.env.features.embedder, kind="lm", model=config.model, dtype=dtype
+        )
+    return fmt.EmbedderSpec(id=embedder.id, spec=config.env.features.embedder, kind="sentence-transformers")
 
 
 def _task_candidates(
@@ -302,9 +314,9 @@ def _manifest(
     loaded: Any,
     layout: Any,
     inputs: list[str],
-    embedder: dict[str, Any],
+    embedder: fmt.EmbedderSpec,
     seed: int,
-    extra: dict[str, Any],
+    extra: JsonObject,
 ) -> fmt.Manifest:
     """The artifact's manifest (its files' checksums are added when it is written)."""
     run_record = json.loads((run_dir / "config.json").read_text()).get("provenance", {})
@@ -321,7 +333,7 @@ def _manifest(
         features=config.env.features.to_dict(),
         layout=layout.to_dict(),
         onnx_inputs=inputs,
-        embedder=fmt.EmbedderSpec(**embedder),
+        embedder=embedder,
         scoring={
             "model": config.model,
             "dtype": str(resources.lm.dtype).removeprefix("torch."),

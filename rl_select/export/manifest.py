@@ -25,9 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from rl_select.errors import ArtifactError
 from rl_select.paths import file_sha256
@@ -113,13 +112,13 @@ class Manifest(BaseModel):
     num_candidates: int
     prompt_order: str = "append"
     seed: int = 0
-    features: dict[str, Any]
+    features: dict[str, JsonValue]
     layout: dict[str, list[str]]
     onnx_inputs: list[str]
     embedder: EmbedderSpec
-    scoring: dict[str, Any] = Field(default_factory=dict)
+    scoring: dict[str, JsonValue] = Field(default_factory=dict)
     task: TaskFormat
-    provenance: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, JsonValue] = Field(default_factory=dict)
     task_candidates: list[int] = Field(default_factory=list)
     stop_action: bool = False
     proposers: dict[str, int] | None = None
@@ -149,7 +148,7 @@ class PolicyInfo(BaseModel):
     commit: str | None
 
 
-def manifest_digest(manifest: dict[str, Any]) -> str:
+def manifest_digest(manifest: dict[str, JsonValue]) -> str:
     """sha256 of the manifest's canonical JSON without its own ``manifest_sha256`` field."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -198,7 +197,7 @@ def read_manifest(directory: Path, verify: bool = True) -> Manifest:
     return parsed
 
 
-def write_manifest(directory: Path, manifest: Manifest | dict[str, Any]) -> Manifest:
+def write_manifest(directory: Path, manifest: Manifest | dict[str, JsonValue]) -> Manifest:
     """Add the sha256 of every file in ``directory`` (but the manifest) and write ``manifest.json``."""
     body = manifest.model_dump(exclude_none=True) if isinstance(manifest, Manifest) else dict(manifest)
     files = {p.name: file_sha256(p) for p in sorted(Path(directory).iterdir()) if p.is_file() and p.name != MANIFEST}
