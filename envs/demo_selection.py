@@ -11,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rl_select.envs.config import EnvConfig
-from rl_select.envs.episode import Episode, ScoreRequest, run_requests
+from rl_select.envs.episode import EnvState, Episode, ScoreRequest, run_requests
 from rl_select.envs.features import FeatureBank
 from rl_select.envs.proposers import QueryProposer
 from rl_select.errors import ConfigError
@@ -255,28 +255,25 @@ class DemoSelectionEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             proposer_features=proposer_features,
         )
 
-    def state(self) -> dict[str, Any]:
-        """Everything needed to continue this env exactly where it is: its RNG and its episode (JSON-able)."""
-        return {
-            "rng": self.np_random.bit_generator.state,
-            "episode": None if self._episode is None else self._episode.state(),
-        }
+    def state(self) -> EnvState:
+        """Everything needed to continue this env exactly where it is: its RNG and its episode."""
+        return EnvState(self.np_random.bit_generator.state, None if self._episode is None else self._episode.state())
 
-    def restore(self, state: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    def restore(self, state: EnvState) -> dict[str, np.ndarray] | None:
         """Continue from :meth:`state`; returns the current observation (None before the first episode)."""
-        self.np_random.bit_generator.state = state["rng"]
-        stored = state["episode"]
+        self.np_random.bit_generator.state = state.rng
+        stored = state.episode
         if stored is None:
             self._episode = None
             return None
         query = None
-        if stored["query"] is not None:
-            split, row = stored["query"]
-            query = self.task.split(split)[int(row)]
-        self._episode = self._new_episode(np.asarray(stored["candidates"], dtype=np.int64), query)
-        self._episode.chosen = list(stored["chosen"])
-        self._episode.values = list(stored["values"])
-        self._episode.stopped = bool(stored.get("stopped", False))
+        if stored.query is not None:
+            split, row = stored.query
+            query = self.task.split(split)[row]
+        self._episode = self._new_episode(np.asarray(stored.candidates, dtype=np.int64), query)
+        self._episode.chosen = list(stored.chosen)
+        self._episode.values = list(stored.values)
+        self._episode.stopped = stored.stopped
         if self.config.features.step_features:
             demos = tuple(self.demonstrations())
             return self._observation(*self._step_features(self._candidate_result(demos), demos))

@@ -3,14 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from rl_select.observation import nearest_first
 from rl_select.scoring import Scorer, ScoreResult
 from rl_select.tasks.task import Example
+from rl_select.types import JsonObject
+
+
+@dataclass(frozen=True)
+class EpisodeState:
+    """An episode where it stands: its candidates (pool ids), its query (split, row), picks and values so far."""
+
+    candidates: list[int]
+    query: tuple[str, int] | None
+    chosen: list[int]
+    values: list[float]
+    stopped: bool = False
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (a checkpoint's)."""
+        return {**asdict(self), "query": None if self.query is None else list(self.query)}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> EpisodeState:
+        """Inverse of :meth:`to_dict`."""
+        query = data["query"]
+        return cls(
+            candidates=[int(i) for i in data["candidates"]],
+            query=None if query is None else (str(query[0]), int(query[1])),
+            chosen=[int(i) for i in data["chosen"]],
+            values=[float(v) for v in data["values"]],
+            stopped=bool(data.get("stopped", False)),
+        )
+
+
+@dataclass(frozen=True)
+class EnvState:
+    """Everything needed to continue an env exactly where it is: its RNG's state and its episode (if any)."""
+
+    rng: JsonObject
+    episode: EpisodeState | None
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (a checkpoint's)."""
+        return {"rng": self.rng, "episode": None if self.episode is None else self.episode.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> EnvState:
+        """Inverse of :meth:`to_dict`."""
+        episode = data["episode"]
+        return cls(data["rng"], None if episode is None else EpisodeState.from_dict(episode))
 
 
 @dataclass(frozen=True)
@@ -73,12 +118,12 @@ class Episode:
         """Candidate indices by decreasing similarity to the anchor (``anchor_rank`` order, ties by index)."""
         return nearest_first(self.vectors, self.anchor)
 
-    def state(self) -> dict[str, Any]:
-        """What :meth:`DemoSelectionEnv.restore` needs to rebuild this episode exactly (JSON-able)."""
-        return {
-            "candidates": [int(i) for i in self.candidates],
-            "query": None if self.query is None else list(self.query.key),
-            "chosen": [int(i) for i in self.chosen],
-            "values": [float(v) for v in self.values],
-            "stopped": self.stopped,
-        }
+    def state(self) -> EpisodeState:
+        """What :meth:`DemoSelectionEnv.restore` needs to rebuild this episode exactly."""
+        return EpisodeState(
+            candidates=[int(i) for i in self.candidates],
+            query=None if self.query is None else (self.query.split, int(self.query.id)),
+            chosen=[int(i) for i in self.chosen],
+            values=[float(v) for v in self.values],
+            stopped=self.stopped,
+        )

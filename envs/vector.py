@@ -9,6 +9,7 @@ episodes the way SB3 expects (``terminal_observation`` in the info).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +18,25 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from rl_select.envs.demo_selection import DemoSelectionEnv
-from rl_select.envs.episode import run_requests
+from rl_select.envs.episode import EnvState, run_requests
+from rl_select.types import JsonObject
+
+
+@dataclass(frozen=True)
+class VecEnvState:
+    """Every sub-env's :class:`~rl_select.envs.episode.EnvState` and the seeds of their next resets."""
+
+    envs: list[EnvState]
+    seeds: list[int | None]
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (a checkpoint's)."""
+        return {"envs": [env.to_dict() for env in self.envs], "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> VecEnvState:
+        """Inverse of :meth:`to_dict`."""
+        return cls([EnvState.from_dict(env) for env in data["envs"]], list(data["seeds"]))
 
 
 class DemoSelectionVecEnv(VecEnv):
@@ -129,16 +148,16 @@ class DemoSelectionVecEnv(VecEnv):
         """Whether every sub-env is between episodes (nothing chosen yet): where checkpoints are exact."""
         return all(env.steps_taken == 0 for env in self.envs)
 
-    def state(self) -> dict[str, Any]:
-        """The sub-envs' RNGs and episodes (JSON-able), for an exact resume."""
-        return {"envs": [env.state() for env in self.envs], "seeds": list(self._seeds)}
+    def state(self) -> VecEnvState:
+        """The sub-envs' RNGs and episodes, for an exact resume."""
+        return VecEnvState([env.state() for env in self.envs], list(self._seeds))
 
-    def restore(self, state: dict[str, Any]) -> VecEnvObs:
+    def restore(self, state: VecEnvState) -> VecEnvObs:
         """Continue from :meth:`state`; returns the current observations (what the learner saw last)."""
-        if len(state["envs"]) != self.num_envs:
-            raise ValueError(f"the saved state has {len(state['envs'])} sub-envs, this vector has {self.num_envs}")
-        observations = [env.restore(sub) for env, sub in zip(self.envs, state["envs"], strict=True)]
-        self._seeds = list(state["seeds"])
+        if len(state.envs) != self.num_envs:
+            raise ValueError(f"the saved state has {len(state.envs)} sub-envs, this vector has {self.num_envs}")
+        observations = [env.restore(sub) for env, sub in zip(self.envs, state.envs, strict=True)]
+        self._seeds = list(state.seeds)
         if any(obs is None for obs in observations):
             raise ValueError("the saved state is from before the first reset")
         return self._stack(observations)  # type: ignore[arg-type]

@@ -31,6 +31,8 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from rl_select.envs.vector import VecEnvState
+
 logger = logging.getLogger(__name__)
 
 
@@ -105,7 +107,7 @@ def save_checkpoint(model: BaseAlgorithm, directory: Path, algo: str, *, replay_
     checkpoint = checkpoint_paths(directory, algo, int(model.num_timesteps))
     meta, arrays = rng_states()
     env = model.get_env()
-    meta["env"] = env.state() if hasattr(env, "state") else None
+    meta["env"] = env.state().to_dict() if hasattr(env, "state") else None  # through SB3's wrappers too
     _replace_atomically(checkpoint.arrays, lambda tmp: np.savez(tmp, **arrays))
     _replace_atomically(checkpoint.state, lambda tmp: tmp.write_text(json.dumps(meta) + "\n"))
     if replay_buffer:
@@ -129,7 +131,7 @@ def load_checkpoint(algorithm: type[BaseAlgorithm], checkpoint: Checkpoint, env:
     with np.load(checkpoint.arrays, allow_pickle=False) as stored:
         arrays = {key: stored[key] for key in stored.files}
     if exact:
-        env.restore(meta["env"])
+        env.restore(VecEnvState.from_dict(meta["env"]))
     else:
         logger.warning("the env state is not in this checkpoint; episodes restart after the resume")
     restore_rng_states(meta, arrays)
