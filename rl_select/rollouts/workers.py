@@ -50,9 +50,9 @@ def _quiet_worker(threads: int) -> None:
 class CentralScorer:
     """Holds the model and one scorer per task; serves scoring and embedding requests (a Ray actor)."""
 
-    def __init__(self, config: dict[str, Any], run_dir: str, threads: int) -> None:
+    def __init__(self, config: TrainConfig, run_dir: str, threads: int) -> None:
         _quiet_worker(threads)
-        self.config = TrainConfig.from_dict(config)
+        self.config = config
         self.setup = build_setup(self.config, Path(run_dir), load_tasks(self.config))
 
     def score_many(self, task: str, requests: list[tuple[tuple, tuple]], use_cache: bool = True) -> list:
@@ -141,9 +141,9 @@ class RolloutWorker:
         central: A :class:`CentralScorer` handle (``central`` placement) or None (the worker loads the model).
     """
 
-    def __init__(self, config: dict[str, Any], run_dir: str, threads: int = 1, central: Any = None) -> None:
+    def __init__(self, config: TrainConfig, run_dir: str, threads: int = 1, central: Any = None) -> None:
         _quiet_worker(threads)
-        self.config = TrainConfig.from_dict(config)
+        self.config = config
         remote = (
             None if central is None else (lambda name: (RemoteScorer(central, name), RemoteEmbedder(central, name)))
         )
@@ -189,18 +189,17 @@ def start_workers(config: Any, run_dir: Path, count: int) -> tuple[list[Any], An
     ray = require_ray()
     total_cpus = max(int(ray.cluster_resources().get("CPU", 1)), 1)
     gpus = float(ray.cluster_resources().get("GPU", 0))
-    config_dict = config.to_dict()
     central = None
     worker_cpus = min(1.0, total_cpus / count)
     if config.parallel.scorer_placement == "central":
-        options: dict[str, Any] = {"num_cpus": min(1.0, total_cpus / 2), "max_restarts": -1}
+        options: dict[str, float] = {"num_cpus": min(1.0, total_cpus / 2), "max_restarts": -1}
         if gpus and config.device != "cpu":
             options["num_gpus"] = 1
-        central = ray.remote(CentralScorer).options(**options).remote(config_dict, str(run_dir), total_cpus)
+        central = ray.remote(CentralScorer).options(**options).remote(config, str(run_dir), total_cpus)
         worker_cpus = min(worker_cpus, max(total_cpus - 1, 1) / count)
-    worker_options: dict[str, Any] = {"num_cpus": worker_cpus, "max_restarts": -1, "max_task_retries": 0}
+    worker_options: dict[str, float] = {"num_cpus": worker_cpus, "max_restarts": -1, "max_task_retries": 0}
     if central is None and gpus and config.device != "cpu":
         worker_options["num_gpus"] = config.parallel.worker_gpus or 1.0 / count
     actor_class = ray.remote(RolloutWorker).options(**worker_options)
-    workers = [actor_class.remote(config_dict, str(run_dir), 1, central) for _ in range(count)]
+    workers = [actor_class.remote(config, str(run_dir), 1, central) for _ in range(count)]
     return workers, central
