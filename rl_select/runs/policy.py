@@ -21,7 +21,7 @@ from rl_select.runs.setup import training_candidates
 from rl_select.selectors.base import PromptWork, Selector, check_k
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
-from rl_select.types import Selection
+from rl_select.types import JsonObject, Selection
 
 
 @dataclass
@@ -94,6 +94,31 @@ def load_policy(run_dir: str | Path) -> LoadedPolicy:
         raise ArtifactError(f"cannot load the policy in {run_dir}: {str(exc).splitlines()[0]}") from None
     module.eval()
     return LoadedPolicy(algo=config.algo, module=module, config=config)
+
+
+@dataclass(frozen=True)
+class KnnComparison:
+    """How far a query-mode policy's prompts are from kNN's over the same candidates (nothing scored).
+
+    Attributes:
+        queries: Queries compared.
+        same_as_knn: Share whose prompt is exactly kNN's (the k nearest, nearest last).
+        mean_rank_by_position: Mean similarity rank (0 = nearest) of the demonstration at each prompt position.
+        mean_prompt_length: Mean demonstrations per prompt (below k only with the stop action).
+        zero_shot_share: Share of zero-shot prompts.
+    """
+
+    queries: int
+    same_as_knn: float
+    mean_rank_by_position: list[float]
+    mean_prompt_length: float
+    zero_shot_share: float
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> KnnComparison:
+        """From a result file (fields of older files read as 0)."""
+        known = {name: data.get(name, 0.0) for name in ("mean_prompt_length", "zero_shot_share")}
+        return cls(int(data["queries"]), float(data["same_as_knn"]), list(data["mean_rank_by_position"]), **known)
 
 
 def policy_choice_work(proposals: int, verify_rows: int, task: Task, k: int) -> list[PromptWork]:
@@ -244,7 +269,7 @@ class PolicySelector(Selector):
         selection = self._env.run_greedy(self.policy.choose, {"candidate_ids": ids})
         return [ids.index(pool_id) for pool_id in selection]
 
-    def compare_with_knn(self, task: Task, queries: list[Example]) -> dict[str, Any]:
+    def compare_with_knn(self, task: Task, queries: list[Example]) -> KnnComparison:
         """How far a query-mode policy's greedy prompts are from kNN over the same candidates.
 
         Returns the share of ``queries`` whose prompt equals the kNN prompt (the k candidates nearest the query,
@@ -266,10 +291,10 @@ class PolicySelector(Selector):
             same += prompt == knn_prompt
             ranks.append([rank[i] for i in prompt])
         by_position = [[r[p] for r in ranks if len(r) > p] for p in range(k)]  # with a stop action, prompts vary
-        return {
-            "queries": len(queries),
-            "same_as_knn": same / max(len(queries), 1),
-            "mean_rank_by_position": [round(float(np.mean(p)), 2) for p in by_position if p],
-            "mean_prompt_length": float(np.mean([len(r) for r in ranks])) if ranks else 0.0,
-            "zero_shot_share": float(np.mean([not r for r in ranks])) if ranks else 0.0,
-        }
+        return KnnComparison(
+            queries=len(queries),
+            same_as_knn=same / max(len(queries), 1),
+            mean_rank_by_position=[round(float(np.mean(p)), 2) for p in by_position if p],
+            mean_prompt_length=float(np.mean([len(r) for r in ranks])) if ranks else 0.0,
+            zero_shot_share=float(np.mean([not r for r in ranks])) if ranks else 0.0,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from rl_select.evaluation import (
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import read_trained_on
-from rl_select.runs.policy import PolicySelector, load_policy
+from rl_select.runs.policy import KnnComparison, PolicySelector, load_policy
 from rl_select.runs.setup import RunSetup
 from rl_select.scoring import LLMCost
 from rl_select.selectors import make_selector
@@ -49,7 +49,7 @@ class TrainResult:
     run_dir: Path
     reports: list[SelectorReport]
     transfer: list[str] = field(default_factory=list)
-    versus_knn: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versus_knn: dict[str, KnnComparison] = field(default_factory=dict)
     learning_cost: LLMCost = field(default_factory=LLMCost)
 
 
@@ -120,7 +120,7 @@ def write_results(setup: RunSetup, result: TrainResult, seconds: float) -> Path:
         "learning_cost": result.learning_cost.to_dict(),
         "reports": [r.to_dict() for r in result.reports],
         "transfer": result.transfer,
-        "versus_knn": result.versus_knn,
+        "versus_knn": {task: asdict(comparison) for task, comparison in result.versus_knn.items()},
         "scorer": {name: r.scorer.cache_stats() for name, r in setup.resources.items()},
     }
     write_json(run_dir / "results.json", payload)
@@ -144,9 +144,9 @@ def results_markdown(config: Any, result: TrainResult, record: dict[str, Any]) -
         rows.append([task, *row[:4], row[5]])
     n_rows = result.reports[0].seeds[0].queries
     versus = "".join(
-        f"{task}: the greedy prompt equals kNN's over the same candidates on {100 * v['same_as_knn']:.0f}% of "
-        f"{v['queries']} test queries; mean neighbour rank by prompt position (0 = nearest): "
-        f"{v['mean_rank_by_position']}.\n"
+        f"{task}: the greedy prompt equals kNN's over the same candidates on {100 * v.same_as_knn:.0f}% of "
+        f"{v.queries} test queries; mean neighbour rank by prompt position (0 = nearest): "
+        f"{v.mean_rank_by_position}.\n"
         for task, v in result.versus_knn.items()
     )
     return (
@@ -173,6 +173,6 @@ def read_results(run_dir: Path) -> TrainResult:
         run_dir=run_dir,
         reports=reports,
         transfer=payload.get("transfer", []),
-        versus_knn=payload.get("versus_knn", {}),
+        versus_knn={task: KnnComparison.from_dict(v) for task, v in payload.get("versus_knn", {}).items()},
         learning_cost=LLMCost(**payload.get("learning_cost", {})),
     )
