@@ -29,6 +29,7 @@ from rl_select.errors import ArtifactError
 from rl_select.observation import OBS_KEYS
 from rl_select.policies.networks import MASKED_SCORE, candidate_inputs
 from rl_select.policies.settings import CQLConfig
+from rl_select.types import JsonObject
 
 
 class RunningNorm(nn.Module):
@@ -258,6 +259,6 @@ class CQL:
             agent.rng = np.random.default_rng(meta["seed"] + agent.num_steps)
         return agent
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         """Settings for result files."""
         return {"algo": "cql", "steps": self.num_steps, **asdict(self.config)}

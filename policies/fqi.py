@@ -35,6 +35,7 @@ from rl_select.observation import OBS_KEYS, build_observation
 from rl_select.policies.cql import CandidateQ, masked
 from rl_select.policies.networks import candidate_input_dim
 from rl_select.policies.settings import FQIConfig
+from rl_select.types import JsonObject
 
 
 @dataclass
@@ -249,6 +250,6 @@ class FQI:
         agent.rounds_done = int(meta.get("rounds_done", agent.config.rounds))
         return agent
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         """Settings for result files."""
         return {"algo": "fqi", "rounds": self.rounds_done, **asdict(self.config)}

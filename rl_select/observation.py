@@ -35,11 +35,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from rl_select.settings import check_fields, setting
+from rl_select.types import JsonObject
 
 T = TypeVar("T")
 MODES = ("task", "query")
@@ -96,7 +97,7 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         check_fields(self)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON form."""
         return asdict(self)
 

@@ -20,13 +20,13 @@ Plain numpy: the environment (training) and the exported runtime (inference) pro
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from rl_select.errors import ConfigError
 from rl_select.observation import PROPOSER_COLUMNS, PROPOSERS
 from rl_select.settings import check_fields, setting
+from rl_select.types import JsonObject
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class ProposerConfig:
         """The same proposers without the task-level one (its slots go to embedding neighbours): no LLM calls."""
         return ProposerConfig(**{**asdict(self), "task": 0})
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON form."""
         return asdict(self)
 

@@ -15,10 +15,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 
-def pin_determinism(enabled: bool) -> dict[str, Any]:
+def pin_determinism(enabled: bool) -> dict[str, bool | int]:
     """Apply ``--deterministic`` (when ``enabled``); return what is in force, for result files."""
     import torch  # deferred: loads torch and numpy
 

@@ -71,7 +71,7 @@ class EvaluateRequest:
     rows: int | None = None
     split: str = "test"
     order: str = "selected"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, int | None] = field(default_factory=dict)
     calibrate: bool = True
     max_prompt_tokens: int | None = None
     embedder: str | None = None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from rl_select.errors import ArtifactError
 from rl_select.evaluation.core import SeedResult, SelectorReport
 from rl_select.tasks import Example, Task
+from rl_select.types import JsonObject
 
 
-def dump_lines(report: SelectorReport, seed: SeedResult, rows: list[Example], task: Task) -> list[dict[str, Any]]:
+def dump_lines(report: SelectorReport, seed: SeedResult, rows: list[Example], task: Task) -> list[JsonObject]:
     """One dict per evaluation row of one (selector, seed)."""
     labels = list(task.template.labels)
     if len(seed.probs_calibrated) != len(rows) or len(seed.probs_raw) != len(rows):

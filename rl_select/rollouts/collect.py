@@ -10,11 +10,12 @@ from rl_select.provenance import provenance
 from rl_select.rollouts.episodes import EpisodeStore, episode_base_seed, run_episode
 from rl_select.rollouts.ray_collect import collect_with_ray
 from rl_select.runs.setup import build_setup, load_tasks, make_env
+from rl_select.types import JsonObject
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
-def dataset_settings(config: Any) -> dict[str, Any]:
+def dataset_settings(config: Any) -> JsonObject:
     """What makes two collections interchangeable (stored in ``meta.json`` and checked on reuse)."""
     return {
         "tasks": list(config.tasks),

@@ -22,6 +22,7 @@ import numpy as np
 from rl_select.errors import ArtifactError
 from rl_select.observation import OBS_KEYS
 from rl_select.scoring import LLMCost
+from rl_select.types import JsonObject
 
 EPISODE_FILE = re.compile(r"^(\d{8})\.npz$")
 EPISODE_SEED_STRIDE = 1_000_003
@@ -94,7 +95,7 @@ class EpisodeStore:
         self.path = Path(path)
         self.episodes = self.path / "episodes"
 
-    def create(self, meta: dict[str, Any]) -> None:
+    def create(self, meta: JsonObject) -> None:
         """Start (or continue) a data set; an existing one must have been collected with the same settings."""
         self.episodes.mkdir(parents=True, exist_ok=True)
         meta_path = self.path / "meta.json"
@@ -109,7 +110,7 @@ class EpisodeStore:
         tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
         tmp.replace(meta_path)
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> JsonObject:
         """The data set's ``meta.json``."""
         path = self.path / "meta.json"
         if not path.is_file():

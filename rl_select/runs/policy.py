@@ -202,7 +202,7 @@ class PolicySelector(Selector):
         """Propose and verify: each proposed prompt scored on the dev rows (otherwise no LLM calls)."""
         return policy_choice_work(self.proposals, self.verify_rows, task, k)
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> JsonObject:
         """The policy's algorithm and MDP settings."""
         env = self.policy.config.env
         found = {"algo": self.policy.algo, "mode": env.mode, "num_candidates": env.num_candidates, "k": env.k}

@@ -16,6 +16,7 @@ from rl_select.runs.config import TrainConfig
 from rl_select.scoring import RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
 from rl_select.tasks import Task, load_task
+from rl_select.types import JsonObject
 
 RemoteServices = Callable[[str], tuple[Any, Any]]
 """``services(task name) -> (scorer, embedder)``: stand-ins for the local model (a central scorer's proxies)."""
@@ -39,7 +40,7 @@ class RunSetup:
     resources: dict[str, Resources]
     banks: dict[str, FeatureBank]
 
-    def fingerprints(self) -> dict[str, Any]:
+    def fingerprints(self) -> JsonObject:
         """What scored data of this setup depend on: the tasks' splits, the LLM, the scoring settings."""
         first = next(iter(self.resources.values()))
         return {

@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from rl_select.paths import cache_dir, file_lock
 from rl_select.provenance import cpu_model
+from rl_select.types import JsonObject
 
 CPU_CANDIDATES = (torch.float32, torch.bfloat16)
 """The dtypes ``auto`` chooses between on a CPU."""
@@ -98,7 +98,7 @@ def cpu_dtype(measure: Callable[[torch.dtype], float], model: str, path: Path | 
     return choose_fastest(seconds)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> JsonObject:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

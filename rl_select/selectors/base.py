@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from rl_select.errors import ConfigError
 from rl_select.resources import Resources
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.tasks.task import Example, Task
-from rl_select.types import Selection
+from rl_select.types import JsonObject, Selection
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,11 @@ class Selector(ABC):
             return [list(shared) for _ in queries]
         return [self.select(task, q, k, rng) for q in queries]
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> JsonObject:
         """The selector's settings, for result files."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         """Name, level and settings."""
         return {"name": self.name, "query_level": self.query_level, **self.options()}
 
@@ -147,7 +147,7 @@ class ReversedOrder(Selector):
         """The inner selections, each reversed."""
         return [list(s)[::-1] for s in self.inner.retrieve(task, queries, k, rng)]
 
-    def options(self) -> dict[str, Any]:
+    def options(self) -> JsonObject:
         """The inner selector's settings, marked reversed."""
         return {**self.inner.options(), "reversed": True}
 

@@ -23,6 +23,7 @@ from typing import Any
 from rl_select.errors import DataError
 from rl_select.tasks.task import SPLITS, Example, Task
 from rl_select.tasks.template import DEFAULT_SEPARATOR, PromptTemplate
+from rl_select.types import JsonObject
 
 TASK_FILE = "task.json"
 ROW_FORMATS = (".jsonl", ".csv")
@@ -117,7 +118,7 @@ def _example(row: Any, split: str, index: int, template: PromptTemplate, where: 
     return Example(split=split, id=index, text=text, label=label, text_pair=pair if template.uses_text_pair else None)
 
 
-def read_task_spec(path: Path) -> dict[str, Any]:
+def read_task_spec(path: Path) -> JsonObject:
     """Read and check a ``task.json`` (its keys and types; the template is checked by :class:`PromptTemplate`)."""
     try:
         spec = json.loads(read_text(path))
@@ -140,7 +141,7 @@ def read_task_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
-def template_from_spec(spec: dict[str, Any], where: str) -> PromptTemplate:
+def template_from_spec(spec: JsonObject, where: str) -> PromptTemplate:
     """Build the :class:`PromptTemplate` of a task spec, prefixing errors with ``where``."""
     try:
         return PromptTemplate(

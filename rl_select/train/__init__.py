@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rl_select.errors import Interrupted
 from rl_select.reproducibility import pin_determinism
@@ -24,6 +23,7 @@ from rl_select.scoring import LLMCost
 from rl_select.train.offline import train_cql, train_fqi
 from rl_select.train.online import train_sb3
 from rl_select.train.results import TrainResult, final_evaluation, read_results, write_results
+from rl_select.types import Overrides
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 COST_FILE = "learning_cost.json"
@@ -34,7 +34,7 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
-    overrides: dict[str, Any] | None = None,
+    overrides: Overrides | None = None,
     progress: ProgressFactory | None = None,
     progress_bar: bool = True,
     evaluate: bool = True,

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rl_select.budget import equal_budget_sets
 from rl_select.errors import ArtifactError
@@ -20,7 +19,7 @@ from rl_select.evaluation import (
     report_row,
     run_evaluation,
 )
-from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
+from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import read_trained_on
 from rl_select.runs.policy import KnnComparison, PolicySelector, load_policy
@@ -132,7 +131,7 @@ def write_results(setup: RunSetup, result: TrainResult, seconds: float) -> Path:
     return run_dir / "results.json"
 
 
-def results_markdown(config: Any, result: TrainResult, record: dict[str, Any]) -> str:
+def results_markdown(config: TrainConfig, result: TrainResult, record: Provenance) -> str:
     """The run's comparison table, with the LLM cost of learning and of choosing."""
     primary = "calibrated" if config.env.calibrate else "raw"
     headers = ["task", *REPORT_COLUMNS[:4], REPORT_COLUMNS[5]]
