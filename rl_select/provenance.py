@@ -120,7 +120,7 @@ def hardware() -> Hardware:
     )
     if "torch" not in sys.modules:  # not imported here just to describe it
         return info
-    import torch  # deferred: loads torch and numpy
+    import torch  # deferred: only once something else has loaded it (checked above)
 
     gpu: dict[str, Any] = {}
     if torch.cuda.is_available():
