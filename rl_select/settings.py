@@ -369,6 +369,8 @@ def this_machine_has_gpu() -> bool:
 
 def default_text(leaf: Leaf) -> str:
     """``default 64; 8 on a CPU (this machine)``: the default and the CPU value, marking what applies here."""
+    if leaf.default is MISSING:
+        return "required"
     default = _text(leaf.default)
     if leaf.spec.cpu is UNSET:
         return f"default {default}"

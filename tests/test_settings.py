@@ -10,11 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rl_select.cli.options import given_values, option_type, parse_text, with_options
+from rl_select.cli.options import given_values, option_type, parse_sets, parse_text, with_options
 from rl_select.errors import ArtifactError, ConfigError
+from rl_select.evaluation.request import EvaluateRequest
 from rl_select.runs.config import TrainConfig, chosen_keys, fit_training, read_run_config, write_run_config
 from rl_select.runs.migrate import FORMAT_1_KEYS, FORMAT_1_SHARED
-from rl_select.settings import UNSET, Leaf, build, cpu_values, leaves, to_mapping
+from rl_select.settings import UNSET, Leaf, build, cpu_values, leaves, merge, nest, to_mapping, with_values
+from rl_select.study.config import StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +47,18 @@ def other_value(leaf: Leaf):
         ),
         "env.features.embedder": ("minilm", "minilm"),
         "parallel.address": ("127.0.0.1:6379", "127.0.0.1:6379"),
+        "selectors": (("knn", "bm25"), "knn,bm25"),
+        "policies": (("runs/a",), "runs/a"),
+        "baselines": (("knn",), "knn"),
+        "query.variants": (({"fqi.alpha": 0.5},), "[{fqi.alpha: 0.5}]"),
+        "query.features": ({"embedder": "lm"}, "{embedder: lm}"),
+        "task.features": ({"embedder": "lm"}, "{embedder: lm}"),
+        "query.behaviour": ({"knn": 2.0}, "{knn: 2.0}"),
+        "task.behaviour": ({"random": 2.0}, "{random: 2.0}"),
+        "query.proposers": ({"embedding": 4, "bm25": 4}, "{embedding: 4, bm25: 4}"),
+        "task_transfer_budgets": ((1, 5), "1,5"),
+        "learning_curve.tasks": (("trec",), "trec"),
+        "learning_curve.queries": ((10, 20), "10,20"),
     }
     if leaf.path in special:
         return special[leaf.path]
@@ -111,6 +125,44 @@ def config_with_options(options: dict) -> TrainConfig:
     return TrainConfig.from_dict(BASE).with_overrides(given_values(TrainConfig, options))
 
 
+OTHER_SCHEMAS = {
+    EvaluateRequest: {"task": "tiny"},
+    StudyConfig: {"tasks": ["trec", "sst2", "agnews"]},
+}
+"""The other commands' schemas, each with a valid mapping to start from."""
+
+
+def stored_form(obj):
+    """``obj`` through the form a command records it in: an evaluation's ``request``, a study's ``study.json``."""
+    return type(obj).from_dict(json.loads(json.dumps(to_mapping(obj))))
+
+
+@pytest.mark.parametrize(
+    ("schema", "leaf"),
+    [(schema, leaf) for schema in OTHER_SCHEMAS for leaf in leaves(schema)],
+    ids=lambda item: item.path if isinstance(item, Leaf) else item.__name__,
+)
+def test_every_setting_of_the_other_commands_has_one_value_in_every_spelling(schema, leaf: Leaf):
+    base = OTHER_SCHEMAS[schema]
+    value, text = other_value(leaf)
+    spellings = {}
+    nested: dict = {}
+    node = nested
+    *parents, last = leaf.path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = json.loads(json.dumps(to_mapping_value(value)))
+    spellings["yaml"] = schema.from_dict(merge(base, yaml.safe_load(yaml.safe_dump(nested))))
+    spellings["--set"] = with_values(schema.from_dict(base), parse_sets(schema, [f"{leaf.path}={text or value}"]))
+    spellings["stored"] = stored_form(spellings["--set"])
+    if schema is EvaluateRequest:  # a study is a YAML file plus --set; evaluate has a flag per setting
+        options = {leaf.param: text if text is not None else value}
+        spellings["flag"] = schema.from_dict(merge(base, nest(given_values(schema, options))))
+    expected = to_mapping_value(value)
+    assert expected != to_mapping_value(leaf.default)
+    assert {name: read_back(obj, leaf.path) for name, obj in spellings.items()} == dict.fromkeys(spellings, expected)
+
+
 def test_the_command_line_reaches_every_setting_through_its_flags():
     import typer
 
@@ -138,10 +190,34 @@ def test_the_command_line_reaches_every_setting_through_its_flags():
     assert bad.exit_code == 2 and "Invalid value" in bad.output
 
 
-def test_flags_are_unique_and_every_field_is_declared():
-    flags = [flag for leaf in leaves(TrainConfig) for flag in leaf.flags]
+@pytest.mark.parametrize("schema", [TrainConfig, EvaluateRequest, StudyConfig], ids=lambda s: s.__name__)
+def test_flags_are_unique_and_every_field_is_declared(schema):
+    flags = [flag for leaf in leaves(schema) for flag in leaf.flags]
     assert len(flags) == len(set(flags))
-    assert all(leaf.spec.help for leaf in leaves(TrainConfig))
+    assert all(leaf.spec.help for leaf in leaves(schema))
+
+
+def test_repeated_list_options_join_and_the_evaluation_cpu_profile_is_declared_once():
+    import typer
+
+    seen = {}
+
+    def command(settings: dict) -> None:
+        seen.update(settings)
+
+    app = typer.Typer()
+    app.command()(with_options(EvaluateRequest, command))
+    args = ["--task", "trec", "--selector", "knn,bm25", "--selector", "mmr", "--policy", "a", "--policy", "b"]
+    result = CliRunner().invoke(app, [*args, "--dev-size", "12", "--n-test", "9"])
+    assert result.exit_code == 0, result.output
+    assert seen == {
+        "task": "trec",
+        "selectors": ["knn", "bm25", "mmr"],
+        "policies": ["a", "b"],
+        "rows": 9,
+        "options.dev_size": 12,
+    }
+    assert cpu_values(EvaluateRequest) == {"seeds": 3}
 
 
 def test_bad_values_are_one_line_errors_with_the_full_path():

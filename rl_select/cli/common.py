@@ -21,12 +21,6 @@ from rl_select.errors import ConfigError
 from rl_select.logs import setup_logging as setup_logging  # re-exported for the command modules
 from rl_select.settings import DATA_DIR_HELP, DEVICE_HELP, DTYPE_HELP, MODEL_HELP
 
-SELECTOR_NAMES = (
-    "zero-shot", "random", "balanced", "knn", "bm25", "mmr", "dpp", "votek", "mdl", "cone", "max-entropy",
-    "best-of-n", "greedy-oracle",
-)  # fmt: skip
-"""The baseline names, for help texts (the registry itself imports torch; a test keeps the two equal)."""
-
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

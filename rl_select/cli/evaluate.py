@@ -9,11 +9,7 @@ import typer
 from rich.table import Table
 
 from rl_select.cli.common import (
-    SELECTOR_NAMES,
     DataDirOption,
-    DeviceOption,
-    DtypeOption,
-    ModelOption,
     VerboseOption,
     announce_budget,
     console,
@@ -22,16 +18,12 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
-
-EmbedderOption = typer.Option(
-    None, "--embedder", help="minilm, lm (the scoring LLM) or a sentence-transformers model (default: minilm on a CPU)."
-)
-DevSizeOption = typer.Option(
-    None, "--dev-size", help="best-of-n / greedy-oracle: dev rows (default 200 / 100; on a CPU 64 / 32)."
-)
-NumCandidatesOption = typer.Option(
-    None, "--num-candidates", help="Candidates of greedy-oracle, max-entropy, mmr, dpp, mdl, cone."
-)
+from rl_select.cli.options import parse_sets, with_options
+from rl_select.errors import ConfigError
+from rl_select.evaluation.request import EvaluateRequest
+from rl_select.runs.config import read_yaml_mapping
+from rl_select.settings import flatten, nest
+from rl_select.types import Overrides
 
 
 def tasks_command(data_dir: str | None = DataDirOption) -> None:
@@ -47,73 +39,27 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
     console.print(table)
 
 
-def evaluate_command(
-    task: str = typer.Option(..., "--task", help="Task name, hub:<name>, or path to a task.json."),
-    data_dir: str | None = DataDirOption,
-    model: str | None = ModelOption,
-    selector: str | None = typer.Option(
-        None,
-        "--selector",
-        help=f"A baseline, a comma-separated list, or 'all' (default: random, or only --policy): "
-        f"{', '.join(SELECTOR_NAMES)}.",
-    ),
-    policy: list[Path] = typer.Option([], "--policy", help="A trained run directory (repeatable)."),
-    k: int = typer.Option(4, "--k", help="Demonstrations per prompt."),
-    seeds: int | None = typer.Option(
-        None, "--seeds", help="Number of seeds (0 … N-1); default 5, or 3 when the model runs on a CPU."
-    ),
-    n_test: int | None = typer.Option(None, "--n-test", help="Evaluate on a seeded subsample of N rows."),
-    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
-    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Primary metric calibrated or raw."),
-    embedder: str | None = EmbedderOption,
-    num_sets: int | None = typer.Option(None, "--num-sets", help="best-of-n: random prompts tried."),
-    dev_size: int | None = DevSizeOption,
-    num_candidates: int | None = NumCandidatesOption,
-    data_seed: int = typer.Option(0, "--data-seed", help="Seed of the evaluation and dev subsamples."),
-    max_prompt_tokens: int | None = typer.Option(None, "--max-prompt-tokens", help="Cap on prompt length."),
-    order: str = typer.Option("selected", "--order", help="selected, reversed, or both (the order ablation)."),
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
-    deterministic: bool = typer.Option(False, "--deterministic", help="One torch thread, deterministic kernels."),
-    out: Path | None = typer.Option(None, "--out", help="Result JSON (.md beside it); the same file continues."),
-    dump: Path | None = typer.Option(
-        None, "--dump", help="Also write each query's demonstrations, prediction and label probabilities (JSONL)."
-    ),
+def evaluate_run(
+    settings: Overrides,
+    config_file: Path | None = typer.Option(None, "--config", help="YAML file of the request (options override it)."),
+    sets: list[str] = typer.Option([], "--set", help="Any setting by its path: key=value (e.g. options.dev_size=16)."),
     verbose: bool = VerboseOption,
 ) -> None:
     """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
     setup_logging(verbose)
-    from rl_select.evaluation.command import EvaluateRequest, evaluate  # deferred: CLI start-up (loads torch)
+    from rl_select.evaluation.command import evaluate  # deferred: CLI start-up (loads torch)
 
-    names = selector if selector is not None else ("" if policy else "random")
-    options = {"num_sets": num_sets, "dev_size": dev_size, "num_candidates": num_candidates}
-    request = EvaluateRequest(
-        task=task,
-        selectors=tuple(s.strip() for s in names.split(",") if s.strip()),
-        policies=tuple(policy),
-        k=k,
-        seeds=seeds,
-        rows=n_test,
-        split=split,
-        order=order,
-        options=options,
-        calibrate=calibrate,
-        max_prompt_tokens=max_prompt_tokens,
-        embedder=embedder,
-        data_seed=data_seed,
-        data_dir=data_dir,
-        model=model,
-        device=device,
-        dtype=dtype,
-        deterministic=deterministic,
-        out=out,
-        dump=dump,
-    )
+    given = {**(read_yaml_mapping(config_file, "evaluation settings") if config_file else {}), **settings}
+    given |= parse_sets(EvaluateRequest, sets)
+    if "task" not in nest(given):
+        raise ConfigError("give --task (or a task in --config)")
+    request = EvaluateRequest.from_dict(given)
     with progress_bars() as factory:
         outcome = evaluate(
             request,
+            chosen=set(flatten(given, EvaluateRequest)),
             progress=factory,
-            load_model=lambda: load_model_with_status(model, device, dtype),
+            load_model=lambda: load_model_with_status(request.model, request.device, request.dtype),
             on_resume=lambda path, kept: err_console.print(
                 f"continuing {path}: {kept} selector-seed results kept from an earlier run of this evaluation "
                 "(delete the file to evaluate afresh)"
@@ -121,7 +67,11 @@ def evaluate_command(
             on_start=lambda path: err_console.print(f"results go to {path} (and {path.with_suffix('.md')})"),
             on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=True),
         )
-    render_reports(outcome, k, split, len(outcome.reports[0].seeds), calibrate)
+    render_reports(outcome, request.k, request.split, len(outcome.reports[0].seeds), request.calibrate)
+
+
+evaluate_command = with_options(EvaluateRequest, evaluate_run)
+"""``rl-select evaluate``: one option per setting of :class:`~rl_select.evaluation.EvaluateRequest`."""
 
 
 def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import is_dataclass
 from typing import Any
 
+from rl_select.errors import ConfigError
 from rl_select.settings import Leaf, default_text, leaves, unwrap_optional
 from rl_select.types import Overrides
 
@@ -32,7 +33,7 @@ def command_options(cls: type) -> list[inspect.Parameter]:
         help_text = f"{leaf.spec.help} [{default_text(leaf)}]"
         base = unwrap_optional(leaf.kind)[0]
         if typing.get_origin(base) is tuple:
-            help_text += " (a list: a,b or [a, b])"
+            help_text += " (a list: a,b or [a, b]; repeatable)"
         elif typing.get_origin(base) is dict or is_dataclass(base):
             help_text += " (a YAML mapping: {key: value})"
         option = typer.Option(
@@ -42,20 +43,45 @@ def command_options(cls: type) -> list[inspect.Parameter]:
             show_default=False,
         )
         annotation = (typing.Literal[leaf.spec.choices] if leaf.spec.choices else option_type(leaf)) | None
+        if is_list(leaf):
+            annotation = list[str] | None  # repeatable, and each value may hold several: a,b or [a, b]
         params.append(
             inspect.Parameter(leaf.param, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
         )
     return params
 
 
+def is_list(leaf: Leaf) -> bool:
+    """Whether a setting holds a list (its option is repeatable)."""
+    return typing.get_origin(unwrap_optional(leaf.kind)[0]) is tuple
+
+
 def given_values(cls: type, options: Mapping[str, Any]) -> Overrides:
-    """The settings a command's options set (None: not given), by dotted path, list and mapping text parsed."""
+    """The settings a command's options set (None or no values: not given), by dotted path, text parsed."""
     given = {}
     for leaf in leaves(cls):
         value = options.get(leaf.param)
+        if isinstance(value, (list, tuple)) and is_list(leaf):  # a repeatable option: its values joined
+            value = [item for text in value for item in _as_list(parse_text(text, leaf))] or None
         if value is not None:
             given[leaf.path] = parse_text(value, leaf) if isinstance(value, str) else value
     return given
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def parse_sets(cls: type, sets: list[str]) -> Overrides:
+    """``--set path=value`` items by path, each value parsed as its setting's type (YAML, or a,b for a list)."""
+    by_path = {leaf.path: leaf for leaf in leaves(cls)}
+    parsed: Overrides = {}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, text = (part.strip() for part in item.split("=", 1))
+        parsed[key] = parse_text(text, by_path.get(key))
+    return parsed
 
 
 def parse_text(text: str, leaf: Leaf | None = None) -> Any:
@@ -64,9 +90,11 @@ def parse_text(text: str, leaf: Leaf | None = None) -> Any:
 
     if leaf is not None and option_type(leaf) is str and unwrap_optional(leaf.kind)[0] is str:
         return None if text == "null" and unwrap_optional(leaf.kind)[1] else text
-    wants_list = leaf is not None and typing.get_origin(unwrap_optional(leaf.kind)[0]) is tuple
+    wants_list = leaf is not None and is_list(leaf)
     if wants_list and not text.lstrip().startswith("["):
-        return [part.strip() for part in text.split(",") if part.strip()]
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        strings = typing.get_args(unwrap_optional(leaf.kind)[0])[0] is str  # type: ignore[union-attr]
+        return parts if strings else [parse_text(part) for part in parts]
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -104,4 +132,13 @@ def with_options(cls: type, command: Callable[..., Any], *, skip: tuple[str, ...
     return wrapper
 
 
-__all__ = ["SCALARS", "command_options", "given_values", "option_type", "parse_text", "with_options"]
+__all__ = [
+    "SCALARS",
+    "command_options",
+    "given_values",
+    "is_list",
+    "option_type",
+    "parse_sets",
+    "parse_text",
+    "with_options",
+]

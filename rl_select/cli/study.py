@@ -20,6 +20,7 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
+from rl_select.cli.options import parse_sets
 
 
 def headroom_command(
@@ -99,6 +100,7 @@ def study_command(
     export_transfer: Path | None = typer.Option(
         None, "--export-transfer", help="Also copy the all-task transfer policy (config + weights) here."
     ),
+    sets: list[str] = typer.Option([], "--set", help="Any setting by its path: key=value (e.g. query.rounds=2)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the projected LLM calls and time, then stop."),
     table_only: bool = typer.Option(
         False, "--table-only", help="Write the table of the tasks finished so far (no new LLM work), then stop."
@@ -107,10 +109,10 @@ def study_command(
 ) -> None:
     """Learned selectors against the baselines on every task of a study, at a counted LLM budget (resumable)."""
     setup_logging(verbose)
-    from rl_select.study.config import read_study  # deferred: CLI start-up
+    from rl_select.study.config import StudyConfig, read_study  # deferred: CLI start-up
     from rl_select.study.learned import Study  # deferred: CLI start-up (loads torch)
 
-    config = read_study(config_file, {"data_dir": data_dir, "out": out})
+    config = read_study(config_file, {"data_dir": data_dir, "out": out, **parse_sets(StudyConfig, sets)})
     if table_only:
         summary = Study(config).table_so_far()
         console.print((config.root / "results.md").read_text())

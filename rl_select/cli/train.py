@@ -16,7 +16,7 @@ from rl_select.cli.common import (
     progress_bars,
     setup_logging,
 )
-from rl_select.cli.options import parse_text, with_options
+from rl_select.cli.options import parse_sets, with_options
 from rl_select.errors import ConfigError, DataError, Interrupted
 from rl_select.runs.config import (
     TrainConfig,
@@ -25,23 +25,10 @@ from rl_select.runs.config import (
     read_run_config,
     read_yaml_mapping,
 )
-from rl_select.settings import leaves
 from rl_select.types import Overrides
 
 ConfigOption = typer.Option(None, "--config", help="YAML file of training settings (options override it).")
 SetOption = typer.Option([], "--set", help="Any setting by its path: key=value (e.g. evaluation.rows=50), repeatable.")
-
-
-def parse_sets(sets: list[str]) -> Overrides:
-    """``--set path=value`` items by path, each value parsed as its setting's type (YAML, or a,b for a list)."""
-    by_path = {leaf.path: leaf for leaf in leaves(TrainConfig)}
-    parsed: Overrides = {}
-    for item in sets:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got '{item}'")
-        key, text = (part.strip() for part in item.split("=", 1))
-        parsed[key] = parse_text(text, by_path.get(key))
-    return parsed
 
 
 def build_config(config_file: Path | None, overrides: Overrides) -> tuple[TrainConfig, Overrides]:
@@ -77,7 +64,7 @@ def train_run(
     setup_logging(verbose)
     from rl_select.train import train  # deferred: it imports stable-baselines3
 
-    overrides = {**settings, **parse_sets(sets)}
+    overrides = {**settings, **parse_sets(TrainConfig, sets)}
     config, run_dir, fitted = run_to_start(config_file, overrides, out, resume)
     if not dry_run and resume is None:
         run_dir.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails now, before anything is spent
@@ -157,7 +144,7 @@ def collect_run(
     from rl_select.rollouts.episodes import EpisodeStore  # deferred: CLI start-up (loads torch)
     from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
 
-    overrides = {"algo": "cql", **settings, **parse_sets(sets)}
+    overrides = {"algo": "cql", **settings, **parse_sets(TrainConfig, sets)}
     if "tasks" not in overrides and config_file is None:
         raise ConfigError("give --task or --tasks (or --config)")
     config, _ = build_config(config_file, overrides)

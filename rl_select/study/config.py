@@ -15,6 +15,7 @@ from rl_select.settings import (
     check_fields,
     setting,
     to_mapping,
+    with_values,
 )
 from rl_select.types import JsonObject, Overrides
 
@@ -183,9 +184,8 @@ class StudyConfig:
 
 
 def read_study(path: str | Path, overrides: Overrides | None = None) -> StudyConfig:
-    """A study from its YAML file, with top-level overrides (``data_dir``, ``out``, ...)."""
+    """A study from its YAML file, then overrides by dotted path (``data_dir``, ``query.rounds``; None: not given)."""
     from rl_select.runs.config import read_yaml_mapping  # deferred: loads gymnasium and numpy
 
-    data = read_yaml_mapping(path, "study settings")
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return StudyConfig.from_dict(data)
+    config = StudyConfig.from_dict(read_yaml_mapping(path, "study settings"))
+    return with_values(config, {k: v for k, v in (overrides or {}).items() if v is not None})

@@ -47,7 +47,7 @@ CASES = {
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "15"],
         "smaller than the candidate pool",
     ),
-    "k <= 0": (lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "0"], "positive"),
+    "k <= 0": (lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "0"], "k must be >= 1, got 0"),
     "unknown selector": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--selector", "knnn"],
         "did you mean 'knn'",
@@ -62,15 +62,16 @@ CASES = {
     ),
     "bad n-test": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--n-test", "0"],
-        "positive",
+        "rows must be >= 1, got 0",
     ),
-    "bad order": (
-        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--order", "shuffled"],
-        "unknown --order 'shuffled'",
+    "bad order in a --set": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--set", "order=shuffled"],
+        "order must be one of selected, reversed, both; got 'shuffled'",
     ),
+    "no task": (lambda tmp, data: ["--data-dir", str(data)], "give --task"),
     "bad seeds": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--seeds", "0"],
-        "--seeds",
+        "seeds must be >= 1, got 0",
     ),
 }
 
@@ -83,6 +84,13 @@ def test_evaluate_rejects_bad_input(case, tmp_path, data_root, capsys):
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in err + out
+
+
+def test_a_choice_outside_its_list_is_a_usage_error_naming_the_option(data_root, capsys):
+    args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--order", "shuffled"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and "Invalid value for '--order'" in err and "'shuffled'" in err
     assert "Traceback" not in err + out
 
 

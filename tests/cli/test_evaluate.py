@@ -168,7 +168,7 @@ def test_evaluate_dump_has_every_query_of_every_selector_and_seed(tiny_model_dir
 
 
 def test_help_lists_every_selector_name():
-    from rl_select.cli.common import SELECTOR_NAMES
+    from rl_select.evaluation.request import SELECTOR_NAMES
     from rl_select.selectors import SELECTORS
 
     assert list(SELECTOR_NAMES) == list(SELECTORS)
