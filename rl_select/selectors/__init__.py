@@ -16,6 +16,7 @@ from rl_select.selectors.random import BalancedRandomSelector, RandomSelector, Z
 from rl_select.selectors.reranked import ConESelector, MDLSelector, VoteKSelector
 from rl_select.selectors.retrieval import BM25Selector, DPPSelector, KNNSelector, MMRSelector
 from rl_select.selectors.scored import BestOfNSelector, GreedyOracleSelector, MaxEntropySelector
+from rl_select.settings import fit_to_device
 
 SELECTORS: dict[str, type[Selector]] = {
     cls.name: cls
@@ -38,20 +39,14 @@ SELECTORS: dict[str, type[Selector]] = {
 """Every baseline selector by name."""
 
 
-CPU_DEFAULTS: dict[str, dict[str, int]] = {
-    "best-of-n": {"dev_size": 16},
-    "greedy-oracle": {"num_candidates": 8, "dev_size": 12},
-    "max-entropy": {"num_candidates": 32},
-    "mdl": {"num_candidates": 8, "num_sets": 3},
-    "cone": {"num_candidates": 8},
-}
-"""Smaller settings of the LLM-heavy selectors when the scoring model runs on a CPU (their usual defaults, the
-papers', stay for GPUs); options given explicitly win. Results record the settings used."""
-
-
 def device_defaults(name: str, device_type: str) -> dict[str, int]:
-    """The options :data:`CPU_DEFAULTS` gives selector ``name`` on ``device_type`` (none on a GPU)."""
-    return dict(CPU_DEFAULTS.get(name, {})) if device_type == "cpu" else {}
+    """The options selector ``name`` takes on ``device_type``: its schema's CPU values on a CPU, none on a GPU.
+
+    The LLM-heavy selectors search less on a CPU (their usual defaults, the papers', stay for GPUs); options given
+    explicitly win. Results record the settings used.
+    """
+    schema = SELECTORS[name].schema if name in SELECTORS else None
+    return dict(fit_to_device(schema(), set(), device_type)[1]) if schema is not None else {}
 
 
 def check_baselines(names: tuple[str, ...]) -> None:
@@ -86,7 +81,6 @@ def make_selector(name: str, *, strict: bool = True, **options: Any) -> Selector
 
 
 __all__ = [
-    "CPU_DEFAULTS",
     "SELECTORS",
     "BM25Selector",
     "BalancedRandomSelector",

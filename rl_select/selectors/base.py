@@ -53,6 +53,9 @@ class Selector(ABC):
     """Whether choosing queries the LLM (its cost is counted; slow on a CPU)."""
     seeded: ClassVar[bool] = True
     """Whether the choice depends on the seed; when not, every seed repeats the first's prompts (cache hits)."""
+    schema: ClassVar[type | None] = None
+    """The settings schema of the constructor's options, whose fields declare their CPU values (cheaper LLM
+    search when the scoring model runs on a CPU); None: no options with a device profile."""
 
     def __init__(self) -> None:
         self.resources: Resources | None = None

@@ -20,6 +20,7 @@ before the query, as kNN does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +28,29 @@ from rl_select.errors import ConfigError
 from rl_select.selectors.base import PromptWork, Selector, require_query
 from rl_select.selectors.candidates import Candidates, Prompt
 from rl_select.selectors.retrieval import most_similar_last, neighbour_candidates
+from rl_select.settings import check_fields, setting
 from rl_select.tasks.task import Example, Task
+
+
+@dataclass(frozen=True)
+class MDLOptions:
+    """mdl's settings."""
+
+    num_candidates: int = setting(16, help="Nearest neighbours the organizations are drawn from.", minimum=1, cpu=8)
+    num_sets: int = setting(8, help="Random organizations scored per query.", minimum=1, cpu=3)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class ConEOptions:
+    """cone's settings."""
+
+    num_candidates: int = setting(16, help="Nearest neighbours reranked.", minimum=1, cpu=8)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def _positive(name: str, value: int) -> int:
@@ -49,10 +72,12 @@ class MDLSelector(Selector):
     uses_resources = True
     uses_llm = True
 
-    def __init__(self, num_candidates: int = 16, num_sets: int = 8) -> None:
+    schema = MDLOptions
+
+    def __init__(self, num_candidates: int = MDLOptions.num_candidates, num_sets: int = MDLOptions.num_sets) -> None:
         super().__init__()
-        self.num_candidates = _positive("num_candidates", num_candidates)
-        self.num_sets = _positive("num_sets", num_sets)
+        MDLOptions(num_candidates, num_sets)  # checks the bounds
+        self.num_candidates, self.num_sets = num_candidates, num_sets
 
     def options(self) -> dict:
         """The selector's settings."""
@@ -91,9 +116,11 @@ class ConESelector(Selector):
     uses_resources = True
     uses_llm = True
 
-    def __init__(self, num_candidates: int = 16) -> None:
+    schema = ConEOptions
+
+    def __init__(self, num_candidates: int = ConEOptions.num_candidates) -> None:
         super().__init__()
-        self.num_candidates = _positive("num_candidates", num_candidates)
+        self.num_candidates = ConEOptions(num_candidates).num_candidates
 
     def options(self) -> dict:
         """The selector's settings."""

@@ -8,19 +8,46 @@ default, distribution on a seeded dev subsample, like the evaluation itself; ins
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from rl_select.errors import ConfigError
 from rl_select.selectors.base import PromptWork, Selector, dev_value
 from rl_select.selectors.candidates import Candidates, Prompt
+from rl_select.settings import check_fields, setting
 from rl_select.tasks.task import Example, Task
 
 
-def _positive(name: str, value: int) -> int:
-    if value < 1:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
+@dataclass(frozen=True)
+class MaxEntropyOptions:
+    """max-entropy's settings."""
+
+    num_candidates: int = setting(100, help="Pool examples sampled (per seed) to choose from.", minimum=1, cpu=32)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class BestOfNOptions:
+    """best-of-n's settings."""
+
+    num_sets: int = setting(20, help="Random prompts tried (N).", minimum=1)
+    dev_size: int = setting(200, help="Dev rows each prompt is scored on.", minimum=1, cpu=16)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class GreedyOracleOptions:
+    """greedy-oracle's settings."""
+
+    num_candidates: int = setting(32, help="Pool examples sampled to choose from.", minimum=1, cpu=8)
+    dev_size: int = setting(100, help="Dev rows each candidate prompt is scored on.", minimum=1, cpu=12)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 class MaxEntropySelector(Selector):
@@ -37,9 +64,11 @@ class MaxEntropySelector(Selector):
     uses_resources = True
     uses_llm = True
 
-    def __init__(self, num_candidates: int = 100) -> None:
+    schema = MaxEntropyOptions
+
+    def __init__(self, num_candidates: int = MaxEntropyOptions.num_candidates) -> None:
         super().__init__()
-        self.num_candidates = _positive("num_candidates", num_candidates)
+        self.num_candidates = MaxEntropyOptions(num_candidates).num_candidates
 
     def options(self) -> dict:
         """The selector's settings."""
@@ -82,10 +111,12 @@ class BestOfNSelector(Selector):
     uses_resources = True
     uses_llm = True
 
-    def __init__(self, num_sets: int = 20, dev_size: int = 200) -> None:
+    schema = BestOfNOptions
+
+    def __init__(self, num_sets: int = BestOfNOptions.num_sets, dev_size: int = BestOfNOptions.dev_size) -> None:
         super().__init__()
-        self.num_sets = _positive("num_sets", num_sets)
-        self.dev_size = _positive("dev_size", dev_size)
+        BestOfNOptions(num_sets, dev_size)  # checks the bounds
+        self.num_sets, self.dev_size = num_sets, dev_size
 
     def options(self) -> dict:
         """The selector's settings."""
@@ -130,10 +161,14 @@ class GreedyOracleSelector(Selector):
     uses_resources = True
     uses_llm = True
 
-    def __init__(self, num_candidates: int = 32, dev_size: int = 100) -> None:
+    schema = GreedyOracleOptions
+
+    def __init__(
+        self, num_candidates: int = GreedyOracleOptions.num_candidates, dev_size: int = GreedyOracleOptions.dev_size
+    ) -> None:
         super().__init__()
-        self.num_candidates = _positive("num_candidates", num_candidates)
-        self.dev_size = _positive("dev_size", dev_size)
+        GreedyOracleOptions(num_candidates, dev_size)  # checks the bounds
+        self.num_candidates, self.dev_size = num_candidates, dev_size
 
     def options(self) -> dict:
         """The selector's settings."""
