@@ -22,7 +22,7 @@ from rl_select.cli.options import parse_sets, with_options
 from rl_select.errors import ConfigError
 from rl_select.evaluation.request import EvaluateRequest
 from rl_select.runs.config import read_yaml_mapping
-from rl_select.settings import flatten, nest
+from rl_select.settings import fit_to_device, flatten, nest
 from rl_select.types import Overrides
 
 
@@ -48,16 +48,20 @@ def evaluate_run(
     """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
     setup_logging(verbose)
     from rl_select.evaluation.command import evaluate  # deferred: CLI start-up (loads torch)
+    from rl_select.scoring.model import resolve_device  # deferred: CLI start-up (loads torch)
 
     given = {**(read_yaml_mapping(config_file, "evaluation settings") if config_file else {}), **settings}
     given |= parse_sets(EvaluateRequest, sets)
     if "task" not in nest(given):
         raise ConfigError("give --task (or a task in --config)")
     request = EvaluateRequest.from_dict(given)
+    request, fitted = fit_to_device(request, set(flatten(given, EvaluateRequest)), resolve_device(request.device).type)
+    if fitted:
+        values = ", ".join(f"{path}={value}" for path, value in fitted.items())
+        err_console.print(f"fitted to this machine (give a value to override): {values}")
     with progress_bars() as factory:
         outcome = evaluate(
             request,
-            chosen=set(flatten(given, EvaluateRequest)),
             progress=factory,
             load_model=lambda: load_model_with_status(request.model, request.device, request.dtype),
             on_resume=lambda path, kept: err_console.print(

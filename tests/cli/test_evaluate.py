@@ -36,6 +36,7 @@ def test_evaluate_writes_results_with_provenance(tiny_model_dir, data_root, tmp_
     assert record["command"].startswith("rl-select evaluate")
     assert {"commit", "hardware", "time_utc", "versions"} <= set(record)
     assert record["seeds"] == [0, 1] and record["model"]["name"] == str(tiny_model_dir)
+    assert payload["request"]["selectors"] == ["random", "knn"] and payload["request"]["seeds"] == 2
     reports = {r["selector"]["name"]: r for r in payload["reports"]}
     assert len(reports["random"]["seeds"]) == 2 and reports["random"]["seeds"][0]["queries"] == 6
     assert 0 <= reports["knn"]["accuracy_calibrated_mean"] <= 1
@@ -207,3 +208,13 @@ def test_evaluate_says_what_it_will_spend_and_uses_cpu_defaults(tiny_model_dir, 
     assert lines["best-of-n"][1] == f"{3 * (2 * used + 6):,}" and lines["knn"][1] == "6"
     assert "about to spend" in err
     assert json.loads(out.read_text())["key"]["embedder"] == "minilm"  # the CPU default, on record
+
+
+def test_evaluate_fits_the_settings_left_open_to_the_cpu_and_says_so(tiny_model_dir, data_root, tmp_path, capsys):
+    out = tmp_path / "fitted.json"
+    args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    code, _, err = run_cli([*args, "--selector", "zero-shot", "--n-test", "2", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "fitted to this machine (give a value to override): seeds=3" in err
+    request = json.loads(out.read_text())["request"]
+    assert request["seeds"] == 3 and request["device"] == "auto" and request["rows"] == 2
