@@ -56,9 +56,8 @@ def evaluate_run(
         raise ConfigError("give --task (or a task in --config)")
     request = EvaluateRequest.from_dict(given)
     request, fitted = fit_to_device(request, set(flatten(given, EvaluateRequest)), resolve_device(request.device).type)
-    if fitted:
-        values = ", ".join(f"{path}={value}" for path, value in fitted.items())
-        err_console.print(f"fitted to this machine (give a value to override): {values}")
+    values = ", ".join(f"{path}={value}" for path, value in fitted.items())
+    said = f"fitted to this machine (give a value to override): {values}\n" if fitted else ""
     with progress_bars() as factory:
         outcome = evaluate(
             request,
@@ -68,7 +67,7 @@ def evaluate_run(
                 f"continuing {path}: {kept} selector-seed results kept from an earlier run of this evaluation "
                 "(delete the file to evaluate afresh)"
             ),
-            on_start=lambda path: err_console.print(f"results go to {path} (and {path.with_suffix('.md')})"),
+            on_start=lambda path: err_console.print(f"{said}results go to {path} (and {path.with_suffix('.md')})"),
             on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=True),
         )
     render_reports(outcome, request.k, request.split, len(outcome.reports[0].seeds), request.calibrate)
