@@ -35,6 +35,10 @@ class Interrupted(RLSelectError):
     """A run stopped by Ctrl-C or SIGTERM after saving what it finished; the message says where and how to go on."""
 
 
+class WorkerLost(RLSelectError):
+    """A Ray rollout worker (or the node it ran on) died where the run cannot go on in place (a training step)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

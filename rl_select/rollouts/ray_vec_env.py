@@ -14,11 +14,12 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from rl_select.errors import RLSelectError
+from rl_select.errors import WorkerLost
 from rl_select.rollouts.ray_collect import stop_workers, worker_failure_types
 from rl_select.rollouts.ray_runtime import ensure_ray
 from rl_select.rollouts.workers import start_workers
 from rl_select.runs.setup import build_setup, load_tasks, make_env
+from rl_select.scoring import LLMCost
 
 
 class RayVecEnv(VecEnv):
@@ -40,12 +41,13 @@ class RayVecEnv(VecEnv):
         probe = make_env(probe_setup, probe_setup.tasks[0])
         super().__init__(parallel.n_envs, probe.observation_space, probe.action_space)
         self._actions: np.ndarray | None = None
+        self._worker_costs = [LLMCost() for _ in self.workers]  # as of each worker's latest step
 
     def _get(self, refs: list) -> list:
         try:
             return self._ray.get(refs)
         except worker_failure_types(self._ray) as exc:
-            raise RLSelectError(f"a rollout worker died ({type(exc).__name__}); continue with --resume") from None
+            raise WorkerLost(f"a rollout worker died, or its node did ({type(exc).__name__})") from None
 
     def _merge(self, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         out = {key: np.zeros((self.num_envs, *value.shape[1:]), value.dtype) for key, value in parts[0].items()}
@@ -77,8 +79,9 @@ class RayVecEnv(VecEnv):
         rewards = np.zeros(self.num_envs, np.float32)
         dones = np.zeros(self.num_envs, bool)
         infos: list[dict] = [{} for _ in range(self.num_envs)]
-        for ids, (_, r, d, info) in zip(self.assignment, results, strict=True):
+        for worker, (ids, (_, r, d, info, cost)) in enumerate(zip(self.assignment, results, strict=True)):
             rewards[ids], dones[ids] = r, d
+            self._worker_costs[worker] = cost
             for i, item in zip(ids, info, strict=True):
                 infos[i] = item
         self._actions = None
@@ -114,6 +117,19 @@ class RayVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         """Sub-envs are never wrapped."""
         return [False] * self.num_envs
+
+    def llm_cost(self) -> LLMCost:
+        """The LLM work done for these sub-envs: the central scorer's, or the workers' as of their latest step.
+
+        A worker's count comes back with every step, so a worker (or node) that dies takes at most its last step's
+        count with it.
+        """
+        if self.central is not None:
+            try:
+                return self._ray.get(self.central.llm_cost.remote())
+            except worker_failure_types(self._ray):
+                return LLMCost()
+        return sum(self._worker_costs, LLMCost())
 
     def close(self) -> None:
         """Stop the workers."""

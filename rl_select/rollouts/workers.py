@@ -79,6 +79,10 @@ class CentralScorer:
         """The task's embedder id."""
         return self.setup.resources[task].embedder.id
 
+    def llm_cost(self) -> LLMCost:
+        """The LLM work this scorer has done for every worker since it started."""
+        return sum((r.llm_cost() for r in self.setup.resources.values()), LLMCost())
+
 
 class RemoteScorer:
     """A :class:`~rl_select.scoring.Scorer` stand-in that forwards to a :class:`CentralScorer` actor."""
@@ -171,9 +175,13 @@ class RolloutWorker:
         return self.vec.reset()
 
     def step(self, actions: np.ndarray) -> tuple:
-        """Step the sub-envs (rewards scored in one batch)."""
+        """Step the sub-envs (rewards scored in one batch); the step's results and this worker's LLM cost so far."""
         self.vec.step_async(actions)
-        return self.vec.step_wait()
+        return (*self.vec.step_wait(), self.llm_cost())
+
+    def llm_cost(self) -> LLMCost:
+        """The LLM work this worker has done since it started (its own model, or none with a central scorer)."""
+        return sum((r.llm_cost() for r in self.setup.resources.values()), LLMCost())
 
     def action_masks(self) -> np.ndarray:
         """Masks of the sub-envs."""
@@ -197,7 +205,13 @@ def start_workers(config: Any, run_dir: Path, count: int) -> tuple[list[Any], An
             options["num_gpus"] = 1
         central = ray.remote(CentralScorer).options(**options).remote(config, str(run_dir), total_cpus)
         worker_cpus = min(worker_cpus, max(total_cpus - 1, 1) / count)
-    worker_options: dict[str, float] = {"num_cpus": worker_cpus, "max_restarts": -1, "max_task_retries": 0}
+    # SPREAD: on a cluster the workers go to different nodes where they can, so one node's death costs few of them
+    worker_options: dict[str, Any] = {
+        "num_cpus": worker_cpus,
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "scheduling_strategy": "SPREAD",
+    }
     if central is None and gpus and config.device != "cpu":
         worker_options["num_gpus"] = config.parallel.worker_gpus or 1.0 / count
     actor_class = ray.remote(RolloutWorker).options(**worker_options)

@@ -8,25 +8,24 @@ the test split and writes the result files (:mod:`.results`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rl_select.errors import Interrupted
+from rl_select.errors import Interrupted, WorkerLost
 from rl_select.reproducibility import pin_determinism
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import create_run_dir, policy_files, resumed_config, write_trained_on
 from rl_select.runs.setup import RunSetup, build_setup, load_tasks
 from rl_select.scoring import LLMCost
+from rl_select.train.cost import add_learning_cost, read_learning_cost
 from rl_select.train.offline import train_cql, train_fqi
 from rl_select.train.online import train_sb3
 from rl_select.train.results import TrainResult, final_evaluation, read_results, write_results
 from rl_select.types import Overrides
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-COST_FILE = "learning_cost.json"
 
 
 def train(
@@ -65,15 +64,16 @@ def train(
         if not evaluate:
             return None
         result = final_evaluation(setup, learning_cost(setup), progress)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WorkerLost) as stopped:
+        cause = f"{stopped}: " if isinstance(stopped, WorkerLost) else ""
         state = interrupted_state(run_dir, config.algo)
-        raise Interrupted(f"{state}; continue with rl-select train --resume {run_dir}") from None
+        raise Interrupted(f"{cause}{state}; continue with rl-select train --resume {run_dir}") from None
     write_results(setup, result, time.perf_counter() - started)
     return result
 
 
 def train_policy(setup: RunSetup, progress: ProgressFactory | None, progress_bar: bool) -> None:
-    """Train the run's algorithm; the LLM work it spends is added to ``learning_cost.json``."""
+    """Train the run's algorithm; the LLM work it spends (here or in Ray workers) goes to ``learning_cost.json``."""
     before = _spent(setup)
     try:
         if setup.config.algo == "cql":
@@ -83,17 +83,11 @@ def train_policy(setup: RunSetup, progress: ProgressFactory | None, progress_bar
         else:
             train_sb3(setup, progress_bar)
     finally:
-        _record_cost(setup.run_dir, _spent(setup) - before)
+        add_learning_cost(setup.run_dir, _spent(setup) - before)
 
 
 def _spent(setup: RunSetup) -> LLMCost:
     return sum((resources.llm_cost() for resources in setup.resources.values()), LLMCost())
-
-
-def _record_cost(run_dir: Path, spent: LLMCost) -> None:
-    path = run_dir / COST_FILE
-    stored = LLMCost(**json.loads(path.read_text())) if path.is_file() else LLMCost()
-    path.write_text(json.dumps((stored + spent).to_dict()) + "\n")
 
 
 def learning_cost(setup: RunSetup) -> LLMCost:
@@ -112,8 +106,7 @@ def learning_cost(setup: RunSetup) -> LLMCost:
         limit = config.data.dense_limit if config.algo == "fqi" else None
         if all(store.has_costs() for store in stores):
             return sum((store.cost(limit) for store in stores), LLMCost())
-    path = setup.run_dir / COST_FILE
-    return LLMCost(**json.loads(path.read_text())) if path.is_file() else LLMCost()
+    return read_learning_cost(setup.run_dir)
 
 
 def interrupted_state(run_dir: Path, algo: str) -> str:

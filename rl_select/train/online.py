@@ -8,6 +8,8 @@ from typing import Any
 from rl_select.observation import feature_layout
 from rl_select.runs.dirs import policy_files
 from rl_select.runs.setup import RunSetup, make_vec_env
+from rl_select.scoring import LLMCost
+from rl_select.train.cost import add_learning_cost
 from rl_select.train.curve import Curve, run_logger
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,12 @@ def vec_env_for(setup: RunSetup) -> Any:
 
         return VecMonitor(RayVecEnv(setup.config, setup.run_dir))
     return VecMonitor(make_vec_env(setup))
+
+
+def workers_llm_cost(vec_env: Any) -> LLMCost:
+    """The LLM work done in Ray rollout workers (none for in-process sub-envs)."""
+    inner = getattr(vec_env, "venv", vec_env)
+    return inner.llm_cost() if hasattr(inner, "llm_cost") else LLMCost()
 
 
 def new_model(setup: RunSetup, vec_env: Any) -> Any:
@@ -80,13 +88,16 @@ def train_sb3(setup: RunSetup, progress: bool) -> None:
         checkpoint_dir, config.algo, config.checkpoint_every, replay_buffer=config.algo == "dqn"
     )
     remaining = config.total_steps - model.num_timesteps
-    if remaining > 0:
-        model.learn(
-            total_timesteps=remaining,
-            callback=CallbackList([checkpoints, episode_values_callback()]),
-            progress_bar=progress,
-            reset_num_timesteps=latest is None,
-        )
+    try:
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining,
+                callback=CallbackList([checkpoints, episode_values_callback()]),
+                progress_bar=progress,
+                reset_num_timesteps=latest is None,
+            )
+    finally:  # Ray workers counted their own LLM work; this process counts only its own
+        add_learning_cost(run_dir, workers_llm_cost(vec_env))
     path = policy_files(run_dir, config.algo)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")

@@ -10,6 +10,8 @@ import pytest
 
 from rl_select.rollouts import EpisodeStore, collect_episodes
 from rl_select.runs.config import TrainConfig
+from rl_select.settings import with_values
+from rl_select.train.cost import read_learning_cost
 
 pytestmark = pytest.mark.ray
 
@@ -121,6 +123,12 @@ def test_train_with_ray_workers(ray_cluster, data_root, tiny_model_dir, tmp_path
     result = train(config, tmp_path / "run", progress_bar=False)
     assert [r.name for r in result.reports] == ["ppo (task mode)", "random"]
     assert (tmp_path / "run" / "policy" / "model.zip").is_file()
+    # the workers' LLM work is counted (it was lost once: only the driver's own scorer was asked)
+    in_process = with_values(config, {"parallel.workers": 0})
+    train(in_process, tmp_path / "in-process", progress_bar=False, evaluate=False)
+    spent, alone = read_learning_cost(tmp_path / "run"), read_learning_cost(tmp_path / "in-process")
+    assert alone.queries > 0
+    assert alone.queries <= spent.queries <= 1.2 * alone.queries  # per-worker memory caches: shared work runs twice
 
 
 def test_central_scorer_placement_collects_the_same_episodes(ray_cluster, data_root, tiny_model_dir, tmp_path):
