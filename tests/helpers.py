@@ -123,3 +123,14 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
         sys.argv = old
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def assert_ends_with_results_and_next(err: str, where: object) -> None:
+    """A command's last lines say where its results went (naming ``where``), then what to run next."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("results: ")]
+    assert starts, f"no 'results:' line in:\n{err[-1500:]}"
+    tail = lines[starts[-1] :]
+    assert str(where) in tail[0], tail
+    assert len(tail) >= 2 and tail[1].startswith("next:    rl-select "), tail
+    assert all(line.startswith("    ") for line in tail[2:]), tail

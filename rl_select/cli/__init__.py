@@ -17,10 +17,10 @@ from types import FrameType
 import typer
 
 from rl_select.cli.bench import bench_app
-from rl_select.cli.evaluate import evaluate_command, tasks_command
+from rl_select.cli.evaluate import EVALUATE_HELP, evaluate_command, tasks_command
 from rl_select.cli.serve import export_command, select_command, serve_command
 from rl_select.cli.study import headroom_command, study_command
-from rl_select.cli.train import collect_command, sweep_command, train_command
+from rl_select.cli.train import COLLECT_HELP, TRAIN_HELP, collect_command, sweep_command, train_command
 from rl_select.errors import Interrupted, RLSelectError
 
 WRITE_ERRNOS = {
@@ -42,11 +42,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,  # plain help: flags without a type tag, each value option with its type
+    context_settings={"max_content_width": 100},  # as wide as a 100-column terminal, narrower in a narrower one
 )
 app.command("tasks")(tasks_command)
-app.command("evaluate")(evaluate_command)
-app.command("train")(train_command)
-app.command("collect")(collect_command)
+app.command("evaluate", cls=EVALUATE_HELP)(evaluate_command)
+app.command("train", cls=TRAIN_HELP)(train_command)
+app.command("collect", cls=COLLECT_HELP)(collect_command)
 app.command("sweep")(sweep_command)
 app.command("export")(export_command)
 app.command("select")(select_command)

@@ -15,6 +15,7 @@ from rl_select.cli.common import (
     err_console,
     print_table,
     progress_bars,
+    results_and_next,
     setup_logging,
 )
 from rl_select.errors import ConfigError
@@ -44,7 +45,7 @@ def _publish(report, path: Path, payload: dict, record: Provenance) -> None:
     for note in report.notes:
         console.print(note)
     write_report(path, payload, report, record)
-    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+    results_and_next(f"{path} and {path.with_suffix('.md')}")
 
 
 @bench_app.command("scorer")

@@ -16,8 +16,10 @@ from rl_select.cli.common import (
     err_console,
     load_model_with_status,
     progress_bars,
+    results_and_next,
     setup_logging,
 )
+from rl_select.cli.help import first_screen
 from rl_select.cli.options import parse_sets, with_options
 from rl_select.errors import ConfigError
 from rl_select.evaluation.request import EvaluateRequest
@@ -37,6 +39,7 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
         rows = info.rows or {}
         table.add_row(info.name, info.source, info.location, *(str(rows.get(s, "")) for s in ("train", "dev", "test")))
     console.print(table)
+    err_console.print("next:    rl-select evaluate --task TASK --selector random,knn,bm25", highlight=False)
 
 
 def evaluate_run(
@@ -74,6 +77,10 @@ def evaluate_run(
 
 
 evaluate_command = with_options(EvaluateRequest, evaluate_run)
+EVALUATE_HELP = first_screen(
+    "task", "selectors", "policies", "data_dir", "model", "k", "rows", "seeds", "out", "config_file"
+)
+"""What ``rl-select evaluate --help`` shows first."""
 """``rl-select evaluate``: one option per setting of :class:`~rl_select.evaluation.EvaluateRequest`."""
 
 
@@ -96,6 +103,8 @@ def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool
         f"reward cache hit rate {stats.reward_cache.hit_rate:.1%} · "
         f"{stats.work.queries} queries scored in {stats.work.seconds:.1f}s of forward passes"
     )
-    err_console.print(f"wrote {outcome.path} and {outcome.path.with_suffix('.md')}")
-    if outcome.dumped:
-        err_console.print(f"wrote {outcome.dumped} query lines to the dump file")
+    dumped = f"; {outcome.dumped} query lines in the dump file" if outcome.dumped else ""
+    results_and_next(
+        f"{outcome.path} and {outcome.path.with_suffix('.md')}{dumped}",
+        "rl-select train --config experiments/configs/quickstart-cpu.yaml --task TASK   (learn a selector for it)",
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rl_select.cli.common import DataDirOption, VerboseOption, console, err_console, setup_logging
+from rl_select.cli.common import DataDirOption, VerboseOption, console, err_console, results_and_next, setup_logging
 from rl_select.errors import ConfigError
 
 PoolOption = typer.Option(None, "--pool", help="A JSONL/CSV candidate pool to use instead of the exported one.")
@@ -34,7 +34,11 @@ def export_command(
         f"exported {manifest.algo} ({manifest.mode} mode, k={manifest.k}, "
         f"M={manifest.num_candidates}, pool {manifest.task.pool_size}) to {out}"
     )
-    console.print(f"files: {', '.join(sorted(manifest.files))}")
+    results_and_next(
+        f"{out} ({', '.join(sorted(manifest.files))})",
+        f"rl-select select {out} --query 'TEXT'",
+        f"rl-select serve {out}",
+    )
 
 
 def select_command(

@@ -18,6 +18,7 @@ from rl_select.cli.common import (
     load_model_with_status,
     print_table,
     progress_bars,
+    results_and_next,
     setup_logging,
 )
 from rl_select.cli.options import parse_sets
@@ -66,7 +67,10 @@ def headroom_command(
         )
     headers, rows = headroom_report(result)  # the file was written after the last query (or was complete)
     print_table(f"headroom · {result.task} · k={k} · M={num_candidates} · {n_test} test queries", headers, rows)
-    err_console.print(f"wrote {path} and {path.with_suffix('.md')}")
+    results_and_next(
+        f"{path} and {path.with_suffix('.md')}",
+        f"rl-select train --config experiments/configs/quickstart-cpu.yaml --task {request.task}   (learn to close it)",
+    )
 
 
 def announce_timed_budget(projection, lm) -> None:
@@ -132,4 +136,8 @@ def study_command(
         study.export_transfer_policy(export_transfer)
         err_console.print(f"transfer policy copied to {export_transfer}")
     tasks = len(summary.average.tasks)
-    err_console.print(f"wrote {config.root}/results.md, summary.json, accuracy.png ({tasks} tasks)")
+    transfer = export_transfer or "DIR   (after a rerun with --export-transfer DIR)"
+    results_and_next(
+        f"{config.root} (results.md, summary.json, accuracy.png; {tasks} tasks)",
+        f"rl-select evaluate --task TASK --policy {transfer}",
+    )

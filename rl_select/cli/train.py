@@ -11,11 +11,12 @@ import typer
 from rl_select.cli.common import (
     VerboseOption,
     announce_budget,
-    console,
     err_console,
     progress_bars,
+    results_and_next,
     setup_logging,
 )
+from rl_select.cli.help import first_screen
 from rl_select.cli.options import parse_sets, with_options
 from rl_select.errors import ConfigError, DataError, Interrupted
 from rl_select.runs.config import (
@@ -74,7 +75,11 @@ def train_run(
     with progress_bars() as factory:
         train(config, run_dir, resume=resume is not None, overrides=overrides, progress=factory)
     typer.echo((run_dir / "results.md").read_text())
-    err_console.print(f"run directory {run_dir}: results.json, results.md, learning_curve.png, policy/")
+    results_and_next(
+        f"{run_dir} (results.md, results.json, learning_curve.png, policy/)",
+        f"rl-select export {run_dir} --out policies/{run_dir.name}",
+        f"rl-select serve policies/{run_dir.name}",
+    )
 
 
 def run_to_start(config_file: Path | None, overrides: Overrides, out: Path | None, resume: Path | None):
@@ -158,15 +163,26 @@ def collect_run(
             f"{kept} of {episodes} episodes are stored in {out}; rerun the same command to continue"
         ) from None
     ids = store.ids()
-    console.print(f"{len(ids)} episodes in {out} (ids {ids[0]}..{ids[-1]})" if ids else f"no episodes in {out}")
     if len(ids) < episodes:
         raise DataError(f"only {len(ids)} of {episodes} episodes were stored")
+    results_and_next(
+        f"{out} ({len(ids)} episodes, ids {ids[0]}..{ids[-1]})",
+        f"rl-select train --algo cql --cql-data {out} ... (the settings it was collected with)",
+    )
 
 
 train_command = with_options(TrainConfig, train_run)
 """``rl-select train``: one option per training setting (see :mod:`rl_select.settings`)."""
+TRAIN_HELP = first_screen(
+    "config_file", "tasks", "data_dir", "model", "algo", "env__mode", "env__k", "steps", "out", "dry_run", "resume"
+)
+"""What ``rl-select train --help`` shows first."""
 collect_command = with_options(TrainConfig, collect_run)
 """``rl-select collect``: the same settings (the algorithm is cql's data collection)."""
+COLLECT_HELP = first_screen(
+    "tasks", "data_dir", "model", "episodes", "out", "env__mode", "env__k", "parallel__workers", "parallel__address"
+)
+"""What ``rl-select collect --help`` shows first."""
 
 
 def sweep_command(
@@ -190,7 +206,10 @@ def sweep_command(
             f"finished trials are kept in {spec.root}; rerun the same command to finish the others"
         ) from None
     typer.echo((spec.root / "summary.md").read_text())
-    err_console.print(f"wrote {spec.root}/trials.csv, summary.md, accuracy.png, learning_curves.png")
+    results_and_next(
+        f"{spec.root} (trials.csv, summary.md, accuracy.png, learning_curves.png)",
+        "rl-select export RUN --out policies/NAME   (RUN: the best trial's run directory, listed in trials.csv)",
+    )
     if outcome.failed:
         err_console.print(f"{outcome.failed} trial(s) failed or did not finish; rerun the same command to resume them")
         raise typer.Exit(1)

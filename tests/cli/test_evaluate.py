@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import assert_ends_with_results_and_next, run_cli
 
 
 def test_evaluate_writes_results_with_provenance(tiny_model_dir, data_root, tmp_path, capsys):
@@ -31,6 +31,7 @@ def test_evaluate_writes_results_with_provenance(tiny_model_dir, data_root, tmp_
     )
     assert code == 0, err
     assert "random" in stdout and "knn" in stdout
+    assert_ends_with_results_and_next(err, out)
     payload = json.loads(out.read_text())
     record = payload["provenance"]
     assert record["command"].startswith("rl-select evaluate")

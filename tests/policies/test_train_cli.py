@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import assert_ends_with_results_and_next, run_cli
 
 SMALL = [
     "--k",
@@ -101,10 +101,11 @@ def test_collect_then_offline_cql(data_root, tiny_model_dir, tmp_path, capsys):
     args = ["collect", *base(data_root, tiny_model_dir)[:8], "--k", "2", "-M", "4", "--reward-rows", "4"]
     code, out, err = run_cli([*args, "--episodes", "12", "--out", str(data)], capsys)
     assert code == 0, err
-    assert "12 episodes" in out
+    assert "12 episodes" in err
+    assert_ends_with_results_and_next(err, data)
     # re-running continues the data set without duplicating episodes
     code, out, err = run_cli([*args, "--episodes", "16", "--out", str(data)], capsys)
-    assert code == 0 and "16 episodes" in out and "ids 0..15" in out
+    assert code == 0 and "16 episodes" in err and "ids 0..15" in err
     run = tmp_path / "cql"
     code, out, err = run_cli(
         [
@@ -125,6 +126,7 @@ def test_collect_then_offline_cql(data_root, tiny_model_dir, tmp_path, capsys):
     )
     assert code == 0, err
     assert (run / "policy" / "cql.pt").is_file() and "cql (task mode)" in out
+    assert_ends_with_results_and_next(err, run)
     # episodes collected with other MDP settings are refused
     code, _, err = run_cli(
         [

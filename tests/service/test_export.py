@@ -14,7 +14,7 @@ from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import load_language_model
 from rl_select.tasks import load_task
 from rl_select.tasks.task import Example
-from tests.helpers import run_cli
+from tests.helpers import assert_ends_with_results_and_next, run_cli
 from tests.service.conftest import copy_policy, edit_manifest, generated_rows, parity_queries
 
 
@@ -145,6 +145,9 @@ def test_pool_swap_recomputes_features(query_policy, tmp_path):
 
 def test_export_errors(query_policy, tmp_path, capsys):
     run_dir, policy_dir = query_policy
+    code, _, err = run_cli(["export", str(run_dir), "--out", str(tmp_path / "again")], capsys)
+    assert code == 0, err
+    assert_ends_with_results_and_next(err, tmp_path / "again")
     code, _, err = run_cli(["export", str(run_dir), "--out", str(policy_dir)], capsys)
     assert code == 2 and "already exists" in err
     code, _, err = run_cli(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], capsys)

@@ -10,7 +10,7 @@ from rl_select.observation import nearest_first
 from rl_select.resources import Resources
 from rl_select.study.headroom import headroom
 from rl_select.tasks import load_task
-from tests.helpers import run_cli
+from tests.helpers import assert_ends_with_results_and_next, run_cli
 
 K, M, D = 2, 4, 2
 
@@ -89,6 +89,7 @@ def test_headroom_cli_writes_its_table_and_an_interrupted_run_continues(
     calls.clear()
     code, _, err = run_cli(cli_args(data_root, tiny_model_dir, out), capsys)
     assert code == 0 and calls == [] and json.loads(out.read_text())["resumed_by"] == complete["resumed_by"]
+    assert_ends_with_results_and_next(err, out)
 
 
 def test_headroom_refuses_a_partial_file_of_other_settings_and_bad_arguments(

@@ -8,7 +8,7 @@ import yaml
 
 from rl_select.errors import ConfigError
 from rl_select.study.config import StudyConfig
-from tests.helpers import run_cli
+from tests.helpers import assert_ends_with_results_and_next, run_cli
 
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
 
@@ -51,6 +51,7 @@ def test_study_builds_the_whole_table_and_resumes(tmp_path, data_root, tiny_mode
     exported = tmp_path / "transfer-query"
     code, out, err = run_cli(["study", str(path), "--export-transfer", str(exported)], capsys)
     assert code == 0, err
+    assert_ends_with_results_and_next(err, tmp_path / "results" / "tiny")
     root = tmp_path / "results" / "tiny"
     summary = json.loads((root / "summary.json").read_text())
     for task in ("tiny_sst", "tiny_trec", "average"):
