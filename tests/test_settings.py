@@ -17,6 +17,7 @@ from rl_select.runs.config import TrainConfig, chosen_keys, fit_training, read_r
 from rl_select.runs.migrate import FORMAT_1_KEYS, FORMAT_1_SHARED
 from rl_select.settings import UNSET, Leaf, build, cpu_values, leaves, merge, nest, to_mapping, with_values
 from rl_select.study.config import StudyConfig
+from rl_select.study.headroom_request import HeadroomRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,6 +128,7 @@ def config_with_options(options: dict) -> TrainConfig:
 
 OTHER_SCHEMAS = {
     EvaluateRequest: {"task": "tiny"},
+    HeadroomRequest: {"task": "tiny"},
     StudyConfig: {"tasks": ["trec", "sst2", "agnews"]},
 }
 """The other commands' schemas, each with a valid mapping to start from."""
@@ -155,7 +157,7 @@ def test_every_setting_of_the_other_commands_has_one_value_in_every_spelling(sch
     spellings["yaml"] = schema.from_dict(merge(base, yaml.safe_load(yaml.safe_dump(nested))))
     spellings["--set"] = with_values(schema.from_dict(base), parse_sets(schema, [f"{leaf.path}={text or value}"]))
     spellings["stored"] = stored_form(spellings["--set"])
-    if schema is EvaluateRequest:  # a study is a YAML file plus --set; evaluate has a flag per setting
+    if schema is not StudyConfig:  # a study is a YAML file plus --set; evaluate and headroom have a flag per setting
         options = {leaf.param: text if text is not None else value}
         spellings["flag"] = schema.from_dict(merge(base, nest(given_values(schema, options))))
     expected = to_mapping_value(value)
@@ -190,7 +192,9 @@ def test_the_command_line_reaches_every_setting_through_its_flags():
     assert bad.exit_code == 2 and "Invalid value" in bad.output
 
 
-@pytest.mark.parametrize("schema", [TrainConfig, EvaluateRequest, StudyConfig], ids=lambda s: s.__name__)
+@pytest.mark.parametrize(
+    "schema", [TrainConfig, EvaluateRequest, HeadroomRequest, StudyConfig], ids=lambda s: s.__name__
+)
 def test_flags_are_unique_and_every_field_is_declared(schema):
     flags = [flag for leaf in leaves(schema) for flag in leaf.flags]
     assert len(flags) == len(set(flags))

@@ -8,9 +8,6 @@ import typer
 
 from rl_select.cli.common import (
     DataDirOption,
-    DeviceOption,
-    DtypeOption,
-    ModelOption,
     VerboseOption,
     announce_budget,
     console,
@@ -21,43 +18,25 @@ from rl_select.cli.common import (
     results_and_next,
     setup_logging,
 )
-from rl_select.cli.options import parse_sets
+from rl_select.cli.options import parse_sets, with_options
+from rl_select.errors import ConfigError
+from rl_select.settings import nest
+from rl_select.study.headroom_request import HeadroomRequest
+from rl_select.types import Overrides
 
 
-def headroom_command(
-    task: str = typer.Option(..., "--task", help="Task name or path."),
-    data_dir: str | None = DataDirOption,
-    model: str | None = ModelOption,
-    n_test: int = typer.Option(100, "--n-test", help="Test queries analysed (a seeded subsample)."),
-    k: int = typer.Option(4, "--k", help="Demonstrations per prompt."),
-    num_candidates: int = typer.Option(8, "--num-candidates", "-M", help="Nearest neighbours offered."),
-    dev_neighbours: int = typer.Option(4, "--dev-neighbours", help="Dev rows the transferable greedy uses."),
-    embedder: str = typer.Option("minilm", "--embedder", help="Embedder of the neighbours."),
-    data_seed: int = typer.Option(0, "--data-seed", help="Seed of the test subsample."),
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
-    out: Path | None = typer.Option(None, "--out", help="Result JSON (default experiments/results/headroom_<task>)."),
-    verbose: bool = VerboseOption,
-) -> None:
+def headroom_run(settings: Overrides, verbose: bool = VerboseOption) -> None:
     """Headroom over kNN: the greedy choice among the same M candidates, by the query's label or its dev neighbours."""
     setup_logging(verbose)
-    from rl_select.study.headroom import HeadroomRequest, headroom_report, run_headroom  # deferred: CLI start-up
+    from rl_select.study.headroom import headroom_report, run_headroom  # deferred: CLI start-up (loads torch)
 
-    request = HeadroomRequest(
-        task=task,
-        data_dir=data_dir,
-        queries=n_test,
-        k=k,
-        num_candidates=num_candidates,
-        dev_neighbours=dev_neighbours,
-        embedder=embedder,
-        data_seed=data_seed,
-        out=out,
-    )
+    if "task" not in settings:
+        raise ConfigError("give --task")
+    request = HeadroomRequest.from_dict(nest(settings))
     with progress_bars() as factory:
         result, path = run_headroom(
             request,
-            lambda: load_model_with_status(model, device, dtype),
+            lambda: load_model_with_status(request.model, request.device, request.dtype),
             progress=factory,
             on_start=lambda path, queries, done: err_console.print(
                 f"headroom on {queries} {request.task} test queries"
@@ -66,11 +45,16 @@ def headroom_command(
             on_budget=announce_timed_budget,
         )
     headers, rows = headroom_report(result)  # the file was written after the last query (or was complete)
-    print_table(f"headroom · {result.task} · k={k} · M={num_candidates} · {n_test} test queries", headers, rows)
+    title = f"headroom · {result.task} · k={request.k} · M={request.num_candidates} · {request.queries} test queries"
+    print_table(title, headers, rows)
     results_and_next(
         f"{path} and {path.with_suffix('.md')}",
         f"rl-select train --config experiments/configs/quickstart-cpu.yaml --task {request.task}   (learn to close it)",
     )
+
+
+headroom_command = with_options(HeadroomRequest, headroom_run)
+"""``rl-select headroom``: one option per field of :class:`~rl_select.study.headroom_request.HeadroomRequest`."""
 
 
 def announce_timed_budget(projection, lm) -> None:

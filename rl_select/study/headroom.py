@@ -31,6 +31,7 @@ from rl_select.provenance import Provenance, markdown_table, provenance, provena
 from rl_select.resources import Resources
 from rl_select.scoring import LanguageModel, LLMCost, Scorer, ScoringConfig
 from rl_select.selectors import check_k
+from rl_select.study.headroom_request import HeadroomRequest
 from rl_select.tasks import load_task
 from rl_select.tasks.task import Example
 from rl_select.types import JsonObject, JsonValue
@@ -368,33 +369,6 @@ def headroom_markdown(
     )
 
 
-@dataclass(frozen=True)
-class HeadroomRequest:
-    """What ``rl-select headroom`` analyses (its options).
-
-    Attributes:
-        task: Task name, ``hub:<name>`` or a path.
-        data_dir: Task data directory.
-        queries: Test queries analysed (a subsample seeded by ``data_seed``).
-        k: Demonstrations per prompt.
-        num_candidates: Nearest pool neighbours offered (M).
-        dev_neighbours: Dev rows the transferable greedy scores on (D).
-        embedder: Embedder of the neighbours.
-        data_seed: Seed of the test subsample.
-        out: Result file (None: ``experiments/results/headroom_<task>.json``).
-    """
-
-    task: str
-    data_dir: str | None = None
-    queries: int = 100
-    k: int = 4
-    num_candidates: int = 8
-    dev_neighbours: int = 4
-    embedder: str = "minilm"
-    data_seed: int = 0
-    out: Path | None = None
-
-
 def run_headroom(
     request: HeadroomRequest,
     load_model: Callable[[], LanguageModel],
@@ -417,7 +391,7 @@ def run_headroom(
         raise ConfigError("need k <= --num-candidates <= pool size, and positive --n-test and --dev-neighbours")
     queries = task.sample("test", request.queries, seed=request.data_seed)
     lm = load_model()
-    path = request.out or Path("experiments/results") / f"headroom_{task.name}.json"
+    path = Path(request.out) if request.out else Path("experiments/results") / f"headroom_{task.name}.json"
     shape = {"k": request.k, "num_candidates": request.num_candidates, "dev_neighbours": request.dev_neighbours}
     key = headroom_key(task.name, queries, lm.info(), data_seed=request.data_seed, embedder=request.embedder, **shape)
     file = HeadroomFile(path, key, provenance(seeds=[request.data_seed], model=lm.info()))
