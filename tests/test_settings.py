@@ -16,7 +16,7 @@ from rl_select.evaluation.request import EvaluateRequest
 from rl_select.runs.config import TrainConfig, chosen_keys, fit_training, read_run_config, write_run_config
 from rl_select.runs.migrate import FORMAT_1_KEYS, FORMAT_1_SHARED
 from rl_select.settings import UNSET, Leaf, build, cpu_values, leaves, merge, nest, to_mapping, with_values
-from rl_select.study.config import StudyConfig
+from rl_select.study.config import STUDY_FORMAT_1_KEYS, StudyConfig
 from rl_select.study.headroom_request import HeadroomRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,3 +298,34 @@ def test_a_run_config_of_an_unknown_format_is_an_artifact_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"format": 7, "config": {}}))
     with pytest.raises(ArtifactError, match="format 7"):
         read_run_config(tmp_path)
+
+
+STUDY_FILES = sorted(
+    str(p.relative_to(ROOT))
+    for pattern in ("experiments/results/**/study.json", "experiments/configs/*.yaml")
+    for p in ROOT.glob(pattern)
+    if p.suffix == ".json" or "\nname: " in p.read_text()  # study configs: training configs have no name
+)
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=str)
+def test_every_committed_study_file_loads_with_its_recorded_values(path):
+    """Study configs and states, old (flat ``eval_rows``) and new (``evaluation.rows``), read the same values."""
+    data = yaml.safe_load((ROOT / path).read_text())
+    config = StudyConfig.from_dict(data)
+    for key in STUDY_FORMAT_1_KEYS:
+        if key in data:
+            value = read_back(config, FORMAT_1_KEYS[key])
+            assert to_mapping_value(value) == data[key], key
+    for key, value in data.get("evaluation", {}).items():
+        assert to_mapping_value(read_back(config, f"evaluation.{key}")) == value, key
+
+
+def test_a_study_in_format_1_reads_its_flat_names_as_paths():
+    old = StudyConfig.from_dict({"tasks": ["trec", "sst2"], "eval_rows": 7, "baselines": ["knn"], "best_of_n_sets": 5})
+    new = StudyConfig.from_dict(
+        {"tasks": ["trec", "sst2"], "evaluation": {"rows": 7, "baselines": ["knn"], "best_of_n_sets": 5}}
+    )
+    assert old == new and old.evaluation.rows == 7 and old.evaluation.baselines == ("knn",)
+    with pytest.raises(ConfigError, match="unknown"):
+        StudyConfig.from_dict({"tasks": ["trec", "sst2"], "eval_rowz": 7})

@@ -51,10 +51,7 @@ GRACE_S = 90.0
 """How long an interrupted step may take to write what it finished before it is killed."""
 
 DRY_RUN_STUDY = {
-    "eval_rows": 6,
-    "eval_seeds": 2,
-    "best_of_n_sets": 2,
-    "best_of_n_dev_rows": 3,
+    "evaluation": {"rows": 6, "seeds": 2, "best_of_n_sets": 2, "best_of_n_dev_rows": 3},
     "query": {"num_candidates": 4, "training_queries": 3, "dev_rows": 3, "rounds": 2, "epochs": 2},
     "task": {"num_candidates": 4, "reward_rows": 3, "episodes": 2, "rounds": 2, "epochs": 2},
 }

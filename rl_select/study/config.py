@@ -112,6 +112,24 @@ class LearningCurve:
 
 
 @dataclass(frozen=True)
+class StudyEvaluation:
+    """The test-split comparison: its rows, seeds and baselines (the names of training's ``evaluation`` group)."""
+
+    rows: int = setting(500, help="Test rows per task (all where the split is smaller).", minimum=1)
+    seeds: int = setting(3, help="Seeds of every row.", minimum=1)
+    baselines: tuple[str, ...] = setting(
+        ("zero-shot", "random", "knn", "best-of-n"),
+        help="The non-learned rows (selector names); best-of-N at the task learner's budget is added to them.",
+    )
+    best_of_n_sets: int = setting(20, help="best-of-N's usual N.", minimum=1)
+    best_of_n_dev_rows: int = setting(64, help="Dev rows best-of-N picks on.", minimum=1)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        check_fields(self)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """One learned-vs-baselines table: every task, every row, one command, resumable."""
 
@@ -124,35 +142,27 @@ class StudyConfig:
     dtype: str = setting("auto", help=DTYPE_HELP)
     k: int = setting(4, help="Demonstrations per prompt (at most k with the stop action).", minimum=1)
     embedder: str = setting("minilm", help="Embedder of kNN and of the learners' features.")
-    eval_rows: int = setting(500, help="Test rows per task (all where the split is smaller).", minimum=1)
-    eval_seeds: int = setting(3, help="Seeds of every row.", minimum=1)
-    best_of_n_sets: int = setting(20, help="best-of-N's usual N.", minimum=1)
-    best_of_n_dev_rows: int = setting(64, help="Dev rows best-of-N picks on.", minimum=1)
     seed: int = setting(0, help="Seed of the learners and their data.")
     query: QueryLearner = setting(factory=QueryLearner, help="The query-mode learner.")
     task: TaskLearner = setting(factory=TaskLearner, help="The task-mode learner.")
     transfer: bool = setting(
         True, help="The leave-one-task-out row: a query-mode policy fitted on the other tasks' rows."
     )
-    baselines: tuple[str, ...] = setting(
-        ("zero-shot", "random", "knn", "best-of-n"),
-        help="The non-learned rows (selector names); best-of-N at the task learner's budget is added to them.",
-    )
     task_transfer_budgets: tuple[int, ...] = setting(
         (),
         help="For each N, a task-mode policy fitted on the other tasks proposing N prompts (verified on dev when "
         "N > 1), against best-of-N at the same N.",
     )
+    evaluation: StudyEvaluation = setting(factory=StudyEvaluation, help="The test-split comparison of every row.")
     learning_curve: LearningCurve = setting(factory=LearningCurve, help="Accuracy against training queries.")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        object.__setattr__(self, "baselines", tuple(self.baselines))
         object.__setattr__(self, "task_transfer_budgets", tuple(self.task_transfer_budgets))
         check_fields(self)
         from rl_select.selectors import check_baselines  # deferred: the selectors import the scorer (torch)
 
-        check_baselines(self.baselines)
+        check_baselines(self.evaluation.baselines)
         if any(n < 1 for n in self.task_transfer_budgets) or (self.task_transfer_budgets and not self.transfer):
             raise ConfigError("task_transfer_budgets need transfer and positive budgets")
         curve = self.learning_curve
@@ -179,8 +189,25 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, data: JsonObject) -> StudyConfig:
-        """From a YAML mapping; unknown keys and bad values anywhere are errors."""
-        return build(cls, data)
+        """From a YAML mapping (or a ``study.json``); unknown keys and bad values anywhere are errors.
+
+        The flat names of format 1 (``eval_rows``, ``baselines``, …) read as their paths (``evaluation.rows``).
+        """
+        return build(cls, migrate_study(data))
+
+
+STUDY_FORMAT_1_KEYS = ("eval_rows", "eval_seeds", "baselines", "best_of_n_sets", "best_of_n_dev_rows")
+"""The study's settings that format 1 spelled flat; each reads as training's path of the same key."""
+
+
+def migrate_study(data: JsonObject) -> JsonObject:
+    """A study mapping with format 1's flat keys moved to their paths (``eval_rows`` → ``evaluation.rows``)."""
+    from rl_select.runs.migrate import migrate_keys  # deferred: keeps this module light
+
+    old = {key: data[key] for key in STUDY_FORMAT_1_KEYS if key in data}
+    if not old:
+        return data
+    return {**{key: value for key, value in data.items() if key not in old}, **migrate_keys(old)}
 
 
 def read_study(path: str | Path, overrides: Overrides | None = None) -> StudyConfig:

@@ -33,7 +33,7 @@ def learning_curve(study: Study, name: str) -> LearningCurve:
             study.resources(name),
             k=config.k,
             seeds=[0],
-            n_rows=min(config.eval_rows, len(study.tasks[name].test)),
+            n_rows=min(config.evaluation.rows, len(study.tasks[name].test)),
             progress=study.progress,
         )
         delta = stratified_bootstrap([(report.correct(), knn)]) if report.correct().shape == knn.shape else None

@@ -273,7 +273,9 @@ class Study:
         zero-shot features of its M held-out candidates, computed in blocks), so best-of-N is never short-changed.
         """
         choosing = task_mode_choosing(self.config.task, len(self.tasks[name].dev))
-        return equal_budget_sets(self.task_cost(name).total.queries + choosing, self.config.best_of_n_dev_rows)
+        return equal_budget_sets(
+            self.task_cost(name).total.queries + choosing, self.config.evaluation.best_of_n_dev_rows
+        )
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
         """The table's rows for one task, as selectors, in :func:`row_names` order (``transfer``: with those rows)."""
@@ -295,7 +297,7 @@ class Study:
             rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True))
             for budget in config.task_transfer_budgets:
                 run = self.root / "runs" / f"transfer-task-{name}"
-                verify = {"proposals": budget, "verify_rows": config.best_of_n_dev_rows}
+                verify = {"proposals": budget, "verify_rows": config.evaluation.best_of_n_dev_rows}
                 rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
                 rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
         return rows
@@ -308,8 +310,8 @@ class Study:
         """
         resources = self.resources(name)
         config = self.config
-        seeds = list(range(config.eval_seeds))
-        n_rows = min(config.eval_rows, len(self.tasks[name].test))
+        seeds = list(range(config.evaluation.seeds))
+        n_rows = min(config.evaluation.rows, len(self.tasks[name].test))
         key = evaluation_key(resources, k=config.k, split="test", n_rows=n_rows, seeds=seeds)
 
         path = self.root / "evaluation" / f"{name}.json"

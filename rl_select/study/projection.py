@@ -68,7 +68,7 @@ def project_study(
             learner.add(features.queries, features.tokens, features.forwards)
         steps["task-mode rows"].add(learner.queries, learner.tokens, learner.forwards)
         learner_queries = learner.queries
-        rows = min(config.eval_rows, len(loaded.test))
+        rows = min(config.evaluation.rows, len(loaded.test))
         for part in evaluation_work(config, loaded, profile, rows, learner_queries, device_type):
             steps["evaluation"].add(part.queries, part.tokens, part.forwards)
         if name in config.learning_curve.tasks:
@@ -86,7 +86,7 @@ def evaluation_work(
     task-mode learner's budget and at the transfer budgets); the learned rows are the policies to come
     (:class:`~rl_select.runs.policy.PlannedPolicy`, with the same propose-and-verify settings).
     """
-    dev_rows = config.best_of_n_dev_rows
+    dev_rows = config.evaluation.best_of_n_dev_rows
     equal_sets = equal_budget_sets(learner_queries + task_mode_choosing(config.task, len(task.dev)), dev_rows)
     selectors: list[Any] = [*baseline_selectors(config, device_type), best_of_n(config, EQUAL_BUDGET, equal_sets)]
     proposals = max(config.task.proposals, 1)
@@ -100,7 +100,7 @@ def evaluation_work(
             name = transfer_task_row(budget)
             selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
             selectors.append(best_of_n(config, small_best_of_n_row(budget), budget))
-    return list(project_evaluation(selectors, task, profile, config.k, rows, config.eval_seeds).steps)
+    return list(project_evaluation(selectors, task, profile, config.k, rows, config.evaluation.seeds).steps)
 
 
 __all__ = ["evaluation_work", "project_study"]

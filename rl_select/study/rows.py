@@ -24,7 +24,7 @@ def small_best_of_n_row(budget: int) -> str:
 
 def row_names(config: StudyConfig) -> list[str]:
     """The table's rows, in order: the baselines, best-of-N at equal budget, the learned rows, the transfer rows."""
-    rows = [*config.baselines, EQUAL_BUDGET, LEARNED_QUERY, LEARNED_TASK]
+    rows = [*config.evaluation.baselines, EQUAL_BUDGET, LEARNED_QUERY, LEARNED_TASK]
     if config.transfer:
         rows.append(TRANSFER_QUERY)
     for budget in config.task_transfer_budgets:
@@ -34,14 +34,15 @@ def row_names(config: StudyConfig) -> list[str]:
 
 def baseline_selectors(config: StudyConfig, device_type: str) -> list[Selector]:
     """The study's baselines (best-of-N at its usual N; the LLM-heavy ones with the device's settings)."""
-    best = {"num_sets": config.best_of_n_sets, "dev_size": config.best_of_n_dev_rows}
+    best = {"num_sets": config.evaluation.best_of_n_sets, "dev_size": config.evaluation.best_of_n_dev_rows}
     return [
-        make_selector(b, **(best if b == "best-of-n" else device_defaults(b, device_type))) for b in config.baselines
+        make_selector(b, **(best if b == "best-of-n" else device_defaults(b, device_type)))
+        for b in config.evaluation.baselines
     ]
 
 
 def best_of_n(config: StudyConfig, row: str, sets: int) -> Selector:
     """best-of-N with ``sets`` prompts on the study's dev rows, named ``row`` in the table."""
-    selector = make_selector("best-of-n", num_sets=sets, dev_size=config.best_of_n_dev_rows)
+    selector = make_selector("best-of-n", num_sets=sets, dev_size=config.evaluation.best_of_n_dev_rows)
     selector.name = row  # type: ignore[misc]
     return selector

@@ -228,7 +228,7 @@ def write_table(study: Study, tasks: list[str] | None = None) -> StudyTable:
     per_task = {task: task_table(study, task) for task in tasks}
     table = StudyTable(per_task, average_table(study, per_task))
     lm = study.resources(tasks[0]).lm
-    record = provenance(seeds=list(range(config.eval_seeds)), model=lm.info(), train_seed=config.seed)
+    record = provenance(seeds=list(range(config.evaluation.seeds)), model=lm.info(), train_seed=config.seed)
     partial = tasks != list(config.tasks)
     payload = {"provenance": record, "config": config.to_dict(), "partial": partial, "tasks_finished": tasks}
     write_json(study.root / "summary.json", {**payload, **table.to_dict()})
@@ -254,7 +254,8 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
             "every task's rows). Rerun the study's command to continue it.\n"
         )
     lines += [
-        f"Test split, {config.eval_rows} rows per task (all where fewer), {config.eval_seeds} seed(s), mean ± sd "
+        f"Test split, {config.evaluation.rows} rows per task (all where fewer), {config.evaluation.seeds} seed(s), "
+        "mean ± sd "
         "over seeds; every row is scored on the same rows. Deltas are paired, in points, with 95% bootstrap "
         "intervals over test rows × seeds (for the average, every task resampled on its own). LLM cost: queries "
         "scored (cache hits included) / forward tokens. Learners never see test rows before this evaluation; "

@@ -13,6 +13,9 @@ from tests.helpers import assert_ends_with_results_and_next, run_cli
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
 
 
+EVALUATION = {"rows": 6, "seeds": 2, "best_of_n_sets": 2, "best_of_n_dev_rows": 3}
+
+
 def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):
     spec = {
         "name": "tiny",
@@ -24,10 +27,7 @@ def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):
         "dtype": "float32",
         "k": 2,
         "embedder": "lm",
-        "eval_rows": 6,
-        "eval_seeds": 2,
-        "best_of_n_sets": 2,
-        "best_of_n_dev_rows": 3,
+        "evaluation": EVALUATION,
         "query": {
             "num_candidates": 4,
             "training_queries": 4,
@@ -132,7 +132,10 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
         data_root,
         tiny_model_dir,
         name="strongest",
-        baselines=["zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek", "mdl", "cone", "best-of-n"],
+        evaluation={
+            **EVALUATION,
+            "baselines": ["zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek", "mdl", "cone", "best-of-n"],
+        },
         task_transfer_budgets=[1, 2],
         learning_curve={"tasks": ["tiny_sst"], "queries": [2, 4]},
         query={
