@@ -46,6 +46,9 @@ def evaluate_run(
     settings: Overrides,
     config_file: Path | None = typer.Option(None, "--config", help="YAML file of the request (options override it)."),
     sets: list[str] = typer.Option([], "--set", help="Any setting by its path: key=value (e.g. options.dev_size=16)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the settings fitted to this machine, the projected LLM calls and time; stop."
+    ),
     verbose: bool = VerboseOption,
 ) -> None:
     """Evaluate demonstration selectors on a task's test split, every one under the same scoring."""
@@ -70,18 +73,24 @@ def evaluate_run(
                 f"continuing {path}: {kept} selector-seed results kept from an earlier run of this evaluation "
                 "(delete the file to evaluate afresh)"
             ),
-            on_start=lambda path: err_console.print(f"{said}results go to {path} (and {path.with_suffix('.md')})"),
+            on_start=lambda path: err_console.print(
+                f"{said}results {'would go' if dry_run else 'go'} to {path} (and {path.with_suffix('.md')})"
+            ),
             on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=True),
+            dry_run=dry_run,
         )
+    if outcome is None:
+        err_console.print("dry run: nothing was scored; run the same command without --dry-run", highlight=False)
+        return
     render_reports(outcome, request.k, request.split, len(outcome.reports[0].seeds), request.calibrate)
 
 
 evaluate_command = with_options(EvaluateRequest, evaluate_run)
+"""``rl-select evaluate``: one option per setting of :class:`~rl_select.evaluation.EvaluateRequest`."""
 EVALUATE_HELP = first_screen(
-    "task", "selectors", "policies", "data_dir", "model", "k", "rows", "seeds", "out", "config_file"
+    "task", "selectors", "policies", "data_dir", "model", "k", "rows", "seeds", "out", "dry_run", "config_file"
 )
 """What ``rl-select evaluate --help`` shows first."""
-"""``rl-select evaluate``: one option per setting of :class:`~rl_select.evaluation.EvaluateRequest`."""
 
 
 def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool) -> None:

@@ -92,7 +92,8 @@ def evaluate(
     on_start: Callable[[Path], None] | None = None,
     on_budget: Callable[[Any, Any], None] | None = None,
     chosen: set[str] | None = None,
-) -> EvaluateOutcome:
+    dry_run: bool = False,
+) -> EvaluateOutcome | None:
     """Evaluate every selector of ``request`` on the same rows; the result file is written as it goes.
 
     Args:
@@ -105,6 +106,7 @@ def evaluate(
             throughput before any scoring (measuring it costs two forwards).
         chosen: The settings the user gave (dotted paths); the others get the scoring device's values (the CPU
             profile declared on :class:`EvaluateRequest`). None: the request is used exactly as it is.
+        dry_run: Stop after ``on_budget`` (nothing scored, nothing written); returns None.
     """
     task = load_task(request.task, request.data_dir)
     check_k(request.k, len(task.train))
@@ -123,6 +125,8 @@ def evaluate(
         on_start(path)
     if on_budget is not None:
         on_budget(*projected_work(request, selectors, resources))
+    if dry_run:
+        return None
     seeds = list(range(request.seeds))
     header = {
         "provenance": provenance(seeds=seeds, model=lm.info(), reproducibility=pinned),

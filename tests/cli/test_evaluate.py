@@ -219,3 +219,17 @@ def test_evaluate_fits_the_settings_left_open_to_the_cpu_and_says_so(tiny_model_
     assert "fitted to this machine (give a value to override): seeds=3" in err
     request = json.loads(out.read_text())["request"]
     assert request["seeds"] == 3 and request["device"] == "auto" and request["rows"] == 2
+
+
+def test_evaluate_dry_run_shows_the_fitted_settings_and_the_projection_and_writes_nothing(
+    tiny_model_dir, data_root, tmp_path, capsys
+):
+    out = tmp_path / "res.json"
+    args = ["evaluate", "--task", "tiny_sst", "--data-dir", str(data_root), "--model", str(tiny_model_dir)]
+    code, stdout, err = run_cli(
+        [*args, "--selector", "random,knn", "--n-test", "6", "--out", str(out), "--dry-run"], capsys
+    )
+    assert code == 0, err
+    assert "fitted to this machine" in err and "seeds=3" in err  # the CPU profile, from the request's fields
+    assert "about to spend" in err and "random" in err and "dry run: nothing was scored" in err
+    assert not out.exists() and not out.with_suffix(".md").exists() and stdout == ""
