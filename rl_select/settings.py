@@ -99,6 +99,19 @@ def setting(
     return dataclasses.field(default=default, metadata={META_KEY: meta})
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataAndModel:
+    """Where the tasks are and which LLM scores them: every command's schema inherits these, declared once here."""
+
+    data_dir: str | None = setting(None, help=DATA_DIR_HELP, flags=("--data-dir",))
+    model: str | None = setting(None, help=MODEL_HELP, flags=("--model",))
+    device: str = setting("auto", help=DEVICE_HELP, flags=("--device",))
+    dtype: str = setting("auto", help=DTYPE_HELP, flags=("--dtype",), choices=DTYPES)
+
+
 class SettingError(ConfigError):
     """A field's value is out of its declared bounds; :func:`build` prefixes the field's full path."""
 

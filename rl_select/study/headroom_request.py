@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rl_select.settings import DATA_DIR_HELP, DEVICE_HELP, DTYPE_HELP, MODEL_HELP, build, check_fields, setting
+from rl_select.settings import DataAndModel, build, check_fields, setting
 from rl_select.types import JsonObject
 
 
 @dataclass(frozen=True)
-class HeadroomRequest:
+class HeadroomRequest(DataAndModel):
     """Headroom over kNN on one task: the greedy choice among the query's M nearest neighbours."""
 
     task: str = setting(help="Task name, hub:<name>, or path to a task folder.", flags=("--task",))
@@ -22,10 +22,6 @@ class HeadroomRequest:
     dev_neighbours: int = setting(4, help="Dev rows the transferable greedy scores on.", minimum=1)
     embedder: str = setting("minilm", help="Embedder of the neighbours.")
     data_seed: int = setting(0, help="Seed of the test subsample.")
-    data_dir: str | None = setting(None, help=DATA_DIR_HELP)
-    model: str | None = setting(None, help=MODEL_HELP)
-    device: str = setting("auto", help=DEVICE_HELP)
-    dtype: str = setting("auto", help=DTYPE_HELP)
     out: str | None = setting(None, help="Result JSON (.md beside it; none: experiments/results/headroom_<task>.json).")
 
     def __post_init__(self) -> None:
