@@ -94,6 +94,35 @@ class ScorerBench:
 
 
 @dataclass(frozen=True)
+class RolloutRow:
+    """``bench rollouts``: one (scorer placement, worker count), its rate against the fewest workers'."""
+
+    placement: str
+    workers: int
+    episodes: int
+    seconds: float
+    episodes_per_s: float
+    speedup: float = 1.0
+    parallel_efficiency: float = 1.0
+
+
+@dataclass(frozen=True)
+class RolloutBench:
+    """``bench rollouts``: every configuration, the fastest, and the cluster it ran on."""
+
+    rows: list[RolloutRow]
+    fastest: RolloutRow
+    cluster_cpus: float
+    cluster_gpus: float
+
+    def to_dict(self) -> JsonObject:
+        """JSON form (the result file; ``fastest`` as its placement and worker count, as before)."""
+        data = asdict(self)
+        data["fastest"] = {"placement": self.fastest.placement, "workers": self.fastest.workers}
+        return data
+
+
+@dataclass(frozen=True)
 class Latency:
     """Requests sent over ``seconds``: their rate, latency percentiles (ms, end to end) and non-200 answers."""
 

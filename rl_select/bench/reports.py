@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_select.bench.records import AbuseBench, EnvThroughput, ScorerBench, ServiceBench
+from rl_select.bench.records import AbuseBench, EnvThroughput, RolloutBench, ScorerBench, ServiceBench
 from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
 from rl_select.types import JsonObject
 
@@ -127,28 +127,28 @@ def _batching_note(env_runs: list[EnvThroughput], mean_query_tokens: float) -> s
     )
 
 
-def rollouts_report(result: dict[str, Any], task: str, k: int, m: int, reward_rows: int, episodes: int) -> BenchReport:
+def rollouts_report(result: RolloutBench, task: str, k: int, m: int, reward_rows: int, episodes: int) -> BenchReport:
     """``bench rollouts``: episodes/s, speed-up and efficiency per placement and worker count."""
     headers = ["scorer placement", "workers", "episodes/s", "speedup", "parallel efficiency"]
     rows = [
         [
-            row["placement"],
-            str(row["workers"]),
-            f"{row['episodes_per_s']:.3f}",
-            f"{row['speedup']:.2f}",
-            f"{row['parallel_efficiency']:.2f}",
+            row.placement,
+            str(row.workers),
+            f"{row.episodes_per_s:.3f}",
+            f"{row.speedup:.2f}",
+            f"{row.parallel_efficiency:.2f}",
         ]
-        for row in result["rows"]
+        for row in result.rows
     ]
-    fastest = result["fastest"]
+    fastest = result.fastest
     markdown = (
         f"# Rollout benchmark: {task}, k={k}, M={m}, {reward_rows} reward rows, {episodes} episodes "
-        f"per configuration, {result['cluster_cpus']:.0f} CPUs / {result['cluster_gpus']:.0f} GPUs\n\n"
+        f"per configuration, {result.cluster_cpus:.0f} CPUs / {result.cluster_gpus:.0f} GPUs\n\n"
         + markdown_table(headers, rows)
-        + f"\nfastest: **{fastest['placement']} scorer, {fastest['workers']} worker(s)**\n\n"
+        + f"\nfastest: **{fastest.placement} scorer, {fastest.workers} worker(s)**\n\n"
     )
     title = f"rollout benchmark · {task} · k={k} · M={m} · {reward_rows} reward rows"
-    notes = [f"fastest: {fastest['placement']} scorer with {fastest['workers']} worker(s)"]
+    notes = [f"fastest: {fastest.placement} scorer with {fastest.workers} worker(s)"]
     return BenchReport(title, headers, rows, notes, markdown)
 
 

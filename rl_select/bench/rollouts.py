@@ -10,9 +10,11 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rl_select.bench.records import RolloutBench, RolloutRow
 from rl_select.rollouts.ray_collect import run_on_workers, stop_workers
 from rl_select.rollouts.ray_runtime import ensure_ray
 from rl_select.rollouts.workers import start_workers
@@ -60,11 +62,11 @@ def run_rollout_benchmark(
     placements: Sequence[str] = ("worker", "central"),
     episodes: int = 16,
     progress: ProgressFactory | None = None,
-) -> dict[str, Any]:
+) -> RolloutBench:
     """Time ``episodes`` random-policy episodes for each (placement, worker count)."""
     ray = ensure_ray(config.parallel.address)
     precompute_features(config)
-    rows = []
+    timed: list[RolloutRow] = []
     for placement in placements:
         for count in worker_counts:
             trial = config.with_overrides({"workers": count, "scorer_placement": placement})
@@ -78,24 +80,15 @@ def run_rollout_benchmark(
                     seconds = time.perf_counter() - started
                 finally:
                     stop_workers(workers, central)
-            rows.append(
-                {
-                    "placement": placement,
-                    "workers": count,
-                    "episodes": episodes,
-                    "seconds": seconds,
-                    "episodes_per_s": episodes / seconds,
-                }
-            )
-    for row in rows:
-        base = next((r for r in rows if r["placement"] == row["placement"] and r["workers"] == min(worker_counts)), row)
-        speedup = row["episodes_per_s"] / base["episodes_per_s"]
-        row["speedup"] = speedup
-        row["parallel_efficiency"] = speedup / (row["workers"] / base["workers"])
-    best = max(rows, key=lambda r: r["episodes_per_s"])
-    return {
-        "rows": rows,
-        "fastest": {"placement": best["placement"], "workers": best["workers"]},
-        "cluster_cpus": ray.cluster_resources().get("CPU"),
-        "cluster_gpus": ray.cluster_resources().get("GPU", 0),
-    }
+            timed.append(RolloutRow(placement, count, episodes, seconds, episodes / seconds))
+    rows = [_against_fewest(row, timed, min(worker_counts)) for row in timed]
+    resources = ray.cluster_resources()
+    fastest = max(rows, key=lambda r: r.episodes_per_s)
+    return RolloutBench(rows, fastest, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+
+
+def _against_fewest(row: RolloutRow, rows: list[RolloutRow], fewest: int) -> RolloutRow:
+    """``row`` with its speed-up and parallel efficiency against its placement's fewest-worker row."""
+    base = next((r for r in rows if r.placement == row.placement and r.workers == fewest), row)
+    speedup = row.episodes_per_s / base.episodes_per_s
+    return replace(row, speedup=speedup, parallel_efficiency=speedup / (row.workers / base.workers))

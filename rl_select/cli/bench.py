@@ -131,7 +131,12 @@ def bench_rollouts(
     model_info = {"name": model or "smollm2-135m-instruct", "device": kind, "dtype": dtype}
     record = provenance(seeds=[config.seed], model=model_info, cpu_steal_share=stolen())
     report = rollouts_report(result, task, k, num_candidates, reward_rows, episodes)
-    _publish(report, out or RESULTS_DIR / f"bench_rollouts_{kind}.json", {"config": config.to_dict(), **result}, record)
+    _publish(
+        report,
+        out or RESULTS_DIR / f"bench_rollouts_{kind}.json",
+        {"config": config.to_dict(), **result.to_dict()},
+        record,
+    )
 
 
 @bench_app.command("service")

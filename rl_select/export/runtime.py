@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from rl_select.retrieval.index import VectorIndex
 from rl_select.tasks.files import examples_from_rows, read_split
 from rl_select.tasks.task import Example
 from rl_select.tasks.template import PromptTemplate
+from rl_select.types import JsonObject, JsonValue
 
 MAX_QUERY_CHARS = 20_000
 
@@ -56,9 +58,9 @@ class Demonstration:
     label: str
     text_pair: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """JSON form."""
-        row: dict[str, Any] = {"id": self.id, "text": self.text, "label": self.label}
+        row: JsonObject = {"id": self.id, "text": self.text, "label": self.label}
         if self.text_pair is not None:
             row["text_pair"] = self.text_pair
         return row
@@ -336,7 +338,7 @@ class Selector:
         if n < self.num_candidates:
             raise ArtifactError(f"the pool has {n} examples, fewer than the policy's {self.num_candidates} candidates")
 
-    def use_pool(self, rows: list[dict[str, Any]], source: str = "rows") -> None:
+    def use_pool(self, rows: Sequence[Mapping[str, JsonValue]], source: str = "rows") -> None:
         """Choose from these rows (``{"text", "label"[, "text_pair"]}``) instead of the exported pool.
 
         Their embeddings and static features are computed as the exporter computed the pool's (policies with
@@ -344,7 +346,7 @@ class Selector:
         """
         self._install_pool(examples_from_rows(rows, "train", self.template, source), source)
 
-    def add_examples(self, rows: list[dict[str, Any]]) -> list[int]:
+    def add_examples(self, rows: Sequence[Mapping[str, JsonValue]]) -> list[int]:
         """Add rows to a query-mode policy's pool (chosen from the next call on); return their pool ids."""
         if self.mode == "task":
             raise ConfigError("a task-mode policy chooses one prompt from fixed candidates; use use_pool() instead")

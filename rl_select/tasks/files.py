@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def read_split(path: Path, split: str, template: PromptTemplate) -> list[Example
 
 
 def examples_from_rows(
-    rows: list[Any], split: str, template: PromptTemplate, where: str, first_id: int = 0
+    rows: Sequence[Any], split: str, template: PromptTemplate, where: str, first_id: int = 0
 ) -> list[Example]:
     """Validate in-memory rows (``{"text", "label"[, "text_pair"]}`` dicts) into examples with ids from ``first_id``."""
     return [_example(row, split, first_id + i, template, f"{where} row {i}") for i, row in enumerate(rows)]

@@ -137,3 +137,31 @@ def test_central_scorer_placement_collects_the_same_episodes(ray_cluster, data_r
         tmp_path / "c", episodes=6, config=config_for(data_root, tiny_model_dir, 2, scorer_placement="central")
     )
     same_episodes(per_worker, central, float_tolerance=True)
+
+
+def test_rollout_benchmark_rows_are_typed_and_relative_to_the_fewest_workers(ray_cluster, data_root, tiny_model_dir):
+    from rl_select.bench.reports import rollouts_report
+    from rl_select.bench.rollouts import rollout_config, run_rollout_benchmark
+
+    env = {"k": 2, "num_candidates": 4, "reward_rows": 4}
+    config = rollout_config(
+        "tiny_sst", str(data_root), str(tiny_model_dir), "cpu", "float32", None, None, ["worker"], env
+    )
+    result = run_rollout_benchmark(config, worker_counts=[1, 2], placements=["worker"], episodes=4)
+    assert [(r.placement, r.workers, r.episodes) for r in result.rows] == [("worker", 1, 4), ("worker", 2, 4)]
+    assert result.rows[0].speedup == 1.0 and result.rows[0].parallel_efficiency == 1.0
+    assert result.rows[1].speedup == pytest.approx(result.rows[1].episodes_per_s / result.rows[0].episodes_per_s)
+    assert result.fastest in result.rows and result.cluster_cpus == 2
+    stored = result.to_dict()
+    assert stored["fastest"] == {"placement": result.fastest.placement, "workers": result.fastest.workers}
+    assert set(stored["rows"][0]) == {
+        "placement",
+        "workers",
+        "episodes",
+        "seconds",
+        "episodes_per_s",
+        "speedup",
+        "parallel_efficiency",
+    }
+    report = rollouts_report(result, "tiny_sst", 2, 4, 4, 4)
+    assert len(report.rows) == 2 and "fastest" in report.markdown
