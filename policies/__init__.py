@@ -16,6 +16,7 @@ _EXPORTS = {
     "make_dqn": "rl_select.policies.dqn",
     "ENV_BASELINES": "rl_select.policies.baselines",
     "EnvBaseline": "rl_select.policies.baselines",
+    "BaselineEpisode": "rl_select.policies.baselines",
     "run_env_baseline": "rl_select.policies.baselines",
     "CQLConfig": "rl_select.policies.settings",
     "DQNConfig": "rl_select.policies.settings",

@@ -11,7 +11,7 @@ order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,8 +70,18 @@ class EnvBaseline:
         return int(self.picks[env.steps_taken])
 
 
-def run_env_baseline(env: DemoSelectionEnv, baseline: EnvBaseline, seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """One episode per seed; returns each episode's final value, zero-shot value and selection."""
+@dataclass(frozen=True)
+class BaselineEpisode:
+    """One episode an env baseline played: its seed, the prompt's value, the zero-shot value and the selection."""
+
+    seed: int
+    value: float
+    zero_shot: float
+    selection: list[int]
+
+
+def run_env_baseline(env: DemoSelectionEnv, baseline: EnvBaseline, seeds: Sequence[int]) -> list[BaselineEpisode]:
+    """One episode per seed."""
     results = []
     for seed in seeds:
         obs, info = env.reset(seed=int(seed))
@@ -79,12 +89,6 @@ def run_env_baseline(env: DemoSelectionEnv, baseline: EnvBaseline, seeds: Sequen
         terminated = False
         while not terminated:
             obs, _, terminated, _, info = env.step(baseline.act(env, env.action_masks()))
-        results.append(
-            {
-                "seed": int(seed),
-                "value": info["episode_value"],
-                "zero_shot": info["zero_shot_value"],
-                "selection": info["selection"],
-            }
-        )
+        selection = [int(i) for i in info["selection"]]
+        results.append(BaselineEpisode(int(seed), info["episode_value"], info["zero_shot_value"], selection))
     return results

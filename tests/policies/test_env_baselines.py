@@ -22,8 +22,8 @@ def env(tiny_lm, data_root):
 def test_env_baselines_play_valid_episodes(env, name):
     results = run_env_baseline(env, EnvBaseline(name, np.random.default_rng(0), num_sets=3), seeds=[0, 1])
     for result in results:
-        assert len(result["selection"]) == 2 == len(set(result["selection"]))
-        assert 0.0 <= result["value"] <= 1.0
+        assert len(result.selection) == 2 == len(set(result.selection))
+        assert 0.0 <= result.value <= 1.0 and 0.0 <= result.zero_shot <= 1.0
 
 
 def test_greedy_oracle_takes_the_best_first_step(env):
