@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_select._version import __version__
+from rl_select.errors import ArtifactError, ConfigError
 from rl_select.types import JsonObject
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +236,37 @@ def provenance(*, seeds: list[int] | None = None, model: JsonObject | None = Non
         model=model,
         details=details,
     )
+
+
+def read_result_file(path: Path) -> JsonObject | None:
+    """A resumable result file read back: its JSON object (``{}`` if it holds another JSON value), None if absent.
+
+    An unreadable file is an :class:`~rl_select.errors.ArtifactError`: a command never overwrites what it cannot read.
+    """
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ArtifactError(f"{path} is not a readable result file; move it away or use another --out") from None
+    return stored if isinstance(stored, dict) else {}
+
+
+def continues(path: Path, stored: JsonObject, key: JsonObject, file_format: int, what: str) -> bool:
+    """Whether ``stored`` is a run of the same work (format and ``key``), which a new run continues.
+
+    A partial file of other work is a :class:`~rl_select.errors.ConfigError` (it is never overwritten); a complete
+    one is replaced by the new run.
+    """
+    same = stored.get("format") == file_format and stored.get("key") == key
+    if not same and stored.get("partial"):
+        stored_key = stored.get("key") if isinstance(stored.get("key"), dict) else {}
+        differs = sorted(name for name in key if stored_key.get(name) != key[name])  # type: ignore[union-attr]
+        raise ConfigError(
+            f"{path} holds a partial {what} with other settings ({', '.join(differs) or 'format'}); "
+            "rerun with those settings to continue it, or use another --out"
+        )
+    return same
 
 
 def write_json(path: Path, payload: Any) -> Path:

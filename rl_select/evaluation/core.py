@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_select.errors import ArtifactError, ConfigError, Interrupted
-from rl_select.provenance import to_json, write_json
+from rl_select.errors import ConfigError, Interrupted
+from rl_select.provenance import continues, read_result_file, to_json, write_json
 from rl_select.resources import Resources
 from rl_select.scoring import LLMCost
 from rl_select.selectors.base import Selector
@@ -355,31 +355,15 @@ class EvaluationLog:
 
     def _load(self) -> int:
         """Reports of an interrupted run of the same evaluation; returns how many seeds were kept."""
-        if not self.path.is_file():
+        stored = read_result_file(self.path)
+        if not stored or not continues(self.path, stored, self.key, EVALUATION_FORMAT, "evaluation"):
             return 0
-        try:
-            stored = json.loads(self.path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ArtifactError(
-                f"{self.path} is not a readable result file; move it away or use another --out"
-            ) from None
-        if not isinstance(stored, dict):
-            return 0
-        same = stored.get("format") == EVALUATION_FORMAT and stored.get("key") == self.key
-        if same:
-            self._keep_first_provenance(stored)
+        self._keep_first_provenance(stored)
         if not stored.get("partial"):
-            if same:
-                for data in stored.get("reports", []):
-                    self.reports[data["selector_key"]] = SelectorReport.from_dict(data)
-                self.order = list(self.reports)  # a rerun with fewer selectors keeps the others' results
+            for data in stored.get("reports", []):
+                self.reports[data["selector_key"]] = SelectorReport.from_dict(data)
+            self.order = list(self.reports)  # a rerun with fewer selectors keeps the others' results
             return sum(len(r.seeds) for r in self.reports.values())
-        if not same:
-            differs = sorted(k for k in self.key if (stored.get("key") or {}).get(k) != self.key[k])
-            raise ConfigError(
-                f"{self.path} holds a partial evaluation with other settings ({', '.join(differs) or 'format'}); "
-                "rerun with those settings to continue it, or use another --out"
-            )
         for name, data in stored.get("finished", {}).items():
             self.reports[name] = SelectorReport.from_dict(data)
         self.order = list(self.reports)

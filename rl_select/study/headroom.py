@@ -27,7 +27,15 @@ from rl_select.budget import Projection, TokenProfile, project_headroom
 from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.evaluation import PairedDelta, paired_bootstrap
 from rl_select.observation import nearest_first
-from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
+from rl_select.provenance import (
+    Provenance,
+    continues,
+    markdown_table,
+    provenance,
+    provenance_markdown,
+    read_result_file,
+    write_json,
+)
 from rl_select.resources import Resources
 from rl_select.scoring import LanguageModel, LLMCost, Scorer, ScoringConfig
 from rl_select.selectors import check_k
@@ -280,14 +288,8 @@ class HeadroomFile:
 
     def open(self, result: Headroom) -> Headroom:
         """``result`` with the records and cost of a stored run of the same analysis (if any) added."""
-        stored = self._stored()
-        if stored is None or stored.get("format") != HEADROOM_FORMAT or stored.get("key") != self.key:
-            if stored is not None and stored.get("partial"):
-                differs = sorted(k for k in self.key if (stored.get("key") or {}).get(k) != self.key[k])
-                raise ConfigError(
-                    f"{self.path} holds a partial headroom analysis with other settings ({', '.join(differs)}); "
-                    "rerun with those settings to continue it, or use another --out"
-                )
+        stored = read_result_file(self.path)
+        if not stored or not continues(self.path, stored, self.key, HEADROOM_FORMAT, "headroom analysis"):
             return result
         try:
             records = [HeadroomRecord.from_dict(r) for r in stored.get("records")]
@@ -303,15 +305,6 @@ class HeadroomFile:
         result.records, result.cost = records, cost
         self._loaded = len(records)
         return result
-
-    def _stored(self) -> JsonObject | None:
-        if not self.path.is_file():
-            return None
-        try:
-            stored = json.loads(self.path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ArtifactError(f"{self.path} is not readable JSON; move it away or use another --out") from None
-        return stored if isinstance(stored, dict) else {}
 
     def write(self, result: Headroom, queries: int, embedder: str) -> Path:
         """Write the analysis so far (``partial`` while fewer than ``queries`` records)."""

@@ -103,7 +103,7 @@ def test_headroom_refuses_a_partial_file_of_other_settings_and_bad_arguments(
 
     out.write_text("{not json")
     code, _, err = run_cli(cli_args(data_root, tiny_model_dir, out), capsys)
-    assert code == 2 and err.startswith("error:") and "not readable JSON" in err
+    assert code == 2 and err.startswith("error:") and "not a readable result file" in err
 
     code, _, err = run_cli([*cli_args(data_root, tiny_model_dir, tmp_path / "x.json"), "-M", "1"], capsys)
     assert code == 2 and "--num-candidates" in err and "Traceback" not in err
