@@ -135,4 +135,4 @@ def results_and_next(results: str, *next_commands: str) -> None:
     """A command's last lines (stderr): where its results went, then what to run next."""
     err_console.print(f"results: {results}", highlight=False, soft_wrap=True)
     for i, command in enumerate(next_commands):
-        err_console.print(f"{'next:' if i == 0 else '    '}    {command}", highlight=False, soft_wrap=True)
+        err_console.print(f"{'next:' if i == 0 else '':<9}{command}", highlight=False, soft_wrap=True)
