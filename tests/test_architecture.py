@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("rl_select.settings",),
     ("rl_select.observation",),
-    ("rl_select.provenance", "rl_select.proposals"),
+    ("rl_select.provenance", "rl_select.proposals", "rl_select.rules"),
     ("rl_select.tasks",),
     ("rl_select.scoring",),
     ("rl_select.retrieval",),

@@ -21,6 +21,7 @@ from rl_select.cli.evaluate import EVALUATE_HELP, evaluate_command, tasks_comman
 from rl_select.cli.serve import export_command, select_command, serve_command
 from rl_select.cli.study import headroom_command, study_command
 from rl_select.cli.train import COLLECT_HELP, TRAIN_HELP, collect_command, sweep_command, train_command
+from rl_select.cli.verify import verify_command
 from rl_select.errors import Interrupted, RLSelectError
 
 WRITE_ERRNOS = {
@@ -49,6 +50,7 @@ app.command("evaluate", cls=EVALUATE_HELP)(evaluate_command)
 app.command("train", cls=TRAIN_HELP)(train_command)
 app.command("collect", cls=COLLECT_HELP)(collect_command)
 app.command("sweep")(sweep_command)
+app.command("verify")(verify_command)
 app.command("export")(export_command)
 app.command("select")(select_command)
 app.command("serve")(serve_command)

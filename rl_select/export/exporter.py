@@ -190,6 +190,7 @@ def export_policy(
         The manifest.
     """
     from rl_select.envs import FeatureBank  # deferred: loads gymnasium
+    from rl_select.runs.dirs import read_rule_choice  # deferred: loads gymnasium
     from rl_select.runs.policy import load_policy  # deferred: loads gymnasium
 
     run_dir, out = Path(run_dir), Path(out)
@@ -222,6 +223,9 @@ def export_policy(
         if config.env.proposers is not None:
             extra["proposers"] = config.env.proposers.to_dict()
             extra["task_proposals"] = _task_proposals(resources, config)
+        verified = read_rule_choice(run_dir)
+        if verified is not None and config.env.mode == "query":
+            extra["rule"] = verified.rule
         manifest = _manifest(run_dir, config, resources, loaded, layout, inputs, embedder, seed, extra)
         return fmt.write_manifest(out, manifest)
     except BaseException:

@@ -31,9 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from rl_select.errors import ArtifactError
 from rl_select.paths import file_sha256
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-"""Version 2 added the stop action, proposers and the task proposer's list; version 1 artifacts load as before."""
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+"""Version 2 added the stop action, proposers and the task proposer's list; version 3 the rule the policy follows
+(chosen on dev); older artifacts load as before (they follow the policy)."""
 MANIFEST = "manifest.json"
 POLICY_ONNX = "policy.onnx"
 POOL_JSONL = "pool.jsonl"
@@ -98,6 +99,8 @@ class Manifest(BaseModel):
         proposers: Query mode: how many candidates each proposer offers
             (:class:`~rl_select.proposals.ProposerConfig`); None: the M nearest neighbours. Version 2.
         task_proposals: The task proposer's pool ids, best task-level prompt first. Version 2.
+        rule: Query mode: what the runtime follows (:mod:`rl_select.rules`): the policy's Q-function, or the rule
+            its verification on dev chose (one proposer's own top k, zero-shot). Version 3.
         pool_swapped: A pool file used instead of the exported one (set by the runtime, never written).
         files: sha256 of every file of the artifact.
         manifest_sha256: sha256 of this manifest without this field.
@@ -123,6 +126,7 @@ class Manifest(BaseModel):
     stop_action: bool = False
     proposers: dict[str, int] | None = None
     task_proposals: list[int] = Field(default_factory=list)
+    rule: str = "policy"
     pool_swapped: str | None = None
     files: dict[str, str]
     manifest_sha256: str | None = None
@@ -139,6 +143,7 @@ class PolicyInfo(BaseModel):
     prompt_order: str
     stop_action: bool
     proposers: dict[str, int] | None
+    rule: str = "policy"
     pool_size: int
     task: str
     labels: list[str]

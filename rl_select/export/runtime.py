@@ -41,6 +41,7 @@ from rl_select.observation import (
 from rl_select.proposals import Proposal, ProposerConfig, balanced_ranking, merge_proposals
 from rl_select.retrieval.bm25 import BM25Index
 from rl_select.retrieval.index import VectorIndex
+from rl_select.rules import POLICY_RULE, check_rule, rule_action
 from rl_select.tasks.files import examples_from_rows, read_split
 from rl_select.tasks.task import Example
 from rl_select.tasks.template import PromptTemplate
@@ -143,6 +144,12 @@ class Selector:
         self.stop_action = manifest.stop_action
         self.proposers = None if manifest.proposers is None else ProposerConfig(**manifest.proposers)
         self.layout = feature_layout(self.features, self.mode, self.proposers is not None, self.stop_action)
+        self.rule: str = manifest.rule
+        try:
+            counts = None if self.proposers is None or self.mode != "query" else self.proposers.counts()
+            check_rule(self.rule, counts, self.stop_action)
+        except ConfigError as exc:
+            raise ArtifactError(f"{directory}: {exc}") from None
         try:
             self.session = ort.InferenceSession(
                 str(directory / fmt.POLICY_ONNX), _session_options(), providers=["CPUExecutionProvider"]
@@ -235,6 +242,7 @@ class Selector:
             prompt_order=self.prompt_order,
             stop_action=self.stop_action,
             proposers=None if self.proposers is None else self.proposers.counts(),
+            rule=self.rule,
             pool_size=len(self.pool),
             task=m.task.name,
             labels=list(self.template.labels),
@@ -291,7 +299,7 @@ class Selector:
         query: np.ndarray | None,
         proposer_features: np.ndarray | None = None,
     ) -> list[int]:
-        """The policy's greedy prompt over ``candidates``: k picks, or fewer where it takes the stop action."""
+        """The greedy prompt over ``candidates`` (the policy's, or its rule's): k picks, or fewer where it stops."""
         static, vectors, labels = self.static[candidates], self.space[candidates], self.labels[candidates]
         chosen: list[int] = []
         mask = np.ones(len(candidates) + int(self.stop_action), dtype=bool)
@@ -309,10 +317,13 @@ class Selector:
                 proposer_features=proposer_features,
                 stop=self.stop_action,
             )
-            feeds = {name: obs[name][None] for name in self.input_names if name != "action_mask"}
-            feeds["action_mask"] = mask[None]
-            scores = self.session.run(None, feeds)[0][0]
-            action = int(np.argmax(np.where(mask, scores, -np.inf)))
+            if self.rule == POLICY_RULE:
+                feeds = {name: obs[name][None] for name in self.input_names if name != "action_mask"}
+                feeds["action_mask"] = mask[None]
+                scores = self.session.run(None, feeds)[0][0]
+                action = int(np.argmax(np.where(mask, scores, -np.inf)))
+            else:  # the rule dev chose over the policy (rl_select.rules)
+                action = rule_action(obs["candidates"], mask, self.layout.candidate, self.rule, self.prompt_order)
             if action == len(candidates):  # the stop action
                 break
             chosen.append(action)

@@ -61,6 +61,13 @@ class EvaluationSettings:
     baselines: tuple[str, ...] = setting(BASELINES, help="Baselines of the comparison (selector names).")
     best_of_n_sets: int = setting(20, help="best-of-N's N.", minimum=1)
     best_of_n_dev_rows: int = setting(200, help="Dev rows best-of-N picks on.", minimum=1, cpu=16)
+    verify_rows: int = setting(
+        0,
+        help="Query mode, before the test comparison: the policy and every rule it can reproduce (a proposer's own "
+        "top k, zero-shot) scored on this many dev rows of the first task, the best kept and followed from then "
+        "on (policy/rule.json, learning cost); 0: the policy as trained.",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))

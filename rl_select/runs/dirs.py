@@ -8,7 +8,8 @@ A run directory holds::
     tb/                  TensorBoard logs
     curve.csv            learning curve (step, metric, value)
     rewards.sqlite       reward cache, so a resumed run does not score prompts twice
-    policy/              the final policy (model.zip, cql.pt or fqi.pt) and the pools it trained on
+    policy/              the final policy (model.zip, cql.pt or fqi.pt), the pools it trained on and, once
+                         verified on dev (query mode), the rule it follows (rule.json)
     evaluation/          the final evaluation, per task, written as it goes
     results.json/.md     final test-split comparison with baselines, with provenance
     learning_curve.png
@@ -17,15 +18,19 @@ A run directory holds::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from rl_select.errors import ConfigError
-from rl_select.provenance import provenance
+from rl_select.errors import ArtifactError, ConfigError
+from rl_select.provenance import provenance, write_json
+from rl_select.rules import RULES
 from rl_select.runs.config import TrainConfig, config_differences, read_run_config, write_run_config
+from rl_select.scoring import LLMCost
 from rl_select.tasks import Task
-from rl_select.types import Overrides
+from rl_select.types import JsonObject, Overrides
 
 POLICY_DIR = "policy"
+RULE_FILE = "rule.json"
 
 
 def policy_files(run_dir: Path, algo: str) -> Path:
@@ -66,3 +71,58 @@ def read_trained_on(run_dir: Path) -> dict[str, str]:
     """The pools a run's policy trained on (empty for a policy copied without them)."""
     path = Path(run_dir) / POLICY_DIR / "trained_on.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """The rule a query-mode policy follows (:mod:`rl_select.rules`), chosen on dev rows after training.
+
+    Attributes:
+        rule: The chosen rule (the best calibrated dev accuracy; the policy itself on ties).
+        dev_accuracy: Every rule tried → its calibrated accuracy on the dev rows.
+        dev_rows: How many dev rows.
+        cost: The LLM work of scoring them (learning cost: it is spent once, before any test row is seen).
+        task: The task whose dev rows decided.
+    """
+
+    rule: str
+    dev_accuracy: dict[str, float]
+    dev_rows: int
+    cost: LLMCost
+    task: str | None = None
+
+    def to_dict(self) -> JsonObject:
+        """JSON form."""
+        return {
+            "rule": self.rule,
+            "dev_accuracy": dict(self.dev_accuracy),
+            "dev_rows": self.dev_rows,
+            "cost": self.cost.to_dict(),
+            "task": self.task,
+        }
+
+
+def write_rule_choice(run_dir: Path, choice: RuleChoice) -> None:
+    """``policy/rule.json``: the rule the run's policy follows from now on (evaluation, export)."""
+    write_json(Path(run_dir) / POLICY_DIR / RULE_FILE, choice)
+
+
+def read_rule_choice(run_dir: Path) -> RuleChoice | None:
+    """The run's verified rule (None before its policy was verified on dev)."""
+    path = Path(run_dir) / POLICY_DIR / RULE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        choice = RuleChoice(
+            rule=str(data["rule"]),
+            dev_accuracy={str(rule): float(value) for rule, value in data["dev_accuracy"].items()},
+            dev_rows=int(data["dev_rows"]),
+            cost=LLMCost.from_dict(data["cost"]),
+            task=None if data.get("task") is None else str(data["task"]),
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise ArtifactError(f"{path} is damaged; delete it to verify the policy again") from None
+    if choice.rule not in RULES:
+        raise ArtifactError(f"{path} names an unknown rule {choice.rule!r}; delete it to verify the policy again")
+    return choice

@@ -15,8 +15,9 @@ from rl_select.errors import ArtifactError, ConfigError
 from rl_select.policies.cql import CQL
 from rl_select.policies.fqi import FQI
 from rl_select.resources import Resources
+from rl_select.rules import POLICY_RULE, check_rule, rule_action
 from rl_select.runs.config import TrainConfig, read_run_config
-from rl_select.runs.dirs import policy_files, read_trained_on
+from rl_select.runs.dirs import policy_files, read_rule_choice, read_trained_on
 from rl_select.runs.setup import training_candidates
 from rl_select.selectors.base import PromptWork, Selector, check_k
 from rl_select.selectors.candidates import Candidates, Prompt
@@ -162,6 +163,8 @@ class PolicySelector(Selector):
         verify_rows: Dev rows each proposed prompt is scored on.
         zero_cost: Query mode: leave the task-level proposer out (it costs LLM calls on a new task); its slots go
             to embedding neighbours.
+        rule: Query mode: follow the Q-function (``policy``) or a rule it can reproduce (:mod:`rl_select.rules`):
+            one proposer's own top k, or zero-shot.
     """
 
     uses_resources = True
@@ -175,6 +178,7 @@ class PolicySelector(Selector):
         proposals: int = 1,
         verify_rows: int = 64,
         zero_cost: bool = False,
+        rule: str = POLICY_RULE,
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -186,16 +190,24 @@ class PolicySelector(Selector):
         self.proposals = proposals
         self.verify_rows = verify_rows
         self.zero_cost = zero_cost
+        self.rule = rule
         self.uses_llm = proposals > 1  # type: ignore[misc]
         self._env: Any = None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, name: str | None = None, **options: Any) -> PolicySelector:
-        """Load from a run directory (its ``trained_on.json`` says which pools it trained on)."""
+        """Load from a run directory.
+
+        Its ``trained_on.json`` says which pools it trained on; its ``rule.json`` (once verified on dev) which rule
+        it follows, unless ``rule`` is given.
+        """
         run_dir = Path(run_dir)
         policy = load_policy(run_dir)
         trained_on = read_trained_on(run_dir)
         default = f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})"
+        verified = read_rule_choice(run_dir)
+        if verified is not None and "rule" not in options:  # the rule dev chose for it (rl-select verify)
+            options = {**options, "rule": verified.rule}
         return cls(policy, name=name or default, trained_on=trained_on, **options)
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
@@ -210,6 +222,8 @@ class PolicySelector(Selector):
             found.update(proposals=self.proposals, verify_rows=self.verify_rows)
         if self.zero_cost:
             found["zero_cost"] = True
+        if self.rule != POLICY_RULE:
+            found["rule"] = self.rule
         return found
 
     def build(self, resources: Resources) -> PolicySelector:
@@ -224,6 +238,9 @@ class PolicySelector(Selector):
         env_config = EnvConfig.from_dict({**config.env.to_dict(), "calibrate": resources.scoring.calibrate})
         if self.zero_cost and env_config.proposers is not None:
             env_config = replace(env_config, proposers=env_config.proposers.without_task())
+        if self.rule != POLICY_RULE:
+            proposers = None if env_config.proposers is None else env_config.proposers.counts()
+            check_rule(self.rule, proposers if self.query_level else None, env_config.stop)
         self._env = DemoSelectionEnv(task, config=env_config, resources=resources, candidate_ids=candidates)
         return self
 
@@ -243,8 +260,14 @@ class PolicySelector(Selector):
             return self._propose_and_verify(env, rng)
         else:
             options = {"candidate_ids": rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)}
-        choose: Callable[[dict, np.ndarray], int] = self.policy.choose
-        return env.run_greedy(choose, options)
+        return env.run_greedy(self._chooser(env), options)
+
+    def _chooser(self, env: Any) -> Callable[[dict, np.ndarray], int]:
+        """``choose(obs, mask) -> action``: the Q-function's greedy action, or the rule's."""
+        if self.rule == POLICY_RULE:
+            return self.policy.choose
+        columns, order, rule = env.layout.candidate, env.config.prompt_order, self.rule
+        return lambda obs, mask: rule_action(obs["candidates"], mask, columns, rule, order)
 
     def _propose_and_verify(self, env: Any, rng: np.random.Generator) -> Selection:
         """The best on dev of the policy's greedy prompts over ``proposals`` candidate draws (first best on ties)."""
@@ -283,7 +306,7 @@ class PolicySelector(Selector):
         env, k = self._env, self._env.config.k
         same, ranks = 0, []
         for query in queries:
-            prompt = env.run_greedy(self.policy.choose, {"query": query})
+            prompt = env.run_greedy(self._chooser(env), {"query": query})
             episode = env.episode
             order = episode.nearest_first
             rank = {int(episode.candidates[i]): r for r, i in enumerate(order)}

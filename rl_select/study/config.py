@@ -60,6 +60,12 @@ class QueryLearner:
         "transfer row leaves the task-level proposer out (it costs LLM calls).",
     )
     stop: bool = setting(False, help="The stop action: at most k demonstrations, zero-shot included.")
+    verify_rows: int = setting(
+        0,
+        help="Dev rows on which the chosen policy is compared with every rule it can reproduce (a proposer's own "
+        "top k, zero-shot), the best kept: the 'dev-verified' row (learning cost); 0: no such row.",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

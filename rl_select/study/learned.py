@@ -30,10 +30,13 @@ from typing import Any
 from rl_select.budget import equal_budget_sets, task_mode_choosing
 from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.evaluation import EvaluationLog, SelectorReport, evaluate_selector, evaluation_key, run_evaluation
+from rl_select.evaluation.verify import verify_rules
 from rl_select.provenance import provenance
 from rl_select.resources import Resources
 from rl_select.rollouts.episodes import EpisodeStore
+from rl_select.rules import POLICY_RULE
 from rl_select.runs.config import TrainConfig
+from rl_select.runs.dirs import RuleChoice
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
@@ -44,6 +47,7 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_QUERY,
     baseline_selectors,
     best_of_n,
     row_names,
@@ -90,6 +94,8 @@ class Study:
             self.tasks = {name: load_task(name, self.config.data_dir) for name in self.config.tasks}
             for i, name in enumerate(self.config.tasks):  # one task's cells complete before the next task begins
                 self.query_learner(name)
+                if self.config.query.verify_rows:
+                    self.verified_rule(name)
                 self.task_learner(name)
                 self.evaluate(name, transfer=False)
                 if i + 1 < len(self.config.tasks):  # the table so far, marked partial
@@ -241,6 +247,11 @@ class Study:
         data = data_cost(self.root / "runs" / f"{name}-query-data", self.config.query.training_queries)
         return LearnerCost(data=data, selection=selection)
 
+    def verified_rule(self, name: str) -> RuleChoice:
+        """What dev chose for the task's query-mode policy: its Q-function or a rule (stored in its run)."""
+        run = self.query_policy(name)
+        return verify_rules(run, self.resources(name), rows=self.config.query.verify_rows, progress=self.progress)
+
     def task_learner(self, name: str) -> Path:
         """Task-mode rows and fitted Q; returns the run directory."""
         return self.fit(self.train_config([name], "task"), self.root / "runs" / f"{name}-task")
@@ -284,7 +295,8 @@ class Study:
         rows.append(best_of_n(config, EQUAL_BUDGET, self.equal_budget_sets(name)))
         task = config.task
         rows += [
-            PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY),
+            PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY, rule=POLICY_RULE),
+            *self._verified_row(name),
             PolicySelector.from_run(
                 self.root / "runs" / f"{name}-task",
                 name=LEARNED_TASK,
@@ -301,6 +313,13 @@ class Study:
                 rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
                 rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
         return rows
+
+    def _verified_row(self, name: str) -> list[PolicySelector]:
+        """The dev-verified row (with ``query.verify_rows``): the policy following the rule dev chose."""
+        if not self.config.query.verify_rows:
+            return []
+        rule = self.verified_rule(name).rule
+        return [PolicySelector.from_run(self.query_policy(name), name=VERIFIED_QUERY, rule=rule)]
 
     def evaluate(self, name: str, transfer: bool = True) -> list[SelectorReport]:
         """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``).

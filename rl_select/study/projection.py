@@ -21,6 +21,8 @@ from rl_select.budget import (
     task_mode_choosing,
     zero_shot_features,
 )
+from rl_select.observation import PROPOSERS
+from rl_select.rules import available_rules
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.study.config import StudyConfig
 from rl_select.study.rows import (
@@ -28,6 +30,7 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_QUERY,
     baseline_selectors,
     best_of_n,
     small_best_of_n_row,
@@ -58,7 +61,11 @@ def project_study(
         if proposers.get("task"):  # best-of-N on dev, once per task, for the task-level proposer
             found = task_level(profile, k, proposers.get("task_sets", 20), proposers.get("task_dev_rows", 32))
             steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
-        dev = query_level(profile, k, len(query.variants) * query.dev_rows)
+        dev_rows = len(query.variants) * query.dev_rows
+        if query.verify_rows:  # the chosen policy and every rule it can follow, on the same dev rows
+            rules = available_rules({n: proposers.get(n, 0) for n in PROPOSERS}, query.stop)
+            dev_rows += len(rules) * min(query.verify_rows, len(loaded.dev))
+        dev = query_level(profile, k, dev_rows)
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
         task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
         learner = Step("task-mode rows")
@@ -92,6 +99,7 @@ def evaluation_work(
     proposals = max(config.task.proposals, 1)
     selectors += [
         PlannedPolicy(LEARNED_QUERY, query_level=True),
+        *([PlannedPolicy(VERIFIED_QUERY, query_level=True)] if config.query.verify_rows else []),
         PlannedPolicy(LEARNED_TASK, query_level=False, proposals=proposals, verify_rows=config.task.verify_rows),
     ]
     if config.transfer:

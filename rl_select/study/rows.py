@@ -7,6 +7,7 @@ from rl_select.selectors.base import Selector
 from rl_select.study.config import StudyConfig
 
 LEARNED_QUERY = "learned query mode"
+VERIFIED_QUERY = "learned query mode, dev-verified"
 LEARNED_TASK = "learned task mode"
 TRANSFER_QUERY = "learned query mode, other tasks"
 EQUAL_BUDGET = "best-of-n (equal budget)"
@@ -24,7 +25,10 @@ def small_best_of_n_row(budget: int) -> str:
 
 def row_names(config: StudyConfig) -> list[str]:
     """The table's rows, in order: the baselines, best-of-N at equal budget, the learned rows, the transfer rows."""
-    rows = [*config.evaluation.baselines, EQUAL_BUDGET, LEARNED_QUERY, LEARNED_TASK]
+    rows = [*config.evaluation.baselines, EQUAL_BUDGET, LEARNED_QUERY]
+    if config.query.verify_rows:
+        rows.append(VERIFIED_QUERY)
+    rows.append(LEARNED_TASK)
     if config.transfer:
         rows.append(TRANSFER_QUERY)
     for budget in config.task_transfer_budgets:

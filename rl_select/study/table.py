@@ -8,6 +8,7 @@ import numpy as np
 
 from rl_select.evaluation import PairedDelta, format_cost, stratified_bootstrap
 from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
+from rl_select.runs.dirs import RuleChoice
 from rl_select.scoring import LLMCost
 from rl_select.study.config import StudyConfig
 from rl_select.study.rows import (
@@ -15,6 +16,7 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_QUERY,
     small_best_of_n_row,
     transfer_task_row,
 )
@@ -34,6 +36,8 @@ ZERO_COST = ("zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek")
 def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     """LLM work each row spent *learning* on this task (choosing is in the evaluation reports)."""
     costs = {LEARNED_QUERY: study.query_cost(task).total, LEARNED_TASK: study.task_cost(task).total}
+    if study.config.query.verify_rows:
+        costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + study.verified_rule(task).cost
     if study.config.transfer:
         costs[TRANSFER_QUERY] = LLMCost()  # its rows come from the other tasks
     return costs
@@ -41,7 +45,8 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
 
 def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
-    return {LEARNED_QUERY, LEARNED_TASK, TRANSFER_QUERY, *(transfer_task_row(n) for n in config.task_transfer_budgets)}
+    budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
+    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, TRANSFER_QUERY, *budgets}
 
 
 @dataclass
@@ -79,12 +84,15 @@ class TaskTable:
     best_baseline: str
     best_zero_cost: str | None
     deltas: dict[str, PairedDelta] = field(default_factory=dict)
+    verified_rule: RuleChoice | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON form: the rows, the counts, the best rows and each delta at the top level."""
-        best = {"best_baseline": self.best_baseline}
+        """JSON form: the rows, the counts, the best rows, the dev-verified rule and each delta at the top level."""
+        best: dict[str, object] = {"best_baseline": self.best_baseline}
         if self.best_zero_cost is not None:
             best["best_zero_cost"] = self.best_zero_cost
+        if self.verified_rule is not None:
+            best["verified_rule"] = self.verified_rule.to_dict()
         return {
             "rows": {name: row.to_dict() for name, row in self.rows.items()},
             "test_rows": self.test_rows,
@@ -141,6 +149,8 @@ def comparisons(config: StudyConfig, best_baseline: str, best_zero_cost: str | N
     """Every paired difference of a task: the fixed ones, against its best rows, and the transfer budgets."""
     pairs = dict(DELTAS)
     pairs["delta_vs_best_baseline"] = (LEARNED_QUERY, best_baseline)
+    if config.query.verify_rows:
+        pairs["verified_vs_best_baseline"] = (VERIFIED_QUERY, best_baseline)
     if best_zero_cost is not None:
         pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best_zero_cost)
     for n in config.task_transfer_budgets:
@@ -172,6 +182,7 @@ def task_table(study: Study, task: str) -> TaskTable:
         equal_budget_sets=study.equal_budget_sets(task),
         best_baseline=best_baseline,
         best_zero_cost=best_zero_cost,
+        verified_rule=study.verified_rule(task) if study.config.query.verify_rows else None,
     )
     for key, (method, baseline) in comparisons(study.config, best_baseline, best_zero_cost).items():
         if method in reports and baseline in reports:
@@ -199,6 +210,7 @@ def average_table(study: Study, per_task: dict[str, TaskTable]) -> AverageTable:
     reports = {task: {r.name: r for r in study.reports(task)} for task in per_task}
     single = {
         "delta_vs_best_single_baseline": (LEARNED_QUERY, best_single),
+        "verified_vs_best_single_baseline": (VERIFIED_QUERY, best_single),
         "transfer_vs_best_single_zero_cost": (TRANSFER_QUERY, best_single_zero_cost),
     }
     own = {task: comparisons(study.config, t.best_baseline, t.best_zero_cost) for task, t in per_task.items()}
@@ -273,6 +285,16 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
         f"− each task's best zero-cost baseline: **{_delta(average, 'transfer_vs_best_baseline')}**, − kNN: "
         f"**{_delta(average, 'transfer_vs_knn')}** (calibrated).\n"
     )
+    if config.query.verify_rows:
+        lines.append(
+            f"- learned query mode, dev-verified − the best single baseline ({average.best_single_baseline}): "
+            f"**{_delta(average, 'verified_vs_best_single_baseline')}**; − each task's best baseline: "
+            f"**{_delta(average, 'verified_vs_best_baseline')}**. Dev-verified: after training, the policy and every "
+            f"rule it can reproduce (a proposer's own top k, zero-shot) are scored on {config.query.verify_rows} dev "
+            "rows (all where fewer) and the best is kept; its dev choice per task: "
+            + ", ".join(f"{t} {_rule(table.tasks[t])}" for t in tasks)
+            + "."
+        )
     for n in config.task_transfer_budgets:
         lines.append(
             f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
@@ -295,8 +317,19 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
             f"transfer − the best zero-cost baseline here ({part.best_zero_cost or '–'}): "
             f"{_delta(part, 'transfer_vs_best_baseline')}; transfer − kNN: {_delta(part, 'transfer_vs_knn')}.\n"
         )
+        if part.verified_rule is not None:
+            dev = ", ".join(f"{r} {100 * a:.1f}" for r, a in part.verified_rule.dev_accuracy.items())
+            lines.append(
+                f"Dev-verified: dev chose **{part.verified_rule.rule}** (calibrated accuracy on "
+                f"{part.verified_rule.dev_rows} dev rows: {dev}); − the best baseline here: "
+                f"{_delta(part, 'verified_vs_best_baseline')}.\n"
+            )
     lines.append("\n" + provenance_markdown(record))
     return "\n".join(lines)
+
+
+def _rule(part: TaskTable) -> str:
+    return part.verified_rule.rule if part.verified_rule is not None else "–"
 
 
 def _costs(row: TableRow) -> list[str]:
@@ -311,17 +344,20 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
         return part.deltas[key].mean if key in part.deltas else None
 
     lines = ["Targets (calibrated, on the tasks finished so far):"]
-    per_task = {t: mean(table.tasks[t], "delta_vs_best_baseline") for t in tasks}
-    below = [f"{t} {d:+.1f}" for t, d in per_task.items() if d is not None and d < -1]
-    verdict = "met" if not below else "missed on " + ", ".join(below)
-    lines.append(f"- learned query mode ≥ each task's best baseline − 1: {verdict}")
-    single = average.deltas.get("delta_vs_best_single_baseline")
-    if single:
-        met = single.mean >= 3 and single.ci95[0] > 0
-        lines.append(
-            f"- average ≥ the best single baseline + 3, interval above 0: {'met' if met else 'missed'} "
-            f"({_delta(average, 'delta_vs_best_single_baseline')})"
-        )
+    for row, prefix in ((LEARNED_QUERY, "delta"), (VERIFIED_QUERY, "verified")):
+        per_task = {t: mean(table.tasks[t], f"{prefix}_vs_best_baseline") for t in tasks}
+        if all(d is None for d in per_task.values()):
+            continue
+        below = [f"{t} {d:+.1f}" for t, d in per_task.items() if d is not None and d < -1]
+        verdict = "met" if not below else "missed on " + ", ".join(below)
+        lines.append(f"- {row} ≥ each task's best baseline − 1: {verdict}")
+        single = average.deltas.get(f"{prefix}_vs_best_single_baseline")
+        if single:
+            met = single.mean >= 3 and single.ci95[0] > 0
+            lines.append(
+                f"- {row}, average ≥ the best single baseline + 3, interval above 0: {'met' if met else 'missed'} "
+                f"({_delta(average, f'{prefix}_vs_best_single_baseline')})"
+            )
     transfer = {t: mean(table.tasks[t], "transfer_vs_best_baseline") for t in tasks}
     if any(v is not None for v in transfer.values()):
         within = sum(1 for v in transfer.values() if v is not None and v >= -1)

@@ -12,6 +12,7 @@ from typing import Protocol
 from rl_select.evaluation import SelectorReport
 from rl_select.resources import Resources
 from rl_select.runs.config import TrainConfig
+from rl_select.runs.dirs import RuleChoice
 from rl_select.study.config import StudyConfig
 from rl_select.study.state import LearnerCost
 from rl_select.tasks import Task
@@ -34,6 +35,9 @@ class StudyView(Protocol):
 
     def task_cost(self, name: str) -> LearnerCost:
         """The task-mode learner's LLM cost (``.total``)."""
+
+    def verified_rule(self, name: str) -> RuleChoice:
+        """The rule dev chose for the task's query-mode policy."""
 
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget."""

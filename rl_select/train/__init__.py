@@ -13,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rl_select.errors import Interrupted, WorkerLost
+from rl_select.evaluation.verify import verify_rules
 from rl_select.reproducibility import pin_determinism
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
-from rl_select.runs.dirs import create_run_dir, policy_files, resumed_config, write_trained_on
+from rl_select.runs.dirs import create_run_dir, policy_files, read_rule_choice, resumed_config, write_trained_on
 from rl_select.runs.setup import RunSetup, build_setup, load_tasks
 from rl_select.scoring import LLMCost
 from rl_select.train.cost import add_learning_cost, read_learning_cost
@@ -63,6 +64,9 @@ def train(
             write_trained_on(run_dir, setup.tasks)
         if not evaluate:
             return None
+        if config.evaluation.verify_rows and config.env.mode == "query":
+            resources = setup.resources[tasks[0].name]
+            verify_rules(run_dir, resources, rows=config.evaluation.verify_rows, progress=progress)
         result = final_evaluation(setup, learning_cost(setup), progress)
     except (KeyboardInterrupt, WorkerLost) as stopped:
         cause = f"{stopped}: " if isinstance(stopped, WorkerLost) else ""
@@ -91,11 +95,17 @@ def _spent(setup: RunSetup) -> LLMCost:
 
 
 def learning_cost(setup: RunSetup) -> LLMCost:
-    """What training spent.
+    """What training spent, and the verification of its rules on dev (if any).
 
     For offline learners: the cost stored with every episode they learned from (exact, however often collection
     was interrupted). Otherwise: what the training processes counted (``learning_cost.json``).
     """
+    verified = read_rule_choice(setup.run_dir)
+    return training_cost(setup) + (verified.cost if verified is not None else LLMCost())
+
+
+def training_cost(setup: RunSetup) -> LLMCost:
+    """What training itself spent (see :func:`learning_cost`)."""
     config = setup.config
     if config.algo in ("cql", "fqi"):
         if config.algo == "fqi":

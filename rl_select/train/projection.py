@@ -21,6 +21,7 @@ from rl_select.budget import (
     task_level,
     zero_shot_features,
 )
+from rl_select.rules import available_rules
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.scoring import LLMCost
@@ -62,6 +63,13 @@ def project_training(
     ``profiles``: the token profile of every task by name.
     """
     learning = learning_work(config, tasks, profiles)
+    if config.evaluation.verify_rows and config.env.mode == "query":  # every rule on the first task's dev rows
+        proposers = None if config.env.proposers is None else config.env.proposers.counts()
+        prompts = len(available_rules(proposers, config.env.stop)) * min(
+            config.evaluation.verify_rows, len(tasks[0].dev)
+        )
+        verify = query_level(profiles[tasks[0].name], config.env.k, prompts)
+        learning.add(verify.queries, verify.tokens, verify.forwards)
     learned = PlannedPolicy(learned_row(config), config.env.mode == "query")
     selectors = [learned, *baseline_selectors(config, LLMCost(queries=round(learning.queries)))]
     evaluation = Step("final evaluation")

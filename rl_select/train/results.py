@@ -20,8 +20,9 @@ from rl_select.evaluation import (
     run_evaluation,
 )
 from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
+from rl_select.rules import POLICY_RULE
 from rl_select.runs.config import TrainConfig
-from rl_select.runs.dirs import read_trained_on
+from rl_select.runs.dirs import read_rule_choice, read_trained_on
 from rl_select.runs.policy import KnnComparison, PolicySelector, load_policy
 from rl_select.runs.setup import RunSetup
 from rl_select.scoring import LLMCost
@@ -65,9 +66,10 @@ def baseline_selectors(config: TrainConfig, learning_cost: LLMCost) -> list[Sele
     return selectors
 
 
-def learned_row(config: TrainConfig) -> str:
-    """The learned policy's name in the run's result tables."""
-    return f"{config.algo} ({config.env.mode} mode)"
+def learned_row(config: TrainConfig, rule: str = POLICY_RULE) -> str:
+    """The learned policy's name in the run's result tables (with the rule dev chose over it, if one did)."""
+    chosen = "" if rule == POLICY_RULE else f", dev chose {rule}"
+    return f"{config.algo} ({config.env.mode} mode{chosen})"
 
 
 def transfer_tasks(config: TrainConfig) -> list[Task]:
@@ -87,6 +89,8 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
     config = setup.config
     policy = load_policy(setup.run_dir)
     trained_on = read_trained_on(setup.run_dir)
+    verified = read_rule_choice(setup.run_dir)
+    rule = POLICY_RULE if verified is None else verified.rule
     seeds = list(range(config.evaluation.seeds))
     rows = config.evaluation.rows
     template = next(iter(setup.resources.values()))
@@ -95,7 +99,7 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
     for task in [*setup.tasks, *transfer]:
         resources = setup.resources.get(task.name) or template.for_task(task)  # transfer: same model and cache
         resources.progress = progress
-        learned = PolicySelector(policy, name=learned_row(config), trained_on=trained_on)
+        learned = PolicySelector(policy, name=learned_row(config, rule), trained_on=trained_on, rule=rule)
         selectors = [learned, *baseline_selectors(config, learning_cost)]
         key = evaluation_key(resources, k=config.env.k, split="test", n_rows=rows, seeds=seeds)
         log = EvaluationLog(setup.run_dir / "evaluation" / f"{task.name}.json", key, {})

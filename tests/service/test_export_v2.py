@@ -16,7 +16,7 @@ from tests.service.test_export import torch_selector
 
 def test_proposer_policy_exports_its_proposers_and_stop(proposer_policy):
     manifest = json.loads((proposer_policy[1] / fmt.MANIFEST).read_text())
-    assert manifest["format_version"] == 2 and manifest["stop_action"] is True
+    assert manifest["format_version"] == fmt.FORMAT_VERSION and manifest["stop_action"] is True
     assert manifest["proposers"]["bm25"] == 2 and len(manifest["task_proposals"]) >= 1
     assert manifest["layout"]["candidate"][-1] == STOP_COLUMN
     assert set(PROPOSER_COLUMNS) <= set(manifest["layout"]["candidate"])
@@ -63,10 +63,10 @@ def test_version_one_artifacts_still_load(query_policy, tmp_path):
     written["manifest_sha256"] = fmt.manifest_digest(written)
     (path / fmt.MANIFEST).write_text(json.dumps(written))
     assert [d.id for d in load_selector(path).select(parity_queries(1)[0], k=3)] == picks
-    written["format_version"] = 3
+    written["format_version"] = 4
     written["manifest_sha256"] = fmt.manifest_digest(written)
     (path / fmt.MANIFEST).write_text(json.dumps(written))
-    with pytest.raises(ArtifactError, match="reads versions 1, 2"):
+    with pytest.raises(ArtifactError, match="reads versions 1, 2, 3"):
         load_selector(path)
 
 

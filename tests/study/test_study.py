@@ -148,6 +148,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
             "features": {**FEATURES, "label_vote": True, "llm_features": False},
             "proposers": proposers,
             "stop": True,
+            "verify_rows": 3,
         },
         task={
             "num_candidates": 4,
@@ -183,8 +184,18 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert sst["rows"]["learned task mode"]["cost_to_choose_per_seed"]["queries"] == 2 * 2
     assert sst["rows"]["task policy, other tasks (N=1)"]["cost_to_choose_per_seed"]["queries"] == 0
     assert sst["rows"]["learned query mode, other tasks"]["cost_to_choose_per_seed"]["queries"] == 0
+    # dev-verified: the policy or a rule it can reproduce, whichever was best on 3 dev rows (learning cost)
+    verified = sst["verified_rule"]
+    assert set(verified["dev_accuracy"]) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
+    assert verified["dev_accuracy"][verified["rule"]] == max(verified["dev_accuracy"].values())
+    learned_cost = sst["rows"]["learned query mode"]["cost_to_learn"]["queries"]
+    assert sst["rows"]["learned query mode, dev-verified"]["cost_to_learn"]["queries"] == (
+        learned_cost + verified["cost"]["queries"]
+    )
+    assert "verified_vs_best_baseline" in sst and "verified_vs_best_single_baseline" in average
     text = (root / "results.md").read_text()
     assert "Targets (calibrated" in text and "best single baseline" in text
+    assert f"Dev-verified: dev chose **{verified['rule']}**" in text
     curve = json.loads((root / "curve" / "tiny_sst.json").read_text())
     assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
     assert all("delta_vs_knn" in point for point in curve["points"].values())

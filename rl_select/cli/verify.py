@@ -1,0 +1,57 @@
+"""``rl-select verify``: a trained query-mode policy against the rules it can reproduce, on dev."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rl_select.cli.common import (
+    DataDirOption,
+    VerboseOption,
+    announce_budget,
+    err_console,
+    print_table,
+    progress_bars,
+    results_and_next,
+    setup_logging,
+)
+from rl_select.rules import VERIFY_ROWS
+
+
+def verify_command(
+    run_dir: Path = typer.Argument(..., help="A finished query-mode training run."),
+    task: str | None = typer.Option(None, "--task", help="Task whose dev rows decide (default: the run's first)."),
+    data_dir: str | None = DataDirOption,
+    rows: int = typer.Option(VERIFY_ROWS, "--rows", min=1, help="Dev rows every rule is scored on (all where fewer)."),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Keep a query-mode policy, or a rule it can reproduce, whichever is best on dev.
+
+    The rules: one proposer's own top k (kNN, BM25, best-of-N's prompt), or zero-shot. The choice is stored with
+    the run; evaluate, export and the service follow it.
+    """
+    setup_logging(verbose)
+    from rl_select.evaluation.verify import rules_to_verify, verify_run, verify_task  # deferred: loads torch
+
+    rules = rules_to_verify(run_dir)  # a task-mode run fails here, before the model loads
+    loaded = verify_task(run_dir, task, data_dir)
+    err_console.print(f"verifying {run_dir} on {loaded.name}: {', '.join(rules)}", highlight=False)
+    with progress_bars() as progress:
+        choice = verify_run(
+            run_dir,
+            loaded,
+            rows=rows,
+            progress=progress,
+            on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=False),
+        )
+    rows_shown = [
+        [rule, f"{100 * accuracy:.1f}", "kept" if rule == choice.rule else ""]
+        for rule, accuracy in choice.dev_accuracy.items()
+    ]
+    print_table(f"{loaded.name}: {choice.dev_rows} dev rows, calibrated", ["rule", "dev accuracy", ""], rows_shown)
+    results_and_next(
+        f"{run_dir / 'policy' / 'rule.json'} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
+        f"rl-select evaluate --task {loaded.name} --policy {run_dir} --selector knn,bm25",
+        f"rl-select export {run_dir} --out policies/{run_dir.name}",
+    )

@@ -1,0 +1,154 @@
+"""Rules a query-mode policy can follow instead of its Q-function: chosen on dev, stored, exported, served."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from rl_select import load_selector
+from rl_select.errors import ArtifactError, ConfigError
+from rl_select.export import manifest as fmt
+from rl_select.observation import PROPOSER_COLUMNS, STOP_COLUMN
+from rl_select.resources import Resources
+from rl_select.rules import available_rules, check_rule, rule_action, rule_scores
+from rl_select.runs.dirs import read_rule_choice
+from rl_select.runs.policy import PolicySelector
+from rl_select.scoring import load_language_model
+from rl_select.tasks import load_task
+from rl_select.tasks.task import Example
+from tests.helpers import assert_ends_with_results_and_next, run_cli
+from tests.service.conftest import parity_queries
+
+COLUMNS = ("length", *PROPOSER_COLUMNS, STOP_COLUMN)
+
+
+def observation(offered: dict[str, list[int]], m: int = 6) -> np.ndarray:
+    """Candidate rows (plus the stop row) where each proposer offered the listed candidates, best first."""
+    rows = np.zeros((m + 1, len(COLUMNS)), np.float32)
+    for name in ("embedding", "bm25", "balanced", "task"):
+        rows[:m, COLUMNS.index(f"rank_{name}")] = 1.0
+        for rank, candidate in enumerate(offered.get(name, [])):
+            rows[candidate, COLUMNS.index(f"from_{name}")] = 1.0
+            rows[candidate, COLUMNS.index(f"rank_{name}")] = rank / len(offered[name])
+    rows[m, -1] = 1.0
+    return rows
+
+
+def episode(rows: np.ndarray, rule: str, order: str = "append", k: int = 4) -> list[int]:
+    mask, picks = np.ones(len(rows), bool), []
+    for _ in range(k):
+        action = rule_action(rows, mask, COLUMNS, rule, order)
+        if action == len(rows) - 1:
+            break
+        picks.append(action)
+        mask[action] = False
+    return picks
+
+
+def test_a_ranked_proposer_is_followed_best_last_and_stops_when_its_list_is_used_up():
+    rows = observation({"bm25": [3, 1, 5], "embedding": [0, 2, 4, 1]})
+    assert episode(rows, "bm25") == [5, 1, 3]  # appended: its best (3) ends right before the query
+    assert episode(rows, "embedding") == [1, 4, 2, 0]
+    assert episode(rows, "bm25", order="prepend") == [3, 1, 5]  # prepended: best first, so it ends last too
+
+
+def test_the_task_proposer_keeps_its_prompt_order_and_zero_shot_stops_at_once():
+    rows = observation({"task": [4, 0, 2]})
+    assert episode(rows, "task") == [4, 0, 2]
+    assert episode(rows, "task", order="prepend") == [2, 0, 4]
+    assert episode(rows, "zero-shot") == []
+    assert rule_scores(rows, COLUMNS, "zero-shot", "append").argmax() == 6
+
+
+def test_rules_a_policy_cannot_follow_are_refused():
+    assert available_rules({"embedding": 4, "bm25": 0, "task": 2}, stop=True) == [
+        "policy",
+        "zero-shot",
+        "embedding",
+        "task",
+    ]
+    assert available_rules(None, stop=False) == ["policy"]
+    with pytest.raises(ConfigError, match="'bm25' is not available"):
+        check_rule("bm25", {"embedding": 4}, stop=True)
+    with pytest.raises(ConfigError, match="'zero-shot' is not available"):
+        check_rule("zero-shot", {"embedding": 4}, stop=False)
+    with pytest.raises(ConfigError, match="needs the 'bm25' proposer's columns"):
+        rule_scores(np.zeros((3, 2), np.float32), ("a", "b"), "bm25", "append")
+
+
+@pytest.fixture
+def verified_run(proposer_policy, tmp_path):
+    """A copy of the proposer policy's run (verifying writes into it; the session's run stays as it is)."""
+    return shutil.copytree(proposer_policy[0], tmp_path / "run")
+
+
+def selector_with(run_dir, big_data, tiny_model_dir, **options):
+    task = load_task("gen_sst", big_data)
+    lm = load_language_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    return PolicySelector.from_run(run_dir, **options).build(Resources(task, lm=lm)), task
+
+
+def test_a_rule_in_the_env_takes_exactly_its_proposers_top_k(verified_run, big_data, tiny_model_dir):
+    selector, task = selector_with(verified_run, big_data, tiny_model_dir, rule="bm25")
+    env = selector._env
+    for i, text in enumerate(parity_queries(10)):
+        query = Example(split="query", id=i, text=text, label="positive")
+        picks = selector.select(task, query, 3, np.random.default_rng(0))
+        episode = env.episode
+        columns = {name: i for i, name in enumerate(PROPOSER_COLUMNS)}
+        offered = np.flatnonzero(episode.proposer_features[:, columns["from_bm25"]])
+        by_rank = sorted(offered, key=lambda c: episode.proposer_features[c, columns["rank_bm25"]])
+        assert len(by_rank) == 2  # the run's bm25 proposer offers 2: the rule stops after them
+        assert picks == [int(episode.candidates[c]) for c in by_rank][::-1]  # its best last
+    zero_shot, _ = selector_with(verified_run, big_data, tiny_model_dir, rule="zero-shot")
+    assert zero_shot.select(task, Example(split="query", id=0, text="fine", label="positive"), 3, None) == []
+
+
+def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
+    verified_run, big_data, tiny_model_dir, tmp_path, capsys
+):
+    code, out, err = run_cli(["verify", str(verified_run), "--data-dir", str(big_data), "--rows", "6"], capsys)
+    assert code == 0, err
+    assert "about to spend ≈" in err and "rule" in out
+    assert_ends_with_results_and_next(err, verified_run / "policy" / "rule.json")
+    choice = read_rule_choice(verified_run)
+    assert set(choice.dev_accuracy) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
+    assert choice.dev_accuracy[choice.rule] == max(choice.dev_accuracy.values()) and choice.dev_rows == 6
+    assert choice.cost.queries > 0 and choice.task == "gen_sst"
+    first = next(r for r, a in choice.dev_accuracy.items() if a == max(choice.dev_accuracy.values()))
+    assert choice.rule == first  # ties go to the earliest: the policy itself first
+
+    # verified again on as many rows: the stored choice, no LLM calls
+    code, _, err = run_cli(["verify", str(verified_run), "--data-dir", str(big_data), "--rows", "6"], capsys)
+    assert code == 0 and "about to spend" not in err
+
+    # forced to a rule whose picks differ from the policy's, evaluation, export and the runtime all follow it
+    (verified_run / "policy" / "rule.json").write_text(json.dumps({**choice.to_dict(), "rule": "bm25"}))
+    from rl_select.export.exporter import export_policy
+
+    manifest = export_policy(verified_run, tmp_path / "exported")
+    assert manifest.rule == "bm25" and manifest.format_version == 3
+    torch_side, task = selector_with(verified_run, big_data, tiny_model_dir)
+    assert torch_side.rule == "bm25"
+    exported = load_selector(tmp_path / "exported")
+    assert exported.info().rule == "bm25"
+    for i, text in enumerate(parity_queries(10)):
+        expected = torch_side.select(task, Example(split="query", id=i, text=text, label="positive"), 3, None)
+        assert [d.id for d in exported.select(text, k=3)] == expected
+
+
+def test_bad_rules_in_run_dirs_and_manifests_are_one_line_errors(verified_run, proposer_policy, tmp_path, capsys):
+    (verified_run / "policy" / "rule.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"rule\.json is damaged"):
+        read_rule_choice(verified_run)
+    path = shutil.copytree(proposer_policy[1], tmp_path / "policy")
+    manifest = json.loads((path / fmt.MANIFEST).read_text())
+    assert manifest.get("rule", "policy") == "policy"  # exported before any verification: the policy
+    manifest["rule"] = "no-such-rule"
+    manifest["manifest_sha256"] = fmt.manifest_digest(manifest)
+    (path / fmt.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="'no-such-rule' is not available"):
+        load_selector(path)
+    code, _, err = run_cli(["verify", str(tmp_path / "nowhere")], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error:")
