@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rl_select.budget import Projection, Throughput, TokenProfile, measure_throughput, query_level
+from rl_select.envs import EnvConfig
 from rl_select.errors import ConfigError
 from rl_select.evaluation.core import ProgressFactory, evaluate_selector
 from rl_select.resources import Resources
@@ -47,12 +48,9 @@ def verify_rules(
         return stored
     base = PolicySelector.from_run(run_dir, rule="policy")
     env = base.policy.config.env
-    if env.mode != "query":
-        raise ConfigError(f"{run_dir} holds a task-mode policy; rules are verified for query-mode policies")
-    proposers = None if env.proposers is None else env.proposers.counts()
     before = resources.scorer.cost()
     accuracy: dict[str, float] = {}
-    for rule in available_rules(proposers, env.stop):
+    for rule in verifiable_rules(env, str(run_dir)):
         selector = PolicySelector(base.policy, name=f"rule {rule}", trained_on=base.trained_on, rule=rule)
         report = evaluate_selector(selector, resources, k=env.k, seeds=[0], n_rows=rows, split="dev", progress=progress)
         accuracy[rule] = round(float(report.calibrated[0]), 6)
@@ -64,10 +62,19 @@ def verify_rules(
 
 def rules_to_verify(run_dir: str | Path) -> list[str]:
     """The rules the policy of ``run_dir`` can follow (what :func:`verify_rules` scores); task mode is refused."""
-    env = read_run_config(Path(run_dir)).env
+    return verifiable_rules(read_run_config(Path(run_dir)).env, str(run_dir))
+
+
+def verifiable_rules(env: EnvConfig, what: str) -> list[str]:
+    """The rules a policy trained in ``env`` can follow; a one-line error where there is nothing to verify."""
     if env.mode != "query":
-        raise ConfigError(f"{run_dir} holds a task-mode policy; rules are verified for query-mode policies")
-    return available_rules(None if env.proposers is None else env.proposers.counts(), env.stop)
+        raise ConfigError(f"{what} is a task-mode policy; rules are verified for query-mode policies")
+    rules = available_rules(None if env.proposers is None else env.proposers.counts(), env.stop)
+    if len(rules) == 1:
+        raise ConfigError(
+            f"{what} has no proposers and no stop action (env.proposers, env.stop): no rule to compare it with"
+        )
+    return rules
 
 
 def verify_task(run_dir: str | Path, task: str | None = None, data_dir: str | None = None) -> Task:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rl_select.errors import Interrupted, WorkerLost
-from rl_select.evaluation.verify import verify_rules
+from rl_select.evaluation.verify import verifiable_rules, verify_rules
 from rl_select.reproducibility import pin_determinism
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
@@ -53,6 +53,8 @@ def train(
         if not evaluate and policy_files(run_dir, config.algo).is_file():
             return None
     pin_determinism(config.deterministic)
+    if config.evaluation.verify_rows:
+        verifiable_rules(config.env, "with evaluation.verify_rows, the policy")  # before anything is trained
     tasks = load_tasks(config)  # validates tasks and MDP settings before anything is written
     if not resume:
         create_run_dir(config, run_dir)
@@ -64,7 +66,7 @@ def train(
             write_trained_on(run_dir, setup.tasks)
         if not evaluate:
             return None
-        if config.evaluation.verify_rows and config.env.mode == "query":
+        if config.evaluation.verify_rows:
             resources = setup.resources[tasks[0].name]
             verify_rules(run_dir, resources, rows=config.evaluation.verify_rows, progress=progress)
         result = final_evaluation(setup, learning_cost(setup), progress)

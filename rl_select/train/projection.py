@@ -63,7 +63,7 @@ def project_training(
     ``profiles``: the token profile of every task by name.
     """
     learning = learning_work(config, tasks, profiles)
-    if config.evaluation.verify_rows and config.env.mode == "query":  # every rule on the first task's dev rows
+    if config.evaluation.verify_rows:  # every rule on the first task's dev rows
         proposers = None if config.env.proposers is None else config.env.proposers.counts()
         prompts = len(available_rules(proposers, config.env.stop)) * min(
             config.evaluation.verify_rows, len(tasks[0].dev)

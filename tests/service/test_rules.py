@@ -152,3 +152,14 @@ def test_bad_rules_in_run_dirs_and_manifests_are_one_line_errors(verified_run, p
         load_selector(path)
     code, _, err = run_cli(["verify", str(tmp_path / "nowhere")], capsys)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error:")
+
+
+def test_a_policy_with_nothing_to_compare_with_is_refused_before_any_work():
+    from rl_select.envs import EnvConfig
+    from rl_select.evaluation.verify import verifiable_rules
+
+    with pytest.raises(ConfigError, match="no rule to compare it with"):
+        verifiable_rules(EnvConfig(mode="query"), "run")
+    with pytest.raises(ConfigError, match="task-mode policy"):
+        verifiable_rules(EnvConfig(mode="task", stop=True), "run")
+    assert verifiable_rules(EnvConfig(mode="query", stop=True), "run") == ["policy", "zero-shot"]
