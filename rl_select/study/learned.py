@@ -36,7 +36,7 @@ from rl_select.resources import Resources
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.rules import POLICY_RULE
 from rl_select.runs.config import TrainConfig
-from rl_select.runs.dirs import RuleChoice
+from rl_select.runs.dirs import RuleChoice, read_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
@@ -251,6 +251,10 @@ class Study:
         """What dev chose for the task's query-mode policy: its Q-function or a rule (stored in its run)."""
         run = self.query_policy(name)
         return verify_rules(run, self.resources(name), rows=self.config.query.verify_rows, progress=self.progress)
+
+    def stored_rule(self, name: str) -> RuleChoice | None:
+        """The rule dev chose for the task's query-mode policy, if it was verified (no LLM calls)."""
+        return read_rule_choice(self.query_policy(name))
 
     def task_learner(self, name: str) -> Path:
         """Task-mode rows and fitted Q; returns the run directory."""

@@ -21,7 +21,6 @@ from rl_select.budget import (
     task_mode_choosing,
     zero_shot_features,
 )
-from rl_select.observation import PROPOSERS
 from rl_select.rules import available_rules
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.study.config import StudyConfig
@@ -63,7 +62,7 @@ def project_study(
             steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
         dev_rows = len(query.variants) * query.dev_rows
         if query.verify_rows:  # the chosen policy and every rule it can follow, on the same dev rows
-            rules = available_rules({n: proposers.get(n, 0) for n in PROPOSERS}, query.stop)
+            rules = available_rules(query.proposers, query.stop)
             dev_rows += len(rules) * min(query.verify_rows, len(loaded.dev))
         dev = query_level(profile, k, dev_rows)
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)

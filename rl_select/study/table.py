@@ -36,8 +36,9 @@ ZERO_COST = ("zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek")
 def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     """LLM work each row spent *learning* on this task (choosing is in the evaluation reports)."""
     costs = {LEARNED_QUERY: study.query_cost(task).total, LEARNED_TASK: study.task_cost(task).total}
-    if study.config.query.verify_rows:
-        costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + study.verified_rule(task).cost
+    verified = study.stored_rule(task) if study.config.query.verify_rows else None
+    if verified is not None:
+        costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + verified.cost
     if study.config.transfer:
         costs[TRANSFER_QUERY] = LLMCost()  # its rows come from the other tasks
     return costs
@@ -182,7 +183,7 @@ def task_table(study: Study, task: str) -> TaskTable:
         equal_budget_sets=study.equal_budget_sets(task),
         best_baseline=best_baseline,
         best_zero_cost=best_zero_cost,
-        verified_rule=study.verified_rule(task) if study.config.query.verify_rows else None,
+        verified_rule=study.stored_rule(task) if study.config.query.verify_rows else None,
     )
     for key, (method, baseline) in comparisons(study.config, best_baseline, best_zero_cost).items():
         if method in reports and baseline in reports:

@@ -36,8 +36,8 @@ class StudyView(Protocol):
     def task_cost(self, name: str) -> LearnerCost:
         """The task-mode learner's LLM cost (``.total``)."""
 
-    def verified_rule(self, name: str) -> RuleChoice:
-        """The rule dev chose for the task's query-mode policy."""
+    def stored_rule(self, name: str) -> RuleChoice | None:
+        """The rule dev chose for the task's query-mode policy (None before it was verified)."""
 
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget."""
