@@ -29,8 +29,15 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
+RESULT_DIRS = ("experiments/results", "experiments/policies")
+"""Committed outputs: a command rewriting its own earlier results there does not make the source tree dirty."""
+
+
 def git_state(root: Path = SOURCE_ROOT) -> tuple[str | None, bool | None]:
-    """Commit of the source tree and whether it has uncommitted changes (``$RL_SELECT_COMMIT`` overrides)."""
+    """Commit of the source tree and whether it has uncommitted changes outside :data:`RESULT_DIRS`.
+
+    ``$RL_SELECT_COMMIT`` overrides both (the commit given, dirtiness unknown).
+    """
     if os.environ.get("RL_SELECT_COMMIT"):
         return os.environ["RL_SELECT_COMMIT"], None
     try:
@@ -38,7 +45,15 @@ def git_state(root: Path = SOURCE_ROOT) -> tuple[str | None, bool | None]:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *(f":(exclude){d}" for d in RESULT_DIRS),
+            ],
             cwd=root,
             capture_output=True,
             text=True,
