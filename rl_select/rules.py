@@ -4,7 +4,7 @@ A policy whose candidates come from named proposers (:mod:`rl_select.proposals`)
 alone would: take that proposer's top k (kNN with ``embedding``, BM25 with ``bm25``, best-of-N's prompt with
 ``task``), or, with the stop action, stop at once (zero-shot). Which of these beats the learned Q-function
 depends on the task and the LLM, so it is decided on dev rows after training, the way model selection picks a
-variant (:func:`rl_select.runs.rules.verify_rules`); the exported artifact carries the choice. Every rule reads
+variant (:func:`rl_select.evaluation.verify.verify_rules`); the exported artifact carries the choice. Every rule reads
 only the observation's proposer and stop columns, so the environment (training, evaluation) and the exported
 runtime (no torch) follow it with the same function.
 
