@@ -33,6 +33,7 @@ def verify_command(
     """
     setup_logging(verbose)
     from rl_select.evaluation.verify import rules_to_verify, verify_run, verify_task  # deferred: loads torch
+    from rl_select.runs.dirs import rule_path  # deferred: loads gymnasium
 
     rules = rules_to_verify(run_dir)  # a task-mode run fails here, before the model loads
     loaded = verify_task(run_dir, task, data_dir)
@@ -51,7 +52,7 @@ def verify_command(
     ]
     print_table(f"{loaded.name}: {choice.dev_rows} dev rows, calibrated", ["rule", "dev accuracy", ""], rows_shown)
     results_and_next(
-        f"{run_dir / 'policy' / 'rule.json'} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
+        f"{rule_path(run_dir)} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
         f"rl-select evaluate --task {loaded.name} --policy {run_dir} --selector knn,bm25",
         f"rl-select export {run_dir} --out policies/{run_dir.name}",
     )

@@ -20,7 +20,7 @@ from rl_select.envs import EnvConfig
 from rl_select.errors import ConfigError
 from rl_select.evaluation.core import ProgressFactory, evaluate_selector
 from rl_select.resources import Resources
-from rl_select.rules import VERIFY_ROWS, available_rules
+from rl_select.rules import POLICY_RULE, VERIFY_ROWS, available_rules
 from rl_select.runs.config import read_run_config
 from rl_select.runs.dirs import RuleChoice, read_rule_choice, write_rule_choice
 from rl_select.runs.policy import PolicySelector
@@ -46,7 +46,7 @@ def verify_rules(
     stored = read_rule_choice(run_dir)
     if stored is not None and stored.dev_rows == rows:
         return stored
-    base = PolicySelector.from_run(run_dir, rule="policy")
+    base = PolicySelector.from_run(run_dir, rule=POLICY_RULE)
     env = base.policy.config.env
     before = resources.scorer.cost()
     accuracy: dict[str, float] = {}
@@ -100,8 +100,8 @@ def verify_run(
     this machine's measured throughput before anything is scored.
     """
     run_dir = Path(run_dir)
-    rules = rules_to_verify(run_dir)
     config = read_run_config(run_dir)
+    rules = verifiable_rules(config.env, str(run_dir))
     resources = build_setup(config, run_dir, [task]).resources[task.name]
     if on_budget is not None and read_rule_choice(run_dir) is None:
         profile = TokenProfile.of(task, resources.lm.tokenizer)

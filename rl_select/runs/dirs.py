@@ -102,14 +102,19 @@ class RuleChoice:
         }
 
 
+def rule_path(run_dir: Path) -> Path:
+    """Where a run keeps its verified rule: ``policy/rule.json``."""
+    return Path(run_dir) / POLICY_DIR / RULE_FILE
+
+
 def write_rule_choice(run_dir: Path, choice: RuleChoice) -> None:
     """``policy/rule.json``: the rule the run's policy follows from now on (evaluation, export)."""
-    write_json(Path(run_dir) / POLICY_DIR / RULE_FILE, choice)
+    write_json(rule_path(run_dir), choice)
 
 
 def read_rule_choice(run_dir: Path) -> RuleChoice | None:
     """The run's verified rule (None before its policy was verified on dev)."""
-    path = Path(run_dir) / POLICY_DIR / RULE_FILE
+    path = rule_path(run_dir)
     if not path.is_file():
         return None
     try:

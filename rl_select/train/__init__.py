@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rl_select.errors import Interrupted, WorkerLost
-from rl_select.evaluation.verify import verifiable_rules, verify_rules
+from rl_select.evaluation.verify import verify_rules
 from rl_select.reproducibility import pin_determinism
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
@@ -23,6 +23,7 @@ from rl_select.scoring import LLMCost
 from rl_select.train.cost import add_learning_cost, read_learning_cost
 from rl_select.train.offline import train_cql, train_fqi
 from rl_select.train.online import train_sb3
+from rl_select.train.projection import rules_to_verify
 from rl_select.train.results import TrainResult, final_evaluation, read_results, write_results
 from rl_select.types import Overrides
 
@@ -54,7 +55,7 @@ def train(
             return None
     pin_determinism(config.deterministic)
     if config.evaluation.verify_rows:
-        verifiable_rules(config.env, "with evaluation.verify_rows, the policy")  # before anything is trained
+        rules_to_verify(config)  # a policy with nothing to be compared with fails before anything is trained
     tasks = load_tasks(config)  # validates tasks and MDP settings before anything is written
     if not resume:
         create_run_dir(config, run_dir)

@@ -21,7 +21,7 @@ from rl_select.budget import (
     task_level,
     zero_shot_features,
 )
-from rl_select.rules import available_rules
+from rl_select.evaluation.verify import verifiable_rules
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.scoring import LLMCost
@@ -55,6 +55,11 @@ def learning_work(config: TrainConfig, tasks: Sequence[Task], profiles: dict[str
     return learning
 
 
+def rules_to_verify(config: TrainConfig) -> list[str]:
+    """The rules ``evaluation.verify_rows`` scores on dev; a one-line error where the policy has none to follow."""
+    return verifiable_rules(config.env, "with evaluation.verify_rows, the policy")
+
+
 def project_training(
     config: TrainConfig, tasks: Sequence[Task], evaluated: Sequence[Task], profiles: dict[str, TokenProfile]
 ) -> Projection:
@@ -64,10 +69,7 @@ def project_training(
     """
     learning = learning_work(config, tasks, profiles)
     if config.evaluation.verify_rows:  # every rule on the first task's dev rows
-        proposers = None if config.env.proposers is None else config.env.proposers.counts()
-        prompts = len(available_rules(proposers, config.env.stop)) * min(
-            config.evaluation.verify_rows, len(tasks[0].dev)
-        )
+        prompts = len(rules_to_verify(config)) * min(config.evaluation.verify_rows, len(tasks[0].dev))
         verify = query_level(profiles[tasks[0].name], config.env.k, prompts)
         learning.add(verify.queries, verify.tokens, verify.forwards)
     learned = PlannedPolicy(learned_row(config), config.env.mode == "query")
@@ -81,4 +83,4 @@ def project_training(
     return Projection([learning, evaluation])
 
 
-__all__ = ["learning_work", "project_training"]
+__all__ = ["learning_work", "project_training", "rules_to_verify"]
