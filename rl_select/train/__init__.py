@@ -23,7 +23,7 @@ from rl_select.scoring import LLMCost
 from rl_select.train.cost import add_learning_cost, read_learning_cost
 from rl_select.train.offline import train_cql, train_fqi
 from rl_select.train.online import train_sb3
-from rl_select.train.projection import rules_to_verify
+from rl_select.train.projection import training_rules
 from rl_select.train.results import TrainResult, final_evaluation, read_results, write_results
 from rl_select.types import Overrides
 
@@ -55,7 +55,7 @@ def train(
             return None
     pin_determinism(config.deterministic)
     if config.evaluation.verify_rows:
-        rules_to_verify(config)  # a policy with nothing to be compared with fails before anything is trained
+        training_rules(config)  # a policy with nothing to be compared with fails before anything is trained
     tasks = load_tasks(config)  # validates tasks and MDP settings before anything is written
     if not resume:
         create_run_dir(config, run_dir)

@@ -55,7 +55,7 @@ def learning_work(config: TrainConfig, tasks: Sequence[Task], profiles: dict[str
     return learning
 
 
-def rules_to_verify(config: TrainConfig) -> list[str]:
+def training_rules(config: TrainConfig) -> list[str]:
     """The rules ``evaluation.verify_rows`` scores on dev; a one-line error where the policy has none to follow."""
     return verifiable_rules(config.env, "with evaluation.verify_rows, the policy")
 
@@ -69,7 +69,7 @@ def project_training(
     """
     learning = learning_work(config, tasks, profiles)
     if config.evaluation.verify_rows:  # every rule on the first task's dev rows
-        prompts = len(rules_to_verify(config)) * min(config.evaluation.verify_rows, len(tasks[0].dev))
+        prompts = len(training_rules(config)) * min(config.evaluation.verify_rows, len(tasks[0].dev))
         verify = query_level(profiles[tasks[0].name], config.env.k, prompts)
         learning.add(verify.queries, verify.tokens, verify.forwards)
     learned = PlannedPolicy(learned_row(config), config.env.mode == "query")
@@ -83,4 +83,4 @@ def project_training(
     return Projection([learning, evaluation])
 
 
-__all__ = ["learning_work", "project_training", "rules_to_verify"]
+__all__ = ["learning_work", "project_training", "training_rules"]
