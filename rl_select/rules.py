@@ -29,6 +29,14 @@ RULES = (POLICY_RULE, ZERO_SHOT_RULE, *PROPOSERS)
 """Every rule: the policy, zero-shot, and one per proposer (its own top k)."""
 VERIFY_ROWS = 200
 """Dev rows every rule is scored on by default when a policy is verified (all where the dev split is smaller)."""
+ACCURACY = "accuracy"
+"""Rules compared by the LLM's calibrated accuracy on the dev rows (LLM calls, counted as learning cost)."""
+LABELS = "labels"
+"""Rules compared by gold-label share: the mean share of each dev row's demonstrations that carry the row's gold
+label. No LLM calls, so it also checks a policy on a task it never trained on; it cannot judge zero-shot (no
+demonstrations) or the task-level proposer (LLM calls to build)."""
+MEASURES = (ACCURACY, LABELS)
+"""How rules are compared on dev."""
 IN_PROMPT_ORDER = ("task",)
 """Proposers whose list is already a prompt, kept in its order (the others' best goes last)."""
 
@@ -81,7 +89,10 @@ def rule_action(candidates: np.ndarray, mask: np.ndarray, columns: Sequence[str]
 
 
 __all__ = [
+    "ACCURACY",
     "IN_PROMPT_ORDER",
+    "LABELS",
+    "MEASURES",
     "POLICY_RULE",
     "RULES",
     "VERIFY_ROWS",

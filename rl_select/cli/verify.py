@@ -16,7 +16,7 @@ from rl_select.cli.common import (
     results_and_next,
     setup_logging,
 )
-from rl_select.rules import VERIFY_ROWS
+from rl_select.rules import ACCURACY, LABELS, VERIFY_ROWS
 
 
 def verify_command(
@@ -24,6 +24,12 @@ def verify_command(
     task: str | None = typer.Option(None, "--task", help="Task whose dev rows decide (default: the run's first)."),
     data_dir: str | None = DataDirOption,
     rows: int = typer.Option(VERIFY_ROWS, "--rows", min=1, help="Dev rows every rule is scored on (all where fewer)."),
+    by: str = typer.Option(
+        ACCURACY,
+        "--by",
+        help=f"How rules are compared: {ACCURACY} (the LLM scores each on dev) or {LABELS} (the share of their "
+        "demonstrations carrying the dev row's gold label: no LLM calls, for a task the policy never saw).",
+    ),
     verbose: bool = VerboseOption,
 ) -> None:
     """Keep a query-mode policy, or a rule it can reproduce, whichever is best on dev.
@@ -35,22 +41,23 @@ def verify_command(
     from rl_select.evaluation.verify import rules_to_verify, verify_run, verify_task  # deferred: loads torch
     from rl_select.runs.dirs import rule_path  # deferred: loads gymnasium
 
-    rules = rules_to_verify(run_dir)  # a task-mode run fails here, before the model loads
+    rules = rules_to_verify(run_dir, by)  # a task-mode run or an unknown measure fails here, before the model loads
     loaded = verify_task(run_dir, task, data_dir)
-    err_console.print(f"verifying {run_dir} on {loaded.name}: {', '.join(rules)}", highlight=False)
+    err_console.print(f"verifying {run_dir} on {loaded.name} by {by}: {', '.join(rules)}", highlight=False)
     with progress_bars() as progress:
         choice = verify_run(
             run_dir,
             loaded,
             rows=rows,
+            by=by,
             progress=progress,
             on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=False),
         )
     rows_shown = [
-        [rule, f"{100 * accuracy:.1f}", "kept" if rule == choice.rule else ""]
-        for rule, accuracy in choice.dev_accuracy.items()
+        [rule, f"{100 * score:.1f}", "kept" if rule == choice.rule else ""] for rule, score in choice.dev_scores.items()
     ]
-    print_table(f"{loaded.name}: {choice.dev_rows} dev rows, calibrated", ["rule", "dev accuracy", ""], rows_shown)
+    header = "dev accuracy, calibrated" if by == ACCURACY else "gold-label share of demonstrations"
+    print_table(f"{loaded.name}: {choice.dev_rows} dev rows", ["rule", header, ""], rows_shown)
     results_and_next(
         f"{rule_path(run_dir)} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
         f"rl-select evaluate --task {loaded.name} --policy {run_dir} --selector knn,bm25",

@@ -7,6 +7,10 @@ training signal is weak. So after training, every rule is scored on the same dev
 policy itself on ties): the learner proposes, dev verifies. The choice is stored with the policy
 (``policy/rule.json``) and followed by evaluation, export, the runtime and the service; its LLM work is learning
 cost. Test rows are never read.
+
+Rules are compared by the LLM's accuracy on dev or, at no LLM cost, by the gold-label share of their
+demonstrations (:data:`~rl_select.rules.LABELS`): the check for a policy on a task it never trained on, where
+spending LLM calls would defeat the point of transferring it.
 """
 
 from __future__ import annotations
@@ -18,62 +22,106 @@ from pathlib import Path
 from rl_select.budget import Projection, Throughput, TokenProfile, measure_throughput, query_level
 from rl_select.envs import EnvConfig
 from rl_select.errors import ConfigError
-from rl_select.evaluation.core import ProgressFactory, evaluate_selector
+from rl_select.evaluation.core import ProgressFactory, evaluate_selector, evaluation_rows
 from rl_select.resources import Resources
-from rl_select.rules import POLICY_RULE, VERIFY_ROWS, available_rules
+from rl_select.rules import ACCURACY, LABELS, MEASURES, POLICY_RULE, VERIFY_ROWS, available_rules
 from rl_select.runs.config import read_run_config
 from rl_select.runs.dirs import RuleChoice, read_rule_choice, write_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.runs.setup import build_setup, load_tasks
+from rl_select.selectors.base import Selector
 from rl_select.tasks import Task
 
 
 def verify_rules(
-    run_dir: str | Path, resources: Resources, *, rows: int, progress: ProgressFactory | None = None
+    run_dir: str | Path,
+    resources: Resources,
+    *,
+    rows: int,
+    by: str = ACCURACY,
+    progress: ProgressFactory | None = None,
 ) -> RuleChoice:
     """Score the policy of ``run_dir`` and each rule it can follow on ``rows`` dev rows; keep and store the best.
 
-    Already verified on as many rows: the stored choice is returned without LLM calls.
+    Already verified on as many rows of the same task by the same measure: the stored choice is returned without
+    LLM calls.
 
     Args:
         run_dir: A finished query-mode training run.
         resources: The task's resources (its scorer does the scoring).
         rows: Dev rows (all where the split is smaller), the same for every rule.
+        by: :data:`~rl_select.rules.ACCURACY` (the LLM scores every rule) or :data:`~rl_select.rules.LABELS` (the
+            gold-label share of each rule's demonstrations: no LLM calls, and no task-level proposer).
         progress: Progress factory of the front end.
     """
     run_dir = Path(run_dir)
     rows = min(rows, len(resources.task.dev))
-    stored = read_rule_choice(run_dir)
-    if stored is not None and stored.dev_rows == rows:
+    stored = stored_choice(run_dir, resources.task, rows, by)
+    if stored is not None:
         return stored
     base = PolicySelector.from_run(run_dir, rule=POLICY_RULE)
     env = base.policy.config.env
     before = resources.scorer.cost()
-    accuracy: dict[str, float] = {}
-    for rule in verifiable_rules(env, str(run_dir)):
-        selector = PolicySelector(base.policy, name=f"rule {rule}", trained_on=base.trained_on, rule=rule)
+    scores: dict[str, float] = {}
+    for rule in verifiable_rules(env, str(run_dir), by):
+        selector = PolicySelector(
+            base.policy, name=f"rule {rule}", trained_on=base.trained_on, rule=rule, zero_cost=by == LABELS
+        )
+        if by == LABELS:
+            scores[rule] = round(gold_label_share(selector, resources, rows, env.k), 6)
+            continue
         report = evaluate_selector(selector, resources, k=env.k, seeds=[0], n_rows=rows, split="dev", progress=progress)
-        accuracy[rule] = round(float(report.calibrated[0]), 6)
-    best = max(accuracy, key=lambda rule: accuracy[rule])  # first best: the policy on ties
-    choice = RuleChoice(best, accuracy, rows, resources.scorer.cost() - before, task=resources.task.name)
+        scores[rule] = round(float(report.calibrated[0]), 6)
+    best = max(scores, key=lambda rule: scores[rule])  # first best: the policy on ties
+    cost = resources.scorer.cost() - before
+    choice = RuleChoice(best, scores, rows, cost, task=resources.task.name, measure=by)
     write_rule_choice(run_dir, choice)
     return choice
 
 
-def rules_to_verify(run_dir: str | Path) -> list[str]:
+def stored_choice(run_dir: Path, task: Task, rows: int, by: str) -> RuleChoice | None:
+    """The run's stored choice if it was made on ``rows`` dev rows of ``task`` by ``by`` (then nothing is redone)."""
+    stored = read_rule_choice(run_dir)
+    matches = stored is not None and (stored.dev_rows, stored.task, stored.measure) == (rows, task.name, by)
+    return stored if matches else None
+
+
+def gold_label_share(selector: Selector, resources: Resources, rows: int, k: int) -> float:
+    """The mean, over ``rows`` dev rows, of the share of the row's demonstrations that carry its gold label.
+
+    Only the selector's choices are read (no LLM calls); a row given no demonstrations counts 0. For a small LLM,
+    which leans on the labels it sees, prompts that show the query's own label more often tend to be answered
+    right more often: a zero-cost proxy of accuracy for comparing prompts of the same length.
+    """
+    task = resources.task
+    selector.build(resources)
+    shares = []
+    for row in evaluation_rows(resources, "dev", rows):
+        picks = selector.select(task, row, k, None)
+        shares.append(sum(task.train[i].label == row.label for i in picks) / len(picks) if picks else 0.0)
+    return float(sum(shares) / len(shares)) if shares else 0.0
+
+
+def rules_to_verify(run_dir: str | Path, by: str = ACCURACY) -> list[str]:
     """The rules the policy of ``run_dir`` can follow (what :func:`verify_rules` scores); task mode is refused."""
-    return verifiable_rules(read_run_config(Path(run_dir)).env, str(run_dir))
+    return verifiable_rules(read_run_config(Path(run_dir)).env, str(run_dir), by)
 
 
-def verifiable_rules(env: EnvConfig, what: str) -> list[str]:
-    """The rules a policy trained in ``env`` can follow; a one-line error where there is nothing to verify."""
+def verifiable_rules(env: EnvConfig, what: str, by: str = ACCURACY) -> list[str]:
+    """The rules a policy trained in ``env`` can follow and ``by`` can judge; a one-line error if none but itself."""
+    if by not in MEASURES:
+        raise ConfigError(f"unknown measure {by!r}; choose from {', '.join(MEASURES)}")
     if env.mode != "query":
         raise ConfigError(f"{what} is a task-mode policy; rules are verified for query-mode policies")
-    rules = available_rules(None if env.proposers is None else env.proposers.counts(), env.stop)
+    if by == LABELS and (env.features.llm_features or env.features.step_features):
+        raise ConfigError(f"{what} has features that need the LLM (env.features); compare its rules by {ACCURACY}")
+    proposers = env.proposers
+    if by == LABELS and proposers is not None:  # labels judge demonstrations built without LLM calls
+        proposers = proposers.without_task()
+    rules = available_rules(None if proposers is None else proposers.counts(), env.stop and by == ACCURACY)
     if len(rules) == 1:
-        raise ConfigError(
-            f"{what} has no proposers and no stop action (env.proposers, env.stop): no rule to compare it with"
-        )
+        lacking = "no proposers but task" if by == LABELS else "no proposers and no stop action"
+        raise ConfigError(f"{what} has {lacking} (env.proposers, env.stop): no rule to compare it with by {by}")
     return rules
 
 
@@ -89,6 +137,7 @@ def verify_run(
     task: Task,
     *,
     rows: int = VERIFY_ROWS,
+    by: str = ACCURACY,
     progress: ProgressFactory | None = None,
     on_budget: Callable[[Projection, Throughput], None] | None = None,
 ) -> RuleChoice:
@@ -97,17 +146,18 @@ def verify_run(
     Its scoring settings and reward cache are the run's, so prompts it already scored cost nothing.
 
     ``on_budget`` is told the projected LLM work (every rule on the dev rows, one query-level prompt each) and
-    this machine's measured throughput before anything is scored.
+    this machine's measured throughput before anything is scored (by accuracy; by labels nothing is scored).
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    rules = verifiable_rules(config.env, str(run_dir))
+    rules = verifiable_rules(config.env, str(run_dir), by)
     resources = build_setup(config, run_dir, [task]).resources[task.name]
-    if on_budget is not None and read_rule_choice(run_dir) is None:
+    rows_used = min(rows, len(task.dev))
+    if on_budget is not None and by == ACCURACY and stored_choice(run_dir, task, rows_used, by) is None:
         profile = TokenProfile.of(task, resources.lm.tokenizer)
-        work = query_level(profile, config.env.k, len(rules) * min(rows, len(task.dev)))
+        work = query_level(profile, config.env.k, len(rules) * rows_used)
         on_budget(Projection([replace(work, name="rules on dev")]), measure_throughput(resources.lm))
-    return verify_rules(run_dir, resources, rows=rows, progress=progress)
+    return verify_rules(run_dir, resources, rows=rows, by=by, progress=progress)
 
 
-__all__ = ["VERIFY_ROWS", "rules_to_verify", "verify_rules", "verify_run", "verify_task"]
+__all__ = ["VERIFY_ROWS", "gold_label_share", "rules_to_verify", "verify_rules", "verify_run", "verify_task"]

@@ -220,11 +220,14 @@ def export_policy(
             onnx = export_embedder_onnx(resources.embedder, out, [e.input_text for e in loaded.dev[:8]])
             if onnx is not None:
                 embedder = embedder.model_copy(update={"onnx": True, **asdict(onnx)})
-        if config.env.proposers is not None:
-            extra["proposers"] = config.env.proposers.to_dict()
-            extra["task_proposals"] = _task_proposals(resources, config)
-        verified = read_rule_choice(run_dir)
-        if verified is not None and config.env.mode == "query":
+        verified = read_rule_choice(run_dir) if config.env.mode == "query" else None
+        proposers = config.env.proposers
+        if proposers is not None and verified is not None and verified.zero_cost:
+            proposers = proposers.without_task()  # as its rule was judged: no LLM calls on the task
+        if proposers is not None:
+            extra["proposers"] = proposers.to_dict()
+            extra["task_proposals"] = _task_proposals(resources, proposers, config.env)
+        if verified is not None:
             extra["rule"] = verified.rule
         manifest = _manifest(run_dir, config, resources, loaded, layout, inputs, embedder, seed, extra)
         return fmt.write_manifest(out, manifest)
@@ -301,14 +304,13 @@ def _task_candidates(
     return sorted(int(i) for i in rng.choice(candidate_pool, size=config.env.num_candidates, replace=False))
 
 
-def _task_proposals(resources: Any, config: Any) -> list[int]:
+def _task_proposals(resources: Any, proposers: Any, env: Any) -> list[int]:
     """The task proposer's list on the exported pool (best-of-N on dev; none when the policy does not use it)."""
     from rl_select.envs import task_proposals  # deferred: loads gymnasium
 
-    proposers = config.env.proposers
     if not proposers.task:
         return []
-    return task_proposals(resources, proposers, config.env.k, config.env.data_seed).ids
+    return task_proposals(resources, proposers, env.k, env.data_seed).ids
 
 
 def _manifest(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rl_select.errors import ArtifactError, ConfigError
 from rl_select.provenance import provenance, write_json
-from rl_select.rules import RULES
+from rl_select.rules import ACCURACY, LABELS, MEASURES, RULES
 from rl_select.runs.config import TrainConfig, config_differences, read_run_config, write_run_config
 from rl_select.scoring import LLMCost
 from rl_select.tasks import Task
@@ -78,24 +78,34 @@ class RuleChoice:
     """The rule a query-mode policy follows (:mod:`rl_select.rules`), chosen on dev rows after training.
 
     Attributes:
-        rule: The chosen rule (the best calibrated dev accuracy; the policy itself on ties).
-        dev_accuracy: Every rule tried → its calibrated accuracy on the dev rows.
+        rule: The chosen rule (the best dev score; the policy itself on ties).
+        dev_scores: Every rule tried → its dev score under ``measure``.
         dev_rows: How many dev rows.
         cost: The LLM work of scoring them (learning cost: it is spent once, before any test row is seen).
         task: The task whose dev rows decided.
+        measure: How rules were compared (:data:`~rl_select.rules.MEASURES`): the LLM's calibrated accuracy, or
+            the gold-label share of their demonstrations (no LLM calls; the policy then leaves out the task-level
+            proposer, which costs LLM calls to build).
     """
 
     rule: str
-    dev_accuracy: dict[str, float]
+    dev_scores: dict[str, float]
     dev_rows: int
     cost: LLMCost
     task: str | None = None
+    measure: str = ACCURACY
+
+    @property
+    def zero_cost(self) -> bool:
+        """Whether the choice was made, and is followed, without LLM calls on the task."""
+        return self.measure == LABELS
 
     def to_dict(self) -> JsonObject:
         """JSON form."""
         return {
             "rule": self.rule,
-            "dev_accuracy": dict(self.dev_accuracy),
+            "measure": self.measure,
+            "dev_scores": dict(self.dev_scores),
             "dev_rows": self.dev_rows,
             "cost": self.cost.to_dict(),
             "task": self.task,
@@ -119,15 +129,19 @@ def read_rule_choice(run_dir: Path) -> RuleChoice | None:
         return None
     try:
         data = json.loads(path.read_text())
+        scores = data["dev_scores"] if "dev_scores" in data else data["dev_accuracy"]  # dev_accuracy: before labels
         choice = RuleChoice(
             rule=str(data["rule"]),
-            dev_accuracy={str(rule): float(value) for rule, value in data["dev_accuracy"].items()},
+            dev_scores={str(rule): float(value) for rule, value in scores.items()},
             dev_rows=int(data["dev_rows"]),
             cost=LLMCost.from_dict(data["cost"]),
             task=None if data.get("task") is None else str(data["task"]),
+            measure=str(data.get("measure", ACCURACY)),
         )
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise ArtifactError(f"{path} is damaged; delete it to verify the policy again") from None
+    if choice.measure not in MEASURES:
+        raise ArtifactError(f"{path} names an unknown measure {choice.measure!r}; delete it to verify the policy again")
     if choice.rule not in RULES:
         raise ArtifactError(f"{path} names an unknown rule {choice.rule!r}; delete it to verify the policy again")
     return choice

@@ -199,7 +199,8 @@ class PolicySelector(Selector):
         """Load from a run directory.
 
         Its ``trained_on.json`` says which pools it trained on; its ``rule.json`` (once verified on dev) which rule
-        it follows, unless ``rule`` is given.
+        it follows, unless ``rule`` is given (a rule chosen by labels is followed without the task-level proposer,
+        as it was judged).
         """
         run_dir = Path(run_dir)
         policy = load_policy(run_dir)
@@ -207,7 +208,7 @@ class PolicySelector(Selector):
         default = f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})"
         verified = read_rule_choice(run_dir)
         if verified is not None and "rule" not in options:  # the rule dev chose for it (rl-select verify)
-            options = {**options, "rule": verified.rule}
+            options = {"zero_cost": verified.zero_cost, **options, "rule": verified.rule}
         return cls(policy, name=name or default, trained_on=trained_on, **options)
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:

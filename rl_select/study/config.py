@@ -147,6 +147,13 @@ class StudyConfig(DataAndModel):
     transfer: bool = setting(
         True, help="The leave-one-task-out row: a query-mode policy fitted on the other tasks' rows."
     )
+    transfer_check_rows: int = setting(
+        0,
+        help="With transfer: + the transfer policy label-checked on this many of the task's dev rows (0: not): it, "
+        "or the embedding, BM25 or balanced rule, whichever prompts carry the dev row's gold label most often "
+        "(no LLM calls on the task).",
+        minimum=0,
+    )
     task_transfer_budgets: tuple[int, ...] = setting(
         (),
         help="For each N, a task-mode policy fitted on the other tasks proposing N prompts (verified on dev when "
@@ -164,6 +171,8 @@ class StudyConfig(DataAndModel):
         check_baselines(self.evaluation.baselines)
         if any(n < 1 for n in self.task_transfer_budgets) or (self.task_transfer_budgets and not self.transfer):
             raise ConfigError("task_transfer_budgets need transfer and positive budgets")
+        if self.transfer_check_rows and not self.transfer:
+            raise ConfigError("transfer_check_rows needs transfer (it checks the transfer policy)")
         curve = self.learning_curve
         if any(t not in self.tasks for t in curve.tasks) or any(n < 1 for n in curve.queries):
             raise ConfigError("learning_curve tasks must be the study's, with positive query counts")

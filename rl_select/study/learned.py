@@ -10,8 +10,9 @@ begins; the transfer rows come last:
    calibrated accuracy on ``dev_rows`` dev queries is kept. The rows and the dev comparison are its LLM cost.
 2. **task-mode learner**, per task: dense-row episodes of task-level prompts valued on a few dev rows; fitted Q;
    its prompt is the greedy episode over candidates from the half of the pool it never trained on.
-3. **transfer**, per task: the query-mode learner fitted on the *other* tasks' rows (no new LLM calls), and once
-   on every task's rows: the committed multi-task policy.
+3. **transfer**, per task: the query-mode learner fitted on the *other* tasks' rows (no new LLM calls), with
+   ``transfer_check_rows`` also label-checked on the task's dev rows (no LLM calls), and once on every task's
+   rows: the committed multi-task policy.
 4. **evaluation**, per task, on the same test rows and seeds for every row: zero-shot, random, kNN, best-of-N at
    its usual N and at the task-mode learner's budget, and the three learned selectors.
 5. **the table**: ``results.md``, ``summary.json`` (per task and averaged: calibrated and raw accuracy, LLM cost,
@@ -34,7 +35,7 @@ from rl_select.evaluation.verify import verify_rules
 from rl_select.provenance import provenance
 from rl_select.resources import Resources
 from rl_select.rollouts.episodes import EpisodeStore
-from rl_select.rules import POLICY_RULE
+from rl_select.rules import LABELS, POLICY_RULE
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import RuleChoice, read_rule_choice
 from rl_select.runs.policy import PolicySelector
@@ -43,6 +44,7 @@ from rl_select.scoring.model import shared_language_model
 from rl_select.study.config import StudyConfig
 from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
+    CHECKED_TRANSFER,
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
@@ -104,6 +106,8 @@ class Study:
                 for name in self.config.tasks:
                     others = [other for other in self.config.tasks if other != name]
                     self.transfer_policy(name, others)
+                    if self.config.transfer_check_rows:
+                        self.transfer_rule(name)
                     if self.config.task_transfer_budgets:
                         self.transfer_task_policy(name, others)
                 self.transfer_policy("all", list(self.config.tasks))
@@ -275,6 +279,15 @@ class Study:
         overrides = {**self.config.query.variants[variant], "data.dense_data": data}
         return self.fit(self.train_config(sources, "query", **overrides), self.root / "runs" / f"transfer-{name}")
 
+    def transfer_rule(self, name: str) -> RuleChoice:
+        """The transfer policy label-checked on the task's dev rows: it or a rule, by gold-label share (no LLM)."""
+        run = self.root / "runs" / f"transfer-{name}"
+        return verify_rules(run, self.resources(name), rows=self.config.transfer_check_rows, by=LABELS)
+
+    def stored_transfer_rule(self, name: str) -> RuleChoice | None:
+        """The rule the label check chose for the task's transfer policy, if it was checked."""
+        return read_rule_choice(self.root / "runs" / f"transfer-{name}")
+
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
         """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
         data = [str(self.root / "runs" / f"{source}-task" / "episodes") for source in sources]
@@ -310,7 +323,10 @@ class Study:
         ]
         if config.transfer and transfer:
             run = self.root / "runs" / f"transfer-{name}"
-            rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True))
+            rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True, rule=POLICY_RULE))
+            if config.transfer_check_rows:  # the rule the label check chose: no LLM calls on the task
+                checked = self.transfer_rule(name).rule
+                rows.append(PolicySelector.from_run(run, name=CHECKED_TRANSFER, rule=checked, zero_cost=True))
             for budget in config.task_transfer_budgets:
                 run = self.root / "runs" / f"transfer-task-{name}"
                 verify = {"proposals": budget, "verify_rows": config.evaluation.best_of_n_dev_rows}

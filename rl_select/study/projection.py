@@ -25,6 +25,7 @@ from rl_select.rules import available_rules
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.study.config import StudyConfig
 from rl_select.study.rows import (
+    CHECKED_TRANSFER,
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
@@ -103,6 +104,8 @@ def evaluation_work(
     ]
     if config.transfer:
         selectors.append(PlannedPolicy(TRANSFER_QUERY, query_level=True))
+        if config.transfer_check_rows:
+            selectors.append(PlannedPolicy(CHECKED_TRANSFER, query_level=True))
         for budget in config.task_transfer_budgets:
             name = transfer_task_row(budget)
             selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))

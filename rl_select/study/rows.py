@@ -10,6 +10,7 @@ LEARNED_QUERY = "learned query mode"
 VERIFIED_QUERY = "learned query mode, dev-verified"
 LEARNED_TASK = "learned task mode"
 TRANSFER_QUERY = "learned query mode, other tasks"
+CHECKED_TRANSFER = "learned query mode, other tasks, label-checked"
 EQUAL_BUDGET = "best-of-n (equal budget)"
 
 
@@ -31,6 +32,8 @@ def row_names(config: StudyConfig) -> list[str]:
     rows.append(LEARNED_TASK)
     if config.transfer:
         rows.append(TRANSFER_QUERY)
+    if config.transfer_check_rows:
+        rows.append(CHECKED_TRANSFER)
     for budget in config.task_transfer_budgets:
         rows += [transfer_task_row(budget), small_best_of_n_row(budget)]
     return rows

@@ -12,6 +12,7 @@ from rl_select.runs.dirs import RuleChoice
 from rl_select.scoring import LLMCost
 from rl_select.study.config import StudyConfig
 from rl_select.study.rows import (
+    CHECKED_TRANSFER,
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
@@ -41,13 +42,15 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
         costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + verified.cost
     if study.config.transfer:
         costs[TRANSFER_QUERY] = LLMCost()  # its rows come from the other tasks
+    if study.config.transfer_check_rows:
+        costs[CHECKED_TRANSFER] = LLMCost()  # and its check reads dev labels only
     return costs
 
 
 def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
     budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
-    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, TRANSFER_QUERY, *budgets}
+    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, TRANSFER_QUERY, CHECKED_TRANSFER, *budgets}
 
 
 @dataclass
@@ -86,14 +89,17 @@ class TaskTable:
     best_zero_cost: str | None
     deltas: dict[str, PairedDelta] = field(default_factory=dict)
     verified_rule: RuleChoice | None = None
+    transfer_rule: RuleChoice | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON form: the rows, the counts, the best rows, the dev-verified rule and each delta at the top level."""
+        """JSON form: the rows, the counts, the best rows, the rules dev chose and each delta at the top level."""
         best: dict[str, object] = {"best_baseline": self.best_baseline}
         if self.best_zero_cost is not None:
             best["best_zero_cost"] = self.best_zero_cost
         if self.verified_rule is not None:
             best["verified_rule"] = self.verified_rule.to_dict()
+        if self.transfer_rule is not None:
+            best["transfer_rule"] = self.transfer_rule.to_dict()
         return {
             "rows": {name: row.to_dict() for name, row in self.rows.items()},
             "test_rows": self.test_rows,
@@ -154,6 +160,8 @@ def comparisons(config: StudyConfig, best_baseline: str, best_zero_cost: str | N
         pairs["verified_vs_best_baseline"] = (VERIFIED_QUERY, best_baseline)
     if best_zero_cost is not None:
         pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best_zero_cost)
+        if config.transfer_check_rows:
+            pairs["checked_transfer_vs_best_baseline"] = (CHECKED_TRANSFER, best_zero_cost)
     for n in config.task_transfer_budgets:
         pairs[f"task_transfer_vs_best_of_n_{n}"] = (transfer_task_row(n), small_best_of_n_row(n))
     return pairs
@@ -184,6 +192,7 @@ def task_table(study: Study, task: str) -> TaskTable:
         best_baseline=best_baseline,
         best_zero_cost=best_zero_cost,
         verified_rule=study.stored_rule(task) if study.config.query.verify_rows else None,
+        transfer_rule=study.stored_transfer_rule(task) if study.config.transfer_check_rows else None,
     )
     for key, (method, baseline) in comparisons(study.config, best_baseline, best_zero_cost).items():
         if method in reports and baseline in reports:
@@ -213,6 +222,7 @@ def average_table(study: Study, per_task: dict[str, TaskTable]) -> AverageTable:
         "delta_vs_best_single_baseline": (LEARNED_QUERY, best_single),
         "verified_vs_best_single_baseline": (VERIFIED_QUERY, best_single),
         "transfer_vs_best_single_zero_cost": (TRANSFER_QUERY, best_single_zero_cost),
+        "checked_transfer_vs_best_single_zero_cost": (CHECKED_TRANSFER, best_single_zero_cost),
     }
     own = {task: comparisons(study.config, t.best_baseline, t.best_zero_cost) for task, t in per_task.items()}
     for key in {**comparisons(study.config, best_single, best_single_zero_cost), **single}:
@@ -286,6 +296,17 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
         f"− each task's best zero-cost baseline: **{_delta(average, 'transfer_vs_best_baseline')}**, − kNN: "
         f"**{_delta(average, 'transfer_vs_knn')}** (calibrated).\n"
     )
+    lines += average_notes(config, table, tasks)
+    lines += ["", *bars(table, tasks), ""]
+    for task in tasks:
+        lines += task_section(task, table.tasks[task], headers)
+    lines.append("\n" + provenance_markdown(record))
+    return "\n".join(lines)
+
+
+def average_notes(config: StudyConfig, table: StudyTable, tasks: list[str]) -> list[str]:
+    """The average section's notes under its table: the rows that follow a rule chosen on dev, the budgets."""
+    average, lines = table.average, []
     if config.query.verify_rows:
         lines.append(
             f"- learned query mode, dev-verified − the best single baseline ({average.best_single_baseline}): "
@@ -293,7 +314,18 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
             f"**{_delta(average, 'verified_vs_best_baseline')}**. Dev-verified: after training, the policy and every "
             f"rule it can reproduce (a proposer's own top k, zero-shot) are scored on {config.query.verify_rows} dev "
             "rows (all where fewer) and the best is kept; its dev choice per task: "
-            + ", ".join(f"{t} {_rule(table.tasks[t])}" for t in tasks)
+            + ", ".join(f"{t} {_rule(table.tasks[t].verified_rule)}" for t in tasks)
+            + "."
+        )
+    if config.transfer_check_rows:
+        lines.append(
+            f"- transfer, label-checked − each task's best zero-cost baseline: "
+            f"**{_delta(average, 'checked_transfer_vs_best_baseline')}**, − the best single zero-cost baseline "
+            f"({average.best_single_zero_cost}): **{_delta(average, 'checked_transfer_vs_best_single_zero_cost')}**. "
+            f"Label-checked: on {config.transfer_check_rows} dev rows of the task (all where fewer), the transfer "
+            "policy and the embedding, BM25 and balanced rules are compared by how often their demonstrations carry "
+            "the dev row's gold label (no LLM calls on the task) and the best is kept; its choice per task: "
+            + ", ".join(f"{t} {_rule(table.tasks[t].transfer_rule)}" for t in tasks)
             + "."
         )
     for n in config.task_transfer_budgets:
@@ -301,36 +333,46 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
             f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
             f"**{_delta(average, f'task_transfer_vs_best_of_n_{n}')}**"
         )
-    lines += ["", *bars(table, tasks), ""]
-    for task in tasks:
-        part = table.tasks[task]
-        lines.append(f"\n## {task} ({part.test_rows} test rows)\n")
-        rows = [
-            [name, f"{row.calibrated:.1f} ± {row.calibrated_sd:.1f}", f"{row.raw:.1f} ± {row.raw_sd:.1f}", *_costs(row)]
-            for name, row in part.rows.items()
-        ]
-        lines.append(markdown_table(headers, rows))
+    return lines
+
+
+def task_section(task: str, part: TaskTable, headers: list[str]) -> list[str]:
+    """One task's section: its table, its paired deltas and the rules dev chose for it."""
+    lines = [f"\n## {task} ({part.test_rows} test rows)\n"]
+    rows = [
+        [name, f"{row.calibrated:.1f} ± {row.calibrated_sd:.1f}", f"{row.raw:.1f} ± {row.raw_sd:.1f}", *_costs(row)]
+        for name, row in part.rows.items()
+    ]
+    lines.append(markdown_table(headers, rows))
+    lines.append(
+        f"\nlearned query mode − the best baseline here ({part.best_baseline}): "
+        f"{_delta(part, 'delta_vs_best_baseline')}; − kNN: {_delta(part, 'delta_vs_knn')} calibrated, "
+        f"{_delta(part, 'delta_vs_knn_raw')} raw; learned task mode − best-of-N at equal budget "
+        f"(N = {part.equal_budget_sets}): {_delta(part, 'delta_vs_best_of_n')} calibrated; "
+        f"transfer − the best zero-cost baseline here ({part.best_zero_cost or '–'}): "
+        f"{_delta(part, 'transfer_vs_best_baseline')}; transfer − kNN: {_delta(part, 'transfer_vs_knn')}.\n"
+    )
+    if part.verified_rule is not None:
         lines.append(
-            f"\nlearned query mode − the best baseline here ({part.best_baseline}): "
-            f"{_delta(part, 'delta_vs_best_baseline')}; − kNN: {_delta(part, 'delta_vs_knn')} calibrated, "
-            f"{_delta(part, 'delta_vs_knn_raw')} raw; learned task mode − best-of-N at equal budget "
-            f"(N = {part.equal_budget_sets}): {_delta(part, 'delta_vs_best_of_n')} calibrated; "
-            f"transfer − the best zero-cost baseline here ({part.best_zero_cost or '–'}): "
-            f"{_delta(part, 'transfer_vs_best_baseline')}; transfer − kNN: {_delta(part, 'transfer_vs_knn')}.\n"
+            f"Dev-verified: dev chose **{part.verified_rule.rule}** (calibrated accuracy on "
+            f"{part.verified_rule.dev_rows} dev rows: {_scores(part.verified_rule)}); − the best baseline here: "
+            f"{_delta(part, 'verified_vs_best_baseline')}.\n"
         )
-        if part.verified_rule is not None:
-            dev = ", ".join(f"{r} {100 * a:.1f}" for r, a in part.verified_rule.dev_accuracy.items())
-            lines.append(
-                f"Dev-verified: dev chose **{part.verified_rule.rule}** (calibrated accuracy on "
-                f"{part.verified_rule.dev_rows} dev rows: {dev}); − the best baseline here: "
-                f"{_delta(part, 'verified_vs_best_baseline')}.\n"
-            )
-    lines.append("\n" + provenance_markdown(record))
-    return "\n".join(lines)
+    if part.transfer_rule is not None:
+        lines.append(
+            f"Transfer, label-checked: dev chose **{part.transfer_rule.rule}** (gold-label share of the "
+            f"demonstrations on {part.transfer_rule.dev_rows} dev rows: {_scores(part.transfer_rule)}); − the "
+            f"best zero-cost baseline here: {_delta(part, 'checked_transfer_vs_best_baseline')}.\n"
+        )
+    return lines
 
 
-def _rule(part: TaskTable) -> str:
-    return part.verified_rule.rule if part.verified_rule is not None else "–"
+def _rule(choice: RuleChoice | None) -> str:
+    return choice.rule if choice is not None else "–"
+
+
+def _scores(choice: RuleChoice) -> str:
+    return ", ".join(f"{rule} {100 * score:.1f}" for rule, score in choice.dev_scores.items())
 
 
 def _costs(row: TableRow) -> list[str]:
@@ -359,13 +401,15 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
                 f"- {row}, average ≥ the best single baseline + 3, interval above 0: {'met' if met else 'missed'} "
                 f"({_delta(average, f'{prefix}_vs_best_single_baseline')})"
             )
-    transfer = {t: mean(table.tasks[t], "transfer_vs_best_baseline") for t in tasks}
-    if any(v is not None for v in transfer.values()):
+    for row, prefix in ((TRANSFER_QUERY, "transfer"), (CHECKED_TRANSFER, "checked_transfer")):
+        transfer = {t: mean(table.tasks[t], f"{prefix}_vs_best_baseline") for t in tasks}
+        if all(v is None for v in transfer.values()):
+            continue
         within = sum(1 for v in transfer.values() if v is not None and v >= -1)
-        avg = mean(average, "transfer_vs_best_baseline")
+        avg = mean(average, f"{prefix}_vs_best_baseline")
         lines.append(
-            f"- transfer ≥ the best zero-cost baseline − 1 on {within} of {len(tasks)} tasks (target: all but one), "
-            f"and on average {_delta(average, 'transfer_vs_best_baseline')} (target ≥ 0): "
+            f"- {row} ≥ the best zero-cost baseline − 1 on {within} of {len(tasks)} tasks (target: all but one), "
+            f"and on average {_delta(average, f'{prefix}_vs_best_baseline')} (target ≥ 0): "
             f"{'met' if within >= len(tasks) - 1 and avg is not None and avg >= 0 else 'missed'}"
         )
     task_mode = mean(average, "delta_vs_best_of_n")

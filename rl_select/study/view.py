@@ -39,6 +39,9 @@ class StudyView(Protocol):
     def stored_rule(self, name: str) -> RuleChoice | None:
         """The rule dev chose for the task's query-mode policy (None before it was verified)."""
 
+    def stored_transfer_rule(self, name: str) -> RuleChoice | None:
+        """The rule the label check chose for the task's transfer policy (None before it was checked)."""
+
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget."""
 

@@ -72,8 +72,8 @@ def test_training_verifies_the_policy_on_dev_before_the_test_comparison(tmp_path
     config = TrainConfig.from_dict(settings)
     result = train(config, tmp_path / "run", progress_bar=False)
     choice = read_rule_choice(tmp_path / "run")
-    assert list(choice.dev_accuracy) == ["policy", "zero-shot", "embedding", "bm25"] and choice.dev_rows == 4
-    assert choice.dev_accuracy[choice.rule] == max(choice.dev_accuracy.values())
+    assert list(choice.dev_scores) == ["policy", "zero-shot", "embedding", "bm25"] and choice.dev_rows == 4
+    assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values())
     learned = result.reports[0]
     expected = "ppo (query mode)" if choice.rule == "policy" else f"ppo (query mode, dev chose {choice.rule})"
     assert learned.name == expected

@@ -113,10 +113,10 @@ def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
     assert "about to spend ≈" in err and "rule" in out
     assert_ends_with_results_and_next(err, verified_run / "policy" / "rule.json")
     choice = read_rule_choice(verified_run)
-    assert set(choice.dev_accuracy) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
-    assert choice.dev_accuracy[choice.rule] == max(choice.dev_accuracy.values()) and choice.dev_rows == 6
+    assert set(choice.dev_scores) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
+    assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values()) and choice.dev_rows == 6
     assert choice.cost.queries > 0 and choice.task == "gen_sst"
-    first = next(r for r, a in choice.dev_accuracy.items() if a == max(choice.dev_accuracy.values()))
+    first = next(r for r, a in choice.dev_scores.items() if a == max(choice.dev_scores.values()))
     assert choice.rule == first  # ties go to the earliest: the policy itself first
 
     # verified again on as many rows: the stored choice, no LLM calls
@@ -163,3 +163,92 @@ def test_a_policy_with_nothing_to_compare_with_is_refused_before_any_work():
     with pytest.raises(ConfigError, match="task-mode policy"):
         verifiable_rules(EnvConfig(mode="task", stop=True), "run")
     assert verifiable_rules(EnvConfig(mode="query", stop=True), "run") == ["policy", "zero-shot"]
+    from rl_select.observation import FeatureConfig
+
+    free = FeatureConfig(llm_features=False)
+    with pytest.raises(ConfigError, match="no proposers but task"):  # labels judge neither zero-shot nor task
+        verifiable_rules(EnvConfig(mode="query", stop=True, features=free), "run", "labels")
+    with pytest.raises(ConfigError, match="features that need the LLM"):  # not free: compare by accuracy
+        verifiable_rules(EnvConfig.from_dict({"mode": "query", "proposers": {"bm25": 2}}), "run", "labels")
+    with pytest.raises(ConfigError, match="unknown measure 'vibes'"):
+        verifiable_rules(EnvConfig(mode="query", stop=True), "run", "vibes")
+
+
+@pytest.fixture(scope="module")
+def label_run(tmp_path_factory, big_data, tiny_model_dir):
+    """A query policy over proposers whose features need no LLM: what a label check can judge for free."""
+    from tests.service.conftest import train_and_export
+
+    proposers = {"embedding": 3, "bm25": 2, "balanced": 2, "task": 1, "task_sets": 3, "task_dev_rows": 4}
+    features = {"llm_features": False, "label_onehot": False, "label_vote": True, "projection_dim": 0}
+    env = {"query_source": "pool", "value": "probability", "stop": True, "proposers": proposers, "features": features}
+    run, _ = train_and_export(
+        tmp_path_factory, big_data, tiny_model_dir, "fqi", "query", steps=2, dense_episodes=6, fqi_epochs=3, env=env
+    )
+    return run
+
+
+class FixedPicks:
+    """A stand-in selector: for every row, two pool rows with its label and one with another (or nothing)."""
+
+    def __init__(self, task, empty=False):
+        self.by_label = {label: [i for i, e in enumerate(task.train) if e.label == label] for label in task.labels}
+        self.empty = empty
+
+    def build(self, resources):
+        return self
+
+    def select(self, task, query, k, rng):
+        other = next(label for label in task.labels if label != query.label)
+        return [] if self.empty else [*self.by_label[query.label][:2], self.by_label[other][0]]
+
+
+def test_gold_label_share_is_the_mean_share_of_demonstrations_with_the_rows_label(big_data, tiny_model_dir):
+    from rl_select.evaluation.verify import gold_label_share
+
+    task = load_task("gen_sst", big_data)
+    resources = Resources(task, lm=load_language_model(str(tiny_model_dir), device="cpu", dtype="float32"))
+    assert gold_label_share(FixedPicks(task), resources, 5, 3) == pytest.approx(2 / 3)
+    assert gold_label_share(FixedPicks(task, empty=True), resources, 5, 3) == 0.0  # zero-shot shows no label
+
+
+def test_a_label_check_chooses_without_llm_calls_and_is_followed_without_the_task_proposer(
+    label_run, big_data, tiny_model_dir, tmp_path, capsys
+):
+    from rl_select.export.exporter import export_policy
+
+    run = shutil.copytree(label_run, tmp_path / "run")
+    code, out, err = run_cli(["verify", str(run), "--data-dir", str(big_data), "--rows", "6", "--by", "labels"], capsys)
+    assert code == 0, err
+    assert "about to spend" not in err and "gold-label share" in out
+    choice = read_rule_choice(run)
+    assert choice.measure == "labels" and choice.zero_cost and choice.cost.queries == 0 and choice.dev_rows == 6
+    assert list(choice.dev_scores) == ["policy", "embedding", "bm25", "balanced"]  # no zero-shot, no task proposer
+    assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values())
+    assert all(0.0 <= share <= 1.0 for share in choice.dev_scores.values())
+
+    selector, task = selector_with(run, big_data, tiny_model_dir)
+    assert selector.zero_cost and selector.rule == choice.rule and selector._env.config.proposers.task == 0
+    manifest = export_policy(run, tmp_path / "exported")
+    assert manifest.rule == choice.rule and manifest.proposers["task"] == 0 and not manifest.task_proposals
+
+    # by accuracy afterwards: a different measure, so the rules are scored again (LLM calls), the task proposer in
+    code, _, err = run_cli(["verify", str(run), "--data-dir", str(big_data), "--rows", "6"], capsys)
+    assert code == 0 and "about to spend" in err and read_rule_choice(run).measure == "accuracy"
+
+
+def test_rule_files_from_before_measures_read_as_accuracy(verified_run):
+    legacy = {
+        "rule": "bm25",
+        "dev_accuracy": {"policy": 0.5, "bm25": 0.75},
+        "dev_rows": 4,
+        "cost": {"queries": 9, "tokens": 90},
+        "task": "t",
+    }
+    (verified_run / "policy" / "rule.json").write_text(json.dumps(legacy))
+    choice = read_rule_choice(verified_run)
+    assert (choice.rule, choice.measure, choice.dev_scores["bm25"]) == ("bm25", "accuracy", 0.75)
+    assert not choice.zero_cost
+    (verified_run / "policy" / "rule.json").write_text(json.dumps({**choice.to_dict(), "measure": "vibes"}))
+    with pytest.raises(ArtifactError, match="unknown measure 'vibes'"):
+        read_rule_choice(verified_run)

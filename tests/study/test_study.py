@@ -137,6 +137,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
             "baselines": ["zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek", "mdl", "cone", "best-of-n"],
         },
         task_transfer_budgets=[1, 2],
+        transfer_check_rows=3,
         learning_curve={"tasks": ["tiny_sst"], "queries": [2, 4]},
         query={
             "num_candidates": 5,
@@ -186,16 +187,25 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert sst["rows"]["learned query mode, other tasks"]["cost_to_choose_per_seed"]["queries"] == 0
     # dev-verified: the policy or a rule it can reproduce, whichever was best on 3 dev rows (learning cost)
     verified = sst["verified_rule"]
-    assert set(verified["dev_accuracy"]) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
-    assert verified["dev_accuracy"][verified["rule"]] == max(verified["dev_accuracy"].values())
+    assert set(verified["dev_scores"]) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
+    assert verified["dev_scores"][verified["rule"]] == max(verified["dev_scores"].values())
     learned_cost = sst["rows"]["learned query mode"]["cost_to_learn"]["queries"]
     assert sst["rows"]["learned query mode, dev-verified"]["cost_to_learn"]["queries"] == (
         learned_cost + verified["cost"]["queries"]
     )
     assert "verified_vs_best_baseline" in sst and "verified_vs_best_single_baseline" in average
+    # label-checked transfer: the transfer policy or a zero-cost rule, by gold-label share on 3 dev rows, no LLM calls
+    checked = sst["transfer_rule"]
+    assert checked["measure"] == "labels" and checked["cost"]["queries"] == 0 and checked["task"] == "tiny_sst"
+    assert set(checked["dev_scores"]) == {"policy", "embedding", "bm25", "balanced"}
+    assert checked["dev_scores"][checked["rule"]] == max(checked["dev_scores"].values())
+    row = sst["rows"]["learned query mode, other tasks, label-checked"]
+    assert row["cost_to_learn"]["queries"] == 0 and row["cost_to_choose_per_seed"]["queries"] == 0
+    assert "checked_transfer_vs_best_baseline" in sst and "checked_transfer_vs_best_single_zero_cost" in average
     text = (root / "results.md").read_text()
     assert "Targets (calibrated" in text and "best single baseline" in text
     assert f"Dev-verified: dev chose **{verified['rule']}**" in text
+    assert f"Transfer, label-checked: dev chose **{checked['rule']}**" in text
     curve = json.loads((root / "curve" / "tiny_sst.json").read_text())
     assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
     assert all("delta_vs_knn" in point for point in curve["points"].values())
