@@ -80,10 +80,15 @@ def verify_rules(
 
 
 def stored_choice(run_dir: Path, task: Task, rows: int, by: str) -> RuleChoice | None:
-    """The run's stored choice if it was made on ``rows`` dev rows of ``task`` by ``by`` (then nothing is redone)."""
+    """The run's stored choice if it was made on ``rows`` dev rows of ``task`` by ``by`` (then nothing is redone).
+
+    A choice stored before choices named their task was made on the run's own task, as verification then was.
+    """
     stored = read_rule_choice(run_dir)
-    matches = stored is not None and (stored.dev_rows, stored.task, stored.measure) == (rows, task.name, by)
-    return stored if matches else None
+    if stored is None or (stored.dev_rows, stored.measure) != (rows, by):
+        return None
+    own_task = stored.task is None and task.name in read_run_config(run_dir).tasks
+    return stored if stored.task == task.name or own_task else None
 
 
 def gold_label_share(selector: Selector, resources: Resources, rows: int, k: int) -> float:

@@ -237,7 +237,7 @@ def test_a_label_check_chooses_without_llm_calls_and_is_followed_without_the_tas
     assert code == 0 and "about to spend" in err and read_rule_choice(run).measure == "accuracy"
 
 
-def test_rule_files_from_before_measures_read_as_accuracy(verified_run):
+def test_rule_files_from_before_measures_read_as_accuracy(verified_run, big_data, capsys):
     legacy = {
         "rule": "bm25",
         "dev_accuracy": {"policy": 0.5, "bm25": 0.75},
@@ -249,6 +249,11 @@ def test_rule_files_from_before_measures_read_as_accuracy(verified_run):
     choice = read_rule_choice(verified_run)
     assert (choice.rule, choice.measure, choice.dev_scores["bm25"]) == ("bm25", "accuracy", 0.75)
     assert not choice.zero_cost
+    # one stored before choices named their task was made on the run's own task: kept, no LLM calls
+    untasked = {**legacy, "task": None, "dev_rows": 6}
+    (verified_run / "policy" / "rule.json").write_text(json.dumps(untasked))
+    code, _, err = run_cli(["verify", str(verified_run), "--data-dir", str(big_data), "--rows", "6"], capsys)
+    assert code == 0 and "about to spend" not in err and read_rule_choice(verified_run).cost.tokens == 90
     (verified_run / "policy" / "rule.json").write_text(json.dumps({**choice.to_dict(), "measure": "vibes"}))
     with pytest.raises(ArtifactError, match="unknown measure 'vibes'"):
         read_rule_choice(verified_run)
