@@ -86,6 +86,28 @@ def test_your_own_task(shared_data, tmp_path, monkeypatch, capsys):
     assert "about to spend" in err and not (tmp_path / "runs/my-task").exists()  # --dry-run spends nothing
 
 
+@pytest.mark.real_model
+def test_a_task_the_policy_never_trained_on(shared_data, tmp_path, monkeypatch, capsys):
+    (_, task_json), _ = recipe("Your own task")
+    [(_, bash)] = recipe("A task the policy never trained on")
+    write_my_task(tmp_path / "my-task", task_json, shared_data)
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments")
+    monkeypatch.chdir(tmp_path)
+    copy, verify, evaluate = commands(bash, {})
+    assert copy[:2] == ["cp", "-r"]
+    shutil.copytree(copy[2], copy[3])  # cp -r, without a subprocess
+    code, out, err = run_cli(verify[1:], capsys)
+    assert code == 0, err
+    choice = json.loads((tmp_path / "runs/transfer/policy/rule.json").read_text())
+    assert choice["measure"] == "labels" and choice["cost"]["queries"] == 0 and choice["task"] == "my-task"
+    assert "about to spend" not in err and not (ROOT / "experiments/policies/transfer-query/policy/rule.json").exists()
+    code, out, err = run_cli(evaluate[1:], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "runs/evaluate/my-task-k4-knn+bm25+transfer.json").read_text())
+    policy_row = next(r for r in report["reports"] if r["selector"]["name"].startswith("fqi-query"))
+    assert policy_row["selector"].get("rule", "policy") == choice["rule"] and policy_row["selector"]["zero_cost"]
+
+
 def test_another_llm(shared_data, tiny_model_dir, tmp_path, monkeypatch, capsys):
     [(_, bash)] = recipe("Another LLM")
     monkeypatch.chdir(tmp_path)
