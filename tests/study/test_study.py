@@ -2,6 +2,8 @@
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,6 +16,18 @@ FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
 
 
 EVALUATION = {"rows": 6, "seeds": 2, "best_of_n_sets": 2, "best_of_n_dev_rows": 3}
+
+
+def label_check_agreement():
+    """experiments/label_check_agreement.py as a module (experiments/ is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "label_check_agreement.py"
+    spec = importlib.util.spec_from_file_location("label_check_agreement", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):
@@ -208,6 +222,24 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert f"Transfer, label-checked: dev chose **{checked['rule']}**" in text
     curve = json.loads((root / "curve" / "tiny_sst.json").read_text())
     assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
+
+    # experiments/label_check_agreement.py: the label check beside each task's accuracy choice, study untouched
+    rules_before = {
+        t: (root / "runs" / f"{t}-query-data" / "policy" / "rule.json").read_text() for t in ("tiny_sst", "tiny_trec")
+    }
+    agreement = label_check_agreement()
+    assert agreement.main([str(root), "--out", str(tmp_path / "agreement")]) == 0
+    found = json.loads((tmp_path / "agreement.json").read_text())
+    assert [t["task"] for t in found["tasks"]] == ["tiny_sst", "tiny_trec"]
+    for row in found["tasks"]:
+        assert set(row["gold_label_share"]) == {"policy", "embedding", "bm25", "balanced"}
+        assert row["by_labels"] == max(row["gold_label_share"], key=row["gold_label_share"].get)
+        assert row["agree"] == (row["by_accuracy"] == row["by_labels"])
+    assert found["agree"] == sum(row["agree"] for row in found["tasks"])
+    assert rules_before == {
+        t: (root / "runs" / f"{t}-query-data" / "policy" / "rule.json").read_text() for t in ("tiny_sst", "tiny_trec")
+    }
+    assert agreement.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert all("delta_vs_knn" in point for point in curve["points"].values())
 
 
