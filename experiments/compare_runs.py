@@ -1,9 +1,10 @@
 """How far apart are two runs of the same command? Row by row, query by query.
 
 Reads the ``results.json`` of two or more runs of one ``rl-select train`` or ``evaluate`` command (e.g. on two
-CPUs, or with and without ``--deterministic``) and writes, per selector and relative to the first run: accuracy
-(calibrated and raw), the test queries whose prompt differs, and those whose prediction differs. Writes
-``OUT.json`` and ``OUT.md``::
+CPUs, with and without ``--deterministic``, or two configs of one job) and writes, per selector and relative to
+the first run: accuracy (calibrated and raw), its paired difference with a 95% bootstrap interval (over test
+rows × seeds, where both runs scored the same rows), the test queries whose prompt differs, and those whose
+prediction differs. Writes ``OUT.json`` and ``OUT.md``::
 
     python experiments/compare_runs.py experiments/results/quickstart_cpu/results.json /tmp/qs-det/results.json \
         --out experiments/results/reproducibility/quickstart
@@ -17,6 +18,10 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from rl_select.evaluation import stratified_bootstrap
 
 
 @dataclass
@@ -32,6 +37,8 @@ class RowComparison:
     predictions_differing_calibrated: int
     predictions_differing_raw: int
     queries: int
+    delta_calibrated: float | None = None
+    delta_ci95: list[float] | None = None
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -50,6 +57,20 @@ def prompts(seed: dict[str, Any], queries: int) -> list[Any]:
     if seed.get("selections") is not None:
         return [tuple(s) for s in seed["selections"]]
     return [tuple(seed.get("selection") or ())] * queries
+
+
+def correct(report: dict[str, Any]) -> np.ndarray:
+    """``[seeds, rows]``: whether each test row was predicted right (calibrated) under each seed."""
+    gold = np.asarray(report["gold"])
+    return np.array([np.asarray(seed["predictions_calibrated"]) == gold for seed in report["seeds"]])
+
+
+def paired_delta(reference: dict[str, Any], other: dict[str, Any]) -> tuple[float | None, list[float] | None]:
+    """Calibrated accuracy of ``other`` − ``reference`` in points with its 95% interval (None unless same rows)."""
+    if "gold" not in reference or reference.get("gold") != other.get("gold"):
+        return None, None
+    delta = stratified_bootstrap([(correct(other), correct(reference))])
+    return round(delta.mean, 2), [round(bound, 2) for bound in delta.ci95]
 
 
 def differing(a: list[Any], b: list[Any]) -> int:
@@ -75,6 +96,7 @@ def compare(reference: dict[str, Any], other: dict[str, Any], run: str) -> list[
             counts["calibrated"] += differing(a["predictions_calibrated"], b["predictions_calibrated"])
             counts["raw"] += differing(a["predictions_raw"], b["predictions_raw"])
             counts["queries"] += n
+        delta, ci95 = paired_delta(ref, others[name])
         rows.append(
             RowComparison(
                 selector=name,
@@ -86,6 +108,8 @@ def compare(reference: dict[str, Any], other: dict[str, Any], run: str) -> list[
                 predictions_differing_calibrated=counts["calibrated"],
                 predictions_differing_raw=counts["raw"],
                 queries=counts["queries"],
+                delta_calibrated=delta,
+                delta_ci95=ci95,
             )
         )
     return rows
@@ -109,18 +133,24 @@ def markdown(runs: list[tuple[str, dict[str, Any]]], rows: list[RowComparison]) 
         lines.append(f"- run {i}: `{path}` — {describe(payload)}; `{payload['provenance'].get('command', '?')}`")
     lines += ["", "Counts are over test queries × seeds, against run 0.", ""]
     lines.append(
-        "| selector | run | calibrated (run 0) | calibrated | raw | prompts differing | "
+        "| selector | run | calibrated (run 0) | calibrated | raw | − run 0 (paired, 95%) | prompts differing | "
         "predictions differing (calibrated / raw) |"
     )
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for row in rows:
         lines.append(
             f"| {row.selector} | {row.run} | {row.reference_calibrated:.1f} | {row.accuracy_calibrated:.1f} | "
-            f"{row.accuracy_raw:.1f} | "
+            f"{row.accuracy_raw:.1f} | {_delta(row)} | "
             f"{row.prompts_differing} of {row.queries} | {row.predictions_differing_calibrated} / "
             f"{row.predictions_differing_raw} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _delta(row: RowComparison) -> str:
+    if row.delta_calibrated is None or row.delta_ci95 is None:
+        return "–"
+    return f"{row.delta_calibrated:+.1f} [{row.delta_ci95[0]:+.1f}, {row.delta_ci95[1]:+.1f}]"
 
 
 def main() -> None:

@@ -32,7 +32,21 @@ def test_counts_differing_prompts_and_predictions(tmp_path):
     rows = {r["selector"]: r for r in json.loads((tmp_path / "cmp.json").read_text())["rows"]}
     assert (rows["fqi"]["prompts_differing"], rows["fqi"]["predictions_differing_calibrated"]) == (1, 1)
     assert (rows["random"]["prompts_differing"], rows["random"]["queries"]) == (0, 3)
-    assert "| fqi | 1 | 50.0 | 50.0 | 50.0 | 1 of 3 | 1 / 1 |" in (tmp_path / "cmp.md").read_text()
+    assert "| fqi | 1 | 50.0 | 50.0 | 50.0 | – | 1 of 3 | 1 / 1 |" in (tmp_path / "cmp.md").read_text()  # no gold
+
+
+def test_a_paired_difference_where_both_runs_scored_the_same_rows(tmp_path):
+    a = results(tmp_path / "a.json", "AMD", [[1, 2]] * 4, ["x", "y", "x", "x"])
+    b = results(tmp_path / "b.json", "AMD", [[1, 2]] * 4, ["x", "x", "x", "x"])
+    for path in (a, b):
+        payload = json.loads(path.read_text())
+        payload["reports"][0]["gold"] = ["x", "x", "x", "y"]
+        path.write_text(json.dumps(payload))
+    done = run(str(a), str(b), "--out", str(tmp_path / "cmp"))
+    assert done.returncode == 0, done.stderr
+    fqi = next(r for r in json.loads((tmp_path / "cmp.json").read_text())["rows"] if r["selector"] == "fqi")
+    assert fqi["delta_calibrated"] == 25.0  # 3 of 4 right against 2 of 4
+    assert fqi["delta_ci95"][0] <= 25.0 <= fqi["delta_ci95"][1]
 
 
 def test_bad_input_is_one_line(tmp_path):
