@@ -124,9 +124,15 @@ def verifiable_rules(env: EnvConfig, what: str, by: str = ACCURACY) -> list[str]
     if by == LABELS and proposers is not None:  # labels judge demonstrations built without LLM calls
         proposers = proposers.without_task()
     rules = available_rules(None if proposers is None else proposers.counts(), env.stop and by == ACCURACY)
+    if len(rules) == 1 and by == LABELS:
+        raise ConfigError(
+            f"{what} has no proposer whose choices labels can judge (embedding, bm25, balanced in env.proposers): "
+            "no rule to compare it with by labels"
+        )
     if len(rules) == 1:
-        lacking = "no proposers but task" if by == LABELS else "no proposers and no stop action"
-        raise ConfigError(f"{what} has {lacking} (env.proposers, env.stop): no rule to compare it with by {by}")
+        raise ConfigError(
+            f"{what} has no proposers and no stop action (env.proposers, env.stop): no rule to compare it with"
+        )
     return rules
 
 

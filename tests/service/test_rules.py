@@ -166,7 +166,9 @@ def test_a_policy_with_nothing_to_compare_with_is_refused_before_any_work():
     from rl_select.observation import FeatureConfig
 
     free = FeatureConfig(llm_features=False)
-    with pytest.raises(ConfigError, match="no proposers but task"):  # labels judge neither zero-shot nor task
+    with pytest.raises(
+        ConfigError, match="no proposer whose choices labels can judge"
+    ):  # labels judge neither zero-shot nor task
         verifiable_rules(EnvConfig(mode="query", stop=True, features=free), "run", "labels")
     with pytest.raises(ConfigError, match="features that need the LLM"):  # not free: compare by accuracy
         verifiable_rules(EnvConfig.from_dict({"mode": "query", "proposers": {"bm25": 2}}), "run", "labels")
