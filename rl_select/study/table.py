@@ -42,8 +42,9 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
         costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + verified.cost
     if study.config.transfer:
         costs[TRANSFER_QUERY] = LLMCost()  # its rows come from the other tasks
-    if study.config.transfer_check_rows:
-        costs[CHECKED_TRANSFER] = LLMCost()  # and its check reads dev labels only
+    checked = study.stored_transfer_rule(task) if study.config.transfer_check_rows else None
+    if checked is not None:
+        costs[CHECKED_TRANSFER] = costs[TRANSFER_QUERY] + checked.cost  # the check reads dev labels: no LLM calls
     return costs
 
 
