@@ -66,10 +66,17 @@ def correct(report: dict[str, Any]) -> np.ndarray:
 
 
 def paired_delta(reference: dict[str, Any], other: dict[str, Any]) -> tuple[float | None, list[float] | None]:
-    """Calibrated accuracy of ``other`` − ``reference`` in points with its 95% interval (None unless same rows)."""
+    """Calibrated accuracy of ``other`` − ``reference`` in points with its 95% interval (None unless same rows).
+
+    Rows are paired; where both runs used the same seeds (one command run twice), so are the seeds: each row's
+    accuracy is averaged over its seeds before the rows are resampled, so identical runs differ by exactly 0.
+    """
     if "gold" not in reference or reference.get("gold") != other.get("gold"):
         return None, None
-    delta = stratified_bootstrap([(correct(other), correct(reference))])
+    a, b = correct(other), correct(reference)
+    if [s.get("seed") for s in other["seeds"]] == [s.get("seed") for s in reference["seeds"]]:
+        a, b = a.mean(axis=0, keepdims=True), b.mean(axis=0, keepdims=True)
+    delta = stratified_bootstrap([(a, b)])
     return round(delta.mean, 2), [round(bound, 2) for bound in delta.ci95]
 
 

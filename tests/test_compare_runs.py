@@ -57,3 +57,19 @@ def test_bad_input_is_one_line(tmp_path):
     for args in ([str(a)], *([str(a), str(tmp_path / name)] for name in bad)):
         done = run(*args, "--out", str(tmp_path / "cmp"))
         assert done.returncode != 0 and done.stderr.strip().startswith("error:") and "Traceback" not in done.stderr
+
+
+def test_runs_with_the_same_seeds_are_paired_by_seed_too(tmp_path):
+    paths = []
+    for name in ("a", "b"):  # the same two seeds, predictions differing between seeds but not between runs
+        path = results(tmp_path / f"{name}.json", "AMD", [[1, 2]] * 4, ["x", "y", "x", "x"])
+        payload = json.loads(path.read_text())
+        other_seed = {**payload["reports"][0]["seeds"][0], "seed": 1, "predictions_calibrated": ["y", "x", "y", "x"]}
+        payload["reports"][0]["seeds"].append(other_seed)
+        payload["reports"][0]["gold"] = ["x", "x", "x", "y"]
+        path.write_text(json.dumps(payload))
+        paths.append(str(path))
+    done = run(*paths, "--out", str(tmp_path / "cmp"))
+    assert done.returncode == 0, done.stderr
+    fqi = next(r for r in json.loads((tmp_path / "cmp.json").read_text())["rows"] if r["selector"] == "fqi")
+    assert fqi["delta_calibrated"] == 0.0 and fqi["delta_ci95"] == [0.0, 0.0]
