@@ -277,16 +277,20 @@ class Study:
         picked = [self.state.choice(source).index for source in sources]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
         overrides = {**self.config.query.variants[variant], "data.dense_data": data}
-        return self.fit(self.train_config(sources, "query", **overrides), self.root / "runs" / f"transfer-{name}")
+        return self.fit(self.train_config(sources, "query", **overrides), self.transfer_run(name))
 
     def transfer_rule(self, name: str) -> RuleChoice:
         """The transfer policy label-checked on the task's dev rows: it or a rule, by gold-label share (no LLM)."""
-        run = self.root / "runs" / f"transfer-{name}"
+        run = self.transfer_run(name)
         return verify_rules(run, self.resources(name), rows=self.config.transfer_check_rows, by=LABELS)
 
     def stored_transfer_rule(self, name: str) -> RuleChoice | None:
         """The rule the label check chose for the task's transfer policy, if it was checked."""
-        return read_rule_choice(self.root / "runs" / f"transfer-{name}")
+        return read_rule_choice(self.transfer_run(name))
+
+    def transfer_run(self, name: str) -> Path:
+        """The run directory of the query-mode policy fitted on every task but ``name`` (``all``: on every task)."""
+        return self.root / "runs" / f"transfer-{name}"
 
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
         """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
@@ -322,7 +326,7 @@ class Study:
             ),
         ]
         if config.transfer and transfer:
-            run = self.root / "runs" / f"transfer-{name}"
+            run = self.transfer_run(name)
             rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True, rule=POLICY_RULE))
             if config.transfer_check_rows:  # the rule the label check chose: no LLM calls on the task
                 checked = self.transfer_rule(name).rule
@@ -372,7 +376,7 @@ class Study:
 
     def export_transfer_policy(self, out: Path) -> Path:
         """Copy the all-task transfer policy (config and weights, no pool or data) to ``out``."""
-        source = self.root / "runs" / "transfer-all"
+        source = self.transfer_run("all")
         if out.exists():
             shutil.rmtree(out)
         (out / "policy").mkdir(parents=True)
