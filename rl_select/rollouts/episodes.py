@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rl_select.errors import ArtifactError
-from rl_select.observation import OBS_KEYS
+from rl_select.observation import OBS_KEYS, arrange_prompt
 from rl_select.scoring import LLMCost
 from rl_select.types import JsonObject
 
@@ -183,3 +183,28 @@ class EpisodeStore:
     def load(self, ids: Iterable[int] | None = None) -> list[dict[str, np.ndarray]]:
         """Stored episodes (all, or ``ids``), in id order."""
         return [self.read(i) for i in (self.ids() if ids is None else sorted(ids))]
+
+
+def best_scored_prompts(stores: Iterable[str | Path], task: str, k: int, order: str, count: int) -> list[list[int]]:
+    """The ``count`` best k-shot prompts a task-mode learner scored on ``task`` while collecting its dense rows.
+
+    An episode's action row at its last state (k − 1 picks) values every k-shot prompt those picks extend to, on
+    the episode's reward rows. Each episode offers its best one (prompts sharing k − 1 demonstrations would be
+    near copies); those are ranked by that value (ties: first episode first), duplicates dropped. Returns pool
+    ids in prompt order (``order``: the episodes' prompt order). Finding them costs no LLM calls.
+    """
+    scored: dict[tuple[int, ...], float] = {}
+    for store in stores:
+        for record in EpisodeStore(store).load():
+            if str(record["task"]) != task or len(record["actions"]) < k or "action_values" not in record:
+                continue
+            candidates = record["candidate_ids"]
+            row = record["action_values"][k - 1][: len(candidates)]
+            if not np.isfinite(row).any():
+                continue
+            slot = int(np.nanargmax(row))
+            picks = [int(a) for a in record["actions"][: k - 1]]
+            prompt = tuple(int(candidates[i]) for i in arrange_prompt([*picks, slot], order))
+            scored.setdefault(prompt, float(row[slot]))
+    ranked = sorted(scored, key=lambda prompt: -scored[prompt])  # stable: ties keep their first-seen order
+    return [list(prompt) for prompt in ranked[:count]]

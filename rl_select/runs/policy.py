@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from rl_select.errors import ArtifactError, ConfigError
 from rl_select.policies.cql import CQL
 from rl_select.policies.fqi import FQI
 from rl_select.resources import Resources
+from rl_select.rollouts.episodes import best_scored_prompts
 from rl_select.rules import POLICY_RULE, check_rule, rule_action
 from rl_select.runs.config import TrainConfig, read_run_config
 from rl_select.runs.dirs import policy_files, read_rule_choice, read_trained_on
@@ -161,6 +162,11 @@ class PolicySelector(Selector):
             scored on ``verify_rows`` seeded dev rows (as best-of-N scores its prompts), the best kept. 1: its one
             greedy prompt, no LLM calls.
         verify_rows: Dev rows each proposed prompt is scored on.
+        scored_prompts: Task mode, propose and verify, on a task the policy trained on: of the ``proposals``
+            prompts verified, this many are the best the learner scored on the task while learning
+            (:func:`~rl_select.rollouts.episodes.best_scored_prompts` over ``episodes``; no LLM calls to find them),
+            the rest its greedy proposals.
+        episodes: The learner's episode stores (``from_run``: its dense data).
         zero_cost: Query mode: leave the task-level proposer out (it costs LLM calls on a new task); its slots go
             to embedding neighbours.
         rule: Query mode: follow the Q-function (``policy``) or a rule it can reproduce (:mod:`rl_select.rules`):
@@ -177,6 +183,8 @@ class PolicySelector(Selector):
         *,
         proposals: int = 1,
         verify_rows: int = 64,
+        scored_prompts: int = 0,
+        episodes: Sequence[Path] = (),
         zero_cost: bool = False,
         rule: str = POLICY_RULE,
     ) -> None:
@@ -187,8 +195,13 @@ class PolicySelector(Selector):
         self.trained_on = trained_on or {}
         if proposals < 1 or verify_rows < 1:
             raise ConfigError("proposals and verify_rows must be positive")
+        if not 0 <= scored_prompts <= proposals or (scored_prompts and self.query_level):
+            raise ConfigError("scored_prompts is for task mode and at most proposals")
         self.proposals = proposals
         self.verify_rows = verify_rows
+        self.scored_prompts = scored_prompts
+        self.episodes = list(episodes)
+        self._scored: list[Selection] = []
         self.zero_cost = zero_cost
         self.rule = rule
         self.uses_llm = proposals > 1  # type: ignore[misc]
@@ -209,6 +222,9 @@ class PolicySelector(Selector):
         verified = read_rule_choice(run_dir)
         if verified is not None and "rule" not in options:  # the rule dev chose for it (rl-select verify)
             options = {"zero_cost": verified.zero_cost, **options, "rule": verified.rule}
+        if options.get("scored_prompts"):
+            dense = policy.config.data.dense_data
+            options = {"episodes": [Path(p) for p in dense] if dense else [run_dir / "episodes"], **options}
         return cls(policy, name=name or default, trained_on=trained_on, **options)
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
@@ -221,6 +237,8 @@ class PolicySelector(Selector):
         found = {"algo": self.policy.algo, "mode": env.mode, "num_candidates": env.num_candidates, "k": env.k}
         if self.proposals > 1:
             found.update(proposals=self.proposals, verify_rows=self.verify_rows)
+        if self.scored_prompts:
+            found["scored_prompts"] = self.scored_prompts
         if self.zero_cost:
             found["zero_cost"] = True
         if self.rule != POLICY_RULE:
@@ -243,6 +261,9 @@ class PolicySelector(Selector):
             proposers = None if env_config.proposers is None else env_config.proposers.counts()
             check_rule(self.rule, proposers if self.query_level else None, env_config.stop)
         self._env = DemoSelectionEnv(task, config=env_config, resources=resources, candidate_ids=candidates)
+        if self.scored_prompts and seen:  # elsewhere the learner scored nothing: every proposal is greedy
+            order = env_config.prompt_order
+            self._scored = best_scored_prompts(self.episodes, task.name, config.env.k, order, self.scored_prompts)
         return self
 
     def select(self, task: Task, query: Example | None, k: int, rng: np.random.Generator) -> Selection:
@@ -271,13 +292,19 @@ class PolicySelector(Selector):
         return lambda obs, mask: rule_action(obs["candidates"], mask, columns, rule, order)
 
     def _propose_and_verify(self, env: Any, rng: np.random.Generator) -> Selection:
-        """The best on dev of the policy's greedy prompts over ``proposals`` candidate draws (first best on ties)."""
+        """The best on dev of ``proposals`` prompts (first best on ties).
+
+        First the learner's best scored prompts (at the trained k), then its greedy prompts over candidate draws.
+        """
         resources = self.resources_for(env.task)
         dev = resources.dev_sample(self.verify_rows)
-        best: tuple[float, Selection] = (-np.inf, [])
-        for _ in range(self.proposals):
+        scored = self._scored if env.config.k == self.policy.config.env.k else []
+        prompts = list(scored)
+        for _ in range(self.proposals - len(scored)):
             draw = rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)
-            prompt = env.run_greedy(self.policy.choose, {"candidate_ids": draw})
+            prompts.append(env.run_greedy(self.policy.choose, {"candidate_ids": draw}))
+        best: tuple[float, Selection] = (-np.inf, [])
+        for prompt in prompts:
             value = resources.scorer.score([env.task.train[i] for i in prompt], dev).accuracy
             if value > best[0]:
                 best = (value, prompt)

@@ -99,9 +99,18 @@ class TaskLearner:
         minimum=0,
     )
     verify_rows: int = setting(64, help="Dev rows each proposed prompt is scored on.", minimum=1)
+    scored_prompts: int = setting(
+        0,
+        help="With proposals: a second task-mode row whose verified prompts begin with this many of the best the "
+        "learner scored while learning (each episode's best, on its reward rows; no new LLM calls), the rest "
+        "greedy proposals, so it verifies as many as the first; 0: no such row.",
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.scored_prompts > max(self.proposals, 1):
+            raise ConfigError("task.scored_prompts must be at most task.proposals")
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
+    SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_QUERY,
     baseline_selectors,
@@ -325,6 +326,16 @@ class Study:
                 verify_rows=task.verify_rows,
             ),
         ]
+        if task.scored_prompts:  # the same verification budget, its first prompts the learner's best scored ones
+            rows.append(
+                PolicySelector.from_run(
+                    self.root / "runs" / f"{name}-task",
+                    name=SCORED_TASK,
+                    proposals=max(task.proposals, 1),
+                    verify_rows=task.verify_rows,
+                    scored_prompts=task.scored_prompts,
+                )
+            )
         if config.transfer and transfer:
             run = self.transfer_run(name)
             rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True, rule=POLICY_RULE))

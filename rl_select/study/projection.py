@@ -29,6 +29,7 @@ from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
+    SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_QUERY,
     baseline_selectors,
@@ -102,6 +103,10 @@ def evaluation_work(
         *([PlannedPolicy(VERIFIED_QUERY, query_level=True)] if config.query.verify_rows else []),
         PlannedPolicy(LEARNED_TASK, query_level=False, proposals=proposals, verify_rows=config.task.verify_rows),
     ]
+    if config.task.scored_prompts:
+        selectors.append(
+            PlannedPolicy(SCORED_TASK, query_level=False, proposals=proposals, verify_rows=config.task.verify_rows)
+        )
     if config.transfer:
         selectors.append(PlannedPolicy(TRANSFER_QUERY, query_level=True))
         if config.transfer_check_rows:

@@ -9,6 +9,7 @@ from rl_select.study.config import StudyConfig
 LEARNED_QUERY = "learned query mode"
 VERIFIED_QUERY = "learned query mode, dev-verified"
 LEARNED_TASK = "learned task mode"
+SCORED_TASK = "learned task mode, with its scored prompts"
 TRANSFER_QUERY = "learned query mode, other tasks"
 CHECKED_TRANSFER = "learned query mode, other tasks, label-checked"
 EQUAL_BUDGET = "best-of-n (equal budget)"
@@ -30,6 +31,8 @@ def row_names(config: StudyConfig) -> list[str]:
     if config.query.verify_rows:
         rows.append(VERIFIED_QUERY)
     rows.append(LEARNED_TASK)
+    if config.task.scored_prompts:
+        rows.append(SCORED_TASK)
     if config.transfer:
         rows.append(TRANSFER_QUERY)
     if config.transfer_check_rows:

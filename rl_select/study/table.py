@@ -16,6 +16,7 @@ from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
+    SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_QUERY,
     small_best_of_n_row,
@@ -26,6 +27,7 @@ from rl_select.study.view import StudyView as Study
 DELTAS = {
     "delta_vs_knn": (LEARNED_QUERY, "knn"),
     "delta_vs_best_of_n": (LEARNED_TASK, EQUAL_BUDGET),
+    "scored_vs_best_of_n": (SCORED_TASK, EQUAL_BUDGET),
     "transfer_vs_knn": (TRANSFER_QUERY, "knn"),
 }
 """Paired differences with a fixed baseline: name → (method, baseline)."""
@@ -37,6 +39,8 @@ ZERO_COST = ("zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek")
 def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     """LLM work each row spent *learning* on this task (choosing is in the evaluation reports)."""
     costs = {LEARNED_QUERY: study.query_cost(task).total, LEARNED_TASK: study.task_cost(task).total}
+    if study.config.task.scored_prompts:
+        costs[SCORED_TASK] = costs[LEARNED_TASK]  # its scored prompts come from the same episodes
     verified = study.stored_rule(task) if study.config.query.verify_rows else None
     if verified is not None:
         costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + verified.cost
@@ -51,7 +55,7 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
 def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
     budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
-    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, TRANSFER_QUERY, CHECKED_TRANSFER, *budgets}
+    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, TRANSFER_QUERY, CHECKED_TRANSFER, *budgets}
 
 
 @dataclass
@@ -329,6 +333,14 @@ def average_notes(config: StudyConfig, table: StudyTable, tasks: list[str]) -> l
             + ", ".join(f"{t} {_rule(table.tasks[t].transfer_rule)}" for t in tasks)
             + "."
         )
+    if config.task.scored_prompts:
+        lines.append(
+            f"- learned task mode, with its scored prompts − best-of-N at equal budget: "
+            f"**{_delta(average, 'scored_vs_best_of_n')}**. The same {max(config.task.proposals, 1)} prompts "
+            f"verified on {config.task.verify_rows} dev rows, the first {config.task.scored_prompts} of them the "
+            "best the learner scored while learning (each episode's best, on its reward rows; no new LLM calls to "
+            "find them) instead of greedy proposals."
+        )
     for n in config.task_transfer_budgets:
         lines.append(
             f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
@@ -353,6 +365,11 @@ def task_section(task: str, part: TaskTable, headers: list[str]) -> list[str]:
         f"transfer − the best zero-cost baseline here ({part.best_zero_cost or '–'}): "
         f"{_delta(part, 'transfer_vs_best_baseline')}; transfer − kNN: {_delta(part, 'transfer_vs_knn')}.\n"
     )
+    if "scored_vs_best_of_n" in part.deltas:
+        lines.append(
+            f"Learned task mode with its scored prompts − best-of-N at equal budget: "
+            f"{_delta(part, 'scored_vs_best_of_n')}.\n"
+        )
     if part.verified_rule is not None:
         lines.append(
             f"Dev-verified: dev chose **{part.verified_rule.rule}** (calibrated accuracy on "
@@ -413,12 +430,13 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
             f"and on average {_delta(average, f'{prefix}_vs_best_baseline')} (target ≥ 0): "
             f"{'met' if within >= len(tasks) - 1 and avg is not None and avg >= 0 else 'missed'}"
         )
-    task_mode = mean(average, "delta_vs_best_of_n")
-    if task_mode is not None:
-        lines.append(
-            f"- learned task mode ≥ best-of-N at equal budget on average: {'met' if task_mode >= 0 else 'missed'} "
-            f"({_delta(average, 'delta_vs_best_of_n')})"
-        )
+    for row, key in ((LEARNED_TASK, "delta_vs_best_of_n"), (SCORED_TASK, "scored_vs_best_of_n")):
+        task_mode = mean(average, key)
+        if task_mode is not None:
+            lines.append(
+                f"- {row} ≥ best-of-N at equal budget on average: {'met' if task_mode >= 0 else 'missed'} "
+                f"({_delta(average, key)})"
+            )
     return lines
 
 
