@@ -174,6 +174,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
             "features": {**FEATURES, "llm_features": False},
             "proposals": 2,
             "verify_rows": 2,
+            "scored_prompts": 1,
         },
     )
     code, out, err = run_cli(["study", str(path)], capsys)
@@ -198,6 +199,11 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     # propose and verify: 2 prompts × 2 dev rows to choose, and the equal budget counts them
     assert sst["rows"]["learned task mode"]["cost_to_choose_per_seed"]["queries"] == 2 * 2
     assert sst["rows"]["task policy, other tasks (N=1)"]["cost_to_choose_per_seed"]["queries"] == 0
+    # with its scored prompts: the same verification budget, its learning cost the task learner's own
+    scored, task_row = sst["rows"]["learned task mode, with its scored prompts"], sst["rows"]["learned task mode"]
+    assert scored["cost_to_choose_per_seed"]["queries"] == 2 * 2
+    assert scored["cost_to_learn"] == task_row["cost_to_learn"]
+    assert "scored_vs_best_of_n" in sst and "scored_vs_best_of_n" in average
     assert sst["rows"]["learned query mode, other tasks"]["cost_to_choose_per_seed"]["queries"] == 0
     # dev-verified: the policy or a rule it can reproduce, whichever was best on 3 dev rows (learning cost)
     verified = sst["verified_rule"]
