@@ -24,7 +24,7 @@ from rl_select.errors import RLSelectError
 from rl_select.evaluation.verify import verify_run, verify_task
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.rules import LABELS
-from rl_select.runs.dirs import read_rule_choice
+from rl_select.runs.dirs import LEGACY_RULE_FILE, read_rule_choice
 from rl_select.study.config import StudyConfig
 from rl_select.study.state import StudyState
 
@@ -49,14 +49,14 @@ class Agreement:
 def check_task(root: Path, task: str, data_dir: str | None, scratch: Path) -> Agreement:
     """Label-check a copy of the task's chosen query-mode run; compare with its stored accuracy choice."""
     run = root / "runs" / StudyState(root).choice(task).chosen
-    stored = read_rule_choice(run)
+    stored = read_rule_choice(run, task)
     if stored is None:
         raise RLSelectError(f"{run} was not verified by accuracy; run the study with query.verify_rows")
     copy = scratch / run.name
     (copy / "policy").mkdir(parents=True)
     shutil.copy2(run / "config.json", copy / "config.json")
     for file in (run / "policy").iterdir():
-        if file.name != "rule.json":
+        if file.is_file() and file.name != LEGACY_RULE_FILE:  # the copy keeps no rule: it is checked afresh
             shutil.copy2(file, copy / "policy" / file.name)
     labels = verify_run(copy, verify_task(copy, task, data_dir), rows=stored.dev_rows, by=LABELS)
     shared = [rule for rule in labels.dev_scores if rule in stored.dev_scores]

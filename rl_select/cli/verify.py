@@ -35,7 +35,7 @@ def verify_command(
     """Keep a query-mode policy, or a rule it can reproduce, whichever is best on dev.
 
     The rules: one proposer's own top k (kNN, BM25, best-of-N's prompt), or zero-shot. The choice is stored with
-    the run; evaluate, export and the service follow it.
+    the run for this task; evaluate, export and the service follow it there.
     """
     setup_logging(verbose)
     from rl_select.evaluation.verify import rules_to_verify, verify_run, verify_task  # deferred: loads torch
@@ -59,7 +59,7 @@ def verify_command(
     header = "dev accuracy, calibrated" if by == ACCURACY else "gold-label share of demonstrations"
     print_table(f"{loaded.name}: {choice.dev_rows} dev rows", ["rule", header, ""], rows_shown)
     results_and_next(
-        f"{rule_path(run_dir)} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
+        f"{rule_path(run_dir, loaded.name)} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
         f"rl-select evaluate --task {loaded.name} --policy {run_dir} --selector knn,bm25",
         f"rl-select export {run_dir} --out policies/{run_dir.name}",
     )

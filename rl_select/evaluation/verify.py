@@ -4,9 +4,9 @@ A policy that chooses among candidates from several proposers can also do exactl
 (kNN, BM25, best-of-N's prompt) or, with the stop action, nothing at all (zero-shot); see :mod:`rl_select.rules`.
 Which is best depends on the task and the LLM, and a learned Q-function can lose to its own proposers where its
 training signal is weak. So after training, every rule is scored on the same dev rows and the best is kept (the
-policy itself on ties): the learner proposes, dev verifies. The choice is stored with the policy
-(``policy/rule.json``) and followed by evaluation, export, the runtime and the service; its LLM work is learning
-cost. Test rows are never read.
+policy itself on ties): the learner proposes, dev verifies. The choice is stored with the policy, per task
+(``policy/rules/<task>.json``), and followed on that task by evaluation, export, the runtime and the service
+(elsewhere the policy follows its Q-function); its LLM work is learning cost. Test rows are never read.
 
 Rules are compared by the LLM's accuracy on dev or, at no LLM cost, by the gold-label share of their
 demonstrations (:data:`~rl_select.rules.LABELS`): the check for a policy on a task it never trained on, where
@@ -80,15 +80,9 @@ def verify_rules(
 
 
 def stored_choice(run_dir: Path, task: Task, rows: int, by: str) -> RuleChoice | None:
-    """The run's stored choice if it was made on ``rows`` dev rows of ``task`` by ``by`` (then nothing is redone).
-
-    A choice stored before choices named their task was made on the run's own task, as verification then was.
-    """
-    stored = read_rule_choice(run_dir)
-    if stored is None or (stored.dev_rows, stored.measure) != (rows, by):
-        return None
-    own_task = stored.task is None and task.name in read_run_config(run_dir).tasks
-    return stored if stored.task == task.name or own_task else None
+    """The run's stored choice for ``task`` if it was made on ``rows`` dev rows by ``by`` (then nothing is redone)."""
+    stored = read_rule_choice(run_dir, task.name)
+    return stored if stored is not None and (stored.dev_rows, stored.measure) == (rows, by) else None
 
 
 def gold_label_share(selector: Selector, resources: Resources, rows: int, k: int) -> float:

@@ -220,7 +220,7 @@ def export_policy(
             onnx = export_embedder_onnx(resources.embedder, out, [e.input_text for e in loaded.dev[:8]])
             if onnx is not None:
                 embedder = embedder.model_copy(update={"onnx": True, **asdict(onnx)})
-        verified = read_rule_choice(run_dir) if config.env.mode == "query" else None
+        verified = read_rule_choice(run_dir, loaded.name) if config.env.mode == "query" else None
         proposers = config.env.proposers
         if proposers is not None and verified is not None and verified.zero_cost:
             proposers = proposers.without_task()  # as its rule was judged: no LLM calls on the task

@@ -9,7 +9,7 @@ A run directory holds::
     curve.csv            learning curve (step, metric, value)
     rewards.sqlite       reward cache, so a resumed run does not score prompts twice
     policy/              the final policy (model.zip, cql.pt or fqi.pt), the pools it trained on and, once
-                         verified on dev (query mode), the rule it follows (rule.json)
+                         verified on a task's dev rows (query mode), the rule it follows there (rules/<task>.json)
     evaluation/          the final evaluation, per task, written as it goes
     results.json/.md     final test-split comparison with baselines, with provenance
     learning_curve.png
@@ -30,7 +30,9 @@ from rl_select.tasks import Task
 from rl_select.types import JsonObject, Overrides
 
 POLICY_DIR = "policy"
-RULE_FILE = "rule.json"
+RULES_DIR = "rules"
+LEGACY_RULE_FILE = "rule.json"
+"""Before rules were kept per task, a run kept one choice here (read as its task's, or its own tasks' if unnamed)."""
 
 
 def policy_files(run_dir: Path, algo: str) -> Path:
@@ -112,21 +114,49 @@ class RuleChoice:
         }
 
 
-def rule_path(run_dir: Path) -> Path:
-    """Where a run keeps its verified rule: ``policy/rule.json``."""
-    return Path(run_dir) / POLICY_DIR / RULE_FILE
+def rule_path(run_dir: Path, task: str) -> Path:
+    """Where a run keeps the rule verified on ``task``: ``policy/rules/<task>.json`` (odd characters made safe)."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in task)
+    return Path(run_dir) / POLICY_DIR / RULES_DIR / f"{safe}.json"
 
 
-def write_rule_choice(run_dir: Path, choice: RuleChoice) -> None:
-    """``policy/rule.json``: the rule the run's policy follows from now on (evaluation, export)."""
-    write_json(rule_path(run_dir), choice)
+def write_rule_choice(run_dir: Path, choice: RuleChoice) -> Path:
+    """Store the rule the run's policy follows from now on on ``choice.task`` (evaluation, export)."""
+    if choice.task is None:
+        raise ConfigError("a rule choice names the task whose dev rows decided")
+    path = rule_path(run_dir, choice.task)
+    write_json(path, choice)
+    return path
 
 
-def read_rule_choice(run_dir: Path) -> RuleChoice | None:
-    """The run's verified rule (None before its policy was verified on dev)."""
-    path = rule_path(run_dir)
-    if not path.is_file():
-        return None
+def read_rule_choices(run_dir: Path) -> dict[str, RuleChoice]:
+    """Every rule the run's policy was verified to follow: task name → choice (empty before any verification).
+
+    A choice from before rules were kept per task (``policy/rule.json``) counts for the task it names, or, naming
+    none, for the run's own tasks (verification then ran on them); a per-task file wins over it.
+    """
+    choices: dict[str, RuleChoice] = {}
+    legacy = Path(run_dir) / POLICY_DIR / LEGACY_RULE_FILE
+    if legacy.is_file():
+        choice = _read_choice(legacy)
+        tasks = [choice.task] if choice.task is not None else list(read_run_config(Path(run_dir)).tasks)
+        choices.update(dict.fromkeys(tasks, choice))
+    folder = Path(run_dir) / POLICY_DIR / RULES_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        choice = _read_choice(path)
+        if choice.task is None:
+            raise ArtifactError(f"{path} names no task; delete it to verify the policy again")
+        choices[choice.task] = choice
+    return choices
+
+
+def read_rule_choice(run_dir: Path, task: str) -> RuleChoice | None:
+    """The rule the run's policy was verified to follow on ``task`` (None if it never was)."""
+    return read_rule_choices(run_dir).get(task)
+
+
+def _read_choice(path: Path) -> RuleChoice:
+    """One stored choice; a damaged file or an unknown rule or measure is a one-line error."""
     try:
         data = json.loads(path.read_text())
         scores = data["dev_scores"] if "dev_scores" in data else data["dev_accuracy"]  # dev_accuracy: before labels

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from rl_select.resources import Resources
 from rl_select.rollouts.episodes import best_scored_prompts
 from rl_select.rules import POLICY_RULE, check_rule, rule_action
 from rl_select.runs.config import TrainConfig, read_run_config
-from rl_select.runs.dirs import policy_files, read_rule_choice, read_trained_on
+from rl_select.runs.dirs import RuleChoice, policy_files, read_rule_choices, read_trained_on
 from rl_select.runs.setup import training_candidates
 from rl_select.selectors.base import PromptWork, Selector, check_k
 from rl_select.selectors.candidates import Candidates, Prompt
@@ -171,6 +171,8 @@ class PolicySelector(Selector):
             to embedding neighbours.
         rule: Query mode: follow the Q-function (``policy``) or a rule it can reproduce (:mod:`rl_select.rules`):
             one proposer's own top k, or zero-shot.
+        verified: Query mode: task name → the rule verified on that task's dev rows (``rl-select verify``),
+            followed there instead of ``rule`` (a choice made by labels also leaves the task-level proposer out).
     """
 
     uses_resources = True
@@ -187,6 +189,7 @@ class PolicySelector(Selector):
         episodes: Sequence[Path] = (),
         zero_cost: bool = False,
         rule: str = POLICY_RULE,
+        verified: Mapping[str, RuleChoice] | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
@@ -204,6 +207,8 @@ class PolicySelector(Selector):
         self._scored: list[Selection] = []
         self.zero_cost = zero_cost
         self.rule = rule
+        self.verified = dict(verified or {})
+        self._following = (rule, zero_cost)  # the rule and zero-cost setting on the task built for
         self.uses_llm = proposals > 1  # type: ignore[misc]
         self._env: Any = None
 
@@ -211,21 +216,24 @@ class PolicySelector(Selector):
     def from_run(cls, run_dir: str | Path, name: str | None = None, **options: Any) -> PolicySelector:
         """Load from a run directory.
 
-        Its ``trained_on.json`` says which pools it trained on; its ``rule.json`` (once verified on dev) which rule
-        it follows, unless ``rule`` is given (a rule chosen by labels is followed without the task-level proposer,
-        as it was judged).
+        Its ``trained_on.json`` says which pools it trained on; its verified rules (``rl-select verify``) which
+        rule it follows on each task verified, unless ``rule`` is given.
         """
         run_dir = Path(run_dir)
         policy = load_policy(run_dir)
         trained_on = read_trained_on(run_dir)
         default = f"{policy.algo}-{policy.config.env.mode} ({run_dir.name})"
-        verified = read_rule_choice(run_dir)
-        if verified is not None and "rule" not in options:  # the rule dev chose for it (rl-select verify)
-            options = {"zero_cost": verified.zero_cost, **options, "rule": verified.rule}
+        if "rule" not in options:  # the rules dev chose for it, task by task
+            options = {"verified": read_rule_choices(run_dir), **options}
         if options.get("scored_prompts"):
             dense = policy.config.data.dense_data
             options = {"episodes": [Path(p) for p in dense] if dense else [run_dir / "episodes"], **options}
         return cls(policy, name=name or default, trained_on=trained_on, **options)
+
+    @property
+    def following(self) -> str:
+        """The rule followed on the task built for: the one verified there, else ``rule``."""
+        return self._following[0]
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
         """Propose and verify: each proposed prompt scored on the dev rows (otherwise no LLM calls)."""
@@ -243,6 +251,8 @@ class PolicySelector(Selector):
             found["zero_cost"] = True
         if self.rule != POLICY_RULE:
             found["rule"] = self.rule
+        if self.verified:
+            found["verified"] = {task: f"{c.rule} by {c.measure}" for task, c in sorted(self.verified.items())}
         return found
 
     def build(self, resources: Resources) -> PolicySelector:
@@ -255,11 +265,16 @@ class PolicySelector(Selector):
         seen = self.trained_on.get(task.name) == task.fingerprint("train")
         candidates = training_candidates(task, config)[1] if seen else None
         env_config = EnvConfig.from_dict({**config.env.to_dict(), "calibrate": resources.scoring.calibrate})
-        if self.zero_cost and env_config.proposers is not None:
+        choice = self.verified.get(task.name)
+        rule, zero_cost = (
+            (self.rule, self.zero_cost) if choice is None else (choice.rule, choice.zero_cost or self.zero_cost)
+        )
+        self._following = (rule, zero_cost)
+        if zero_cost and env_config.proposers is not None:
             env_config = replace(env_config, proposers=env_config.proposers.without_task())
-        if self.rule != POLICY_RULE:
+        if rule != POLICY_RULE:
             proposers = None if env_config.proposers is None else env_config.proposers.counts()
-            check_rule(self.rule, proposers if self.query_level else None, env_config.stop)
+            check_rule(rule, proposers if self.query_level else None, env_config.stop)
         self._env = DemoSelectionEnv(task, config=env_config, resources=resources, candidate_ids=candidates)
         if self.scored_prompts and seen:  # elsewhere the learner scored nothing: every proposal is greedy
             order = env_config.prompt_order
@@ -286,9 +301,10 @@ class PolicySelector(Selector):
 
     def _chooser(self, env: Any) -> Callable[[dict, np.ndarray], int]:
         """``choose(obs, mask) -> action``: the Q-function's greedy action, or the rule's."""
-        if self.rule == POLICY_RULE:
+        rule = self.following
+        if rule == POLICY_RULE:
             return self.policy.choose
-        columns, order, rule = env.layout.candidate, env.config.prompt_order, self.rule
+        columns, order = env.layout.candidate, env.config.prompt_order
         return lambda obs, mask: rule_action(obs["candidates"], mask, columns, rule, order)
 
     def _propose_and_verify(self, env: Any, rng: np.random.Generator) -> Selection:

@@ -259,7 +259,7 @@ class Study:
 
     def stored_rule(self, name: str) -> RuleChoice | None:
         """The rule dev chose for the task's query-mode policy, if it was verified (no LLM calls)."""
-        return read_rule_choice(self.query_policy(name))
+        return read_rule_choice(self.query_policy(name), name)
 
     def task_learner(self, name: str) -> Path:
         """Task-mode rows and fitted Q; returns the run directory."""
@@ -287,7 +287,7 @@ class Study:
 
     def stored_transfer_rule(self, name: str) -> RuleChoice | None:
         """The rule the label check chose for the task's transfer policy, if it was checked."""
-        return read_rule_choice(self.transfer_run(name))
+        return read_rule_choice(self.transfer_run(name), name)
 
     def transfer_run(self, name: str) -> Path:
         """The run directory of the query-mode policy fitted on every task but ``name`` (``all``: on every task)."""
@@ -393,7 +393,8 @@ class Study:
         (out / "policy").mkdir(parents=True)
         shutil.copy2(source / "config.json", out / "config.json")
         for file in (source / "policy").iterdir():
-            shutil.copy2(file, out / "policy" / file.name)
+            if file.is_file():  # rules verified on the source's tasks (policy/rules/) stay behind
+                shutil.copy2(file, out / "policy" / file.name)
         return out
 
 

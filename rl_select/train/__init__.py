@@ -17,7 +17,7 @@ from rl_select.evaluation.verify import verify_rules
 from rl_select.reproducibility import pin_determinism
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
-from rl_select.runs.dirs import create_run_dir, policy_files, read_rule_choice, resumed_config, write_trained_on
+from rl_select.runs.dirs import create_run_dir, policy_files, read_rule_choices, resumed_config, write_trained_on
 from rl_select.runs.setup import RunSetup, build_setup, load_tasks
 from rl_select.scoring import LLMCost
 from rl_select.train.cost import add_learning_cost, read_learning_cost
@@ -67,9 +67,9 @@ def train(
             write_trained_on(run_dir, setup.tasks)
         if not evaluate:
             return None
-        if config.evaluation.verify_rows:
-            resources = setup.resources[tasks[0].name]
-            verify_rules(run_dir, resources, rows=config.evaluation.verify_rows, progress=progress)
+        if config.evaluation.verify_rows:  # on each training task's dev rows: a rule is followed where it was chosen
+            for task in setup.tasks:
+                verify_rules(run_dir, setup.resources[task.name], rows=config.evaluation.verify_rows, progress=progress)
         result = final_evaluation(setup, learning_cost(setup), progress)
     except (KeyboardInterrupt, WorkerLost) as stopped:
         cause = f"{stopped}: " if isinstance(stopped, WorkerLost) else ""
@@ -103,8 +103,8 @@ def learning_cost(setup: RunSetup) -> LLMCost:
     For offline learners: the cost stored with every episode they learned from (exact, however often collection
     was interrupted). Otherwise: what the training processes counted (``learning_cost.json``).
     """
-    verified = read_rule_choice(setup.run_dir)
-    return training_cost(setup) + (verified.cost if verified is not None else LLMCost())
+    verified = read_rule_choices(setup.run_dir)
+    return sum((verified[t.name].cost for t in setup.tasks if t.name in verified), training_cost(setup))
 
 
 def training_cost(setup: RunSetup) -> LLMCost:

@@ -68,9 +68,9 @@ def project_training(
     ``profiles``: the token profile of every task by name.
     """
     learning = learning_work(config, tasks, profiles)
-    if config.evaluation.verify_rows:  # every rule on the first task's dev rows
-        prompts = len(training_rules(config)) * min(config.evaluation.verify_rows, len(tasks[0].dev))
-        verify = query_level(profiles[tasks[0].name], config.env.k, prompts)
+    for task in tasks if config.evaluation.verify_rows else []:  # every rule on each training task's dev rows
+        prompts = len(training_rules(config)) * min(config.evaluation.verify_rows, len(task.dev))
+        verify = query_level(profiles[task.name], config.env.k, prompts)
         learning.add(verify.queries, verify.tokens, verify.forwards)
     learned = PlannedPolicy(learned_row(config), config.env.mode == "query")
     selectors = [learned, *baseline_selectors(config, LLMCost(queries=round(learning.queries)))]

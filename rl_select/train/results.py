@@ -22,7 +22,7 @@ from rl_select.evaluation import (
 from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
 from rl_select.rules import POLICY_RULE
 from rl_select.runs.config import TrainConfig
-from rl_select.runs.dirs import read_rule_choice, read_trained_on
+from rl_select.runs.dirs import read_rule_choices, read_trained_on
 from rl_select.runs.policy import KnnComparison, PolicySelector, load_policy
 from rl_select.runs.setup import RunSetup
 from rl_select.scoring import LLMCost
@@ -89,8 +89,7 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
     config = setup.config
     policy = load_policy(setup.run_dir)
     trained_on = read_trained_on(setup.run_dir)
-    verified = read_rule_choice(setup.run_dir)
-    rule = POLICY_RULE if verified is None else verified.rule
+    verified = read_rule_choices(setup.run_dir)
     seeds = list(range(config.evaluation.seeds))
     rows = config.evaluation.rows
     template = next(iter(setup.resources.values()))
@@ -99,7 +98,15 @@ def final_evaluation(setup: RunSetup, learning_cost: LLMCost, progress: Progress
     for task in [*setup.tasks, *transfer]:
         resources = setup.resources.get(task.name) or template.for_task(task)  # transfer: same model and cache
         resources.progress = progress
-        learned = PolicySelector(policy, name=learned_row(config, rule), trained_on=trained_on, rule=rule)
+        choice = verified.get(task.name)  # a task never verified on (a transfer task): the Q-function
+        rule = POLICY_RULE if choice is None else choice.rule
+        learned = PolicySelector(
+            policy,
+            name=learned_row(config, rule),
+            trained_on=trained_on,
+            rule=rule,
+            zero_cost=bool(choice and choice.zero_cost),
+        )
         selectors = [learned, *baseline_selectors(config, learning_cost)]
         key = evaluation_key(resources, k=config.env.k, split="test", n_rows=rows, seeds=seeds)
         log = EvaluationLog(setup.run_dir / "evaluation" / f"{task.name}.json", key, {})

@@ -71,7 +71,7 @@ def test_training_verifies_the_policy_on_dev_before_the_test_comparison(tmp_path
     }
     config = TrainConfig.from_dict(settings)
     result = train(config, tmp_path / "run", progress_bar=False)
-    choice = read_rule_choice(tmp_path / "run")
+    choice = read_rule_choice(tmp_path / "run", "tiny_sst")
     assert list(choice.dev_scores) == ["policy", "zero-shot", "embedding", "bm25"] and choice.dev_rows == 4
     assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values())
     learned = result.reports[0]

@@ -98,14 +98,14 @@ def test_a_task_the_policy_never_trained_on(shared_data, tmp_path, monkeypatch, 
     shutil.copytree(copy[2], copy[3])  # cp -r, without a subprocess
     code, out, err = run_cli(verify[1:], capsys)
     assert code == 0, err
-    choice = json.loads((tmp_path / "runs/transfer/policy/rule.json").read_text())
+    choice = json.loads((tmp_path / "runs/transfer/policy/rules/my-task.json").read_text())
     assert choice["measure"] == "labels" and choice["cost"]["queries"] == 0 and choice["task"] == "my-task"
-    assert "about to spend" not in err and not (ROOT / "experiments/policies/transfer-query/policy/rule.json").exists()
+    assert "about to spend" not in err and not (ROOT / "experiments/policies/transfer-query/policy/rules").exists()
     code, out, err = run_cli(evaluate[1:], capsys)
     assert code == 0, err
     report = json.loads((tmp_path / "runs/evaluate/my-task-k4-knn+bm25+transfer.json").read_text())
     policy_row = next(r for r in report["reports"] if r["selector"]["name"].startswith("fqi-query"))
-    assert policy_row["selector"].get("rule", "policy") == choice["rule"] and policy_row["selector"]["zero_cost"]
+    assert policy_row["selector"]["verified"] == {"my-task": f"{choice['rule']} by labels"}
 
 
 def test_another_llm(shared_data, tiny_model_dir, tmp_path, monkeypatch, capsys):

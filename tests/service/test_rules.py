@@ -12,7 +12,7 @@ from rl_select.export import manifest as fmt
 from rl_select.observation import PROPOSER_COLUMNS, STOP_COLUMN
 from rl_select.resources import Resources
 from rl_select.rules import available_rules, check_rule, rule_action, rule_scores
-from rl_select.runs.dirs import read_rule_choice
+from rl_select.runs.dirs import read_rule_choice, rule_path
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import load_language_model
 from rl_select.tasks import load_task
@@ -111,8 +111,8 @@ def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
     code, out, err = run_cli(["verify", str(verified_run), "--data-dir", str(big_data), "--rows", "6"], capsys)
     assert code == 0, err
     assert "about to spend ≈" in err and "rule" in out
-    assert_ends_with_results_and_next(err, verified_run / "policy" / "rule.json")
-    choice = read_rule_choice(verified_run)
+    assert_ends_with_results_and_next(err, rule_path(verified_run, "gen_sst"))
+    choice = read_rule_choice(verified_run, "gen_sst")
     assert set(choice.dev_scores) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
     assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values()) and choice.dev_rows == 6
     assert choice.cost.queries > 0 and choice.task == "gen_sst"
@@ -124,13 +124,13 @@ def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
     assert code == 0 and "about to spend" not in err
 
     # forced to a rule whose picks differ from the policy's, evaluation, export and the runtime all follow it
-    (verified_run / "policy" / "rule.json").write_text(json.dumps({**choice.to_dict(), "rule": "bm25"}))
+    rule_path(verified_run, "gen_sst").write_text(json.dumps({**choice.to_dict(), "rule": "bm25"}))
     from rl_select.export.exporter import export_policy
 
     manifest = export_policy(verified_run, tmp_path / "exported")
     assert manifest.rule == "bm25" and manifest.format_version == 3
     torch_side, task = selector_with(verified_run, big_data, tiny_model_dir)
-    assert torch_side.rule == "bm25"
+    assert torch_side.following == "bm25"
     exported = load_selector(tmp_path / "exported")
     assert exported.info().rule == "bm25"
     for i, text in enumerate(parity_queries(10)):
@@ -139,9 +139,10 @@ def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
 
 
 def test_bad_rules_in_run_dirs_and_manifests_are_one_line_errors(verified_run, proposer_policy, tmp_path, capsys):
-    (verified_run / "policy" / "rule.json").write_text("{not json")
-    with pytest.raises(ArtifactError, match=r"rule\.json is damaged"):
-        read_rule_choice(verified_run)
+    rule_path(verified_run, "gen_sst").parent.mkdir(parents=True, exist_ok=True)
+    rule_path(verified_run, "gen_sst").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"gen_sst\.json is damaged"):
+        read_rule_choice(verified_run, "gen_sst")
     path = shutil.copytree(proposer_policy[1], tmp_path / "policy")
     manifest = json.loads((path / fmt.MANIFEST).read_text())
     assert manifest.get("rule", "policy") == "policy"  # exported before any verification: the policy
@@ -223,20 +224,20 @@ def test_a_label_check_chooses_without_llm_calls_and_is_followed_without_the_tas
     code, out, err = run_cli(["verify", str(run), "--data-dir", str(big_data), "--rows", "6", "--by", "labels"], capsys)
     assert code == 0, err
     assert "about to spend" not in err and "gold-label share" in out
-    choice = read_rule_choice(run)
+    choice = read_rule_choice(run, "gen_sst")
     assert choice.measure == "labels" and choice.zero_cost and choice.cost.queries == 0 and choice.dev_rows == 6
     assert list(choice.dev_scores) == ["policy", "embedding", "bm25", "balanced"]  # no zero-shot, no task proposer
     assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values())
     assert all(0.0 <= share <= 1.0 for share in choice.dev_scores.values())
 
     selector, task = selector_with(run, big_data, tiny_model_dir)
-    assert selector.zero_cost and selector.rule == choice.rule and selector._env.config.proposers.task == 0
+    assert selector.following == choice.rule and selector._env.config.proposers.task == 0
     manifest = export_policy(run, tmp_path / "exported")
     assert manifest.rule == choice.rule and manifest.proposers["task"] == 0 and not manifest.task_proposals
 
     # by accuracy afterwards: a different measure, so the rules are scored again (LLM calls), the task proposer in
     code, _, err = run_cli(["verify", str(run), "--data-dir", str(big_data), "--rows", "6"], capsys)
-    assert code == 0 and "about to spend" in err and read_rule_choice(run).measure == "accuracy"
+    assert code == 0 and "about to spend" in err and read_rule_choice(run, "gen_sst").measure == "accuracy"
 
 
 def test_rule_files_from_before_measures_read_as_accuracy(verified_run, big_data, capsys):
@@ -247,15 +248,38 @@ def test_rule_files_from_before_measures_read_as_accuracy(verified_run, big_data
         "cost": {"queries": 9, "tokens": 90},
         "task": "t",
     }
-    (verified_run / "policy" / "rule.json").write_text(json.dumps(legacy))
-    choice = read_rule_choice(verified_run)
+    (verified_run / "policy" / "rule.json").write_text(json.dumps(legacy))  # before rules were kept per task
+    assert read_rule_choice(verified_run, "gen_sst") is None  # it names another task
+    choice = read_rule_choice(verified_run, "t")
     assert (choice.rule, choice.measure, choice.dev_scores["bm25"]) == ("bm25", "accuracy", 0.75)
     assert not choice.zero_cost
     # one stored before choices named their task was made on the run's own task: kept, no LLM calls
     untasked = {**legacy, "task": None, "dev_rows": 6}
     (verified_run / "policy" / "rule.json").write_text(json.dumps(untasked))
     code, _, err = run_cli(["verify", str(verified_run), "--data-dir", str(big_data), "--rows", "6"], capsys)
-    assert code == 0 and "about to spend" not in err and read_rule_choice(verified_run).cost.tokens == 90
+    assert code == 0 and "about to spend" not in err and read_rule_choice(verified_run, "gen_sst").cost.tokens == 90
     (verified_run / "policy" / "rule.json").write_text(json.dumps({**choice.to_dict(), "measure": "vibes"}))
     with pytest.raises(ArtifactError, match="unknown measure 'vibes'"):
-        read_rule_choice(verified_run)
+        read_rule_choice(verified_run, "t")
+
+
+def test_a_rule_is_followed_only_on_the_task_it_was_verified_on(verified_run, big_data, tiny_model_dir, capsys):
+    other = big_data.parent / "other-data"
+    shutil.copytree(big_data / "gen_sst", other / "other_sst")  # the same rows under another task's name
+    chosen = {
+        "rule": "bm25",
+        "dev_scores": {"policy": 0.5, "bm25": 0.75},
+        "dev_rows": 6,
+        "cost": {"queries": 9, "tokens": 90},
+    }
+    rule_path(verified_run, "gen_sst").parent.mkdir(parents=True, exist_ok=True)
+    rule_path(verified_run, "gen_sst").write_text(json.dumps({**chosen, "task": "gen_sst"}))
+    lm = load_language_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    elsewhere = PolicySelector.from_run(verified_run).build(Resources(load_task("other_sst", other), lm=lm))
+    assert elsewhere.following == "policy"  # gen_sst's rule is not other_sst's
+    assert selector_with(verified_run, big_data, tiny_model_dir)[0].following == "bm25"
+    args = ["verify", str(verified_run), "--task", "other_sst", "--data-dir", str(other), "--rows", "6"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert read_rule_choice(verified_run, "gen_sst").rule == "bm25"  # verifying on another task keeps this one
+    assert read_rule_choice(verified_run, "other_sst").task == "other_sst"

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rl_select.errors import ConfigError
+from rl_select.runs.dirs import rule_path
 from rl_select.study.config import StudyConfig
 from tests.helpers import assert_ends_with_results_and_next, run_cli
 
@@ -230,9 +231,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
 
     # experiments/label_check_agreement.py: the label check beside each task's accuracy choice, study untouched
-    rules_before = {
-        t: (root / "runs" / f"{t}-query-data" / "policy" / "rule.json").read_text() for t in ("tiny_sst", "tiny_trec")
-    }
+    rules_before = {t: rule_path(root / "runs" / f"{t}-query-data", t).read_text() for t in ("tiny_sst", "tiny_trec")}
     agreement = label_check_agreement()
     assert agreement.main([str(root), "--out", str(tmp_path / "agreement")]) == 0
     found = json.loads((tmp_path / "agreement.json").read_text())
@@ -243,7 +242,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
         assert row["agree"] == (row["by_accuracy"] == row["by_labels"])
     assert found["agree"] == sum(row["agree"] for row in found["tasks"])
     assert rules_before == {
-        t: (root / "runs" / f"{t}-query-data" / "policy" / "rule.json").read_text() for t in ("tiny_sst", "tiny_trec")
+        t: rule_path(root / "runs" / f"{t}-query-data", t).read_text() for t in ("tiny_sst", "tiny_trec")
     }
     assert agreement.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert all("delta_vs_knn" in point for point in curve["points"].values())
