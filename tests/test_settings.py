@@ -140,7 +140,7 @@ def config_with_options(options: dict) -> TrainConfig:
 OTHER_SCHEMAS = {
     EvaluateRequest: {"task": "tiny"},
     HeadroomRequest: {"task": "tiny"},
-    StudyConfig: {"tasks": ["trec", "sst2", "agnews"]},
+    StudyConfig: {"tasks": ["trec", "sst2", "agnews"], "task": {"proposals": 8}},
 }
 """The other commands' schemas, each with a valid mapping to start from."""
 

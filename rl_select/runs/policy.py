@@ -15,10 +15,10 @@ from rl_select.errors import ArtifactError, ConfigError
 from rl_select.policies.cql import CQL
 from rl_select.policies.fqi import FQI
 from rl_select.resources import Resources
-from rl_select.rollouts.episodes import best_scored_prompts
 from rl_select.rules import POLICY_RULE, check_rule, rule_action
 from rl_select.runs.config import TrainConfig, read_run_config
 from rl_select.runs.dirs import RuleChoice, policy_files, read_rule_choices, read_trained_on
+from rl_select.runs.episode_store import best_scored_prompts
 from rl_select.runs.setup import training_candidates
 from rl_select.selectors.base import PromptWork, Selector, check_k
 from rl_select.selectors.candidates import Candidates, Prompt
@@ -164,7 +164,7 @@ class PolicySelector(Selector):
         verify_rows: Dev rows each proposed prompt is scored on.
         scored_prompts: Task mode, propose and verify, on a task the policy trained on: of the ``proposals``
             prompts verified, this many are the best the learner scored on the task while learning
-            (:func:`~rl_select.rollouts.episodes.best_scored_prompts` over ``episodes``; no LLM calls to find them),
+            (:func:`~rl_select.runs.episode_store.best_scored_prompts` over ``episodes``; no LLM calls to find them),
             the rest its greedy proposals.
         episodes: The learner's episode stores (``from_run``: its dense data).
         zero_cost: Query mode: leave the task-level proposer out (it costs LLM calls on a new task); its slots go
