@@ -60,6 +60,11 @@ def create_run_dir(config: TrainConfig, run_dir: Path) -> None:
     write_run_config(run_dir, config, provenance(seeds=[config.seed]))
 
 
+def dense_stores(config: TrainConfig, run_dir: Path) -> list[Path]:
+    """The episode stores a fitted-Q run learns from: its ``data.dense_data``, else its own ``episodes/``."""
+    return [Path(p) for p in config.data.dense_data] or [Path(run_dir) / "episodes"]
+
+
 def write_trained_on(run_dir: Path, tasks: list[Task]) -> dict[str, str]:
     """``policy/trained_on.json``: the pools the policy trained on (task mode then draws held-out candidates)."""
     trained_on = {t.name: t.fingerprint("train") for t in tasks}

@@ -17,7 +17,7 @@ from rl_select.policies.fqi import FQI
 from rl_select.resources import Resources
 from rl_select.rules import POLICY_RULE, check_rule, rule_action
 from rl_select.runs.config import TrainConfig, read_run_config
-from rl_select.runs.dirs import RuleChoice, policy_files, read_rule_choices, read_trained_on
+from rl_select.runs.dirs import RuleChoice, dense_stores, policy_files, read_rule_choices, read_trained_on
 from rl_select.runs.episode_store import best_scored_prompts
 from rl_select.runs.setup import training_candidates
 from rl_select.selectors.base import PromptWork, Selector, check_k
@@ -226,8 +226,7 @@ class PolicySelector(Selector):
         if "rule" not in options:  # the rules dev chose for it, task by task
             options = {"verified": read_rule_choices(run_dir), **options}
         if options.get("scored_prompts"):
-            dense = policy.config.data.dense_data
-            options = {"episodes": [Path(p) for p in dense] if dense else [run_dir / "episodes"], **options}
+            options = {"episodes": dense_stores(policy.config, run_dir), **options}
         return cls(policy, name=name or default, trained_on=trained_on, **options)
 
     @property

@@ -315,26 +315,16 @@ class Study:
         config = self.config
         rows = baseline_selectors(config, self.resources(name).lm.device.type)
         rows.append(best_of_n(config, EQUAL_BUDGET, self.equal_budget_sets(name)))
-        task = config.task
+        task_run, task = self.root / "runs" / f"{name}-task", config.task
+        task_verify = {"proposals": max(task.proposals, 1), "verify_rows": task.verify_rows}
         rows += [
             PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY, rule=POLICY_RULE),
             *self._verified_row(name),
-            PolicySelector.from_run(
-                self.root / "runs" / f"{name}-task",
-                name=LEARNED_TASK,
-                proposals=max(task.proposals, 1),
-                verify_rows=task.verify_rows,
-            ),
+            PolicySelector.from_run(task_run, name=LEARNED_TASK, **task_verify),
         ]
         if task.scored_prompts:  # the same verification budget, its first prompts the learner's best scored ones
             rows.append(
-                PolicySelector.from_run(
-                    self.root / "runs" / f"{name}-task",
-                    name=SCORED_TASK,
-                    proposals=max(task.proposals, 1),
-                    verify_rows=task.verify_rows,
-                    scored_prompts=task.scored_prompts,
-                )
+                PolicySelector.from_run(task_run, name=SCORED_TASK, scored_prompts=task.scored_prompts, **task_verify)
             )
         if config.transfer and transfer:
             run = self.transfer_run(name)

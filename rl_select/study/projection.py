@@ -97,16 +97,14 @@ def evaluation_work(
     dev_rows = config.evaluation.best_of_n_dev_rows
     equal_sets = equal_budget_sets(learner_queries + task_mode_choosing(config.task, len(task.dev)), dev_rows)
     selectors: list[Any] = [*baseline_selectors(config, device_type), best_of_n(config, EQUAL_BUDGET, equal_sets)]
-    proposals = max(config.task.proposals, 1)
+    task_verify = {"proposals": max(config.task.proposals, 1), "verify_rows": config.task.verify_rows}
     selectors += [
         PlannedPolicy(LEARNED_QUERY, query_level=True),
         *([PlannedPolicy(VERIFIED_QUERY, query_level=True)] if config.query.verify_rows else []),
-        PlannedPolicy(LEARNED_TASK, query_level=False, proposals=proposals, verify_rows=config.task.verify_rows),
+        PlannedPolicy(LEARNED_TASK, query_level=False, **task_verify),
     ]
-    if config.task.scored_prompts:
-        selectors.append(
-            PlannedPolicy(SCORED_TASK, query_level=False, proposals=proposals, verify_rows=config.task.verify_rows)
-        )
+    if config.task.scored_prompts:  # the same verification budget as learned task mode
+        selectors.append(PlannedPolicy(SCORED_TASK, query_level=False, **task_verify))
     if config.transfer:
         selectors.append(PlannedPolicy(TRANSFER_QUERY, query_level=True))
         if config.transfer_check_rows:

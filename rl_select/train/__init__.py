@@ -17,7 +17,14 @@ from rl_select.evaluation.verify import verify_rules
 from rl_select.reproducibility import pin_determinism
 from rl_select.rollouts.episodes import EpisodeStore
 from rl_select.runs.config import TrainConfig
-from rl_select.runs.dirs import create_run_dir, policy_files, read_rule_choices, resumed_config, write_trained_on
+from rl_select.runs.dirs import (
+    create_run_dir,
+    dense_stores,
+    policy_files,
+    read_rule_choices,
+    resumed_config,
+    write_trained_on,
+)
 from rl_select.runs.setup import RunSetup, build_setup, load_tasks
 from rl_select.scoring import LLMCost
 from rl_select.train.cost import add_learning_cost, read_learning_cost
@@ -112,7 +119,7 @@ def training_cost(setup: RunSetup) -> LLMCost:
     config = setup.config
     if config.algo in ("cql", "fqi"):
         if config.algo == "fqi":
-            paths = [Path(p) for p in config.data.dense_data] or [setup.run_dir / "episodes"]
+            paths = dense_stores(config, setup.run_dir)
         else:
             paths = [Path(config.data.cql_data) if config.data.cql_data else setup.run_dir / "episodes"]
         stores = [EpisodeStore(p) for p in paths]
