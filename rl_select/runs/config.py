@@ -64,8 +64,8 @@ class EvaluationSettings:
     verify_rows: int = setting(
         0,
         help="Query mode, before the test comparison: the policy and every rule it can reproduce (a proposer's own "
-        "top k, zero-shot) scored on this many dev rows of the first task, the best kept and followed from then "
-        "on (policy/rule.json, learning cost); 0: the policy as trained.",
+        "top k, zero-shot) scored on this many dev rows of each training task, the best kept and followed on that "
+        "task (policy/rules/<task>.json, learning cost); 0: the policy as trained.",
         minimum=0,
     )
 
