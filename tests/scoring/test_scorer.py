@@ -183,13 +183,14 @@ def test_bad_scoring_config():
         ScoringConfig(batch_tokens=1)
 
 
-@pytest.mark.parametrize("row_logits", [True, False], ids=["per-row-logits", "full-logits-fallback"])
+@pytest.mark.parametrize("logit_reads", ["rows", "head", "full"])
 @pytest.mark.parametrize("name", TASKS)
-def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name, row_logits):
+def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name, logit_reads):
     sequential = scorer_for(name, batch_prefixes=False)
     batched = scorer_for(name, batch_prefixes=True)
-    assert batched.backend._keeps_row_logits  # this transformers gathers per-row positions
-    batched.backend._keeps_row_logits = row_logits  # False: the path taken on releases that do not
+    if logit_reads == "rows" and batched.backend._logit_reads != "rows":
+        pytest.skip("this transformers does not gather per-row positions")
+    batched.backend._logit_reads = logit_reads  # "head" and "full": the paths taken on releases that do not
     task = sequential.task
     requests = [
         ([], task.dev),
@@ -207,14 +208,31 @@ def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name, row_logit
     assert batched.stats.forwards < sequential.stats.forwards
 
 
+def old_slicing(hidden, keep):
+    """What transformers before per-row gathering (the GPU image's 5.17 among them) does with a 2D logits_to_keep."""
+    return hidden[:, keep, :] if isinstance(keep, torch.Tensor) else hidden[:, -keep:, :]
+
+
 def test_probe_detects_models_that_slice_positions_for_every_row(scorer_for, monkeypatch):
     from transformers.models.llama import modeling_llama
 
-    def old_slicing(hidden, keep):  # what transformers < 5 does with a 2D logits_to_keep
-        return hidden[:, keep, :] if isinstance(keep, torch.Tensor) else hidden[:, -keep:, :]
+    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing, raising=False)  # older: natively
+    assert scorer_for("tiny_sst", batch_prefixes=True).backend._logit_reads == "head"
 
-    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing)
-    assert scorer_for("tiny_sst", batch_prefixes=True).backend._keeps_row_logits is False
+
+def test_probe_keeps_full_logits_where_the_model_changes_them_after_its_head(scorer_for, monkeypatch):
+    from transformers.models.llama import modeling_llama
+
+    forward = modeling_llama.LlamaForCausalLM.forward
+
+    def capped(self, *args, **kwargs):  # like Gemma's soft-capping: logits are not head(hidden) alone
+        output = forward(self, *args, **kwargs)
+        output.logits = 30.0 * torch.tanh(output.logits / 30.0)
+        return output
+
+    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing, raising=False)  # older: natively
+    monkeypatch.setattr(modeling_llama.LlamaForCausalLM, "forward", capped)
+    assert scorer_for("tiny_sst", batch_prefixes=True).backend._logit_reads == "full"
 
 
 def test_batched_prefixes_handle_truncation_and_cache(scorer_for, tiny_lm):
