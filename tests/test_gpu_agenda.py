@@ -73,6 +73,13 @@ def test_dry_run_goes_through_every_step_in_resumable_pieces(tmp_path, data_root
     third = piece(state, data_root, tiny_model_dir)
     assert third.returncode == 0 and third.stderr.count("done earlier") == 2, third.stderr
 
+    # --redo runs a done step again (the next commit's scorer), the others stay done
+    fourth = piece(state, data_root, tiny_model_dir, "--redo", "bench-scorer")
+    assert fourth.returncode == 0 and fourth.stderr.count("done earlier") == 1, fourth.stderr
+    assert statuses(state) == {"bench-scorer": "done", "study": "done"}
+    unknown = piece(state, data_root, tiny_model_dir, "--redo", "bench")
+    assert unknown.returncode != 0 and unknown.stderr.strip().splitlines()[-1].startswith("error: --redo")
+
 
 def test_bad_arguments_and_state_are_one_line_errors(tmp_path, data_root, tiny_model_dir):
     bad = piece(tmp_path / "gpu", data_root, tiny_model_dir, "--piece-min", "0")

@@ -22,6 +22,8 @@ one piece per device call::
 
 (the working tree travels without ``.git``, so the commit the results record is given by name).
 
+A step once done is skipped; ``--redo bench-scorer`` runs it again (a new commit's scorer to measure).
+
 ``--dry-run`` goes through every step on the CPU with tiny sizes (give a tiny ``--model`` for speed): the same
 commands, the same state and resume logic. CI runs it.
 """
@@ -216,6 +218,9 @@ def main(
     model: Annotated[str | None, typer.Option("--model", help="Scoring LLM (default: SmolLM2-135M).")] = None,
     tasks: Annotated[str | None, typer.Option("--tasks", help="Comma-separated tasks (default: the config's).")] = None,
     archive: Annotated[Path | None, typer.Option("--pack", help="Also pack the state into this .tar.gz.")] = None,
+    redo: Annotated[
+        str | None, typer.Option("--redo", help="Comma-separated steps to run again though done (e.g. bench-scorer).")
+    ] = None,
     grace_s: Annotated[
         float, typer.Option("--grace-s", help="Seconds a stopped step gets to save its work.")
     ] = GRACE_S,
@@ -232,8 +237,13 @@ def main(
     task_list = [t for t in (tasks or "").split(",") if t] or None
     steps = agenda_steps(state, dry_run, task_list, model, data_dir)
     exit_code = 0
+    again = [name for name in (redo or "").split(",") if name]
+    if unknown := sorted(set(again) - {step.name for step in steps}):
+        raise SystemExit(f"error: --redo names no step of the agenda: {', '.join(unknown)}")
     for step in steps:
         records.setdefault(step.name, StepRecord(step.name))
+        if step.name in again:  # a new commit to measure: the step's record starts over
+            records[step.name] = StepRecord(step.name)
     for step in steps:
         record = records[step.name]
         if record.status == "done":
