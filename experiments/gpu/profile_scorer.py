@@ -14,21 +14,16 @@ the top host and device operators of one scorer run::
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import numpy as np
 import torch
 import typer
 
-from rl_select.scoring import Scorer, ScoringConfig, load_language_model, naive_log_scores
+from rl_select.bench.scorer import time_naive, time_scorer
+from rl_select.scoring import Scorer, load_language_model
 from rl_select.selectors import RandomSelector
 from rl_select.tasks import load_task
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(
@@ -45,51 +40,40 @@ def main(
     lm = load_language_model(model, device=device)
     demos = [task.train[i] for i in RandomSelector().select(task, None, 4, np.random.default_rng(0))]
     queries = list(task.dev) * times
+    sizes = [int(t) for t in batch_tokens.split(",")]
     print(f"device {lm.device} dtype {lm.dtype}; {len(queries)} queries; torch {torch.__version__}", flush=True)
 
-    def ours(tokens: int, logit_reads: str | None = None) -> tuple[np.ndarray, float, dict]:
-        scorer = Scorer(lm, task, ScoringConfig(calibrate=False, batch_tokens=tokens))
-        if logit_reads is not None:
-            scorer.backend._logit_reads = logit_reads
-        _sync(lm.device)
-        started = time.perf_counter()
-        result = scorer.score(demos, queries, use_cache=False)
-        _sync(lm.device)
-        return result.log_scores, time.perf_counter() - started, scorer.stats.to_dict()
-
     reference = None
-    for tokens in [int(t) for t in batch_tokens.split(",")]:
-        ours(tokens)  # warm-up at this shape
+    for tokens in sizes:
+        time_scorer(lm, task, demos, queries, batch_tokens=tokens)  # warm-up at this shape
         for _ in range(2):
-            scores, seconds, stats = ours(tokens)
+            scores, seconds, stats = time_scorer(lm, task, demos, queries, batch_tokens=tokens)
             print(f"rl-select batch_tokens={tokens}: {len(queries) / seconds:,.0f} q/s ({seconds:.3f} s) {stats}")
         reference = scores if reference is None else reference
-    probed = Scorer(lm, task).backend._logit_reads
+    probed = Scorer(lm, task).backend.logit_reads
     print(f"logit reads on this transformers: {probed}")
-    first = int(batch_tokens.split(",")[0])
     paths = [path for path in ("rows", "head", "full") if path != "rows" or probed == "rows"]
-    timings = {path: min(ours(first, path)[1] for _ in range(2)) for path in paths}
+    runs = {path: [time_scorer(lm, task, demos, queries, batch_tokens=sizes[0], logit_reads=path)] for path in paths}
+    for path in paths:
+        runs[path].append(time_scorer(lm, task, demos, queries, batch_tokens=sizes[0], logit_reads=path))
+    timings = {path: min(seconds for _, seconds, _ in timed) for path, timed in runs.items()}
     for path, seconds in timings.items():
-        differs = float(np.abs(ours(first, path)[0] - reference).max())
+        differs = max(float(np.abs(scores - reference).max()) for scores, _, _ in runs[path])
         print(
             f"logit reads {path}: {len(queries) / seconds:,.0f} q/s, {timings['full'] / seconds:.2f}x full logits;"
             f" scores differ from the probed path's by at most {differs:.2e}"
         )
     encoder = Scorer(lm, task).encoder
     for batch in [int(b) for b in naive_batches.split(",")]:
-        naive_log_scores(lm, encoder, demos, queries[:batch], max_tokens=lm.max_positions, batch_size=batch)
-        _sync(lm.device)
-        started = time.perf_counter()
-        naive = naive_log_scores(lm, encoder, demos, queries, max_tokens=lm.max_positions, batch_size=batch)
-        _sync(lm.device)
-        seconds = time.perf_counter() - started
+        time_naive(lm, encoder, demos, queries[:batch], batch, None)  # warm-up at this batch
+        naive, row = time_naive(lm, encoder, demos, queries, batch, None)
         agree = float(np.mean(naive.argmax(1) == reference.argmax(1)))
-        print(f"naive batch={batch}: {len(queries) / seconds:,.0f} q/s ({seconds:.3f} s), agreement {agree:.4f}")
+        print(f"naive batch={batch}: {row.queries_per_s:,.0f} q/s ({row.seconds:.3f} s), agreement {agree:.4f}")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if lm.device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profile:
-        ours(int(batch_tokens.split(",")[0]))
+        time_scorer(lm, task, demos, queries, batch_tokens=sizes[0])
     table = profile.key_averages()
     print(table.table(sort_by="self_cpu_time_total", row_limit=25))
     if lm.device.type == "cuda":

@@ -39,10 +39,24 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _time_ours(
-    lm: LanguageModel, task: Task, demos: list, queries: list, progress: Callable[[int], None] | None
+def time_scorer(
+    lm: LanguageModel,
+    task: Task,
+    demos: list,
+    queries: list,
+    progress: Callable[[int], None] | None = None,
+    *,
+    batch_tokens: int | None = None,
+    logit_reads: str | None = None,
 ) -> tuple[np.ndarray, float, dict]:
-    scorer = Scorer(lm, task, ScoringConfig(calibrate=False))
+    """One timed run of a fresh scorer, caches off: its log-scores, wall seconds and stats.
+
+    ``batch_tokens`` and ``logit_reads`` (``rows``, ``head`` or ``full``: see :class:`TorchBackend`) override what
+    the scorer would pick.
+    """
+    scorer = Scorer(lm, task, ScoringConfig(calibrate=False, batch_tokens=batch_tokens))
+    if logit_reads is not None:
+        scorer.backend.logit_reads = logit_reads
     _sync(lm)
     started = time.perf_counter()
     result = scorer.score(demos, queries, use_cache=False, progress=progress)
@@ -147,9 +161,9 @@ def run_scorer_benchmark(
     plain = load_language_model(model, device=str(torch_device), dtype=_name(naive_dtype), attn_implementation="sdpa")
     # warm-up: kernel selection and allocator growth happen outside the timings
     for model_at_dtype in models.values():
-        _time_ours(model_at_dtype, task, warm_demos, queries[:8], None)
+        time_scorer(model_at_dtype, task, warm_demos, queries[:8], None)
     naive_log_scores(plain, encoder, warm_demos, queries[:8], max_tokens=lm.max_positions, batch_size=naive_batch)
-    naive, naive_run = _time_naive(plain, encoder, demos, queries, naive_batch, progress)
+    naive, naive_run = time_naive(plain, encoder, demos, queries, naive_batch, progress)
     ours, scores, peak_samples = _time_ours_repeated(models, task, demos, queries, naive, repeats, progress)
     runs = [naive_run, *ours]
     for run in ours:
@@ -240,7 +254,7 @@ def gemm_peak(lm: LanguageModel, dtype: torch.dtype, rows: int, min_seconds: flo
     return flops / seconds / 1e12
 
 
-def _time_naive(
+def time_naive(
     lm: Any, encoder: Any, demos: list, queries: list, batch: int, progress: ProgressFactory | None
 ) -> tuple[np.ndarray, TimingRow]:
     """The naive loop's scores and its timing row."""
@@ -275,7 +289,7 @@ def _time_ours_repeated(
             peak_samples[_name(dtype)].append(gemm_peak(lm, dtype, Scorer(lm, task).batch_tokens))
             label = f"rl-select ({_name(dtype)}) {repeat + 1}/{repeats}"
             advance = progress(label, len(queries)) if progress else None
-            timings[dtype].append(_time_ours(lm, task, demos, queries, advance))
+            timings[dtype].append(time_scorer(lm, task, demos, queries, advance))
     rows, scores = [], {}
     for dtype, lm in models.items():
         row, scores[dtype] = _ours_row(lm, timings[dtype], len(queries), naive)

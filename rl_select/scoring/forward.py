@@ -120,9 +120,9 @@ class TorchBackend:
 
     def _logits_at(self, inputs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor:
         """Logits ``[rows, reads, vocab]`` at each row's positions ``keep``, by the cheapest path that is exact."""
-        if self._logit_reads == "rows":
+        if self.logit_reads == "rows":
             return self.lm.model(**inputs, logits_to_keep=keep).logits
-        if self._logit_reads == "head":
+        if self.logit_reads == "head":
             hidden = self.lm.model.get_decoder()(**inputs).last_hidden_state
             picked = hidden.gather(1, keep[..., None].expand(-1, -1, hidden.shape[-1]))
             return self.lm.model.get_output_embeddings()(picked)
@@ -153,14 +153,15 @@ class TorchBackend:
         return cache
 
     @cached_property
-    def _logit_reads(self) -> str:
+    def logit_reads(self) -> str:
         """How :meth:`forward_rows` reads logits at each row's own positions, probed once on two tokens.
 
-        ``rows``: the model gathers them itself (a 2D ``logits_to_keep``, recent transformers). ``head``: older
-        releases index every row with the whole 2D tensor (logits of the wrong shape), so the decoder's hidden
-        states are gathered and only those go through the output head, where that reproduces the model's own
-        logits (no soft-capping or scaling after the head). ``full``: every position's logits, then gathered:
-        on a GPU the float32 head over all positions took a quarter of the scorer's device time.
+        Set it to force a path (benchmarks and tests compare them). ``rows``: the model gathers them itself (a 2D
+        ``logits_to_keep``, recent transformers). ``head``: older releases index every row with the whole 2D tensor
+        (logits of the wrong shape), so the decoder's hidden states are gathered and only those go through the
+        output head, where that reproduces the model's own logits (no soft-capping or scaling after the head).
+        ``full``: every position's logits, then gathered: on a GPU the float32 head over all positions took a
+        quarter of the scorer's device time.
         """
         device = self.lm.device
         ids = torch.zeros((2, 2), dtype=torch.long, device=device)

@@ -188,9 +188,9 @@ def test_bad_scoring_config():
 def test_batched_prefixes_equal_one_prefix_at_a_time(scorer_for, name, logit_reads):
     sequential = scorer_for(name, batch_prefixes=False)
     batched = scorer_for(name, batch_prefixes=True)
-    if logit_reads == "rows" and batched.backend._logit_reads != "rows":
+    if logit_reads == "rows" and batched.backend.logit_reads != "rows":
         pytest.skip("this transformers does not gather per-row positions")
-    batched.backend._logit_reads = logit_reads  # "head" and "full": the paths taken on releases that do not
+    batched.backend.logit_reads = logit_reads  # "head" and "full": the paths taken on releases that do not
     task = sequential.task
     requests = [
         ([], task.dev),
@@ -216,8 +216,8 @@ def old_slicing(hidden, keep):
 def test_probe_detects_models_that_slice_positions_for_every_row(scorer_for, monkeypatch):
     from transformers.models.llama import modeling_llama
 
-    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing, raising=False)  # older: natively
-    assert scorer_for("tiny_sst", batch_prefixes=True).backend._logit_reads == "head"
+    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing, raising=False)  # older ones inline it
+    assert scorer_for("tiny_sst", batch_prefixes=True).backend.logit_reads == "head"
 
 
 def test_probe_keeps_full_logits_where_the_model_changes_them_after_its_head(scorer_for, monkeypatch):
@@ -230,9 +230,9 @@ def test_probe_keeps_full_logits_where_the_model_changes_them_after_its_head(sco
         output.logits = 30.0 * torch.tanh(output.logits / 30.0)
         return output
 
-    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing, raising=False)  # older: natively
+    monkeypatch.setattr(modeling_llama, "slice_logits_to_keep", old_slicing, raising=False)  # older ones inline it
     monkeypatch.setattr(modeling_llama.LlamaForCausalLM, "forward", capped)
-    assert scorer_for("tiny_sst", batch_prefixes=True).backend._logit_reads == "full"
+    assert scorer_for("tiny_sst", batch_prefixes=True).backend.logit_reads == "full"
 
 
 def test_batched_prefixes_handle_truncation_and_cache(scorer_for, tiny_lm):
