@@ -69,6 +69,7 @@ def write_my_task(folder: Path, task_json: str, shared_data: Path) -> None:
             (folder / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
+@pytest.mark.slow
 @pytest.mark.real_model
 def test_your_own_task(shared_data, tmp_path, monkeypatch, capsys):
     (_, task_json), (_, bash) = recipe("Your own task")
@@ -86,6 +87,7 @@ def test_your_own_task(shared_data, tmp_path, monkeypatch, capsys):
     assert "about to spend" in err and not (tmp_path / "runs/my-task").exists()  # --dry-run spends nothing
 
 
+@pytest.mark.slow
 @pytest.mark.real_model
 def test_a_task_the_policy_never_trained_on(shared_data, tmp_path, monkeypatch, capsys):
     (_, task_json), _ = recipe("Your own task")
@@ -108,6 +110,7 @@ def test_a_task_the_policy_never_trained_on(shared_data, tmp_path, monkeypatch, 
     assert policy_row["selector"]["verified"] == {"my-task": f"{choice['rule']} by labels"}
 
 
+@pytest.mark.slow
 def test_another_llm(shared_data, tiny_model_dir, tmp_path, monkeypatch, capsys):
     [(_, bash)] = recipe("Another LLM")
     monkeypatch.chdir(tmp_path)
