@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rl_select.errors import ConfigError
 from rl_select.observation import MODES, ORDERS, FeatureConfig
@@ -97,6 +97,16 @@ class EnvConfig:
     def prompt_order(self) -> str:
         """``order`` or the mode's default."""
         return self.order or ("append" if self.mode == "task" else "prepend")
+
+    def for_cost(self, zero_cost: bool) -> EnvConfig:
+        """The MDP a policy follows where it must choose at no LLM cost (``zero_cost``), else this one.
+
+        At no LLM cost: without the task-level proposer, which costs LLM calls on a new task (its slots go to
+        embedding neighbours).
+        """
+        if not zero_cost or self.proposers is None:
+            return self
+        return replace(self, proposers=self.proposers.without_task())
 
     def to_dict(self) -> JsonObject:
         """The mapping form."""

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rl_select.errors import RLSelectError
-from rl_select.evaluation.verify import verify_run, verify_task
+from rl_select.evaluation.verify import plan_verification, verify_run
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.rules import LABELS
 from rl_select.runs.dirs import LEGACY_RULE_FILE, read_rule_choice
@@ -58,7 +58,7 @@ def check_task(root: Path, task: str, data_dir: str | None, scratch: Path) -> Ag
     for file in (run / "policy").iterdir():
         if file.is_file() and file.name != LEGACY_RULE_FILE:  # the copy keeps no rule: it is checked afresh
             shutil.copy2(file, copy / "policy" / file.name)
-    labels = verify_run(copy, verify_task(copy, task, data_dir), rows=stored.dev_rows, by=LABELS)
+    labels = verify_run(plan_verification(copy, task, data_dir, LABELS), rows=stored.dev_rows)
     shared = [rule for rule in labels.dev_scores if rule in stored.dev_scores]
     by_accuracy = max(shared, key=lambda rule: stored.dev_scores[rule])  # first best, as verify keeps
     return Agreement(task, by_accuracy, labels.rule, stored.dev_scores, labels.dev_scores, labels.dev_rows)

@@ -38,18 +38,16 @@ def verify_command(
     the run for this task; evaluate, export and the service follow it there.
     """
     setup_logging(verbose)
-    from rl_select.evaluation.verify import rules_to_verify, verify_run, verify_task  # deferred: loads torch
+    from rl_select.evaluation.verify import plan_verification, verify_run  # deferred: loads torch
     from rl_select.runs.dirs import rule_path  # deferred: loads gymnasium
 
-    rules = rules_to_verify(run_dir, by)  # a task-mode run or an unknown measure fails here, before the model loads
-    loaded = verify_task(run_dir, task, data_dir)
-    err_console.print(f"verifying {run_dir} on {loaded.name} by {by}: {', '.join(rules)}", highlight=False)
+    plan = plan_verification(run_dir, task, data_dir, by)  # a task-mode run or an unknown measure fails first
+    loaded = plan.task
+    err_console.print(f"verifying {run_dir} on {loaded.name} by {by}: {', '.join(plan.rules)}", highlight=False)
     with progress_bars() as progress:
         choice = verify_run(
-            run_dir,
-            loaded,
+            plan,
             rows=rows,
-            by=by,
             progress=progress,
             on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=False),
         )

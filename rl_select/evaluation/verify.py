@@ -16,7 +16,7 @@ spending LLM calls would defeat the point of transferring it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rl_select.budget import Projection, Throughput, TokenProfile, measure_throughput, query_level
@@ -25,7 +25,7 @@ from rl_select.errors import ConfigError
 from rl_select.evaluation.core import ProgressFactory, evaluate_selector, evaluation_rows
 from rl_select.resources import Resources
 from rl_select.rules import ACCURACY, LABELS, MEASURES, POLICY_RULE, VERIFY_ROWS, available_rules
-from rl_select.runs.config import read_run_config
+from rl_select.runs.config import TrainConfig, read_run_config
 from rl_select.runs.dirs import RuleChoice, read_rule_choice, write_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.runs.setup import build_setup, load_tasks
@@ -101,11 +101,6 @@ def gold_label_share(selector: Selector, resources: Resources, rows: int, k: int
     return float(sum(shares) / len(shares)) if shares else 0.0
 
 
-def rules_to_verify(run_dir: str | Path, by: str = ACCURACY) -> list[str]:
-    """The rules the policy of ``run_dir`` can follow (what :func:`verify_rules` scores); task mode is refused."""
-    return verifiable_rules(read_run_config(Path(run_dir)).env, str(run_dir), by)
-
-
 def verifiable_rules(env: EnvConfig, what: str, by: str = ACCURACY) -> list[str]:
     """The rules a policy trained in ``env`` can follow and ``by`` can judge; a one-line error if none but itself."""
     if by not in MEASURES:
@@ -114,9 +109,7 @@ def verifiable_rules(env: EnvConfig, what: str, by: str = ACCURACY) -> list[str]
         raise ConfigError(f"{what} is a task-mode policy; rules are verified for query-mode policies")
     if by == LABELS and (env.features.llm_features or env.features.step_features):
         raise ConfigError(f"{what} has features that need the LLM (env.features); compare its rules by {ACCURACY}")
-    proposers = env.proposers
-    if by == LABELS and proposers is not None:  # labels judge demonstrations built without LLM calls
-        proposers = proposers.without_task()
+    proposers = env.for_cost(by == LABELS).proposers  # labels judge demonstrations built without LLM calls
     rules = available_rules(None if proposers is None else proposers.counts(), env.stop and by == ACCURACY)
     if len(rules) == 1 and by == LABELS:
         raise ConfigError(
@@ -130,39 +123,69 @@ def verifiable_rules(env: EnvConfig, what: str, by: str = ACCURACY) -> list[str]
     return rules
 
 
-def verify_task(run_dir: str | Path, task: str | None = None, data_dir: str | None = None) -> Task:
-    """The task a run is verified on: ``task`` (default: its first) from ``data_dir`` (default: its own)."""
-    config = read_run_config(Path(run_dir))
+@dataclass(frozen=True)
+class Verification:
+    """A finished run and the task it is verified on, with what is read once for it.
+
+    Attributes:
+        run_dir: The run.
+        config: Its configuration (``config.json``).
+        task: The task whose dev rows decide.
+        rules: The rules compared (:func:`verifiable_rules`).
+        by: The measure (:data:`~rl_select.rules.MEASURES`).
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    task: Task
+    rules: list[str]
+    by: str
+
+
+def plan_verification(
+    run_dir: str | Path, task: str | None = None, data_dir: str | None = None, by: str = ACCURACY
+) -> Verification:
+    """What verifying ``run_dir`` on ``task`` takes, its config read once.
+
+    Its rules are checked first (a task-mode run or an unknown measure fails here, before any data or model
+    loads); then ``task`` (default: the run's first) is loaded from ``data_dir`` (default: the run's own).
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    rules = verifiable_rules(config.env, str(run_dir), by)
     overrides = {"tasks": [task or config.tasks[0]], **({"data_dir": data_dir} if data_dir else {})}
-    return load_tasks(config.with_overrides(overrides))[0]
+    return Verification(run_dir, config, load_tasks(config.with_overrides(overrides))[0], rules, by)
 
 
 def verify_run(
-    run_dir: str | Path,
-    task: Task,
+    plan: Verification,
     *,
     rows: int = VERIFY_ROWS,
-    by: str = ACCURACY,
     progress: ProgressFactory | None = None,
     on_budget: Callable[[Projection, Throughput], None] | None = None,
 ) -> RuleChoice:
-    """:func:`verify_rules` for a finished run on ``task`` (:func:`verify_task`), with the run's own model.
+    """:func:`verify_rules` for a planned verification (:func:`plan_verification`), with the run's own model.
 
     Its scoring settings and reward cache are the run's, so prompts it already scored cost nothing.
 
     ``on_budget`` is told the projected LLM work (every rule on the dev rows, one query-level prompt each) and
     this machine's measured throughput before anything is scored (by accuracy; by labels nothing is scored).
     """
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    rules = verifiable_rules(config.env, str(run_dir), by)
+    run_dir, config, task = plan.run_dir, plan.config, plan.task
     resources = build_setup(config, run_dir, [task]).resources[task.name]
     rows_used = min(rows, len(task.dev))
-    if on_budget is not None and by == ACCURACY and stored_choice(run_dir, task, rows_used, by) is None:
+    if on_budget is not None and plan.by == ACCURACY and stored_choice(run_dir, task, rows_used, plan.by) is None:
         profile = TokenProfile.of(task, resources.lm.tokenizer)
-        work = query_level(profile, config.env.k, len(rules) * rows_used)
+        work = query_level(profile, config.env.k, len(plan.rules) * rows_used)
         on_budget(Projection([replace(work, name="rules on dev")]), measure_throughput(resources.lm))
-    return verify_rules(run_dir, resources, rows=rows, by=by, progress=progress)
+    return verify_rules(run_dir, resources, rows=rows, by=plan.by, progress=progress)
 
 
-__all__ = ["VERIFY_ROWS", "gold_label_share", "rules_to_verify", "verify_rules", "verify_run", "verify_task"]
+__all__ = [
+    "VERIFY_ROWS",
+    "Verification",
+    "gold_label_share",
+    "plan_verification",
+    "verify_rules",
+    "verify_run",
+]

@@ -221,9 +221,7 @@ def export_policy(
             if onnx is not None:
                 embedder = embedder.model_copy(update={"onnx": True, **asdict(onnx)})
         verified = read_rule_choice(run_dir, loaded.name) if config.env.mode == "query" else None
-        proposers = config.env.proposers
-        if proposers is not None and verified is not None and verified.zero_cost:
-            proposers = proposers.without_task()  # as its rule was judged: no LLM calls on the task
+        proposers = config.env.for_cost(verified is not None and verified.zero_cost).proposers  # as its rule was judged
         if proposers is not None:
             extra["proposers"] = proposers.to_dict()
             extra["task_proposals"] = _task_proposals(resources, proposers, config.env)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,15 @@ def policy_choice_work(proposals: int, verify_rows: int, task: Task, k: int) -> 
     return [PromptWork(proposals, k, min(verify_rows, len(task.dev)))] if proposals > 1 else []
 
 
+def policy_seeded(query_level: bool) -> bool:
+    """Whether a policy's choice depends on the seed: in task mode (its candidate draws), not in query mode.
+
+    A query-mode policy offers each query the same proposers' candidates and picks greedily, so every seed
+    would choose the same prompts: it is chosen and scored once (:func:`~rl_select.evaluation.core.evaluate_selector`).
+    """
+    return not query_level
+
+
 @dataclass(frozen=True)
 class PlannedPolicy:
     """A policy a run or study will learn, as its evaluation will see it, before it exists (for projections).
@@ -140,7 +149,11 @@ class PlannedPolicy:
     query_level: bool
     proposals: int = 1
     verify_rows: int = 64
-    seeded: bool = True
+
+    @property
+    def seeded(self) -> bool:
+        """As :attr:`PolicySelector.seeded`."""
+        return policy_seeded(self.query_level)
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
         """As :meth:`PolicySelector.choice_work`."""
@@ -195,6 +208,7 @@ class PolicySelector(Selector):
         self.policy = policy
         self.name = name or f"{policy.algo}-{policy.config.env.mode}"  # type: ignore[misc]
         self.query_level = policy.config.env.mode == "query"  # type: ignore[misc]
+        self.seeded = policy_seeded(self.query_level)  # type: ignore[misc]
         self.trained_on = trained_on or {}
         if proposals < 1 or verify_rows < 1:
             raise ConfigError("proposals and verify_rows must be positive")
@@ -269,8 +283,7 @@ class PolicySelector(Selector):
             (self.rule, self.zero_cost) if choice is None else (choice.rule, choice.zero_cost or self.zero_cost)
         )
         self._following = (rule, zero_cost)
-        if zero_cost and env_config.proposers is not None:
-            env_config = replace(env_config, proposers=env_config.proposers.without_task())
+        env_config = env_config.for_cost(zero_cost)
         if rule != POLICY_RULE:
             proposers = None if env_config.proposers is None else env_config.proposers.counts()
             check_rule(rule, proposers if self.query_level else None, env_config.stop)

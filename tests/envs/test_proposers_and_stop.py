@@ -69,6 +69,15 @@ def test_proposer_counts_are_checked():
         EnvConfig(mode="task", proposers=ProposerConfig())
 
 
+def test_at_no_llm_cost_the_task_proposer_is_left_out_and_nothing_else_changes():
+    from rl_select.envs import EnvConfig
+
+    env = EnvConfig(mode="query", num_candidates=8, stop=True, proposers=ProposerConfig(embedding=2, bm25=2, task=3))
+    free = env.for_cost(True)
+    assert free.proposers == ProposerConfig(embedding=2, bm25=2, task=0) and free.stop and free.num_candidates == 8
+    assert env.for_cost(False) is env and EnvConfig(mode="query").for_cost(True).proposers is None
+
+
 # ---------------------------------------------------------------- the environment
 
 

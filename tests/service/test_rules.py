@@ -105,6 +105,19 @@ def test_a_rule_in_the_env_takes_exactly_its_proposers_top_k(verified_run, big_d
     assert zero_shot.select(task, Example(split="query", id=0, text="fine", label="positive"), 3, None) == []
 
 
+def test_a_query_mode_policy_chooses_alike_at_every_seed_and_a_task_mode_one_does_not(
+    proposer_policy, task_policies, big_data, tiny_model_dir
+):
+    query_mode, task = selector_with(proposer_policy[0], big_data, tiny_model_dir)
+    assert not query_mode.seeded  # so evaluation chooses and scores it once, its other seeds repeating that
+    for i, text in enumerate(parity_queries(6)):
+        query = Example(split="query", id=i, text=text, label="positive")
+        assert len({tuple(query_mode.select(task, query, 3, np.random.default_rng(s))) for s in range(4)}) == 1
+    task_mode, _ = selector_with(task_policies["dqn"][0], big_data, tiny_model_dir)
+    assert task_mode.seeded
+    assert len({tuple(task_mode.select(task, None, 3, np.random.default_rng(s))) for s in range(6)}) > 1
+
+
 def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
     verified_run, big_data, tiny_model_dir, tmp_path, capsys
 ):
