@@ -54,6 +54,18 @@ QUESTIONS = {
 }
 
 
+def experiment_module(relative: str):
+    """A script under experiments/ as a module (experiments/ is not a package), registered under its file name."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_task(root: Path, name: str, spec: dict, rows: dict[str, list[dict]]) -> Path:
     """Write a task directory in the shared/data layout; return it."""
     task_dir = root / name

@@ -1,6 +1,5 @@
 """The GPU agenda (experiments/gpu/agenda.py): its dry run on the CPU, pieces that stop and resume, its state pack."""
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -11,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import experiment_module
+
 AGENDA = Path(__file__).resolve().parents[1] / "experiments" / "gpu" / "agenda.py"
 
 
 def load_agenda():
-    spec = importlib.util.spec_from_file_location("gpu_agenda", AGENDA)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return experiment_module("gpu/agenda.py")
 
 
 def piece(state: Path, data_root: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -54,7 +54,10 @@ class TorchBackend:
     def __init__(self, lm: LanguageModel, stats: ScorerStats) -> None:
         self.lm = lm
         self.stats = stats
-        self._keeps_logits = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+        parameters = inspect.signature(lm.model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in parameters
+        # the KV cache's argument: ``cache`` since transformers 5.2x, ``past_key_values`` before (removed in 5.40)
+        self._cache_keyword = "cache" if "cache" in parameters else "past_key_values"
 
     def prefix_state(
         self, key: tuple, tokens: list[int], base: PrefixState | None, perplexity: bool = False
@@ -110,6 +113,7 @@ class TorchBackend:
             positions.to(device),
             additive_mask(allowed, self.lm.dtype, device)[:, None],
             self._row_cache(rows, past),
+            self._cache_keyword,
         )
         started = time.perf_counter()
         logits = self._logits_at(inputs, keep.to(device))
@@ -196,7 +200,7 @@ class TorchBackend:
         positions = torch.tensor([tree.positions], device=device)
         mask = tree.attention_mask(self.lm.dtype, device)
         cache = past.as_cache() if past is not None and past.kv is not None else DynamicCache()
-        inputs = _model_inputs(ids, positions, mask, cache)
+        inputs = _model_inputs(ids, positions, mask, cache, self._cache_keyword)
         read_index = torch.tensor(reads, device=device, dtype=torch.long)
         if self._keeps_logits:
             inputs["logits_to_keep"] = read_index
@@ -205,7 +209,7 @@ class TorchBackend:
         logits = output.logits[0] if self._keeps_logits else output.logits[0, read_index]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         self._count(started, len(tree), 0)
-        return logprobs, output.past_key_values
+        return logprobs, _returned_cache(output)
 
     def target_nll(self, prefixes: list[list[int]], target: list[int]) -> np.ndarray:
         """Mean NLL per token of ``target`` after each prefix: left-padded rows, logits only where they predict it."""
@@ -243,12 +247,21 @@ class TorchBackend:
         self.stats.padding += padding
 
 
-def _model_inputs(ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object) -> dict[str, Any]:
+def _returned_cache(output: Any) -> Any:
+    """The KV cache a forward returned: ``cache`` since transformers 5.2x, ``past_key_values`` before."""
+    if "cache" in output:
+        return output["cache"]
+    return output.past_key_values  # read only where it is the name: elsewhere it warns
+
+
+def _model_inputs(
+    ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: object, cache_keyword: str
+) -> dict[str, Any]:
     """Keyword arguments of a forward over packed rows with explicit positions, a 4D mask and an optional KV cache."""
     return {
         "input_ids": ids,
         "position_ids": positions,
         "attention_mask": mask,
-        "past_key_values": cache,
+        cache_keyword: cache,
         "use_cache": cache is not None,
     }

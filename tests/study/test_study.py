@@ -2,8 +2,6 @@
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +9,7 @@ import yaml
 from rl_select.errors import ConfigError
 from rl_select.runs.dirs import rule_path
 from rl_select.study.config import StudyConfig
-from tests.helpers import assert_ends_with_results_and_next, run_cli
+from tests.helpers import assert_ends_with_results_and_next, experiment_module, run_cli
 
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
 
@@ -20,15 +18,7 @@ EVALUATION = {"rows": 6, "seeds": 2, "best_of_n_sets": 2, "best_of_n_dev_rows": 
 
 
 def label_check_agreement():
-    """experiments/label_check_agreement.py as a module (experiments/ is not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "experiments" / "label_check_agreement.py"
-    spec = importlib.util.spec_from_file_location("label_check_agreement", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return experiment_module("label_check_agreement.py")
 
 
 def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):

@@ -1,0 +1,314 @@
+"""The committed transfer policy, label-checked, on tasks outside the study's seven: is the label check confirmed?
+
+The label check (``rl-select verify RUN --task T --by labels``) was designed in the session that saw the
+seven-task test table, so its result there is not held out. This runs it on four sentiment tasks no learner or
+design decision has seen, as a new user would (no LLM calls on the task to choose), against the same zero-cost
+baselines, on the same protocol as the study (``experiments/configs/strongest-cpu.yaml``: k = 4, SmolLM2-135M,
+calibrated, 500 test rows × 3 seeds, 200 dev rows for the check, paired bootstrap intervals).
+
+The tasks are built from the human-rated sentences that ship in the source distribution of ``vaderSentiment``
+3.3.2 (Hutto & Gilbert 2014; the package's data, MIT licence), fetched from PyPI and read at run time, never
+committed: tweets, Amazon review snippets and New York Times editorial snippets, each binary (mean rating > 1
+positive, < −1 negative), and the tweets again with a neutral class (|rating| < 0.5). Its movie-review snippets
+are left out: they are the sentences SST-2 was built from.
+
+Decided before it ran: the label check is confirmed if the label-checked policy is ≥ the best zero-cost baseline
+− 1 on at least 3 of the 4 tasks and ≥ it on average (the study's transfer bars). Resumable: every finished
+(selector, seed) is on disk; rerun the same command to continue::
+
+    pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d /tmp/vader
+    python experiments/heldout_transfer.py --vader /tmp/vader/vaderSentiment-3.3.2.tar.gz \
+        --work /tmp/heldout --out experiments/results/heldout_transfer
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import shutil
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rl_select.errors import RLSelectError
+from rl_select.rules import POLICY_RULE
+
+POLICY = Path(__file__).parent / "policies" / "transfer-query"
+STUDY = Path(__file__).parent / "configs" / "strongest-cpu.yaml"
+ZERO_COST = ["zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek"]
+TRANSFER, CHECKED = "transfer policy", "transfer policy, label-checked"
+CHECK_ROWS = 200
+TEST_ROWS, DEV_ROWS, SPLIT_SEED = 500, 200, 0
+CLEAR, NEUTRAL = 1.0, 0.5  # |mean rating| beyond CLEAR: polar; below NEUTRAL: neutral (the 3-way task)
+
+
+@dataclass(frozen=True)
+class HeldOutTask:
+    """One task built from a VADER ground-truth file."""
+
+    name: str
+    source_file: str
+    template: str
+    three_way: bool = False
+
+    def label(self, rating: float) -> str | None:
+        """The rating's label, or None for a row left out (between the bands)."""
+        if rating > CLEAR:
+            return "positive"
+        if rating < -CLEAR:
+            return "negative"
+        return "neutral" if self.three_way and abs(rating) < NEUTRAL else None
+
+
+TASKS = [
+    HeldOutTask("vader-tweets", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}"),
+    HeldOutTask("vader-amazon", "amazonReviewSnippets_GroundTruth.txt", "Review: {text}\nSentiment: {label}"),
+    HeldOutTask("vader-nyt", "nytEditorialSnippets_GroundTruth.txt", "Text: {text}\nSentiment: {label}"),
+    HeldOutTask("vader-tweets-3way", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}", three_way=True),
+]
+
+
+def ground_truth_files(sdist: Path) -> dict[str, str]:
+    """The ``*_GroundTruth.txt`` files inside the sdist's nested ``hutto_ICWSM_2014.tar.gz``, by file name."""
+    try:
+        with tarfile.open(sdist) as outer:
+            member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
+            inner_bytes = outer.extractfile(member).read()  # type: ignore[union-attr]
+        with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+            return {
+                Path(m.name).name: inner.extractfile(m).read().decode("utf-8", "replace")  # type: ignore[union-attr]
+                for m in inner.getmembers()
+                if m.name.endswith("_GroundTruth.txt")
+            }
+    except (OSError, tarfile.TarError, StopIteration) as error:
+        raise RLSelectError(f"{sdist} is not the vaderSentiment 3.3.2 sdist with its ground-truth data") from error
+
+
+def labelled_rows(text: str, task: HeldOutTask) -> list[dict[str, str]]:
+    """``{"text", "label"}`` rows of one ground-truth file (id, mean rating, sentence), each text once."""
+    rows, seen = [], set()
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3:
+            continue
+        label, sentence = task.label(float(parts[1])), " ".join(html.unescape(parts[2]).split())
+        if label is not None and sentence and sentence.lower() not in seen:
+            seen.add(sentence.lower())
+            rows.append({"text": sentence, "label": label})
+    return rows
+
+
+def write_task(task: HeldOutTask, rows: list[dict[str, str]], data_dir: Path) -> None:
+    """Shuffle (seed 0) and split into test, dev and the pool; write the shared task layout."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
+    shuffled = [rows[i] for i in order]
+    splits = {
+        "test": shuffled[:TEST_ROWS],
+        "dev": shuffled[TEST_ROWS : TEST_ROWS + DEV_ROWS],
+        "train": shuffled[TEST_ROWS + DEV_ROWS :],
+    }
+    folder = data_dir / task.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in splits.items():
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+    labels = ["negative", "neutral", "positive"] if task.three_way else ["negative", "positive"]
+    spec = {
+        "name": task.name,
+        "template": task.template,
+        "labels": labels,
+        "verbalizer": {label: label for label in labels},
+        "source": f"vaderSentiment 3.3.2 sdist, hutto_ICWSM_2014/{task.source_file} (Hutto & Gilbert 2014)",
+        "rows": {split: len(split_rows) for split, split_rows in splits.items()},
+    }
+    (folder / "task.json").write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def build_tasks(sdist: Path, data_dir: Path) -> None:
+    """Every held-out task in ``data_dir`` (the same files every time: the split is seeded)."""
+    files = ground_truth_files(sdist)
+    for task in TASKS:
+        if task.source_file not in files:
+            raise RLSelectError(f"{sdist} has no {task.source_file}")
+        write_task(task, labelled_rows(files[task.source_file], task), data_dir)
+
+
+def evaluate_task(name: str, data_dir: Path, work: Path, out: Path, progress: Callable | None) -> dict:
+    """Label-check a fresh copy of the transfer policy on the task's dev rows; evaluate every row on test."""
+    from rl_select.budget import TokenProfile, measure_throughput, project_evaluation
+    from rl_select.cli.common import announce_budget
+    from rl_select.evaluation.core import EvaluationLog, evaluation_key, run_evaluation
+    from rl_select.evaluation.tables import evaluation_markdown
+    from rl_select.evaluation.verify import verify_rules
+    from rl_select.provenance import provenance
+    from rl_select.resources import Resources
+    from rl_select.rules import LABELS
+    from rl_select.runs.policy import PolicySelector
+    from rl_select.scoring import ScoringConfig
+    from rl_select.scoring.cache import RewardCache
+    from rl_select.scoring.model import shared_language_model
+    from rl_select.selectors import make_selector
+    from rl_select.study.config import read_study
+    from rl_select.tasks import load_task
+
+    study = read_study(STUDY)
+    task = load_task(name, data_dir)
+    lm = shared_language_model(study.model, study.device, study.dtype)
+    resources = Resources(
+        task,
+        lm=lm,
+        scoring=ScoringConfig(),
+        embedder=study.embedder,
+        reward_cache=RewardCache(path=work / "cache" / "rewards.sqlite"),
+        data_seed=0,
+        progress=progress,
+    )
+    run = work / "policies" / name  # a copy: the label check stores its choice in the run, never in the committed one
+    if not run.exists():
+        shutil.copytree(POLICY, run)
+    choice = verify_rules(run, resources, rows=CHECK_ROWS, by=LABELS)
+    selectors = [make_selector(b) for b in ZERO_COST]
+    selectors.append(PolicySelector.from_run(run, name=TRANSFER, zero_cost=True, rule=POLICY_RULE))
+    selectors.append(PolicySelector.from_run(run, name=CHECKED, rule=choice.rule, zero_cost=True))
+    seeds = list(range(study.evaluation.seeds))
+    rows = min(study.evaluation.rows, len(task.test))
+    profile = TokenProfile.of(task, lm.tokenizer)
+    projection = project_evaluation(selectors, task, profile, k=study.k, rows=rows, seeds=len(seeds))
+    announce_budget(projection, measure_throughput(lm), table=False)
+    key = evaluation_key(resources, k=study.k, split="test", n_rows=rows, seeds=seeds)
+    header = {
+        "provenance": provenance(seeds=seeds, model=lm.info()),
+        "task": task.summary(),
+        "label_check": choice.to_dict(),
+    }
+    log = EvaluationLog(out / "evaluation" / f"{name}.json", key, header, render=evaluation_markdown)
+    reports = run_evaluation(selectors, resources, log, k=study.k, seeds=seeds, n_rows=rows, progress=progress)
+    return {"choice": choice, "reports": {r.name: r for r in reports}, "model": lm.info()}
+
+
+def summarize(results: dict[str, dict]) -> dict:
+    """Per task and on average: the label-checked policy (and the policy alone) − the best zero-cost baseline."""
+    from rl_select.evaluation.stats import paired_bootstrap, stratified_bootstrap
+
+    tasks, checked_pairs, policy_pairs = {}, [], []
+    for name, result in results.items():
+        reports = result["reports"]
+        best = max(ZERO_COST, key=lambda b: reports[b].calibrated[0])
+        base = reports[best].correct()
+        checked_pairs.append((reports[CHECKED].correct(), base))
+        policy_pairs.append((reports[TRANSFER].correct(), base))
+        tasks[name] = {
+            "accuracy": {row: round(100 * r.calibrated[0], 2) for row, r in reports.items()},
+            "best_zero_cost": best,
+            "label_check": {"kept": result["choice"].rule, "gold_label_share": result["choice"].dev_scores},
+            "checked_vs_best_zero_cost": paired_bootstrap(*checked_pairs[-1]).to_dict(),
+            "policy_vs_best_zero_cost": paired_bootstrap(*policy_pairs[-1]).to_dict(),
+            "checked_vs_knn": paired_bootstrap(reports[CHECKED].correct(), reports["knn"].correct()).to_dict(),
+        }
+    within = sum(t["checked_vs_best_zero_cost"]["mean"] >= -1 for t in tasks.values())
+    switched = sum(t["label_check"]["kept"] != POLICY_RULE for t in tasks.values())
+    average = stratified_bootstrap(checked_pairs).to_dict()
+    return {
+        "tasks": tasks,
+        "average": {
+            "checked_vs_best_zero_cost": average,
+            "policy_vs_best_zero_cost": stratified_bootstrap(policy_pairs).to_dict(),
+        },
+        "within_1_of_best_zero_cost": within,
+        "label_check_switched": switched,
+        "confirmed": within >= len(tasks) - 1 and average["mean"] >= 0,
+    }
+
+
+def markdown(summary: dict, record: dict) -> str:
+    """The held-out table with provenance."""
+    from rl_select.provenance import markdown_table, provenance_markdown
+
+    def delta(d: dict) -> str:
+        return f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]"
+
+    names = list(summary["tasks"])
+    rows = [
+        [row, *(f"{summary['tasks'][t]['accuracy'][row]:.1f}" for t in names)]
+        for row in [*ZERO_COST, TRANSFER, CHECKED]
+    ]
+    rows.append(["label check kept", *(summary["tasks"][t]["label_check"]["kept"] for t in names)])
+    rows.append(["best zero-cost", *(summary["tasks"][t]["best_zero_cost"] for t in names)])
+    rows.append(["checked − best zero-cost", *(delta(summary["tasks"][t]["checked_vs_best_zero_cost"]) for t in names)])
+    rows.append(["policy − best zero-cost", *(delta(summary["tasks"][t]["policy_vs_best_zero_cost"]) for t in names)])
+    average = summary["average"]
+    verdict = "confirmed" if summary["confirmed"] else "not confirmed"
+    return "\n".join(
+        [
+            "# The label-checked transfer policy on four held-out tasks\n",
+            "`experiments/policies/transfer-query` (fitted on the seven study tasks) on sentiment tasks built from "
+            "vaderSentiment 3.3.2's rated sentences; calibrated accuracy, 500 test rows × 3 seeds (seed-free rows "
+            "scored once), k = 4, SmolLM2-135M; the label check on 200 dev rows (no LLM calls on the task). "
+            "Deltas paired, with 95% bootstrap intervals over test rows × seeds.\n",
+            markdown_table(["row", *names], rows),
+            f"\nLabel-checked − best zero-cost on average: **{delta(average['checked_vs_best_zero_cost'])}**; the "
+            f"policy alone: {delta(average['policy_vs_best_zero_cost'])}. Within 1 point of the best zero-cost row "
+            f"on {summary['within_1_of_best_zero_cost']} of {len(names)} tasks.\n",
+            f"Decided before it ran: confirmed if within 1 on at least {len(names) - 1} of {len(names)} tasks and "
+            f"≥ 0 on average. **The label check is {verdict} on these tasks.**\n",
+            switch_note(summary["label_check_switched"], len(names)),
+            provenance_markdown(record),  # type: ignore[arg-type]
+        ]
+    )
+
+
+def switch_note(switched: int, tasks: int) -> str:
+    """What the check did: where it kept the policy everywhere, this tests the policy, not a switch to a rule."""
+    if switched == 0:
+        return (
+            f"The check kept the policy on all {tasks} tasks, so these tasks confirm the transferred policy and that "
+            "the check left it alone where it was right; none of them tests a switch to a rule.\n"
+        )
+    return f"The check switched from the policy to a rule on {switched} of {tasks} tasks.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vader", type=Path, required=True, help="The vaderSentiment-3.3.2.tar.gz sdist.")
+    parser.add_argument("--work", type=Path, required=True, help="Scratch: the built tasks, policy copies, cache.")
+    parser.add_argument("--out", type=Path, required=True, help="Result folder (summary.json, README.md).")
+    parser.add_argument("--tasks", default=",".join(t.name for t in TASKS), help="Comma-separated subset.")
+    args = parser.parse_args(argv)
+    from rl_select.cli.common import progress_bars
+    from rl_select.provenance import provenance, write_json
+
+    names = [n for n in args.tasks.split(",") if n]
+    unknown = sorted(set(names) - {t.name for t in TASKS})
+    try:
+        if unknown:
+            raise RLSelectError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(t.name for t in TASKS)}")
+        build_tasks(args.vader, args.work / "data")
+        results = {}
+        with progress_bars() as progress:
+            for name in names:
+                print(
+                    f"{name}: label check on {CHECK_ROWS} dev rows, then {len(ZERO_COST) + 2} rows on test", flush=True
+                )
+                results[name] = evaluate_task(name, args.work / "data", args.work, args.out, progress)
+    except (OSError, RLSelectError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = summarize(results)
+    models = {json.dumps(result["model"], sort_keys=True) for result in results.values()}
+    from rl_select.study.config import read_study
+
+    seeds = list(range(read_study(STUDY).evaluation.seeds))
+    record = provenance(seeds=seeds, model=json.loads(next(iter(models))) if len(models) == 1 else None)
+    write_json(args.out / "summary.json", {"provenance": record, **summary})
+    (args.out / "README.md").write_text(markdown(summary, record) + "\n")
+    print(f"{'confirmed' if summary['confirmed'] else 'not confirmed'}: {args.out}/README.md, {args.out}/summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
