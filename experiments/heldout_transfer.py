@@ -38,12 +38,12 @@ import numpy as np
 
 from rl_select.errors import RLSelectError
 from rl_select.rules import POLICY_RULE
+from rl_select.study.config import StudyConfig, read_study
+from rl_select.study.table import ZERO_COST
 
 POLICY = Path(__file__).parent / "policies" / "transfer-query"
 STUDY = Path(__file__).parent / "configs" / "strongest-cpu.yaml"
-ZERO_COST = ["zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek"]
 TRANSFER, CHECKED = "transfer policy", "transfer policy, label-checked"
-CHECK_ROWS = 200
 TEST_ROWS, DEV_ROWS, SPLIT_SEED = 500, 200, 0
 CLEAR, NEUTRAL = 1.0, 0.5  # |mean rating| beyond CLEAR: polar; below NEUTRAL: neutral (the 3-way task)
 
@@ -138,8 +138,13 @@ def build_tasks(sdist: Path, data_dir: Path) -> None:
         write_task(task, labelled_rows(files[task.source_file], task), data_dir)
 
 
-def evaluate_task(name: str, data_dir: Path, work: Path, out: Path, progress: Callable | None) -> dict:
-    """Label-check a fresh copy of the transfer policy on the task's dev rows; evaluate every row on test."""
+def evaluate_task(
+    study: StudyConfig, name: str, data_dir: Path, work: Path, out: Path, progress: Callable | None
+) -> dict:
+    """Label-check a fresh copy of the transfer policy on the task's dev rows; evaluate every row on test.
+
+    As the study does: its model, embedder, k, test rows, seeds and label-check rows.
+    """
     from rl_select.budget import TokenProfile, measure_throughput, project_evaluation
     from rl_select.cli.common import announce_budget
     from rl_select.evaluation.core import EvaluationLog, evaluation_key, run_evaluation
@@ -153,10 +158,8 @@ def evaluate_task(name: str, data_dir: Path, work: Path, out: Path, progress: Ca
     from rl_select.scoring.cache import RewardCache
     from rl_select.scoring.model import shared_language_model
     from rl_select.selectors import make_selector
-    from rl_select.study.config import read_study
     from rl_select.tasks import load_task
 
-    study = read_study(STUDY)
     task = load_task(name, data_dir)
     lm = shared_language_model(study.model, study.device, study.dtype)
     resources = Resources(
@@ -171,7 +174,7 @@ def evaluate_task(name: str, data_dir: Path, work: Path, out: Path, progress: Ca
     run = work / "policies" / name  # a copy: the label check stores its choice in the run, never in the committed one
     if not run.exists():
         shutil.copytree(POLICY, run)
-    choice = verify_rules(run, resources, rows=CHECK_ROWS, by=LABELS)
+    choice = verify_rules(run, resources, rows=study.transfer_check_rows, by=LABELS)
     selectors = [make_selector(b) for b in ZERO_COST]
     selectors.append(PolicySelector.from_run(run, name=TRANSFER, zero_cost=True, rule=POLICY_RULE))
     selectors.append(PolicySelector.from_run(run, name=CHECKED, rule=choice.rule, zero_cost=True))
@@ -191,7 +194,7 @@ def evaluate_task(name: str, data_dir: Path, work: Path, out: Path, progress: Ca
     return {"choice": choice, "reports": {r.name: r for r in reports}, "model": lm.info()}
 
 
-def summarize(results: dict[str, dict]) -> dict:
+def summarize(results: dict[str, dict], study: StudyConfig) -> dict:
     """Per task and on average: the label-checked policy (and the policy alone) − the best zero-cost baseline."""
     from rl_select.evaluation.stats import paired_bootstrap, stratified_bootstrap
 
@@ -214,6 +217,12 @@ def summarize(results: dict[str, dict]) -> dict:
     switched = sum(t["label_check"]["kept"] != POLICY_RULE for t in tasks.values())
     average = stratified_bootstrap(checked_pairs).to_dict()
     return {
+        "protocol": {
+            "k": study.k,
+            "test_rows": study.evaluation.rows,
+            "seeds": study.evaluation.seeds,
+            "check_rows": study.transfer_check_rows,
+        },
         "tasks": tasks,
         "average": {
             "checked_vs_best_zero_cost": average,
@@ -232,7 +241,7 @@ def markdown(summary: dict, record: dict) -> str:
     def delta(d: dict) -> str:
         return f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]"
 
-    names = list(summary["tasks"])
+    names, protocol = list(summary["tasks"]), summary["protocol"]
     rows = [
         [row, *(f"{summary['tasks'][t]['accuracy'][row]:.1f}" for t in names)]
         for row in [*ZERO_COST, TRANSFER, CHECKED]
@@ -247,8 +256,9 @@ def markdown(summary: dict, record: dict) -> str:
         [
             "# The label-checked transfer policy on four held-out tasks\n",
             "`experiments/policies/transfer-query` (fitted on the seven study tasks) on sentiment tasks built from "
-            "vaderSentiment 3.3.2's rated sentences; calibrated accuracy, 500 test rows × 3 seeds (seed-free rows "
-            "scored once), k = 4, SmolLM2-135M; the label check on 200 dev rows (no LLM calls on the task). "
+            f"vaderSentiment 3.3.2's rated sentences; calibrated accuracy, {protocol['test_rows']} test rows × "
+            f"{protocol['seeds']} seeds (seed-free rows scored once), k = {protocol['k']}; the label check on "
+            f"{protocol['check_rows']} dev rows (no LLM calls on the task). "
             "Deltas paired, with 95% bootstrap intervals over test rows × seeds.\n",
             markdown_table(["row", *names], rows),
             f"\nLabel-checked − best zero-cost on average: **{delta(average['checked_vs_best_zero_cost'])}**; the "
@@ -287,22 +297,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if unknown:
             raise RLSelectError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(t.name for t in TASKS)}")
+        study = read_study(STUDY)
         build_tasks(args.vader, args.work / "data")
         results = {}
         with progress_bars() as progress:
             for name in names:
-                print(
-                    f"{name}: label check on {CHECK_ROWS} dev rows, then {len(ZERO_COST) + 2} rows on test", flush=True
-                )
-                results[name] = evaluate_task(name, args.work / "data", args.work, args.out, progress)
+                checks, rows = study.transfer_check_rows, len(ZERO_COST) + 2
+                print(f"{name}: label check on {checks} dev rows, then {rows} rows on test", flush=True)
+                results[name] = evaluate_task(study, name, args.work / "data", args.work, args.out, progress)
     except (OSError, RLSelectError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    summary = summarize(results)
+    summary = summarize(results, study)
     models = {json.dumps(result["model"], sort_keys=True) for result in results.values()}
-    from rl_select.study.config import read_study
-
-    seeds = list(range(read_study(STUDY).evaluation.seeds))
+    seeds = list(range(study.evaluation.seeds))
     record = provenance(seeds=seeds, model=json.loads(next(iter(models))) if len(models) == 1 else None)
     write_json(args.out / "summary.json", {"provenance": record, **summary})
     (args.out / "README.md").write_text(markdown(summary, record) + "\n")

@@ -103,17 +103,19 @@ def test_the_verdict_compares_with_each_tasks_best_zero_cost_row(heldout):
             "reports": {**base, heldout.TRANSFER: report([1] * 20), heldout.CHECKED: report([1] * 20)},
         },
     }
-    summary = heldout.summarize(results)
+    summary = heldout.summarize(results, heldout.read_study(heldout.STUDY))
     assert summary["tasks"]["a"]["best_zero_cost"] == "bm25" and summary["tasks"]["b"]["best_zero_cost"] == "zero-shot"
     assert summary["tasks"]["a"]["checked_vs_best_zero_cost"]["mean"] == 0.0
     assert summary["tasks"]["a"]["policy_vs_best_zero_cost"]["mean"] == -50.0
     assert summary["tasks"]["b"]["checked_vs_best_zero_cost"]["mean"] == 75.0
     assert summary["within_1_of_best_zero_cost"] == 2 and summary["confirmed"]
     results["b"]["reports"][heldout.CHECKED] = report([0] * 20)  # now 25 points below on b, 12.5 on average
-    summary = heldout.summarize(results)
+    summary = heldout.summarize(results, heldout.read_study(heldout.STUDY))
     assert summary["within_1_of_best_zero_cost"] == 1 and not summary["confirmed"]
     from rl_select.provenance import provenance
 
     text = heldout.markdown(summary, provenance(seeds=[0]))
     assert "**The label check is not confirmed on these tasks.**" in text
     assert summary["label_check_switched"] == 2 and "switched from the policy to a rule on 2 of 2" in text
+    protocol = summary["protocol"]  # the study's settings, named there once
+    assert f"{protocol['test_rows']} test rows × {protocol['seeds']} seeds" in text and protocol["check_rows"] == 200
