@@ -180,9 +180,6 @@ def evaluate_task(
     selectors.append(PolicySelector.from_run(run, name=CHECKED, rule=choice.rule, zero_cost=True))
     seeds = list(range(study.evaluation.seeds))
     rows = min(study.evaluation.rows, len(task.test))
-    profile = TokenProfile.of(task, lm.tokenizer)
-    projection = project_evaluation(selectors, task, profile, k=study.k, rows=rows, seeds=len(seeds))
-    announce_budget(projection, measure_throughput(lm), table=False)
     key = evaluation_key(resources, k=study.k, split="test", n_rows=rows, seeds=seeds)
     header = {
         "provenance": provenance(seeds=seeds, model=lm.info()),
@@ -190,6 +187,9 @@ def evaluate_task(
         "label_check": choice.to_dict(),
     }
     log = EvaluationLog(out / "evaluation" / f"{name}.json", key, header, render=evaluation_markdown)
+    profile = TokenProfile.of(task, lm.tokenizer)
+    projection = project_evaluation(selectors, task, profile, study.k, rows, len(seeds), log.kept_seeds)
+    announce_budget(projection, measure_throughput(lm), table=False)  # what is left to do
     reports = run_evaluation(selectors, resources, log, k=study.k, seeds=seeds, n_rows=rows, progress=progress)
     return {"choice": choice, "reports": {r.name: r for r in reports}, "model": lm.info()}
 

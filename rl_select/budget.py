@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,19 +190,27 @@ def prompt_work(profile: TokenProfile, prompts: float, demos: int, queries: int)
 
 
 def project_evaluation(
-    selectors: Sequence[Any], task: Task, profile: TokenProfile, k: int, rows: int, seeds: int
+    selectors: Sequence[Any],
+    task: Task,
+    profile: TokenProfile,
+    k: int,
+    rows: int,
+    seeds: int,
+    finished: Callable[[Any], int] | None = None,
 ) -> Projection:
     """An evaluation's work per selector and seed: choosing (LLM-scored selectors) and scoring ``rows`` rows.
 
     A selector whose choice does not depend on the seed (``seeded`` false) is counted once: its later seeds
-    repeat the first seed's prompts, which the scorer's cache answers.
+    repeat the first seed's prompts, which the scorer's cache answers. ``finished(selector)``: how many of its
+    seeds an interrupted run already finished (kept, so not projected again).
     """
     steps = []
     for selector in selectors:
         step = Step(selector.name)
         work = [(w.prompts, w.demos, w.queries) for w in selector.choice_work(task, k, rows)]
         work.append((rows, k, 1) if selector.query_level else (1, k, rows))
-        repeats = seeds if selector.seeded else 1
+        done = finished(selector) if finished is not None else 0
+        repeats = max(seeds - done, 0) if selector.seeded else int(done == 0)
         for prompts, demos, queries in work:
             part = prompt_work(profile, repeats * prompts, demos, queries)
             step.add(part.queries, part.tokens, part.forwards)

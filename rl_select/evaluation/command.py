@@ -73,13 +73,19 @@ def default_path(request: EvaluateRequest, task_name: str) -> Path:
     return Path("runs") / "evaluate" / f"{task_name}-k{request.k}-{label}.json"
 
 
-def projected_work(request: EvaluateRequest, selectors: list[Any], resources: Any) -> tuple[Any, Any]:
-    """The evaluation's projected LLM work per selector, and this machine's measured throughput."""
+def projected_work(
+    request: EvaluateRequest, selectors: list[Any], resources: Any, log: EvaluationLog | None = None
+) -> tuple[Any, Any]:
+    """The evaluation's projected LLM work per selector, and this machine's measured throughput.
+
+    With ``log`` (a resumed evaluation), the seeds it already holds are left out: what is left to do.
+    """
     from rl_select.budget import TokenProfile, measure_throughput, project_evaluation  # deferred: loads gymnasium
 
     n_rows = len(evaluation_rows(resources, request.split, request.rows))
     profile = TokenProfile.of(resources.task, resources.lm.tokenizer)
-    projection = project_evaluation(selectors, resources.task, profile, request.k, n_rows, request.seeds)
+    finished = None if log is None else (lambda selector: log.kept_seeds(selector, request.dump is not None))
+    projection = project_evaluation(selectors, resources.task, profile, request.k, n_rows, request.seeds, finished)
     return projection, measure_throughput(resources.lm)
 
 
@@ -123,9 +129,9 @@ def evaluate(
     )
     if on_start is not None:
         on_start(path)
-    if on_budget is not None:
-        on_budget(*projected_work(request, selectors, resources))
-    if dry_run:
+    if dry_run:  # nothing is read or written: the whole evaluation is projected
+        if on_budget is not None:
+            on_budget(*projected_work(request, selectors, resources))
         return None
     seeds = list(range(request.seeds))
     header = {
@@ -138,6 +144,8 @@ def evaluate(
     log = EvaluationLog(path, key, header, render=evaluation_markdown)
     if log.resumed and on_resume is not None:
         on_resume(path, log.resumed)
+    if on_budget is not None:  # what is left to do
+        on_budget(*projected_work(request, selectors, resources, log))
     reports = run_evaluation(
         selectors,
         resources,

@@ -241,7 +241,7 @@ def evaluate_selector(
     )
     for seed in seeds:
         done = finished.get(int(seed))
-        if done is not None and (done.probs_calibrated or not keep_probs):
+        if done is not None and kept(done, keep_probs):
             report.seeds.append(done)
             continue
         if report.seeds and not selector.seeded:
@@ -254,6 +254,11 @@ def evaluate_selector(
         if on_seed is not None:
             on_seed(report)
     return report
+
+
+def kept(done: SeedResult, keep_probs: bool) -> bool:
+    """Whether an evaluation keeps a seed an earlier run finished (with ``keep_probs``, only one that has them)."""
+    return bool(done.probs_calibrated) or not keep_probs
 
 
 def evaluate_seed(
@@ -382,6 +387,10 @@ class EvaluationLog:
         """Seeds of ``selector`` already done."""
         report = self.reports.get(selector_key(selector))
         return {s.seed: s for s in report.seeds} if report else {}
+
+    def kept_seeds(self, selector: Selector, keep_probs: bool = False) -> int:
+        """How many of ``selector``'s finished seeds an evaluation keeps (:func:`kept`): its work not to project."""
+        return sum(kept(done, keep_probs) for done in self.finished(selector).values())
 
     def record(self, selector: Selector, report: SelectorReport) -> None:
         """Store a selector's report so far and write the file (marked partial)."""

@@ -144,6 +144,7 @@ def test_interrupted_evaluate_keeps_finished_seeds_and_a_rerun_continues(
     assert code == 0, err
     # the random seeds were kept, not recomputed; knn (seed-independent) is chosen once and its seed 1 repeats it
     assert "continuing" in err and calls == ["knn"]
+    assert "about to spend ≈ 6 LLM queries" in err  # what is left: knn's 6 rows, not the 12 random ones kept
     complete = json.loads(out.read_text())
     assert complete["partial"] is False and [len(r["seeds"]) for r in complete["reports"]] == [2, 2]
     assert complete["reports"][0]["seeds"] == partial["reports"][0]["seeds"]
@@ -157,6 +158,7 @@ def test_interrupted_evaluate_keeps_finished_seeds_and_a_rerun_continues(
     # a third run finds everything done: it scores nothing and is not listed as a continuing run
     again = json.loads(out.read_text())
     assert calls == [] and again["reports"] == complete["reports"] and again["resumed_by"] == complete["resumed_by"]
+    assert "about to spend ≈ 0 LLM queries" in err
 
 
 def test_a_partial_evaluation_with_other_settings_is_not_overwritten(data_root, tiny_model_dir, tmp_path, capsys):

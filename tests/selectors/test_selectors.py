@@ -56,6 +56,8 @@ def test_projection_counts_a_seed_independent_selector_once(resources):
     knn, mdl = make_selector("knn"), make_selector("mdl", num_sets=3)
     one, five = (project_evaluation([knn, mdl], task, profile, k=2, rows=4, seeds=s) for s in (1, 5))
     assert five.steps[0].queries == one.steps[0].queries and five.steps[1].queries == 5 * one.steps[1].queries
+    resumed = project_evaluation([knn, mdl], task, profile, k=2, rows=4, seeds=5, finished=lambda selector: 1)
+    assert resumed.steps[0].queries == 0 and resumed.steps[1].queries == 4 * one.steps[1].queries  # what is left
 
 
 def test_balanced_covers_labels(resources):
