@@ -1,24 +1,34 @@
 """The committed transfer policy, label-checked, on tasks outside the study's seven: is the label check confirmed?
 
 The label check (``rl-select verify RUN --task T --by labels``) was designed in the session that saw the
-seven-task test table, so its result there is not held out. This runs it on four sentiment tasks no learner or
-design decision has seen, as a new user would (no LLM calls on the task to choose), against the same zero-cost
-baselines, on the same protocol as the study (``experiments/configs/strongest-cpu.yaml``: k = 4, SmolLM2-135M,
-calibrated, 500 test rows × 3 seeds, 200 dev rows for the check, paired bootstrap intervals).
+seven-task test table, so its result there is not held out. This runs it on tasks no learner or design decision
+has seen, as a new user would (no LLM calls on the task to choose), against the same zero-cost baselines, on the
+same protocol as the study (``experiments/configs/strongest-cpu.yaml``: k = 4, SmolLM2-135M, calibrated, 500 test
+rows × 3 seeds, 200 dev rows for the check, paired bootstrap intervals). Two sets of tasks, each built at run time
+from a file fetched from a package registry, never committed:
 
-The tasks are built from the human-rated sentences that ship in the source distribution of ``vaderSentiment``
-3.3.2 (Hutto & Gilbert 2014; the package's data, MIT licence), fetched from PyPI and read at run time, never
-committed: tweets, Amazon review snippets and New York Times editorial snippets, each binary (mean rating > 1
-positive, < −1 negative), and the tweets again with a neutral class (|rating| < 0.5). Its movie-review snippets
-are left out: they are the sentences SST-2 was built from.
+- ``--vader``: four sentiment tasks from the human-rated sentences in the source distribution of ``vaderSentiment``
+  3.3.2 (Hutto & Gilbert 2014; MIT licence): tweets, Amazon review snippets and New York Times editorial snippets,
+  each binary (mean rating > 1 positive, < −1 negative), and the tweets again with a neutral class
+  (|rating| < 0.5). Its movie-review snippets are left out: they are the sentences SST-2 was built from.
+- ``--wordnet``: three tasks from Princeton WordNet 3.0 (Debian's ``wordnet-base``; WordNet 3.0 licence), the
+  kinds the sentiment set could not test (topic-like classes, a sentence pair): a noun's definition → its
+  lexicographer class (8 classes: animal, plant, food, person, location, artifact, body, substance; 340 synsets
+  each), a verb's definition → its class (6: motion, communication, consumption, competition, emotion,
+  perception; 240 each), and "is X a kind of Y?" (X's definition and a hypernym of X, or the hypernym of another
+  synset of X's class that is none of X's ancestors; 2,700 synsets, half each).
 
-Decided before it ran: the label check is confirmed if the label-checked policy is ≥ the best zero-cost baseline
-− 1 on at least 3 of the 4 tasks and ≥ it on average (the study's transfer bars). Resumable: every finished
-(selector, seed) is on disk; rerun the same command to continue::
+Decided before each set ran (the study's transfer bars): the label check is confirmed on a set if the
+label-checked policy is ≥ the best zero-cost baseline − 1 on all tasks but at most one and ≥ it on average.
+Resumable: every finished (selector, seed) is on disk; rerun the same command to continue::
 
     pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d /tmp/vader
     python experiments/heldout_transfer.py --vader /tmp/vader/vaderSentiment-3.3.2.tar.gz \
         --work /tmp/heldout --out experiments/results/heldout_transfer
+
+    (cd /tmp && apt-get download wordnet-base && dpkg-deb -x wordnet-base_*.deb /tmp/wordnet)
+    python experiments/heldout_transfer.py --wordnet /tmp/wordnet/usr/share/wordnet \
+        --work /tmp/heldout --out experiments/results/heldout_wordnet
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import json
 import shutil
 import sys
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +55,27 @@ POLICY = Path(__file__).parent / "policies" / "transfer-query"
 STUDY = Path(__file__).parent / "configs" / "strongest-cpu.yaml"
 TRANSFER, CHECKED = "transfer policy", "transfer policy, label-checked"
 TEST_ROWS, DEV_ROWS, SPLIT_SEED = 500, 200, 0
+
+
+def write_task(name: str, rows: list[dict[str, str]], spec: dict, data_dir: Path) -> None:
+    """Shuffle (seed 0) and split into test, dev and the pool; write the shared task layout with ``spec``."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
+    shuffled = [rows[i] for i in order]
+    splits = {
+        "test": shuffled[:TEST_ROWS],
+        "dev": shuffled[TEST_ROWS : TEST_ROWS + DEV_ROWS],
+        "train": shuffled[TEST_ROWS + DEV_ROWS :],
+    }
+    folder = data_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, split_rows in splits.items():
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
+    rows_per_split = {split: len(split_rows) for split, split_rows in splits.items()}
+    (folder / "task.json").write_text(json.dumps({"name": name, **spec, "rows": rows_per_split}, indent=2) + "\n")
+
+
+# --- vaderSentiment: four sentiment tasks -------------------------------------------------------------------------
+
 CLEAR, NEUTRAL = 1.0, 0.5  # |mean rating| beyond CLEAR: polar; below NEUTRAL: neutral (the 3-way task)
 
 
@@ -104,38 +135,199 @@ def labelled_rows(text: str, task: HeldOutTask) -> list[dict[str, str]]:
     return rows
 
 
-def write_task(task: HeldOutTask, rows: list[dict[str, str]], data_dir: Path) -> None:
-    """Shuffle (seed 0) and split into test, dev and the pool; write the shared task layout."""
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
-    shuffled = [rows[i] for i in order]
-    splits = {
-        "test": shuffled[:TEST_ROWS],
-        "dev": shuffled[TEST_ROWS : TEST_ROWS + DEV_ROWS],
-        "train": shuffled[TEST_ROWS + DEV_ROWS :],
-    }
-    folder = data_dir / task.name
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, split_rows in splits.items():
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in split_rows))
-    labels = ["negative", "neutral", "positive"] if task.three_way else ["negative", "positive"]
-    spec = {
-        "name": task.name,
-        "template": task.template,
-        "labels": labels,
-        "verbalizer": {label: label for label in labels},
-        "source": f"vaderSentiment 3.3.2 sdist, hutto_ICWSM_2014/{task.source_file} (Hutto & Gilbert 2014)",
-        "rows": {split: len(split_rows) for split, split_rows in splits.items()},
-    }
-    (folder / "task.json").write_text(json.dumps(spec, indent=2) + "\n")
-
-
-def build_tasks(sdist: Path, data_dir: Path) -> None:
-    """Every held-out task in ``data_dir`` (the same files every time: the split is seeded)."""
+def build_vader_tasks(sdist: Path, data_dir: Path) -> None:
+    """Every VADER task in ``data_dir`` (the same files every time: the split is seeded)."""
     files = ground_truth_files(sdist)
     for task in TASKS:
         if task.source_file not in files:
             raise RLSelectError(f"{sdist} has no {task.source_file}")
-        write_task(task, labelled_rows(files[task.source_file], task), data_dir)
+        labels = ["negative", "neutral", "positive"] if task.three_way else ["negative", "positive"]
+        spec = {
+            "template": task.template,
+            "labels": labels,
+            "verbalizer": {label: label for label in labels},
+            "source": f"vaderSentiment 3.3.2 sdist, hutto_ICWSM_2014/{task.source_file} (Hutto & Gilbert 2014)",
+        }
+        write_task(task.name, labelled_rows(files[task.source_file], task), spec, data_dir)
+
+
+# --- WordNet 3.0: two topic-like tasks and a sentence pair ----------------------------------------------------------
+
+WORDNET_SOURCE = "Princeton WordNet 3.0 (Debian wordnet-base), {file}"
+# lex_filenum → class name (lexnames(5WN)): noun.animal, noun.plant, ...; verb.motion, verb.communication, ...
+NOUN_CLASSES = {
+    5: "animal", 20: "plant", 13: "food", 18: "person", 15: "location", 6: "artifact", 8: "body", 27: "substance"
+}  # fmt: skip
+VERB_CLASSES = {
+    38: "motion", 32: "communication", 34: "consumption", 33: "competition", 37: "emotion", 39: "perception"
+}  # fmt: skip
+NOUNS_PER_CLASS, VERBS_PER_CLASS, KIND_OF_PAIRS = 340, 240, 2700
+NOUN_TOPS = 3  # noun.Tops: the unique beginners, left out of "kind of"
+
+
+@dataclass(frozen=True)
+class Synset:
+    """One line of a WordNet ``data.*`` file: its lexicographer class, words, hypernyms and definition."""
+
+    offset: str
+    lexfile: int
+    words: tuple[str, ...]
+    hypernyms: tuple[str, ...]
+    definition: str
+
+    @property
+    def text(self) -> str:
+        """The first word and its definition, as a row's text."""
+        return f"{self.words[0]}: {self.definition}"
+
+
+def parse_synset(line: str) -> Synset:
+    """A ``data.noun``/``data.verb`` line (wndb(5WN)): offset, lex_filenum, type, words, pointers, ``| gloss``."""
+    head, _, gloss = line.partition(" | ")
+    fields = head.split()
+    n_words = int(fields[3], 16)
+    words = tuple(w.replace("_", " ") for w in fields[4 : 4 + 2 * n_words : 2])
+    at = 4 + 2 * n_words
+    pointers = fields[at + 1 : at + 1 + 4 * int(fields[at])]
+    hypernyms = tuple(pointers[i + 1] for i in range(0, len(pointers), 4) if pointers[i] in ("@", "@i"))
+    definition = gloss.split('; "')[0].strip().rstrip(";").strip()
+    return Synset(fields[0], int(fields[1]), words, hypernyms, definition)
+
+
+def read_synsets(folder: Path, part_of_speech: str) -> dict[str, Synset]:
+    """Every synset of ``data.<part_of_speech>`` by offset (its licence header left out)."""
+    path = folder / f"data.{part_of_speech}"
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        synsets = [parse_synset(line) for line in lines if line and not line.startswith("  ")]
+    except (OSError, ValueError, IndexError) as error:
+        raise RLSelectError(f"{path} is not a WordNet 3.0 data file: {error}") from error
+    return {s.offset: s for s in synsets if s.definition}
+
+
+def class_rows(synsets: dict[str, Synset], classes: dict[int, str], per_class: int) -> list[dict[str, str]]:
+    """``per_class`` synsets of each class (seeded), each text once, labelled with the class name."""
+    rng, rows, seen = np.random.default_rng(SPLIT_SEED), [], set()
+    for lexfile, name in classes.items():
+        members = sorted((s for s in synsets.values() if s.lexfile == lexfile), key=lambda s: s.offset)
+        taken = 0
+        for index in rng.permutation(len(members)):
+            text = members[index].text
+            if taken < per_class and text.lower() not in seen:
+                seen.add(text.lower())
+                rows.append({"text": text, "label": name})
+                taken += 1
+        if taken < per_class:
+            raise RLSelectError(f"WordNet class {name} has {taken} usable synsets, fewer than {per_class}")
+    return rows
+
+
+def ancestors(synset: Synset, synsets: dict[str, Synset]) -> set[str]:
+    """Offsets of every hypernym of ``synset``, transitively."""
+    found, stack = set(), list(synset.hypernyms)
+    while stack:
+        offset = stack.pop()
+        if offset not in found and offset in synsets:
+            found.add(offset)
+            stack.extend(synsets[offset].hypernyms)
+    return found
+
+
+def kind_of_rows(synsets: dict[str, Synset], n_pairs: int) -> list[dict[str, str]]:
+    """ "Is X a kind of Y?" pairs: half with a hypernym of X, half with the hypernym of another synset of X's class."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    usable = sorted(
+        (s for s in synsets.values() if s.lexfile != NOUN_TOPS and s.hypernyms and s.hypernyms[0] in synsets),
+        key=lambda s: s.offset,
+    )
+    by_class: dict[int, list[Synset]] = {}
+    for synset in usable:
+        by_class.setdefault(synset.lexfile, []).append(synset)
+    rows, seen = [], set()
+    for index in rng.permutation(len(usable)):
+        synset = usable[index]
+        if len(rows) == n_pairs or synset.text.lower() in seen:
+            continue
+        entailed = len(rows) % 2 == 0
+        other = synset if entailed else negative_for(synset, by_class[synset.lexfile], synsets, rng)
+        if other is None:
+            continue
+        seen.add(synset.text.lower())
+        kind = synsets[other.hypernyms[0]].words[0]
+        rows.append(
+            {
+                "text": synset.text,
+                "text_pair": f"{synset.words[0]} is a kind of {kind}.",
+                "label": "entailment" if entailed else "not_entailment",
+            }
+        )
+    return rows
+
+
+def negative_for(synset: Synset, same_class: list[Synset], synsets: dict[str, Synset], rng) -> Synset | None:
+    """A synset of ``synset``'s class whose first hypernym is none of ``synset``'s ancestors (nor its word)."""
+    lineage = ancestors(synset, synsets)
+    for _ in range(20):
+        other = same_class[int(rng.integers(len(same_class)))]
+        kind = synsets[other.hypernyms[0]]
+        if kind.offset not in lineage and not set(kind.words) & set(synset.words):
+            return other
+    return None
+
+
+def wordnet_specs() -> Iterator[tuple[str, str, dict]]:
+    """(task name, data file, task.json fields) of the three WordNet tasks."""
+    for name, part, classes in (("wordnet-nouns", "noun", NOUN_CLASSES), ("wordnet-verbs", "verb", VERB_CLASSES)):
+        labels = list(classes.values())
+        spec = {
+            "template": "Definition: {text}\nCategory: {label}",
+            "labels": labels,
+            "verbalizer": {label: label.capitalize() for label in labels},
+            "source": WORDNET_SOURCE.format(file=f"data.{part}: lexicographer classes"),
+        }
+        yield name, part, spec
+    spec = {
+        "template": "{text}\nquestion: {text_pair} True or False?\nanswer: {label}",
+        "labels": ["entailment", "not_entailment"],
+        "verbalizer": {"entailment": "True", "not_entailment": "False"},
+        "source": WORDNET_SOURCE.format(file="data.noun: hypernyms"),
+    }
+    yield "wordnet-kind-of", "noun", spec
+
+
+def build_wordnet_tasks(folder: Path, data_dir: Path) -> None:
+    """Every WordNet task in ``data_dir`` from the ``data.noun`` and ``data.verb`` files in ``folder`` (seeded)."""
+    nouns, verbs = read_synsets(folder, "noun"), read_synsets(folder, "verb")
+    rows = {
+        "wordnet-nouns": class_rows(nouns, NOUN_CLASSES, NOUNS_PER_CLASS),
+        "wordnet-verbs": class_rows(verbs, VERB_CLASSES, VERBS_PER_CLASS),
+        "wordnet-kind-of": kind_of_rows(nouns, KIND_OF_PAIRS),
+    }
+    for name, _, spec in wordnet_specs():
+        write_task(name, rows[name], spec, data_dir)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A set of held-out tasks: where they come from, how they are built, and how the table names them."""
+
+    tasks: tuple[str, ...]
+    build: Callable[[Path, Path], None]
+    described: str
+
+
+SOURCES = {
+    "vader": Source(
+        tuple(t.name for t in TASKS),
+        build_vader_tasks,
+        "sentiment tasks built from vaderSentiment 3.3.2's rated sentences",
+    ),
+    "wordnet": Source(
+        tuple(name for name, _, _ in wordnet_specs()),
+        build_wordnet_tasks,
+        "WordNet 3.0 tasks: a noun's and a verb's class from its definition, and 'is X a kind of Y?'",
+    ),
+}
 
 
 def evaluate_task(
@@ -194,7 +386,7 @@ def evaluate_task(
     return {"choice": choice, "reports": {r.name: r for r in reports}, "model": lm.info()}
 
 
-def summarize(results: dict[str, dict], study: StudyConfig) -> dict:
+def summarize(results: dict[str, dict], study: StudyConfig, source: str) -> dict:
     """Per task and on average: the label-checked policy (and the policy alone) − the best zero-cost baseline."""
     from rl_select.evaluation.stats import paired_bootstrap, stratified_bootstrap
 
@@ -217,6 +409,7 @@ def summarize(results: dict[str, dict], study: StudyConfig) -> dict:
     switched = sum(t["label_check"]["kept"] != POLICY_RULE for t in tasks.values())
     average = stratified_bootstrap(checked_pairs).to_dict()
     return {
+        "source": source,
         "protocol": {
             "k": study.k,
             "test_rows": study.evaluation.rows,
@@ -242,6 +435,7 @@ def markdown(summary: dict, record: dict) -> str:
         return f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]"
 
     names, protocol = list(summary["tasks"]), summary["protocol"]
+    described = SOURCES[summary["source"]].described
     rows = [
         [row, *(f"{summary['tasks'][t]['accuracy'][row]:.1f}" for t in names)]
         for row in [*ZERO_COST, TRANSFER, CHECKED]
@@ -254,9 +448,9 @@ def markdown(summary: dict, record: dict) -> str:
     verdict = "confirmed" if summary["confirmed"] else "not confirmed"
     return "\n".join(
         [
-            "# The label-checked transfer policy on four held-out tasks\n",
-            "`experiments/policies/transfer-query` (fitted on the seven study tasks) on sentiment tasks built from "
-            f"vaderSentiment 3.3.2's rated sentences; calibrated accuracy, {protocol['test_rows']} test rows × "
+            f"# The label-checked transfer policy on {len(names)} held-out tasks\n",
+            f"`experiments/policies/transfer-query` (fitted on the seven study tasks) on {described}; "
+            f"calibrated accuracy, {protocol['test_rows']} test rows × "
             f"{protocol['seeds']} seeds (seed-free rows scored once), k = {protocol['k']}; the label check on "
             f"{protocol['check_rows']} dev rows (no LLM calls on the task). "
             "Deltas paired, with 95% bootstrap intervals over test rows × seeds.\n",
@@ -284,21 +478,25 @@ def switch_note(switched: int, tasks: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vader", type=Path, required=True, help="The vaderSentiment-3.3.2.tar.gz sdist.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--vader", type=Path, help="The vaderSentiment-3.3.2.tar.gz sdist: the sentiment tasks.")
+    source.add_argument("--wordnet", type=Path, help="WordNet 3.0's dict folder (data.noun, data.verb).")
     parser.add_argument("--work", type=Path, required=True, help="Scratch: the built tasks, policy copies, cache.")
     parser.add_argument("--out", type=Path, required=True, help="Result folder (summary.json, README.md).")
-    parser.add_argument("--tasks", default=",".join(t.name for t in TASKS), help="Comma-separated subset.")
+    parser.add_argument("--tasks", help="Comma-separated subset of the source's tasks (default: all).")
     args = parser.parse_args(argv)
     from rl_select.cli.common import progress_bars
     from rl_select.provenance import provenance, write_json
 
-    names = [n for n in args.tasks.split(",") if n]
-    unknown = sorted(set(names) - {t.name for t in TASKS})
+    source_name, source_path = ("vader", args.vader) if args.vader else ("wordnet", args.wordnet)
+    source = SOURCES[source_name]
+    names = [n for n in args.tasks.split(",") if n] if args.tasks else list(source.tasks)
+    unknown = sorted(set(names) - set(source.tasks))
     try:
         if unknown:
-            raise RLSelectError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(t.name for t in TASKS)}")
+            raise RLSelectError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(source.tasks)}")
         study = read_study(STUDY)
-        build_tasks(args.vader, args.work / "data")
+        source.build(source_path, args.work / "data")
         results = {}
         with progress_bars() as progress:
             for name in names:
@@ -308,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RLSelectError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    summary = summarize(results, study)
+    summary = summarize(results, study, source_name)
     models = {json.dumps(result["model"], sort_keys=True) for result in results.values()}
     seeds = list(range(study.evaluation.seeds))
     record = provenance(seeds=seeds, model=json.loads(next(iter(models))) if len(models) == 1 else None)
