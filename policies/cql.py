@@ -113,7 +113,32 @@ def masked(q: torch.Tensor, chosen: torch.Tensor, fill: float) -> torch.Tensor:
     return q.masked_fill(chosen > 0.5, fill)
 
 
-class CQL:
+class GreedyCandidateQ:
+    """Acts greedily on a per-candidate Q-network ``q``: what the Q-learners share once fitted."""
+
+    q: CandidateQ
+
+    @torch.no_grad()
+    def candidate_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, M]`` unmasked Q-values (eval mode)."""
+        self.q.eval()
+        return self.q(obs)
+
+    def predict(
+        self,
+        obs: dict[str, np.ndarray],
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """Greedy unchosen candidate for a single or batched observation (SB3's ``predict`` signature)."""
+        batched = obs["chosen"].ndim > 1
+        tensors = {k: torch.as_tensor(v if batched else v[None]) for k, v in obs.items()}
+        action = masked(self.candidate_scores(tensors), tensors["chosen"], -torch.inf).argmax(dim=1).numpy()
+        return (action if batched else action[0]), None
+
+
+class CQL(GreedyCandidateQ):
     """Offline CQL learner with an SB3-like interface (``learn``, ``predict``, ``save``, ``load``).
 
     Args:
@@ -191,26 +216,6 @@ class CQL:
             if on_step is not None and not on_step(self.num_steps):
                 break
         return self
-
-    @torch.no_grad()
-    def candidate_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, M]`` unmasked Q-values (eval mode)."""
-        self.q.eval()
-        return self.q(obs)
-
-    def predict(
-        self,
-        obs: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:
-        """Greedy unchosen candidate for a single or batched observation (SB3's ``predict`` signature)."""
-        batched = obs["chosen"].ndim > 1
-        tensors = {k: torch.as_tensor(v if batched else v[None]) for k, v in obs.items()}
-        q = masked(self.candidate_scores(tensors), tensors["chosen"], -torch.inf)
-        action = q.argmax(dim=1).numpy()
-        return (action if batched else action[0]), None
 
     def save(self, path: str | Path) -> None:
         """Weights, optimizer, target network and step count (torch tensors only) plus a JSON config."""

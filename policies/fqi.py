@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from rl_select.errors import ArtifactError
 from rl_select.observation import OBS_KEYS, build_observation
-from rl_select.policies.cql import CandidateQ, masked
+from rl_select.policies.cql import CandidateQ, GreedyCandidateQ, masked
 from rl_select.policies.networks import candidate_input_dim
 from rl_select.policies.settings import FQIConfig
 from rl_select.types import JsonObject
@@ -132,7 +132,7 @@ def _successor(
     )
 
 
-class FQI:
+class FQI(GreedyCandidateQ):
     """Fitted Q-iteration on dense rows, with an SB3-like interface (``learn``, ``predict``, ``save``, ``load``).
 
     Args:
@@ -202,25 +202,6 @@ class FQI:
             bootstrap = torch.isfinite(best) & ~data.final[chunk]
             targets[chunk] += torch.where(bootstrap, best, torch.zeros_like(best))
         return targets
-
-    @torch.no_grad()
-    def candidate_scores(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, M]`` unmasked Q-values (eval mode)."""
-        self.q.eval()
-        return self.q(obs)
-
-    def predict(
-        self,
-        obs: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:
-        """Greedy unchosen candidate for a single or batched observation (SB3's ``predict`` signature)."""
-        batched = obs["chosen"].ndim > 1
-        tensors = {k: torch.as_tensor(v if batched else v[None]) for k, v in obs.items()}
-        action = masked(self.candidate_scores(tensors), tensors["chosen"], -torch.inf).argmax(dim=1).numpy()
-        return (action if batched else action[0]), None
 
     def save(self, path: str | Path) -> None:
         """Weights (torch tensors only) and a JSON config, each written atomically, the weights last."""
