@@ -482,8 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--vader", type=Path, help="The vaderSentiment-3.3.2.tar.gz sdist: the sentiment tasks.")
     source.add_argument("--wordnet", type=Path, help="WordNet 3.0's dict folder (data.noun, data.verb).")
     parser.add_argument("--work", type=Path, required=True, help="Scratch: the built tasks, policy copies, cache.")
-    parser.add_argument("--out", type=Path, required=True, help="Result folder (summary.json, README.md).")
+    parser.add_argument("--out", type=Path, help="Result folder (summary.json, README.md); not with --build-only.")
     parser.add_argument("--tasks", help="Comma-separated subset of the source's tasks (default: all).")
+    parser.add_argument("--build-only", action="store_true", help="Build the tasks in WORK/data, then stop.")
     args = parser.parse_args(argv)
     from rl_select.cli.common import progress_bars
     from rl_select.provenance import provenance, write_json
@@ -491,12 +492,17 @@ def main(argv: list[str] | None = None) -> int:
     source_name, source_path = ("vader", args.vader) if args.vader else ("wordnet", args.wordnet)
     source = SOURCES[source_name]
     names = [n for n in args.tasks.split(",") if n] if args.tasks else list(source.tasks)
+    if args.out is None and not args.build_only:
+        parser.error("--out is required (unless --build-only)")
     unknown = sorted(set(names) - set(source.tasks))
     try:
         if unknown:
             raise RLSelectError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(source.tasks)}")
         study = read_study(STUDY)
         source.build(source_path, args.work / "data")
+        if args.build_only:
+            print(f"built {', '.join(source.tasks)} in {args.work / 'data'}")
+            return 0
         results = {}
         with progress_bars() as progress:
             for name in names:

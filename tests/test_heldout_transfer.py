@@ -176,8 +176,8 @@ def test_wordnet_tasks_label_definitions_by_class_and_pair_true_with_false_kinds
         lineage = {synsets[o].words[0] for o in heldout.ancestors(by_word[word], synsets)}
         assert (kind in lineage) == (pair.label == "entailment"), pair
     first = (tmp_path / "data" / "wordnet-kind-of" / "test.jsonl").read_text()
-    heldout.build_wordnet_tasks(folder, tmp_path / "again")
-    assert (tmp_path / "again" / "wordnet-kind-of" / "test.jsonl").read_text() == first  # seeded
+    assert heldout.main(["--wordnet", str(folder), "--work", str(tmp_path / "again"), "--build-only"]) == 0
+    assert (tmp_path / "again" / "data" / "wordnet-kind-of" / "test.jsonl").read_text() == first  # seeded
 
 
 def test_a_wordnet_class_with_too_few_synsets_is_a_clear_error(heldout, tmp_path, monkeypatch):
