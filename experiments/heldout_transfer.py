@@ -40,7 +40,7 @@ import json
 import shutil
 import sys
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +80,7 @@ CLEAR, NEUTRAL = 1.0, 0.5  # |mean rating| beyond CLEAR: polar; below NEUTRAL: n
 
 
 @dataclass(frozen=True)
-class HeldOutTask:
+class VaderTask:
     """One task built from a VADER ground-truth file."""
 
     name: str
@@ -97,11 +97,11 @@ class HeldOutTask:
         return "neutral" if self.three_way and abs(rating) < NEUTRAL else None
 
 
-TASKS = [
-    HeldOutTask("vader-tweets", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}"),
-    HeldOutTask("vader-amazon", "amazonReviewSnippets_GroundTruth.txt", "Review: {text}\nSentiment: {label}"),
-    HeldOutTask("vader-nyt", "nytEditorialSnippets_GroundTruth.txt", "Text: {text}\nSentiment: {label}"),
-    HeldOutTask("vader-tweets-3way", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}", three_way=True),
+VADER_TASKS = [
+    VaderTask("vader-tweets", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}"),
+    VaderTask("vader-amazon", "amazonReviewSnippets_GroundTruth.txt", "Review: {text}\nSentiment: {label}"),
+    VaderTask("vader-nyt", "nytEditorialSnippets_GroundTruth.txt", "Text: {text}\nSentiment: {label}"),
+    VaderTask("vader-tweets-3way", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}", three_way=True),
 ]
 
 
@@ -121,7 +121,7 @@ def ground_truth_files(sdist: Path) -> dict[str, str]:
         raise RLSelectError(f"{sdist} is not the vaderSentiment 3.3.2 sdist with its ground-truth data") from error
 
 
-def labelled_rows(text: str, task: HeldOutTask) -> list[dict[str, str]]:
+def labelled_rows(text: str, task: VaderTask) -> list[dict[str, str]]:
     """``{"text", "label"}`` rows of one ground-truth file (id, mean rating, sentence), each text once."""
     rows, seen = [], set()
     for line in text.splitlines():
@@ -138,7 +138,7 @@ def labelled_rows(text: str, task: HeldOutTask) -> list[dict[str, str]]:
 def build_vader_tasks(sdist: Path, data_dir: Path) -> None:
     """Every VADER task in ``data_dir`` (the same files every time: the split is seeded)."""
     files = ground_truth_files(sdist)
-    for task in TASKS:
+    for task in VADER_TASKS:
         if task.source_file not in files:
             raise RLSelectError(f"{sdist} has no {task.source_file}")
         labels = ["negative", "neutral", "positive"] if task.three_way else ["negative", "positive"]
@@ -275,36 +275,36 @@ def negative_for(synset: Synset, same_class: list[Synset], synsets: dict[str, Sy
     return None
 
 
-def wordnet_specs() -> Iterator[tuple[str, str, dict]]:
-    """(task name, data file, task.json fields) of the three WordNet tasks."""
-    for name, part, classes in (("wordnet-nouns", "noun", NOUN_CLASSES), ("wordnet-verbs", "verb", VERB_CLASSES)):
-        labels = list(classes.values())
-        spec = {
-            "template": "Definition: {text}\nCategory: {label}",
-            "labels": labels,
-            "verbalizer": {label: label.capitalize() for label in labels},
-            "source": WORDNET_SOURCE.format(file=f"data.{part}: lexicographer classes"),
-        }
-        yield name, part, spec
-    spec = {
-        "template": "{text}\nquestion: {text_pair} True or False?\nanswer: {label}",
-        "labels": ["entailment", "not_entailment"],
-        "verbalizer": {"entailment": "True", "not_entailment": "False"},
-        "source": WORDNET_SOURCE.format(file="data.noun: hypernyms"),
+def class_spec(classes: dict[int, str], part_of_speech: str) -> dict:
+    """task.json fields of a definition → class task."""
+    labels = list(classes.values())
+    return {
+        "template": "Definition: {text}\nCategory: {label}",
+        "labels": labels,
+        "verbalizer": {label: label.capitalize() for label in labels},
+        "source": WORDNET_SOURCE.format(file=f"data.{part_of_speech}: lexicographer classes"),
     }
-    yield "wordnet-kind-of", "noun", spec
+
+
+KIND_OF_SPEC = {
+    "template": "{text}\nquestion: {text_pair} True or False?\nanswer: {label}",
+    "labels": ["entailment", "not_entailment"],
+    "verbalizer": {"entailment": "True", "not_entailment": "False"},
+    "source": WORDNET_SOURCE.format(file="data.noun: hypernyms"),
+}
+WORDNET_TASKS = ("wordnet-nouns", "wordnet-verbs", "wordnet-kind-of")
 
 
 def build_wordnet_tasks(folder: Path, data_dir: Path) -> None:
     """Every WordNet task in ``data_dir`` from the ``data.noun`` and ``data.verb`` files in ``folder`` (seeded)."""
     nouns, verbs = read_synsets(folder, "noun"), read_synsets(folder, "verb")
-    rows = {
-        "wordnet-nouns": class_rows(nouns, NOUN_CLASSES, NOUNS_PER_CLASS),
-        "wordnet-verbs": class_rows(verbs, VERB_CLASSES, VERBS_PER_CLASS),
-        "wordnet-kind-of": kind_of_rows(nouns, KIND_OF_PAIRS),
-    }
-    for name, _, spec in wordnet_specs():
-        write_task(name, rows[name], spec, data_dir)
+    built = (
+        (class_rows(nouns, NOUN_CLASSES, NOUNS_PER_CLASS), class_spec(NOUN_CLASSES, "noun")),
+        (class_rows(verbs, VERB_CLASSES, VERBS_PER_CLASS), class_spec(VERB_CLASSES, "verb")),
+        (kind_of_rows(nouns, KIND_OF_PAIRS), KIND_OF_SPEC),
+    )
+    for name, (rows, spec) in zip(WORDNET_TASKS, built, strict=True):
+        write_task(name, rows, spec, data_dir)
 
 
 @dataclass(frozen=True)
@@ -318,12 +318,12 @@ class Source:
 
 SOURCES = {
     "vader": Source(
-        tuple(t.name for t in TASKS),
+        tuple(t.name for t in VADER_TASKS),
         build_vader_tasks,
         "sentiment tasks built from vaderSentiment 3.3.2's rated sentences",
     ),
     "wordnet": Source(
-        tuple(name for name, _, _ in wordnet_specs()),
+        WORDNET_TASKS,
         build_wordnet_tasks,
         "WordNet 3.0 tasks: a noun's and a verb's class from its definition, and 'is X a kind of Y?'",
     ),
