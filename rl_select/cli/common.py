@@ -21,8 +21,9 @@ from rl_select.errors import ConfigError
 from rl_select.logs import setup_logging as setup_logging  # re-exported for the command modules
 from rl_select.settings import DATA_DIR_HELP, DEVICE_HELP, DTYPE_HELP, MODEL_HELP
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Plain text: what is printed (commands, paths, task names, result tables) may hold brackets, which rich markup eats.
+console = Console(soft_wrap=True, markup=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 DataDirOption = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)
 ModelOption = typer.Option(None, "--model", help=MODEL_HELP)
@@ -34,7 +35,7 @@ VerboseOption = typer.Option(False, "--verbose", "-v", help="Log progress detail
 def make_progress() -> Progress:
     """A rich progress display with counts, elapsed and remaining time."""
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -126,3 +126,19 @@ def test_finished_progress_bars_leave_the_live_display():
     active(1)
     assert [t.description for t in progress.tasks] == ["active step"]
     assert progress.console.file.getvalue().count("done: step") == 12
+
+
+def test_brackets_in_printed_text_and_progress_descriptions_stay_verbatim():
+    """Commands, task names and paths may hold brackets; rich markup must not eat them (it printed `tasks=`)."""
+    from rl_select.cli.common import console, err_console, make_progress
+
+    command = "rl-select study s.yaml --set 'tasks=[wordnet-verbs]' --set 'task_transfer_budgets=[]'"
+    for out in (console, err_console):
+        with out.capture() as captured:
+            out.print(command)
+        assert captured.get().strip() == command
+    progress = make_progress()
+    progress.add_task("task [b] · knn · seed 0", total=3)
+    with err_console.capture() as captured:
+        err_console.print(progress.make_tasks_table(progress.tasks))
+    assert "task [b] · knn · seed 0" in captured.get()
