@@ -168,6 +168,12 @@ class StudyConfig(DataAndModel):
         help="For each N, a task-mode policy fitted on the other tasks proposing N prompts (verified on dev when "
         "N > 1), against best-of-N at the same N.",
     )
+    pooled: bool = setting(
+        False,
+        help="+ the query-mode policy fitted on every task's rows, the task's own included (no new LLM calls to "
+        "fit); with query.verify_rows, + that policy scored on the same dev rows as the task's own dev-verified "
+        "choice, the better kept.",
+    )
     evaluation: StudyEvaluation = setting(factory=StudyEvaluation, help="The test-split comparison of every row.")
     learning_curve: LearningCurve = setting(factory=LearningCurve, help="Accuracy against training queries.")
 
@@ -189,6 +195,8 @@ class StudyConfig(DataAndModel):
             raise ConfigError("a study needs distinct tasks")
         if self.transfer and len(self.tasks) < 2:
             raise ConfigError("the transfer row needs at least two tasks (train on the others)")
+        if self.pooled and len(self.tasks) < 2:
+            raise ConfigError("the pooled rows need at least two tasks (train on every task's rows)")
 
     @property
     def root(self) -> Path:

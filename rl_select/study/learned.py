@@ -3,7 +3,7 @@
 One command (``rl-select study experiments/configs/learned-cpu.yaml``) builds the whole table, every step
 resumable (run it again after an interruption and finished work is kept). Tasks go one after another in the
 config's order (steps 1, 2 and 4 for one task, then the next), so a task's cells are finished before the next task
-begins; the transfer rows come last:
+begins; the transfer and pooled rows come last:
 
 1. **query-mode learner**, per task: episodes on pool queries (never dev or test), each recording an action row
    at every state it visits; fitted Q-iteration variants fitted on those rows; the variant with the best
@@ -12,7 +12,9 @@ begins; the transfer rows come last:
    its prompt is the greedy episode over candidates from the half of the pool it never trained on.
 3. **transfer**, per task: the query-mode learner fitted on the *other* tasks' rows (no new LLM calls), with
    ``transfer_check_rows`` also label-checked on the task's dev rows (no LLM calls), and once on every task's
-   rows: the committed multi-task policy.
+   rows: the committed multi-task policy. With ``pooled``, that policy is also a row of every task (the task's own
+   rows are among its rows), and, dev-verified, it is scored on the dev rows the task's own policy was verified on
+   and kept only where better than the task's own dev choice.
 4. **evaluation**, per task, on the same test rows and seeds for every row: zero-shot, random, kNN, best-of-N at
    its usual N and at the task-mode learner's budget, and the three learned selectors.
 5. **the table**: ``results.md``, ``summary.json`` (per task and averaged: calibrated and raw accuracy, LLM cost,
@@ -48,8 +50,10 @@ from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
+    POOLED_QUERY,
     SCORED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_POOLED,
     VERIFIED_QUERY,
     baseline_selectors,
     best_of_n,
@@ -57,12 +61,17 @@ from rl_select.study.rows import (
     small_best_of_n_row,
     transfer_task_row,
 )
-from rl_select.study.state import DevChoice, DevScore, LearnerCost, StudyState
+from rl_select.study.state import DevChoice, DevScore, LearnerCost, PooledChoice, StudyState
 from rl_select.study.table import StudyTable, write_table
 from rl_select.tasks import Task, load_task
 from rl_select.types import JsonObject, JsonValue
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+def pooled_key(task: str) -> str:
+    """The name of the pooled policy's dev score on ``task`` (``dev/<key>.json``)."""
+    return f"transfer-all-on-{task}"
 
 
 def data_cost(run_dir: Path, limit: int | None = None) -> LLMCost:
@@ -103,15 +112,8 @@ class Study:
                 self.evaluate(name, transfer=False)
                 if i + 1 < len(self.config.tasks):  # the table so far, marked partial
                     write_table(self, list(self.config.tasks[: i + 1]))
-            if self.config.transfer:  # the transfer rows last: they need every task's rows
-                for name in self.config.tasks:
-                    others = [other for other in self.config.tasks if other != name]
-                    self.transfer_policy(name, others)
-                    if self.config.transfer_check_rows:
-                        self.transfer_rule(name)
-                    if self.config.task_transfer_budgets:
-                        self.transfer_task_policy(name, others)
-                self.transfer_policy("all", list(self.config.tasks))
+            if self.config.transfer or self.config.pooled:  # last: these rows need every task's rows
+                self.fit_on_other_tasks()
                 for name in self.config.tasks:
                     self.evaluate(name)
 
@@ -120,6 +122,20 @@ class Study:
         except (KeyboardInterrupt, Interrupted):  # a step's own message would name its command, not the study's
             raise Interrupted(f"finished steps are kept in {self.root}; rerun the same command to continue") from None
         return write_table(self)
+
+    def fit_on_other_tasks(self) -> None:
+        """The transfer policies (each task's, fitted on the others') and the policy fitted on every task's rows."""
+        for name in self.config.tasks if self.config.transfer else []:
+            others = [other for other in self.config.tasks if other != name]
+            self.transfer_policy(name, others)
+            if self.config.transfer_check_rows:
+                self.transfer_rule(name)
+            if self.config.task_transfer_budgets:
+                self.transfer_task_policy(name, others)
+        self.transfer_policy("all", list(self.config.tasks))
+        if self.config.pooled and self.config.query.verify_rows:
+            for name in self.config.tasks:
+                self.pooled_choice(name)
 
     def table_so_far(self) -> StudyTable:
         """Write the table of the tasks whose evaluation is finished (partial unless all are), without new work."""
@@ -220,22 +236,20 @@ class Study:
 
     def dev_score(self, name: str, run_dir: Path) -> float:
         """Calibrated dev accuracy of a query-mode policy (cached in ``dev/``; its LLM cost is recorded)."""
-        stored = self.state.dev_score(run_dir.name)
+        selector = PolicySelector.from_run(run_dir)
+        return self.scored_on_dev(name, run_dir.name, selector, self.config.query.dev_rows).accuracy_calibrated
+
+    def scored_on_dev(self, name: str, key: str, selector: PolicySelector, rows: int) -> DevScore:
+        """``selector``'s calibrated accuracy on ``rows`` dev rows of the task, stored as ``dev/<key>.json``."""
+        stored = self.state.dev_score(key)
         if stored is not None:
-            return stored.accuracy_calibrated
+            return stored
         resources = self.resources(name)
         before = resources.scorer.cost()
-        report = evaluate_selector(
-            PolicySelector.from_run(run_dir),
-            resources,
-            k=self.config.k,
-            seeds=[0],
-            n_rows=self.config.query.dev_rows,
-            split="dev",
-        )
-        cost = resources.scorer.cost() - before
-        self.state.write_dev_score(DevScore(run_dir.name, report.calibrated[0], cost))
-        return report.calibrated[0]
+        report = evaluate_selector(selector, resources, k=self.config.k, seeds=[0], n_rows=rows, split="dev")
+        score = DevScore(key, report.calibrated[0], resources.scorer.cost() - before)
+        self.state.write_dev_score(score)
+        return score
 
     def query_policy(self, name: str) -> Path:
         """The chosen query-mode run of a task."""
@@ -293,6 +307,20 @@ class Study:
         """The run directory of the query-mode policy fitted on every task but ``name`` (``all``: on every task)."""
         return self.root / "runs" / f"transfer-{name}"
 
+    def pooled_choice(self, name: str) -> PooledChoice:
+        """The pooled policy on the dev rows the task's own policy was verified on, beside what dev chose for it."""
+        own = self.verified_rule(name)
+        pooled = PolicySelector.from_run(self.transfer_run("all"), rule=POLICY_RULE)
+        score = self.scored_on_dev(name, pooled_key(name), pooled, own.dev_rows)
+        return PooledChoice(own.rule, own.dev_scores[own.rule], round(score.accuracy_calibrated, 6))
+
+    def stored_pooled_choice(self, name: str) -> tuple[PooledChoice, LLMCost] | None:
+        """The task's pooled choice and its LLM cost, if the pooled policy was scored on dev (no LLM calls)."""
+        own, score = self.stored_rule(name), self.state.dev_score(pooled_key(name))
+        if own is None or score is None:
+            return None
+        return PooledChoice(own.rule, own.dev_scores[own.rule], round(score.accuracy_calibrated, 6)), score.cost
+
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
         """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
         data = [str(self.root / "runs" / f"{source}-task" / "episodes") for source in sources]
@@ -311,7 +339,10 @@ class Study:
         )
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
-        """The table's rows for one task, as selectors, in :func:`row_names` order (``transfer``: with those rows)."""
+        """The table's rows for one task, as selectors, in :func:`row_names` order.
+
+        ``transfer``: with the rows that need every task's rows (transfer and pooled).
+        """
         config = self.config
         rows = baseline_selectors(config, self.resources(name).lm.device.type)
         rows.append(best_of_n(config, EQUAL_BUDGET, self.equal_budget_sets(name)))
@@ -337,6 +368,18 @@ class Study:
                 verify = {"proposals": budget, "verify_rows": config.evaluation.best_of_n_dev_rows}
                 rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
                 rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
+        if config.pooled and transfer:
+            rows += self._pooled_rows(name)
+        return rows
+
+    def _pooled_rows(self, name: str) -> list[PolicySelector]:
+        """The pooled policy, and (with ``query.verify_rows``) it or the task's own dev-verified choice."""
+        run = self.transfer_run("all")
+        rows = [PolicySelector.from_run(run, name=POOLED_QUERY, rule=POLICY_RULE)]
+        if self.config.query.verify_rows:
+            choice = self.pooled_choice(name)
+            kept = (run, POLICY_RULE) if choice.pooled else (self.query_policy(name), choice.own_rule)
+            rows.append(PolicySelector.from_run(kept[0], name=VERIFIED_POOLED, rule=kept[1]))
         return rows
 
     def _verified_row(self, name: str) -> list[PolicySelector]:
@@ -349,8 +392,8 @@ class Study:
     def evaluate(self, name: str, transfer: bool = True) -> list[SelectorReport]:
         """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``).
 
-        ``transfer=False`` leaves the transfer row out (it needs the other tasks' rows); a later call with it adds
-        that row and keeps the others.
+        ``transfer=False`` leaves the transfer and pooled rows out (they need every task's rows); a later call with
+        it adds those rows and keeps the others.
         """
         resources = self.resources(name)
         config = self.config

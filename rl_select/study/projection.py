@@ -29,8 +29,10 @@ from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
+    POOLED_QUERY,
     SCORED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_POOLED,
     VERIFIED_QUERY,
     baseline_selectors,
     best_of_n,
@@ -65,7 +67,7 @@ def project_study(
         dev_rows = len(query.variants) * query.dev_rows
         if query.verify_rows:  # the chosen policy and every rule it can follow, on the same dev rows
             rules = available_rules(query.proposers, query.stop)
-            dev_rows += len(rules) * min(query.verify_rows, len(loaded.dev))
+            dev_rows += (len(rules) + int(config.pooled)) * min(query.verify_rows, len(loaded.dev))  # + pooled
         dev = query_level(profile, k, dev_rows)
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
         task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
@@ -113,6 +115,10 @@ def evaluation_work(
             name = transfer_task_row(budget)
             selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
             selectors.append(best_of_n(config, small_best_of_n_row(budget), budget))
+    if config.pooled:
+        selectors.append(PlannedPolicy(POOLED_QUERY, query_level=True))
+        if config.query.verify_rows:
+            selectors.append(PlannedPolicy(VERIFIED_POOLED, query_level=True))
     return list(project_evaluation(selectors, task, profile, config.k, rows, config.evaluation.seeds).steps)
 
 

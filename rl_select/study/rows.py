@@ -12,6 +12,8 @@ LEARNED_TASK = "learned task mode"
 SCORED_TASK = "learned task mode, with its scored prompts"
 TRANSFER_QUERY = "learned query mode, other tasks"
 CHECKED_TRANSFER = "learned query mode, other tasks, label-checked"
+POOLED_QUERY = "learned query mode, all tasks' rows"
+VERIFIED_POOLED = "learned query mode, all tasks' rows, dev-verified"
 EQUAL_BUDGET = "best-of-n (equal budget)"
 
 
@@ -26,7 +28,7 @@ def small_best_of_n_row(budget: int) -> str:
 
 
 def row_names(config: StudyConfig) -> list[str]:
-    """The table's rows, in order: the baselines, best-of-N at equal budget, the learned rows, the transfer rows."""
+    """The table's rows, in order: the baselines, best-of-N at equal budget, the learned rows, transfer, pooled."""
     rows = [*config.evaluation.baselines, EQUAL_BUDGET, LEARNED_QUERY]
     if config.query.verify_rows:
         rows.append(VERIFIED_QUERY)
@@ -39,6 +41,10 @@ def row_names(config: StudyConfig) -> list[str]:
         rows.append(CHECKED_TRANSFER)
     for budget in config.task_transfer_budgets:
         rows += [transfer_task_row(budget), small_best_of_n_row(budget)]
+    if config.pooled:
+        rows.append(POOLED_QUERY)
+        if config.query.verify_rows:
+            rows.append(VERIFIED_POOLED)
     return rows
 
 

@@ -62,6 +62,33 @@ class DevChoice:
 
 
 @dataclass(frozen=True)
+class PooledChoice:
+    """What dev kept for a task's pooled row: the policy fitted on every task's rows, or the task's own choice.
+
+    Both are scored on the same dev rows: the task's own dev-verified choice (its policy or a rule) and the pooled
+    policy; the pooled policy is kept only if strictly better.
+    """
+
+    own_rule: str
+    own_accuracy: float
+    pooled_accuracy: float
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the pooled policy was kept."""
+        return self.pooled_accuracy > self.own_accuracy
+
+    @property
+    def kept(self) -> str:
+        """What was kept, in words."""
+        return "the pooled policy" if self.pooled else f"its own {self.own_rule}"
+
+    def to_dict(self) -> JsonObject:
+        """JSON form, with what was kept."""
+        return {**asdict(self), "pooled": self.pooled, "kept": self.kept}
+
+
+@dataclass(frozen=True)
 class CurvePoint:
     """A learning-curve point: the policy fitted on the first ``training_queries`` rows, on the test rows."""
 
@@ -178,4 +205,4 @@ def _point(data: JsonObject) -> CurvePoint:
     )
 
 
-__all__ = ["CurvePoint", "DevChoice", "DevScore", "LearnerCost", "LearningCurve", "StudyState"]
+__all__ = ["CurvePoint", "DevChoice", "DevScore", "LearnerCost", "LearningCurve", "PooledChoice", "StudyState"]

@@ -16,12 +16,15 @@ from rl_select.study.rows import (
     EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
+    POOLED_QUERY,
     SCORED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_POOLED,
     VERIFIED_QUERY,
     small_best_of_n_row,
     transfer_task_row,
 )
+from rl_select.study.state import PooledChoice
 from rl_select.study.view import StudyView as Study
 
 DELTAS = {
@@ -49,13 +52,19 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     checked = study.stored_transfer_rule(task) if study.config.transfer_check_rows else None
     if checked is not None:
         costs[CHECKED_TRANSFER] = costs[TRANSFER_QUERY] + checked.cost  # the check reads dev labels: no LLM calls
+    if study.config.pooled:
+        costs[POOLED_QUERY] = costs[LEARNED_QUERY]  # the task's own rows; the other tasks' rows are theirs
+    pooled = study.stored_pooled_choice(task) if study.config.pooled else None
+    if pooled is not None and VERIFIED_QUERY in costs:
+        costs[VERIFIED_POOLED] = costs[VERIFIED_QUERY] + pooled[1]
     return costs
 
 
 def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
     budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
-    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, TRANSFER_QUERY, CHECKED_TRANSFER, *budgets}
+    transfer = (TRANSFER_QUERY, CHECKED_TRANSFER, POOLED_QUERY, VERIFIED_POOLED)
+    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, *transfer, *budgets}
 
 
 @dataclass
@@ -95,6 +104,7 @@ class TaskTable:
     deltas: dict[str, PairedDelta] = field(default_factory=dict)
     verified_rule: RuleChoice | None = None
     transfer_rule: RuleChoice | None = None
+    pooled_choice: PooledChoice | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON form: the rows, the counts, the best rows, the rules dev chose and each delta at the top level."""
@@ -105,6 +115,8 @@ class TaskTable:
             best["verified_rule"] = self.verified_rule.to_dict()
         if self.transfer_rule is not None:
             best["transfer_rule"] = self.transfer_rule.to_dict()
+        if self.pooled_choice is not None:
+            best["pooled_choice"] = self.pooled_choice.to_dict()
         return {
             "rows": {name: row.to_dict() for name, row in self.rows.items()},
             "test_rows": self.test_rows,
@@ -163,6 +175,9 @@ def comparisons(config: StudyConfig, best_baseline: str, best_zero_cost: str | N
     pairs["delta_vs_best_baseline"] = (LEARNED_QUERY, best_baseline)
     if config.query.verify_rows:
         pairs["verified_vs_best_baseline"] = (VERIFIED_QUERY, best_baseline)
+    if config.pooled:
+        pairs["pooled_vs_best_baseline"] = (POOLED_QUERY, best_baseline)
+        pairs["verified_pooled_vs_best_baseline"] = (VERIFIED_POOLED, best_baseline)
     if best_zero_cost is not None:
         pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best_zero_cost)
         if config.transfer_check_rows:
@@ -198,6 +213,7 @@ def task_table(study: Study, task: str) -> TaskTable:
         best_zero_cost=best_zero_cost,
         verified_rule=study.stored_rule(task) if study.config.query.verify_rows else None,
         transfer_rule=study.stored_transfer_rule(task) if study.config.transfer_check_rows else None,
+        pooled_choice=_pooled(study, task),
     )
     for key, (method, baseline) in comparisons(study.config, best_baseline, best_zero_cost).items():
         if method in reports and baseline in reports:
@@ -206,6 +222,11 @@ def task_table(study: Study, task: str) -> TaskTable:
                 [(reports[method].correct(calibrated=False), reports[baseline].correct(calibrated=False))]
             )
     return table
+
+
+def _pooled(study: Study, task: str) -> PooledChoice | None:
+    found = study.stored_pooled_choice(task) if study.config.pooled else None
+    return found[0] if found is not None else None
 
 
 def average_table(study: Study, per_task: dict[str, TaskTable]) -> AverageTable:
@@ -228,6 +249,8 @@ def average_table(study: Study, per_task: dict[str, TaskTable]) -> AverageTable:
         "verified_vs_best_single_baseline": (VERIFIED_QUERY, best_single),
         "transfer_vs_best_single_zero_cost": (TRANSFER_QUERY, best_single_zero_cost),
         "checked_transfer_vs_best_single_zero_cost": (CHECKED_TRANSFER, best_single_zero_cost),
+        "pooled_vs_best_single_baseline": (POOLED_QUERY, best_single),
+        "verified_pooled_vs_best_single_baseline": (VERIFIED_POOLED, best_single),
     }
     own = {task: comparisons(study.config, t.best_baseline, t.best_zero_cost) for task, t in per_task.items()}
     for key in {**comparisons(study.config, best_single, best_single_zero_cost), **single}:
@@ -333,6 +356,17 @@ def average_notes(config: StudyConfig, table: StudyTable, tasks: list[str]) -> l
             + ", ".join(f"{t} {_rule(table.tasks[t].transfer_rule)}" for t in tasks)
             + "."
         )
+    if config.pooled:
+        lines.append(
+            f"- learned query mode, all tasks' rows − the best single baseline ({average.best_single_baseline}): "
+            f"**{_delta(average, 'pooled_vs_best_single_baseline')}**; dev-verified: "
+            f"**{_delta(average, 'verified_pooled_vs_best_single_baseline')}**, − each task's best baseline: "
+            f"**{_delta(average, 'verified_pooled_vs_best_baseline')}**. The query-mode policy fitted on every "
+            "task's rows (the task's own among them); dev-verified: it is scored on the dev rows the task's own "
+            "policy was verified on and kept only where better than the task's own dev choice; kept per task: "
+            + ", ".join(f"{t} {_kept(table.tasks[t].pooled_choice)}" for t in tasks)
+            + "."
+        )
     if config.task.scored_prompts:
         lines.append(
             f"- learned task mode, with its scored prompts − best-of-N at equal budget: "
@@ -382,7 +416,18 @@ def task_section(task: str, part: TaskTable, headers: list[str]) -> list[str]:
             f"demonstrations on {part.transfer_rule.dev_rows} dev rows: {_scores(part.transfer_rule)}); − the "
             f"best zero-cost baseline here: {_delta(part, 'checked_transfer_vs_best_baseline')}.\n"
         )
+    if part.pooled_choice is not None:
+        choice = part.pooled_choice
+        lines.append(
+            f"All tasks' rows, dev-verified: dev kept **{choice.kept}** (calibrated dev accuracy: the pooled policy "
+            f"{100 * choice.pooled_accuracy:.1f}, the task's own {choice.own_rule} {100 * choice.own_accuracy:.1f}); "
+            f"− the best baseline here: {_delta(part, 'verified_pooled_vs_best_baseline')}.\n"
+        )
     return lines
+
+
+def _kept(choice: PooledChoice | None) -> str:
+    return "–" if choice is None else ("pooled" if choice.pooled else f"own {choice.own_rule}")
 
 
 def _rule(choice: RuleChoice | None) -> str:
@@ -405,7 +450,8 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
         return part.deltas[key].mean if key in part.deltas else None
 
     lines = ["Targets (calibrated, on the tasks finished so far):"]
-    for row, prefix in ((LEARNED_QUERY, "delta"), (VERIFIED_QUERY, "verified")):
+    query_rows = (LEARNED_QUERY, "delta"), (VERIFIED_QUERY, "verified"), (POOLED_QUERY, "pooled")
+    for row, prefix in (*query_rows, (VERIFIED_POOLED, "verified_pooled")):
         per_task = {t: mean(table.tasks[t], f"{prefix}_vs_best_baseline") for t in tasks}
         if all(d is None for d in per_task.values()):
             continue

@@ -13,8 +13,9 @@ from rl_select.evaluation import SelectorReport
 from rl_select.resources import Resources
 from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import RuleChoice
+from rl_select.scoring import LLMCost
 from rl_select.study.config import StudyConfig
-from rl_select.study.state import LearnerCost
+from rl_select.study.state import LearnerCost, PooledChoice
 from rl_select.tasks import Task
 from rl_select.types import JsonValue
 
@@ -41,6 +42,9 @@ class StudyView(Protocol):
 
     def stored_transfer_rule(self, name: str) -> RuleChoice | None:
         """The rule the label check chose for the task's transfer policy (None before it was checked)."""
+
+    def stored_pooled_choice(self, name: str) -> tuple[PooledChoice, LLMCost] | None:
+        """What dev kept for the task's pooled row, and its LLM cost (None before the pooled policy was scored)."""
 
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget."""

@@ -9,6 +9,7 @@ import yaml
 from rl_select.errors import ConfigError
 from rl_select.runs.dirs import rule_path
 from rl_select.study.config import StudyConfig
+from rl_select.study.state import PooledChoice
 from tests.helpers import assert_ends_with_results_and_next, experiment_module, run_cli
 
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
@@ -125,6 +126,14 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
         StudyConfig(tasks=("a", "a"))
     with pytest.raises(ConfigError, match="at least two tasks"):
         StudyConfig(tasks=("a",))
+    with pytest.raises(ConfigError, match="pooled rows need at least two tasks"):
+        StudyConfig(tasks=("a",), transfer=False, pooled=True)
+
+
+def test_the_pooled_policy_is_kept_only_where_better_on_dev():
+    assert PooledChoice("bm25", own_accuracy=0.6, pooled_accuracy=0.61).kept == "the pooled policy"
+    tie = PooledChoice("bm25", own_accuracy=0.6, pooled_accuracy=0.6)
+    assert not tie.pooled and tie.kept == "its own bm25"
 
 
 @pytest.mark.slow
@@ -143,6 +152,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
         },
         task_transfer_budgets=[1, 2],
         transfer_check_rows=3,
+        pooled=True,
         learning_curve={"tasks": ["tiny_sst"], "queries": [2, 4]},
         query={
             "num_candidates": 5,
@@ -213,7 +223,26 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     row = sst["rows"]["learned query mode, other tasks, label-checked"]
     assert row["cost_to_learn"]["queries"] == 0 and row["cost_to_choose_per_seed"]["queries"] == 0
     assert "checked_transfer_vs_best_baseline" in sst and "checked_transfer_vs_best_single_zero_cost" in average
+    # pooled: the policy fitted on every task's rows; dev-verified, it or the task's own dev choice, whichever is
+    # better on the same dev rows (the own choice on ties), its dev scoring counted as learning cost
+    pooled = sst["pooled_choice"]
+    assert pooled["own_rule"] == verified["rule"] and pooled["own_accuracy"] == verified["dev_scores"][verified["rule"]]
+    assert pooled["pooled"] == (pooled["pooled_accuracy"] > pooled["own_accuracy"])
+    pooled_dev = json.loads((root / "dev" / "transfer-all-on-tiny_sst.json").read_text())
+    assert pooled_dev["accuracy_calibrated"] == pytest.approx(pooled["pooled_accuracy"], abs=1e-6)
+    rows = sst["rows"]
+    assert rows["learned query mode, all tasks' rows"]["cost_to_learn"] == rows["learned query mode"]["cost_to_learn"]
+    assert rows["learned query mode, all tasks' rows, dev-verified"]["cost_to_learn"]["queries"] == (
+        rows["learned query mode, dev-verified"]["cost_to_learn"]["queries"] + pooled_dev["cost"]["queries"]
+    )
+    kept = "learned query mode, all tasks' rows" if pooled["pooled"] else "learned query mode, dev-verified"
+    for measure in ("calibrated", "raw"):
+        assert rows["learned query mode, all tasks' rows, dev-verified"][measure] == rows[kept][measure]
+    assert {"pooled_vs_best_baseline", "verified_pooled_vs_best_baseline"} <= set(sst)
+    assert {"pooled_vs_best_single_baseline", "verified_pooled_vs_best_single_baseline"} <= set(average)
     text = (root / "results.md").read_text()
+    assert f"All tasks' rows, dev-verified: dev kept **{pooled['kept']}**" in text
+    assert "learned query mode, all tasks' rows, dev-verified ≥ each task's best baseline − 1" in text
     assert "Targets (calibrated" in text and "best single baseline" in text
     assert f"Dev-verified: dev chose **{verified['rule']}**" in text
     assert f"Transfer, label-checked: dev chose **{checked['rule']}**" in text
