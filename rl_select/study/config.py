@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,12 +175,18 @@ class StudyConfig(DataAndModel):
         "fit); with query.verify_rows, + that policy scored on the same dev rows as the task's own dev-verified "
         "choice, the better kept.",
     )
+    pooled_with: tuple[str, ...] = setting(
+        (),
+        help="With pooled: other studies' directories (the same k, embedder and query settings) whose tasks' "
+        "query-mode rows join the fit on every task's rows; their tasks must be in data_dir too.",
+    )
     evaluation: StudyEvaluation = setting(factory=StudyEvaluation, help="The test-split comparison of every row.")
     learning_curve: LearningCurve = setting(factory=LearningCurve, help="Accuracy against training queries.")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
         object.__setattr__(self, "task_transfer_budgets", tuple(self.task_transfer_budgets))
+        object.__setattr__(self, "pooled_with", tuple(self.pooled_with))
         check_fields(self)
         from rl_select.selectors import check_baselines  # deferred: the selectors import the scorer (torch)
 
@@ -195,8 +202,8 @@ class StudyConfig(DataAndModel):
             raise ConfigError("a study needs distinct tasks")
         if self.transfer and len(self.tasks) < 2:
             raise ConfigError("the transfer row needs at least two tasks (train on the others)")
-        if self.pooled and len(self.tasks) < 2:
-            raise ConfigError("the pooled rows need at least two tasks (train on every task's rows)")
+        if self.pooled and len(self.tasks) < 2 and not self.pooled_with:
+            raise ConfigError("the pooled rows need at least two tasks (train on every task's rows) or pooled_with")
 
     @property
     def root(self) -> Path:
@@ -241,3 +248,17 @@ def read_study(path: str | Path, overrides: Overrides | None = None) -> StudyCon
 
     config = StudyConfig.from_dict(read_yaml_mapping(path, "study settings"))
     return with_values(config, {k: v for k, v in (overrides or {}).items() if v is not None})
+
+
+def read_study_record(root: str | Path) -> StudyConfig:
+    """The config a study under ``root`` ran with (its ``study.json``); a one-line error if there is none."""
+    path = Path(root) / "study.json"
+    if not path.is_file():
+        raise ConfigError(f"{root} is not a study's directory (no study.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is not readable JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a study's settings")
+    return StudyConfig.from_dict(data)

@@ -43,7 +43,7 @@ from rl_select.runs.dirs import RuleChoice, read_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
-from rl_select.study.config import StudyConfig
+from rl_select.study.config import StudyConfig, read_study_record
 from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
     CHECKED_TRANSFER,
@@ -104,6 +104,7 @@ class Study:
 
         try:
             self.tasks = {name: load_task(name, self.config.data_dir) for name in self.config.tasks}
+            self.pooled_sources()  # a pooled_with study that cannot join fails before any work
             for i, name in enumerate(self.config.tasks):  # one task's cells complete before the next task begins
                 self.query_learner(name)
                 if self.config.query.verify_rows:
@@ -246,7 +247,9 @@ class Study:
             return stored
         resources = self.resources(name)
         before = resources.scorer.cost()
-        report = evaluate_selector(selector, resources, k=self.config.k, seeds=[0], n_rows=rows, split="dev")
+        report = evaluate_selector(
+            selector, resources, k=self.config.k, seeds=[0], n_rows=rows, split="dev", progress=self.progress
+        )
         score = DevScore(key, report.calibrated[0], resources.scorer.cost() - before)
         self.state.write_dev_score(score)
         return score
@@ -288,11 +291,27 @@ class Study:
 
         Its variant is the one dev chose most often on the source tasks (never the target task's dev).
         """
-        data = [str(self.root / "runs" / f"{source}-query-data" / "episodes") for source in sources]
-        picked = [self.state.choice(source).index for source in sources]
+        roots = {source: self.root for source in sources}
+        if name == "all":  # with pooled_with, other studies' tasks join the fit on every task's rows
+            roots.update(self.pooled_sources())
+        data = [str(root / "runs" / f"{source}-query-data" / "episodes") for source, root in roots.items()]
+        picked = [StudyState(root).choice(source).index for source, root in roots.items()]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
         overrides = {**self.config.query.variants[variant], "data.dense_data": data}
-        return self.fit(self.train_config(sources, "query", **overrides), self.transfer_run(name))
+        return self.fit(self.train_config(list(roots), "query", **overrides), self.transfer_run(name))
+
+    def pooled_sources(self) -> dict[str, Path]:
+        """The tasks of the ``pooled_with`` studies → their study's directory (a one-line error if one cannot join)."""
+        found: dict[str, Path] = {}
+        for folder in map(Path, self.config.pooled_with if self.config.pooled else ()):
+            other = read_study_record(folder)
+            mine = self.config
+            if (other.k, other.embedder, other.query) != (mine.k, mine.embedder, mine.query):
+                raise ConfigError(f"pooled_with study {folder} has other k, embedder or query settings than this one")
+            for task in other.tasks:
+                if task not in self.config.tasks and task not in found:
+                    found[task] = folder
+        return found
 
     def transfer_rule(self, name: str) -> RuleChoice:
         """The transfer policy label-checked on the task's dev rows: it or a rule, by gold-label share (no LLM)."""

@@ -16,6 +16,15 @@ FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
 
 
 EVALUATION = {"rows": 6, "seeds": 2, "best_of_n_sets": 2, "best_of_n_dev_rows": 3}
+QUERY = {
+    "num_candidates": 4,
+    "training_queries": 4,
+    "dev_rows": 3,
+    "rounds": 2,
+    "epochs": 2,
+    "variants": [{"fqi_alpha": 0.0}, {"fqi_alpha": 0.1}],
+    "features": {**FEATURES, "label_vote": True, "llm_features": False},
+}
 
 
 def label_check_agreement():
@@ -34,15 +43,7 @@ def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):
         "k": 2,
         "embedder": "lm",
         "evaluation": EVALUATION,
-        "query": {
-            "num_candidates": 4,
-            "training_queries": 4,
-            "dev_rows": 3,
-            "rounds": 2,
-            "epochs": 2,
-            "variants": [{"fqi_alpha": 0.0}, {"fqi_alpha": 0.1}],
-            "features": {**FEATURES, "label_vote": True, "llm_features": False},
-        },
+        "query": QUERY,
         "task": {"num_candidates": 4, "reward_rows": 3, "episodes": 2, "rounds": 2, "epochs": 2, "features": FEATURES},
         **changes,
     }
@@ -265,6 +266,34 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     }
     assert agreement.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert all("delta_vs_knn" in point for point in curve["points"].values())
+
+
+@pytest.mark.slow
+def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_model_dir, capsys):
+    first = tiny_study(tmp_path, data_root, tiny_model_dir, query={**QUERY, "stop": True, "verify_rows": 3})
+    code, _, err = run_cli(["study", str(first)], capsys)
+    assert code == 0, err
+    source = tmp_path / "results" / "tiny"
+    changes = {"name": "held", "tasks": ["tiny_rte"], "transfer": False, "pooled": True, "pooled_with": [str(source)]}
+    path = tiny_study(tmp_path, data_root, tiny_model_dir, query={**QUERY, "stop": True, "verify_rows": 3}, **changes)
+    code, _, err = run_cli(["study", str(path)], capsys)
+    assert code == 0, err
+    pooled = json.loads((tmp_path / "results" / "held" / "runs" / "transfer-all" / "config.json").read_text())
+    assert pooled["config"]["tasks"] == ["tiny_rte", "tiny_sst", "tiny_trec"]
+    assert str(source / "runs" / "tiny_sst-query-data" / "episodes") in pooled["config"]["data"]["dense_data"]
+    summary = json.loads((tmp_path / "results" / "held" / "summary.json").read_text())
+    assert {"learned query mode, all tasks' rows", "learned query mode, all tasks' rows, dev-verified"} <= set(
+        summary["tiny_rte"]["rows"]
+    )
+
+    other = tiny_study(
+        tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
+    )
+    code, _, err = run_cli(["study", str(other)], capsys)
+    assert code == 2 and "has other k, embedder or query settings than this one" in err
+    missing = tiny_study(tmp_path, data_root, tiny_model_dir, **{**changes, "pooled_with": [str(tmp_path)]})
+    code, _, err = run_cli(["study", str(missing)], capsys)
+    assert code == 2 and "is not a study's directory (no study.json)" in err
 
 
 @pytest.mark.slow
