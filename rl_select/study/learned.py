@@ -74,6 +74,11 @@ def pooled_key(task: str) -> str:
     return f"transfer-all-on-{task}"
 
 
+def compare_pooled(own: RuleChoice, pooled: DevScore) -> PooledChoice:
+    """The task's own dev-verified choice beside the pooled policy's score on the same dev rows."""
+    return PooledChoice(own.rule, own.dev_scores[own.rule], round(pooled.accuracy_calibrated, 6))
+
+
 def data_cost(run_dir: Path, limit: int | None = None) -> LLMCost:
     """What collecting a run's dense rows cost: the sum of the cost stored with each (of the first ``limit``)."""
     return EpisodeStore(run_dir / "episodes").cost(limit)
@@ -323,22 +328,22 @@ class Study:
         return read_rule_choice(self.transfer_run(name), name)
 
     def transfer_run(self, name: str) -> Path:
-        """The run directory of the query-mode policy fitted on every task but ``name`` (``all``: on every task)."""
+        """The run directory of the query-mode policy fitted on every task but ``name``.
+
+        ``all``: on every task, with ``pooled`` also the ``pooled_with`` studies' tasks.
+        """
         return self.root / "runs" / f"transfer-{name}"
 
     def pooled_choice(self, name: str) -> PooledChoice:
         """The pooled policy on the dev rows the task's own policy was verified on, beside what dev chose for it."""
         own = self.verified_rule(name)
         pooled = PolicySelector.from_run(self.transfer_run("all"), rule=POLICY_RULE)
-        score = self.scored_on_dev(name, pooled_key(name), pooled, own.dev_rows)
-        return PooledChoice(own.rule, own.dev_scores[own.rule], round(score.accuracy_calibrated, 6))
+        return compare_pooled(own, self.scored_on_dev(name, pooled_key(name), pooled, own.dev_rows))
 
     def stored_pooled_choice(self, name: str) -> tuple[PooledChoice, LLMCost] | None:
         """The task's pooled choice and its LLM cost, if the pooled policy was scored on dev (no LLM calls)."""
         own, score = self.stored_rule(name), self.state.dev_score(pooled_key(name))
-        if own is None or score is None:
-            return None
-        return PooledChoice(own.rule, own.dev_scores[own.rule], round(score.accuracy_calibrated, 6)), score.cost
+        return None if own is None or score is None else (compare_pooled(own, score), score.cost)
 
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
         """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
