@@ -25,7 +25,6 @@ from rl_select.evaluation.verify import plan_verification, verify_run
 from rl_select.provenance import markdown_table, provenance, provenance_markdown, write_json
 from rl_select.rules import LABELS
 from rl_select.runs.dirs import LEGACY_RULE_FILE, read_rule_choice
-from rl_select.study.config import read_study_record
 from rl_select.study.state import StudyState
 
 
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="Output path without suffix (.json and .md).")
     args = parser.parse_args(argv)
     try:
-        config = read_study_record(args.study)
+        config = StudyState(args.study).config()
         with tempfile.TemporaryDirectory() as scratch:
             agreements = [check_task(args.study, t, args.data_dir, Path(scratch)) for t in config.tasks]
     except (OSError, json.JSONDecodeError, RLSelectError) as error:

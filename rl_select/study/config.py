@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,17 +247,3 @@ def read_study(path: str | Path, overrides: Overrides | None = None) -> StudyCon
 
     config = StudyConfig.from_dict(read_yaml_mapping(path, "study settings"))
     return with_values(config, {k: v for k, v in (overrides or {}).items() if v is not None})
-
-
-def read_study_record(root: str | Path) -> StudyConfig:
-    """The config a study under ``root`` ran with (its ``study.json``); a one-line error if there is none."""
-    path = Path(root) / "study.json"
-    if not path.is_file():
-        raise ConfigError(f"{root} is not a study's directory (no study.json)")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"{path} is not readable JSON") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a study's settings")
-    return StudyConfig.from_dict(data)

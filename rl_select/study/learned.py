@@ -43,7 +43,7 @@ from rl_select.runs.dirs import RuleChoice, read_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
-from rl_select.study.config import StudyConfig, read_study_record
+from rl_select.study.config import StudyConfig
 from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
     CHECKED_TRANSFER,
@@ -309,7 +309,7 @@ class Study:
         """The tasks of the ``pooled_with`` studies → their study's directory (a one-line error if one cannot join)."""
         found: dict[str, Path] = {}
         for folder in map(Path, self.config.pooled_with if self.config.pooled else ()):
-            other = read_study_record(folder)
+            other = StudyState(folder).config()
             mine = self.config
             if (other.k, other.embedder, other.query) != (mine.k, mine.embedder, mine.query):
                 raise ConfigError(f"pooled_with study {folder} has other k, embedder or query settings than this one")

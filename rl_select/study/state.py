@@ -1,8 +1,10 @@
-"""A study's own records between its steps, each file written and read here only.
+"""A study's own records between its steps, each file written and read here only (but ``study.json``).
 
 ``dev/<run>.json`` holds a query-mode variant's dev score (:class:`DevScore`), ``dev/choices.json`` which
 variant dev chose per task (:class:`DevChoice`), and ``curve/<task>.json`` a task's learning curve
-(:class:`LearningCurve`). The evaluations live in ``evaluation/`` (:class:`~rl_select.evaluation.EvaluationLog`).
+(:class:`LearningCurve`). ``study.json``, the settings the study ran with, is written by the study when it starts
+and read here (:meth:`StudyState.config`). The evaluations live in ``evaluation/``
+(:class:`~rl_select.evaluation.EvaluationLog`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rl_select.errors import ArtifactError
+from rl_select.errors import ArtifactError, ConfigError
 from rl_select.evaluation import PairedDelta
 from rl_select.provenance import write_json
 from rl_select.scoring import LLMCost
+from rl_select.study.config import StudyConfig
 from rl_select.types import JsonObject
 
 
@@ -124,6 +127,13 @@ class StudyState:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def config(self) -> StudyConfig:
+        """The settings the study ran with (``study.json``); a one-line error if the folder holds no study."""
+        data = self._read(self.root / "study.json")
+        if data is None:
+            raise ConfigError(f"{self.root} is not a study's directory (no study.json)")
+        return StudyConfig.from_dict(data)
 
     def dev_score(self, run: str) -> DevScore | None:
         """The stored dev score of run ``run`` (None before it is measured)."""
