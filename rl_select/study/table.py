@@ -35,6 +35,14 @@ DELTAS = {
 }
 """Paired differences with a fixed baseline: name → (method, baseline)."""
 
+QUERY_BARS = (
+    (LEARNED_QUERY, "delta"),
+    (VERIFIED_QUERY, "verified"),
+    (POOLED_QUERY, "pooled"),
+    (VERIFIED_POOLED, "verified_pooled"),
+)
+"""The query-mode rows held to the per-task and average bars, each with its deltas' key prefix."""
+
 ZERO_COST = ("zero-shot", "random", "balanced", "knn", "bm25", "mmr", "votek")
 """Baselines that cost no LLM calls to choose: what a policy that transfers (no LLM calls on the task) must beat."""
 
@@ -450,8 +458,7 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
         return part.deltas[key].mean if key in part.deltas else None
 
     lines = ["Targets (calibrated, on the tasks finished so far):"]
-    query_rows = (LEARNED_QUERY, "delta"), (VERIFIED_QUERY, "verified"), (POOLED_QUERY, "pooled")
-    for row, prefix in (*query_rows, (VERIFIED_POOLED, "verified_pooled")):
+    for row, prefix in QUERY_BARS:
         per_task = {t: mean(table.tasks[t], f"{prefix}_vs_best_baseline") for t in tasks}
         if all(d is None for d in per_task.values()):
             continue
@@ -516,6 +523,7 @@ def plot(study: Study, table: StudyTable, tasks: list[str]) -> None:
 
 __all__ = [
     "DELTAS",
+    "QUERY_BARS",
     "ZERO_COST",
     "AverageTable",
     "StudyTable",
