@@ -141,7 +141,12 @@ def config_with_options(options: dict) -> TrainConfig:
 OTHER_SCHEMAS = {
     EvaluateRequest: {"task": "tiny"},
     HeadroomRequest: {"task": "tiny"},
-    StudyConfig: {"tasks": ["trec", "sst2", "agnews"], "task": {"proposals": 8}},
+    StudyConfig: {
+        "tasks": ["trec", "sst2", "agnews"],
+        "task": {"proposals": 8},
+        "pooled": True,
+        "query": {"verify_rows": 100},
+    },
 }
 """The other commands' schemas, each with a valid mapping to start from."""
 

@@ -179,6 +179,12 @@ class StudyConfig(DataAndModel):
         help="With pooled: other studies' directories (the same k, embedder and query settings) whose tasks' "
         "query-mode rows join the fit on every task's rows; their tasks must be in data_dir too.",
     )
+    every_policy: bool = setting(
+        False,
+        help="With pooled, transfer and query.verify_rows: + a row where dev keeps the best of the task's "
+        "query-mode policies, scored on the same dev rows: its own dev-verified choice, the policy fitted on every "
+        "task's rows, the policy fitted on the other tasks' rows (the first best kept).",
+    )
     evaluation: StudyEvaluation = setting(factory=StudyEvaluation, help="The test-split comparison of every row.")
     learning_curve: LearningCurve = setting(factory=LearningCurve, help="Accuracy against training queries.")
 
@@ -199,8 +205,12 @@ class StudyConfig(DataAndModel):
             raise ConfigError("learning_curve tasks must be the study's, with positive query counts")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError("a study needs distinct tasks")
-        if self.transfer and len(self.tasks) < 2:
-            raise ConfigError("the transfer row needs at least two tasks (train on the others)")
+        if self.transfer and len(self.tasks) < 2 and not (self.pooled and self.pooled_with):
+            raise ConfigError("the transfer row needs at least two tasks (train on the others) or pooled_with")
+        if self.task_transfer_budgets and len(self.tasks) < 2:
+            raise ConfigError("task_transfer_budgets need at least two tasks (task-mode rows of the others)")
+        if self.every_policy and not (self.pooled and self.transfer and self.query.verify_rows):
+            raise ConfigError("every_policy needs pooled, transfer and query.verify_rows (the policies it compares)")
         if self.pooled and len(self.tasks) < 2 and not self.pooled_with:
             raise ConfigError("the pooled rows need at least two tasks (train on every task's rows) or pooled_with")
 

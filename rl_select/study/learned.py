@@ -53,6 +53,7 @@ from rl_select.study.rows import (
     POOLED_QUERY,
     SCORED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_EVERY,
     VERIFIED_POOLED,
     VERIFIED_QUERY,
     baseline_selectors,
@@ -61,7 +62,17 @@ from rl_select.study.rows import (
     small_best_of_n_row,
     transfer_task_row,
 )
-from rl_select.study.state import DevChoice, DevScore, LearnerCost, PooledChoice, StudyState
+from rl_select.study.state import (
+    OTHER_TASKS,
+    OWN,
+    POOLED,
+    DevChoice,
+    DevScore,
+    LearnerCost,
+    PolicyChoice,
+    PooledChoice,
+    StudyState,
+)
 from rl_select.study.table import StudyTable, write_table
 from rl_select.tasks import Task, load_task
 from rl_select.types import JsonObject, JsonValue
@@ -74,9 +85,24 @@ def pooled_key(task: str) -> str:
     return f"transfer-all-on-{task}"
 
 
+def other_tasks_key(task: str) -> str:
+    """The name of the score of the policy fitted on the other tasks' rows, on ``task``'s dev rows."""
+    return f"transfer-{task}-on-{task}"
+
+
 def compare_pooled(own: RuleChoice, pooled: DevScore) -> PooledChoice:
     """The task's own dev-verified choice beside the pooled policy's score on the same dev rows."""
     return PooledChoice(own.rule, own.dev_scores[own.rule], round(pooled.accuracy_calibrated, 6))
+
+
+def compare_every(own: RuleChoice, pooled: DevScore, other_tasks: DevScore) -> PolicyChoice:
+    """The task's own dev-verified choice, the pooled policy and the other tasks' policy on the same dev rows."""
+    scores = {
+        OWN: own.dev_scores[own.rule],
+        POOLED: pooled.accuracy_calibrated,
+        OTHER_TASKS: other_tasks.accuracy_calibrated,
+    }
+    return PolicyChoice(own.rule, {name: round(score, 6) for name, score in scores.items()})
 
 
 def data_cost(run_dir: Path, limit: int | None = None) -> LLMCost:
@@ -142,6 +168,8 @@ class Study:
         if self.config.pooled and self.config.query.verify_rows:
             for name in self.config.tasks:
                 self.pooled_choice(name)
+        for name in self.config.tasks if self.config.every_policy else []:
+            self.every_policy_choice(name)
 
     def table_so_far(self) -> StudyTable:
         """Write the table of the tasks whose evaluation is finished (partial unless all are), without new work."""
@@ -297,8 +325,7 @@ class Study:
         Its variant is the one dev chose most often on the source tasks (never the target task's dev).
         """
         roots = {source: self.root for source in sources}
-        if name == "all":  # with pooled_with, other studies' tasks join the fit on every task's rows
-            roots.update(self.pooled_sources())
+        roots.update(self.pooled_sources())  # with pooled_with, other studies' tasks join every fit on other tasks
         data = [str(root / "runs" / f"{source}-query-data" / "episodes") for source, root in roots.items()]
         picked = [StudyState(root).choice(source).index for source, root in roots.items()]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
@@ -337,13 +364,32 @@ class Study:
     def pooled_choice(self, name: str) -> PooledChoice:
         """The pooled policy on the dev rows the task's own policy was verified on, beside what dev chose for it."""
         own = self.verified_rule(name)
-        pooled = PolicySelector.from_run(self.transfer_run("all"), rule=POLICY_RULE)
-        return compare_pooled(own, self.scored_on_dev(name, pooled_key(name), pooled, own.dev_rows))
+        return compare_pooled(own, self.policy_on_dev(name, "all", own.dev_rows))
 
     def stored_pooled_choice(self, name: str) -> tuple[PooledChoice, LLMCost] | None:
         """The task's pooled choice and its LLM cost, if the pooled policy was scored on dev (no LLM calls)."""
         own, score = self.stored_rule(name), self.state.dev_score(pooled_key(name))
         return None if own is None or score is None else (compare_pooled(own, score), score.cost)
+
+    def every_policy_choice(self, name: str) -> PolicyChoice:
+        """The task's own dev choice, the pooled policy and the other tasks' policy on the same dev rows."""
+        own = self.verified_rule(name)
+        pooled, other_tasks = (self.policy_on_dev(name, fitted, own.dev_rows) for fitted in ("all", name))
+        return compare_every(own, pooled, other_tasks)
+
+    def stored_every_policy_choice(self, name: str) -> tuple[PolicyChoice, LLMCost] | None:
+        """The task's every-policy choice and the LLM cost of the scores it adds to the own choice's (no LLM calls)."""
+        own = self.stored_rule(name)
+        pooled, other_tasks = self.state.dev_score(pooled_key(name)), self.state.dev_score(other_tasks_key(name))
+        if own is None or pooled is None or other_tasks is None:
+            return None
+        return compare_every(own, pooled, other_tasks), pooled.cost + other_tasks.cost
+
+    def policy_on_dev(self, name: str, fitted: str, rows: int) -> DevScore:
+        """The policy of ``transfer_run(fitted)`` on ``rows`` dev rows of the task, following its Q-function."""
+        key = pooled_key(name) if fitted == "all" else other_tasks_key(name)
+        policy = PolicySelector.from_run(self.transfer_run(fitted), rule=POLICY_RULE)
+        return self.scored_on_dev(name, key, policy, rows)
 
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
         """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
@@ -394,6 +440,8 @@ class Study:
                 rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
         if config.pooled and transfer:
             rows += self._pooled_rows(name)
+        if config.every_policy and transfer:
+            rows.append(self._every_policy_row(name))
         return rows
 
     def _pooled_rows(self, name: str) -> list[PolicySelector]:
@@ -405,6 +453,16 @@ class Study:
             kept = (run, POLICY_RULE) if choice.pooled else (self.query_policy(name), choice.own_rule)
             rows.append(PolicySelector.from_run(kept[0], name=VERIFIED_POOLED, rule=kept[1]))
         return rows
+
+    def _every_policy_row(self, name: str) -> PolicySelector:
+        """The policy dev kept among the task's own choice, the pooled policy and the other tasks' policy."""
+        choice = self.every_policy_choice(name)
+        kept = {
+            OWN: (self.query_policy(name), choice.own_rule),
+            POOLED: (self.transfer_run("all"), POLICY_RULE),
+            OTHER_TASKS: (self.transfer_run(name), POLICY_RULE),
+        }[choice.kept]
+        return PolicySelector.from_run(kept[0], name=VERIFIED_EVERY, rule=kept[1])
 
     def _verified_row(self, name: str) -> list[PolicySelector]:
         """The dev-verified row (with ``query.verify_rows``): the policy following the rule dev chose."""

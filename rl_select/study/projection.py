@@ -32,6 +32,7 @@ from rl_select.study.rows import (
     POOLED_QUERY,
     SCORED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_EVERY,
     VERIFIED_POOLED,
     VERIFIED_QUERY,
     baseline_selectors,
@@ -67,7 +68,8 @@ def project_study(
         dev_rows = len(query.variants) * query.dev_rows
         if query.verify_rows:  # the chosen policy and every rule it can follow, on the same dev rows
             rules = available_rules(query.proposers, query.stop)
-            dev_rows += (len(rules) + int(config.pooled)) * min(query.verify_rows, len(loaded.dev))  # + pooled
+            scored = len(rules) + int(config.pooled) + int(config.every_policy)  # + pooled, + the other tasks'
+            dev_rows += scored * min(query.verify_rows, len(loaded.dev))
         dev = query_level(profile, k, dev_rows)
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
         task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
@@ -119,6 +121,8 @@ def evaluation_work(
         selectors.append(PlannedPolicy(POOLED_QUERY, query_level=True))
         if config.query.verify_rows:
             selectors.append(PlannedPolicy(VERIFIED_POOLED, query_level=True))
+    if config.every_policy:
+        selectors.append(PlannedPolicy(VERIFIED_EVERY, query_level=True))
     return list(project_evaluation(selectors, task, profile, config.k, rows, config.evaluation.seeds).steps)
 
 

@@ -14,6 +14,7 @@ TRANSFER_QUERY = "learned query mode, other tasks"
 CHECKED_TRANSFER = "learned query mode, other tasks, label-checked"
 POOLED_QUERY = "learned query mode, all tasks' rows"
 VERIFIED_POOLED = "learned query mode, all tasks' rows, dev-verified"
+VERIFIED_EVERY = "learned query mode, every policy, dev-verified"
 EQUAL_BUDGET = "best-of-n (equal budget)"
 
 
@@ -28,7 +29,7 @@ def small_best_of_n_row(budget: int) -> str:
 
 
 def row_names(config: StudyConfig) -> list[str]:
-    """The table's rows, in order: the baselines, best-of-N at equal budget, the learned rows, transfer, pooled."""
+    """The rows, in order: the baselines, best-of-N at equal budget, the learned rows, transfer, pooled, every."""
     rows = [*config.evaluation.baselines, EQUAL_BUDGET, LEARNED_QUERY]
     if config.query.verify_rows:
         rows.append(VERIFIED_QUERY)
@@ -45,6 +46,8 @@ def row_names(config: StudyConfig) -> list[str]:
         rows.append(POOLED_QUERY)
         if config.query.verify_rows:
             rows.append(VERIFIED_POOLED)
+    if config.every_policy:
+        rows.append(VERIFIED_EVERY)
     return rows
 
 

@@ -91,6 +91,38 @@ class PooledChoice:
         return {**asdict(self), "pooled": self.pooled, "kept": self.kept}
 
 
+OWN, POOLED, OTHER_TASKS = "own", "pooled", "other tasks"
+"""The candidates of the every-policy row: the task's own dev-verified choice, the policy fitted on every task's
+rows, the policy fitted on the other tasks' rows."""
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """What dev kept for a task's every-policy row, among policies scored on the same dev rows.
+
+    ``scores``: calibrated dev accuracy per candidate (:data:`OWN`, :data:`POOLED`, :data:`OTHER_TASKS`, in that
+    order); the first best is kept, so a later candidate must be strictly better than every earlier one.
+    ``own_rule``: what the task's own dev-verified choice follows (its policy or a rule).
+    """
+
+    own_rule: str
+    scores: dict[str, float]
+
+    @property
+    def kept(self) -> str:
+        """The candidate kept (a key of ``scores``)."""
+        return max(self.scores, key=self.scores.__getitem__)  # the first on ties
+
+    @property
+    def kept_in_words(self) -> str:
+        """The candidate kept, the own choice with its rule."""
+        return f"own {self.own_rule}" if self.kept == OWN else self.kept
+
+    def to_dict(self) -> JsonObject:
+        """JSON form, with what was kept."""
+        return {"own_rule": self.own_rule, "scores": dict(self.scores), "kept": self.kept_in_words}
+
+
 @dataclass(frozen=True)
 class CurvePoint:
     """A learning-curve point: the policy fitted on the first ``training_queries`` rows, on the test rows."""
@@ -215,4 +247,13 @@ def _point(data: JsonObject) -> CurvePoint:
     )
 
 
-__all__ = ["CurvePoint", "DevChoice", "DevScore", "LearnerCost", "LearningCurve", "PooledChoice", "StudyState"]
+__all__ = [
+    "CurvePoint",
+    "DevChoice",
+    "DevScore",
+    "LearnerCost",
+    "LearningCurve",
+    "PolicyChoice",
+    "PooledChoice",
+    "StudyState",
+]

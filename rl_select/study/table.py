@@ -19,12 +19,13 @@ from rl_select.study.rows import (
     POOLED_QUERY,
     SCORED_TASK,
     TRANSFER_QUERY,
+    VERIFIED_EVERY,
     VERIFIED_POOLED,
     VERIFIED_QUERY,
     small_best_of_n_row,
     transfer_task_row,
 )
-from rl_select.study.state import PooledChoice
+from rl_select.study.state import PolicyChoice, PooledChoice
 from rl_select.study.view import StudyView as Study
 
 DELTAS = {
@@ -40,6 +41,7 @@ QUERY_BARS = (
     (VERIFIED_QUERY, "verified"),
     (POOLED_QUERY, "pooled"),
     (VERIFIED_POOLED, "verified_pooled"),
+    (VERIFIED_EVERY, "verified_every"),
 )
 """The query-mode rows held to the per-task and average bars, each with its deltas' key prefix."""
 
@@ -65,13 +67,16 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     pooled = study.stored_pooled_choice(task) if study.config.pooled else None
     if pooled is not None and VERIFIED_QUERY in costs:
         costs[VERIFIED_POOLED] = costs[VERIFIED_QUERY] + pooled[1]
+    every = study.stored_every_policy_choice(task) if study.config.every_policy else None
+    if every is not None and VERIFIED_QUERY in costs:
+        costs[VERIFIED_EVERY] = costs[VERIFIED_QUERY] + every[1]
     return costs
 
 
 def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
     budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
-    transfer = (TRANSFER_QUERY, CHECKED_TRANSFER, POOLED_QUERY, VERIFIED_POOLED)
+    transfer = (TRANSFER_QUERY, CHECKED_TRANSFER, POOLED_QUERY, VERIFIED_POOLED, VERIFIED_EVERY)
     return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, *transfer, *budgets}
 
 
@@ -113,6 +118,7 @@ class TaskTable:
     verified_rule: RuleChoice | None = None
     transfer_rule: RuleChoice | None = None
     pooled_choice: PooledChoice | None = None
+    every_policy_choice: PolicyChoice | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON form: the rows, the counts, the best rows, the rules dev chose and each delta at the top level."""
@@ -125,6 +131,8 @@ class TaskTable:
             best["transfer_rule"] = self.transfer_rule.to_dict()
         if self.pooled_choice is not None:
             best["pooled_choice"] = self.pooled_choice.to_dict()
+        if self.every_policy_choice is not None:
+            best["every_policy_choice"] = self.every_policy_choice.to_dict()
         return {
             "rows": {name: row.to_dict() for name, row in self.rows.items()},
             "test_rows": self.test_rows,
@@ -186,6 +194,8 @@ def comparisons(config: StudyConfig, best_baseline: str, best_zero_cost: str | N
     if config.pooled:
         pairs["pooled_vs_best_baseline"] = (POOLED_QUERY, best_baseline)
         pairs["verified_pooled_vs_best_baseline"] = (VERIFIED_POOLED, best_baseline)
+    if config.every_policy:
+        pairs["verified_every_vs_best_baseline"] = (VERIFIED_EVERY, best_baseline)
     if best_zero_cost is not None:
         pairs["transfer_vs_best_baseline"] = (TRANSFER_QUERY, best_zero_cost)
         if config.transfer_check_rows:
@@ -222,6 +232,7 @@ def task_table(study: Study, task: str) -> TaskTable:
         verified_rule=study.stored_rule(task) if study.config.query.verify_rows else None,
         transfer_rule=study.stored_transfer_rule(task) if study.config.transfer_check_rows else None,
         pooled_choice=_pooled(study, task),
+        every_policy_choice=_every(study, task),
     )
     for key, (method, baseline) in comparisons(study.config, best_baseline, best_zero_cost).items():
         if method in reports and baseline in reports:
@@ -234,6 +245,11 @@ def task_table(study: Study, task: str) -> TaskTable:
 
 def _pooled(study: Study, task: str) -> PooledChoice | None:
     found = study.stored_pooled_choice(task) if study.config.pooled else None
+    return found[0] if found is not None else None
+
+
+def _every(study: Study, task: str) -> PolicyChoice | None:
+    found = study.stored_every_policy_choice(task) if study.config.every_policy else None
     return found[0] if found is not None else None
 
 
@@ -259,6 +275,7 @@ def average_table(study: Study, per_task: dict[str, TaskTable]) -> AverageTable:
         "checked_transfer_vs_best_single_zero_cost": (CHECKED_TRANSFER, best_single_zero_cost),
         "pooled_vs_best_single_baseline": (POOLED_QUERY, best_single),
         "verified_pooled_vs_best_single_baseline": (VERIFIED_POOLED, best_single),
+        "verified_every_vs_best_single_baseline": (VERIFIED_EVERY, best_single),
     }
     own = {task: comparisons(study.config, t.best_baseline, t.best_zero_cost) for task, t in per_task.items()}
     for key in {**comparisons(study.config, best_single, best_single_zero_cost), **single}:
@@ -375,6 +392,16 @@ def average_notes(config: StudyConfig, table: StudyTable, tasks: list[str]) -> l
             + ", ".join(f"{t} {_kept(table.tasks[t].pooled_choice)}" for t in tasks)
             + "."
         )
+    if config.every_policy:
+        lines.append(
+            f"- learned query mode, every policy, dev-verified − the best single baseline "
+            f"({average.best_single_baseline}): **{_delta(average, 'verified_every_vs_best_single_baseline')}**; − "
+            f"each task's best baseline: **{_delta(average, 'verified_every_vs_best_baseline')}**. The task's own "
+            "dev-verified choice, the policy fitted on every task's rows and the policy fitted on the other tasks' "
+            "rows, scored on the same dev rows; the first best kept: "
+            + ", ".join(f"{t} {_kept_every(table.tasks[t].every_policy_choice)}" for t in tasks)
+            + "."
+        )
     if config.task.scored_prompts:
         lines.append(
             f"- learned task mode, with its scored prompts − best-of-N at equal budget: "
@@ -431,7 +458,18 @@ def task_section(task: str, part: TaskTable, headers: list[str]) -> list[str]:
             f"{100 * choice.pooled_accuracy:.1f}, the task's own {choice.own_rule} {100 * choice.own_accuracy:.1f}); "
             f"− the best baseline here: {_delta(part, 'verified_pooled_vs_best_baseline')}.\n"
         )
+    if part.every_policy_choice is not None:
+        choice = part.every_policy_choice
+        scores = ", ".join(f"{name} {100 * score:.1f}" for name, score in choice.scores.items())
+        lines.append(
+            f"Every policy, dev-verified: dev kept **{choice.kept_in_words}** (calibrated dev accuracy: {scores}); "
+            f"− the best baseline here: {_delta(part, 'verified_every_vs_best_baseline')}.\n"
+        )
     return lines
+
+
+def _kept_every(choice: PolicyChoice | None) -> str:
+    return "–" if choice is None else choice.kept_in_words
 
 
 def _kept(choice: PooledChoice | None) -> str:

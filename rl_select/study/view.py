@@ -15,7 +15,7 @@ from rl_select.runs.config import TrainConfig
 from rl_select.runs.dirs import RuleChoice
 from rl_select.scoring import LLMCost
 from rl_select.study.config import StudyConfig
-from rl_select.study.state import LearnerCost, PooledChoice
+from rl_select.study.state import LearnerCost, PolicyChoice, PooledChoice
 from rl_select.tasks import Task
 from rl_select.types import JsonValue
 
@@ -45,6 +45,9 @@ class StudyView(Protocol):
 
     def stored_pooled_choice(self, name: str) -> tuple[PooledChoice, LLMCost] | None:
         """What dev kept for the task's pooled row, and its LLM cost (None before the pooled policy was scored)."""
+
+    def stored_every_policy_choice(self, name: str) -> tuple[PolicyChoice, LLMCost] | None:
+        """What dev kept for the task's every-policy row, and the LLM cost it adds (None before it was scored)."""
 
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget."""

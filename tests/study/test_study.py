@@ -9,7 +9,7 @@ import yaml
 from rl_select.errors import ConfigError
 from rl_select.runs.dirs import rule_path
 from rl_select.study.config import StudyConfig
-from rl_select.study.state import PooledChoice
+from rl_select.study.state import OTHER_TASKS, OWN, POOLED, PolicyChoice, PooledChoice
 from tests.helpers import assert_ends_with_results_and_next, experiment_module, run_cli
 
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
@@ -129,12 +129,27 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
         StudyConfig(tasks=("a",))
     with pytest.raises(ConfigError, match="pooled rows need at least two tasks"):
         StudyConfig(tasks=("a",), transfer=False, pooled=True)
+    StudyConfig(tasks=("a",), pooled=True, pooled_with=("studies/b",))  # transfer: fitted on the other study's tasks
+    with pytest.raises(ConfigError, match="task_transfer_budgets need at least two tasks"):
+        StudyConfig(tasks=("a",), pooled=True, pooled_with=("studies/b",), task_transfer_budgets=(1,))
+    verified = {"verify_rows": 3}
+    for lacking in ({"pooled": False}, {"transfer": False}, {"query": {}}):
+        settings = {"tasks": ("a", "b"), "pooled": True, "query": verified, **lacking, "every_policy": True}
+        with pytest.raises(ConfigError, match="every_policy needs pooled, transfer and query"):
+            StudyConfig.from_dict(settings)
 
 
 def test_the_pooled_policy_is_kept_only_where_better_on_dev():
     assert PooledChoice("bm25", own_accuracy=0.6, pooled_accuracy=0.61).kept == "the pooled policy"
     tie = PooledChoice("bm25", own_accuracy=0.6, pooled_accuracy=0.6)
     assert not tie.pooled and tie.kept == "its own bm25"
+
+
+def test_every_policy_keeps_the_first_best_on_dev():
+    scores = {OWN: 0.6, POOLED: 0.6, OTHER_TASKS: 0.6}
+    assert PolicyChoice("bm25", scores).kept_in_words == "own bm25"
+    assert PolicyChoice("bm25", {**scores, OTHER_TASKS: 0.61}).kept == OTHER_TASKS
+    assert PolicyChoice("policy", {**scores, POOLED: 0.62, OTHER_TASKS: 0.61}).to_dict()["kept"] == "pooled"
 
 
 @pytest.mark.slow
@@ -154,6 +169,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
         task_transfer_budgets=[1, 2],
         transfer_check_rows=3,
         pooled=True,
+        every_policy=True,
         learning_curve={"tasks": ["tiny_sst"], "queries": [2, 4]},
         query={
             "num_candidates": 5,
@@ -241,7 +257,32 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
         assert rows["learned query mode, all tasks' rows, dev-verified"][measure] == rows[kept][measure]
     assert {"pooled_vs_best_baseline", "verified_pooled_vs_best_baseline"} <= set(sst)
     assert {"pooled_vs_best_single_baseline", "verified_pooled_vs_best_single_baseline"} <= set(average)
+    # every policy: the own choice, the pooled policy and the other tasks' policy on the same dev rows, the first
+    # best kept; the other tasks' policy's dev scoring is learning cost too
+    every = sst["every_policy_choice"]
+    assert list(every["scores"]) == [OWN, POOLED, OTHER_TASKS]
+    assert every["scores"][OWN] == pooled["own_accuracy"] and every["scores"][POOLED] == pooled["pooled_accuracy"]
+    other_dev = json.loads((root / "dev" / "transfer-tiny_sst-on-tiny_sst.json").read_text())
+    assert other_dev["accuracy_calibrated"] == pytest.approx(every["scores"][OTHER_TASKS], abs=1e-6)
+    first_best = max(every["scores"], key=every["scores"].get)
+    assert every["kept"] == (f"own {verified['rule']}" if first_best == OWN else first_best)
+    kept = {
+        OWN: "learned query mode, dev-verified",
+        POOLED: "learned query mode, all tasks' rows",
+        OTHER_TASKS: "learned query mode, other tasks",
+    }[first_best]
+    every_row = rows["learned query mode, every policy, dev-verified"]
+    for measure in ("calibrated", "raw"):
+        assert every_row[measure] == rows[kept][measure]
+    assert every_row["cost_to_learn"]["queries"] == (
+        rows["learned query mode, dev-verified"]["cost_to_learn"]["queries"]
+        + pooled_dev["cost"]["queries"]
+        + other_dev["cost"]["queries"]
+    )
+    assert "verified_every_vs_best_baseline" in sst and "verified_every_vs_best_single_baseline" in average
     text = (root / "results.md").read_text()
+    assert f"Every policy, dev-verified: dev kept **{every['kept']}**" in text
+    assert "learned query mode, every policy, dev-verified ≥ each task's best baseline − 1" in text
     assert f"All tasks' rows, dev-verified: dev kept **{pooled['kept']}**" in text
     assert "learned query mode, all tasks' rows, dev-verified ≥ each task's best baseline − 1" in text
     assert "Targets (calibrated" in text and "best single baseline" in text
@@ -274,24 +315,41 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     code, _, err = run_cli(["study", str(first)], capsys)
     assert code == 0, err
     source = tmp_path / "results" / "tiny"
-    changes = {"name": "held", "tasks": ["tiny_rte"], "transfer": False, "pooled": True, "pooled_with": [str(source)]}
+    changes = {
+        "name": "held",
+        "tasks": ["tiny_rte"],
+        "pooled": True,
+        "pooled_with": [str(source)],
+        "every_policy": True,
+    }
     path = tiny_study(tmp_path, data_root, tiny_model_dir, query={**QUERY, "stop": True, "verify_rows": 3}, **changes)
     code, _, err = run_cli(["study", str(path)], capsys)
     assert code == 0, err
     pooled = json.loads((tmp_path / "results" / "held" / "runs" / "transfer-all" / "config.json").read_text())
     assert pooled["config"]["tasks"] == ["tiny_rte", "tiny_sst", "tiny_trec"]
     assert str(source / "runs" / "tiny_sst-query-data" / "episodes") in pooled["config"]["data"]["dense_data"]
+    other_tasks = json.loads((tmp_path / "results" / "held" / "runs" / "transfer-tiny_rte" / "config.json").read_text())
+    assert other_tasks["config"]["tasks"] == ["tiny_sst", "tiny_trec"]  # the other study's tasks only
     summary = json.loads((tmp_path / "results" / "held" / "summary.json").read_text())
-    assert {"learned query mode, all tasks' rows", "learned query mode, all tasks' rows, dev-verified"} <= set(
-        summary["tiny_rte"]["rows"]
-    )
+    assert {
+        "learned query mode, all tasks' rows",
+        "learned query mode, all tasks' rows, dev-verified",
+        "learned query mode, other tasks",
+        "learned query mode, every policy, dev-verified",
+    } <= set(summary["tiny_rte"]["rows"])
 
     other = tiny_study(
         tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
     )
     code, _, err = run_cli(["study", str(other)], capsys)
     assert code == 2 and "has other k, embedder or query settings than this one" in err
-    missing = tiny_study(tmp_path, data_root, tiny_model_dir, **{**changes, "pooled_with": [str(tmp_path)]})
+    missing = tiny_study(
+        tmp_path,
+        data_root,
+        tiny_model_dir,
+        query={**QUERY, "verify_rows": 3},
+        **{**changes, "pooled_with": [str(tmp_path)]},
+    )
     code, _, err = run_cli(["study", str(missing)], capsys)
     assert code == 2 and "is not a study's directory (no study.json)" in err
 
