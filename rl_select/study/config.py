@@ -177,7 +177,8 @@ class StudyConfig(DataAndModel):
     pooled_with: tuple[str, ...] = setting(
         (),
         help="With pooled: other studies' directories (the same k, embedder and query settings) whose tasks' "
-        "query-mode rows join the fit on every task's rows; their tasks must be in data_dir too.",
+        "query-mode rows join the fits on other tasks' rows (the pooled policy's and, with transfer, each task's "
+        "transfer policy's); their tasks must be in data_dir too.",
     )
     every_policy: bool = setting(
         False,
