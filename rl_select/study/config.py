@@ -106,6 +106,16 @@ class TaskLearner:
         "greedy proposals, so it verifies as many as the first; 0: no such row.",
         minimum=0,
     )
+    pooled: bool = setting(
+        False,
+        help="+ a task-mode row whose Q-function is fitted on every task's task-mode rows (the study's tasks, the "
+        "task's own included, and with pooled_with the other studies'; no new LLM calls to fit), proposing and "
+        "verifying as the task's own learner does.",
+    )
+
+    def row_settings(self) -> tuple[object, ...]:
+        """The settings that shape a task-mode row (candidates, reward rows, features): rows pool only if equal."""
+        return (self.num_candidates, self.reward_rows, self.features)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -178,7 +188,8 @@ class StudyConfig(DataAndModel):
         (),
         help="With pooled: other studies' directories (the same k, embedder and query settings) whose tasks' "
         "query-mode rows join the fits on other tasks' rows (the pooled policy's and, with transfer, each task's "
-        "transfer policy's); their tasks must be in data_dir too.",
+        "transfer policy's), and with task.pooled their task-mode rows the pooled task-mode fit; their tasks must "
+        "be in data_dir too.",
     )
     every_policy: bool = setting(
         False,
@@ -212,6 +223,8 @@ class StudyConfig(DataAndModel):
             raise ConfigError("task_transfer_budgets need at least two tasks (task-mode rows of the others)")
         if self.every_policy and not (self.pooled and self.transfer and self.query.verify_rows):
             raise ConfigError("every_policy needs pooled, transfer and query.verify_rows (the policies it compares)")
+        if self.task.pooled and len(self.tasks) < 2 and not (self.pooled and self.pooled_with):
+            raise ConfigError("task.pooled needs at least two tasks or pooled_with (it is fitted on every task's rows)")
         if self.pooled and len(self.tasks) < 2 and not self.pooled_with:
             raise ConfigError("the pooled rows need at least two tasks (train on every task's rows) or pooled_with")
 

@@ -51,6 +51,7 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     POOLED_QUERY,
+    POOLED_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_EVERY,
@@ -165,6 +166,8 @@ class Study:
             if self.config.task_transfer_budgets:
                 self.transfer_task_policy(name, others)
         self.transfer_policy("all", list(self.config.tasks))
+        if self.config.task.pooled:
+            self.transfer_task_policy("all", [*self.config.tasks, *self.pooled_sources()])
         if self.config.pooled and self.config.query.verify_rows:
             for name in self.config.tasks:
                 self.pooled_choice(name)
@@ -340,6 +343,8 @@ class Study:
             mine = self.config
             if (other.k, other.embedder, other.query) != (mine.k, mine.embedder, mine.query):
                 raise ConfigError(f"pooled_with study {folder} has other k, embedder or query settings than this one")
+            if mine.task.pooled and other.task.row_settings() != mine.task.row_settings():
+                raise ConfigError(f"pooled_with study {folder} has other task-mode row settings than this one")
             for task in other.tasks:
                 if task not in self.config.tasks and task not in found:
                     found[task] = folder
@@ -392,10 +397,19 @@ class Study:
         return self.scored_on_dev(name, key, policy, rows)
 
     def transfer_task_policy(self, name: str, sources: list[str]) -> Path:
-        """The task-mode learner fitted on ``sources``' task-mode rows (no LLM calls on ``name``)."""
-        data = [str(self.root / "runs" / f"{source}-task" / "episodes") for source in sources]
+        """The task-mode learner fitted on ``sources``' task-mode rows (no new LLM calls).
+
+        ``name``: the task it is for (its rows not among ``sources``), or ``all`` (every task's rows, with
+        ``pooled_with`` the other studies' tasks' too).
+        """
+        roots = {**{task: self.root for task in self.config.tasks}, **self.pooled_sources()}
+        data = [str(roots[source] / "runs" / f"{source}-task" / "episodes") for source in sources]
         config = self.train_config(sources, "task", dense_data=data)
-        return self.fit(config, self.root / "runs" / f"transfer-task-{name}")
+        return self.fit(config, self.transfer_task_run(name))
+
+    def transfer_task_run(self, name: str) -> Path:
+        """The run directory of :meth:`transfer_task_policy` for ``name``."""
+        return self.root / "runs" / f"transfer-task-{name}"
 
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget, over best-of-N's dev rows.
@@ -434,7 +448,7 @@ class Study:
                 checked = self.transfer_rule(name).rule
                 rows.append(PolicySelector.from_run(run, name=CHECKED_TRANSFER, rule=checked, zero_cost=True))
             for budget in config.task_transfer_budgets:
-                run = self.root / "runs" / f"transfer-task-{name}"
+                run = self.transfer_task_run(name)
                 verify = {"proposals": budget, "verify_rows": config.evaluation.best_of_n_dev_rows}
                 rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
                 rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
@@ -442,6 +456,8 @@ class Study:
             rows += self._pooled_rows(name)
         if config.every_policy and transfer:
             rows.append(self._every_policy_row(name))
+        if task.pooled and transfer:  # the same propose-and-verify budget as the task's own learner
+            rows.append(PolicySelector.from_run(self.transfer_task_run("all"), name=POOLED_TASK, **task_verify))
         return rows
 
     def _pooled_rows(self, name: str) -> list[PolicySelector]:

@@ -30,6 +30,7 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     POOLED_QUERY,
+    POOLED_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_EVERY,
@@ -123,6 +124,8 @@ def evaluation_work(
             selectors.append(PlannedPolicy(VERIFIED_POOLED, query_level=True))
     if config.every_policy:
         selectors.append(PlannedPolicy(VERIFIED_EVERY, query_level=True))
+    if config.task.pooled:
+        selectors.append(PlannedPolicy(POOLED_TASK, query_level=False, **task_verify))
     return list(project_evaluation(selectors, task, profile, config.k, rows, config.evaluation.seeds).steps)
 
 

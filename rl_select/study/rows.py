@@ -15,6 +15,7 @@ CHECKED_TRANSFER = "learned query mode, other tasks, label-checked"
 POOLED_QUERY = "learned query mode, all tasks' rows"
 VERIFIED_POOLED = "learned query mode, all tasks' rows, dev-verified"
 VERIFIED_EVERY = "learned query mode, every policy, dev-verified"
+POOLED_TASK = "learned task mode, all tasks' rows"
 EQUAL_BUDGET = "best-of-n (equal budget)"
 
 
@@ -29,7 +30,7 @@ def small_best_of_n_row(budget: int) -> str:
 
 
 def row_names(config: StudyConfig) -> list[str]:
-    """The rows, in order: the baselines, best-of-N at equal budget, the learned rows, transfer, pooled, every."""
+    """The rows, in order: baselines, best-of-N at equal budget, learned, transfer, pooled, every, pooled task."""
     rows = [*config.evaluation.baselines, EQUAL_BUDGET, LEARNED_QUERY]
     if config.query.verify_rows:
         rows.append(VERIFIED_QUERY)
@@ -48,6 +49,8 @@ def row_names(config: StudyConfig) -> list[str]:
             rows.append(VERIFIED_POOLED)
     if config.every_policy:
         rows.append(VERIFIED_EVERY)
+    if config.task.pooled:
+        rows.append(POOLED_TASK)
     return rows
 
 

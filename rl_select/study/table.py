@@ -17,6 +17,7 @@ from rl_select.study.rows import (
     LEARNED_QUERY,
     LEARNED_TASK,
     POOLED_QUERY,
+    POOLED_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_EVERY,
@@ -32,6 +33,7 @@ DELTAS = {
     "delta_vs_knn": (LEARNED_QUERY, "knn"),
     "delta_vs_best_of_n": (LEARNED_TASK, EQUAL_BUDGET),
     "scored_vs_best_of_n": (SCORED_TASK, EQUAL_BUDGET),
+    "pooled_task_vs_best_of_n": (POOLED_TASK, EQUAL_BUDGET),
     "transfer_vs_knn": (TRANSFER_QUERY, "knn"),
 }
 """Paired differences with a fixed baseline: name → (method, baseline)."""
@@ -54,6 +56,8 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     costs = {LEARNED_QUERY: study.query_cost(task).total, LEARNED_TASK: study.task_cost(task).total}
     if study.config.task.scored_prompts:
         costs[SCORED_TASK] = costs[LEARNED_TASK]  # its scored prompts come from the same episodes
+    if study.config.task.pooled:
+        costs[POOLED_TASK] = costs[LEARNED_TASK]  # the task's own rows; the other tasks' rows are theirs
     verified = study.stored_rule(task) if study.config.query.verify_rows else None
     if verified is not None:
         costs[VERIFIED_QUERY] = costs[LEARNED_QUERY] + verified.cost
@@ -77,7 +81,7 @@ def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
     budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
     transfer = (TRANSFER_QUERY, CHECKED_TRANSFER, POOLED_QUERY, VERIFIED_POOLED, VERIFIED_EVERY)
-    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, *transfer, *budgets}
+    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, POOLED_TASK, *transfer, *budgets}
 
 
 @dataclass
@@ -410,6 +414,13 @@ def average_notes(config: StudyConfig, table: StudyTable, tasks: list[str]) -> l
             "best the learner scored while learning (each episode's best, on its reward rows; no new LLM calls to "
             "find them) instead of greedy proposals."
         )
+    if config.task.pooled:
+        lines.append(
+            f"- learned task mode, all tasks' rows − best-of-N at equal budget: "
+            f"**{_delta(average, 'pooled_task_vs_best_of_n')}**. The task-mode Q-function fitted on every task's "
+            f"rows (the task's own among them; no new LLM calls to fit), its {max(config.task.proposals, 1)} "
+            f"greedy prompts verified on {config.task.verify_rows} dev rows as learned task mode's are."
+        )
     for n in config.task_transfer_budgets:
         lines.append(
             f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
@@ -438,6 +449,11 @@ def task_section(task: str, part: TaskTable, headers: list[str]) -> list[str]:
         lines.append(
             f"Learned task mode with its scored prompts − best-of-N at equal budget: "
             f"{_delta(part, 'scored_vs_best_of_n')}.\n"
+        )
+    if "pooled_task_vs_best_of_n" in part.deltas:
+        lines.append(
+            f"Learned task mode, all tasks' rows − best-of-N at equal budget: "
+            f"{_delta(part, 'pooled_task_vs_best_of_n')}.\n"
         )
     if part.verified_rule is not None:
         lines.append(
@@ -521,7 +537,12 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
             f"and on average {_delta(average, f'{prefix}_vs_best_baseline')} (target ≥ 0): "
             f"{'met' if within >= len(tasks) - 1 and avg is not None and avg >= 0 else 'missed'}"
         )
-    for row, key in ((LEARNED_TASK, "delta_vs_best_of_n"), (SCORED_TASK, "scored_vs_best_of_n")):
+    task_bars = (
+        (LEARNED_TASK, "delta_vs_best_of_n"),
+        (SCORED_TASK, "scored_vs_best_of_n"),
+        (POOLED_TASK, "pooled_task_vs_best_of_n"),
+    )
+    for row, key in task_bars:
         task_mode = mean(average, key)
         if task_mode is not None:
             lines.append(

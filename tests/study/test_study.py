@@ -25,6 +25,7 @@ QUERY = {
     "variants": [{"fqi_alpha": 0.0}, {"fqi_alpha": 0.1}],
     "features": {**FEATURES, "label_vote": True, "llm_features": False},
 }
+TASK = {"num_candidates": 4, "reward_rows": 3, "episodes": 2, "rounds": 2, "epochs": 2, "features": FEATURES}
 
 
 def label_check_agreement():
@@ -44,7 +45,7 @@ def tiny_study(tmp_path, data_root, tiny_model_dir, **changes):
         "embedder": "lm",
         "evaluation": EVALUATION,
         "query": QUERY,
-        "task": {"num_candidates": 4, "reward_rows": 3, "episodes": 2, "rounds": 2, "epochs": 2, "features": FEATURES},
+        "task": TASK,
         **changes,
     }
     path = tmp_path / "study.yaml"
@@ -132,6 +133,8 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
     StudyConfig(tasks=("a",), pooled=True, pooled_with=("studies/b",))  # transfer: fitted on the other study's tasks
     with pytest.raises(ConfigError, match="task_transfer_budgets need at least two tasks"):
         StudyConfig(tasks=("a",), pooled=True, pooled_with=("studies/b",), task_transfer_budgets=(1,))
+    with pytest.raises(ConfigError, match=r"task\.pooled needs at least two tasks or pooled_with"):
+        StudyConfig.from_dict({"tasks": ["a"], "transfer": False, "task": {"pooled": True}})
     verified = {"verify_rows": 3}
     for lacking in ({"pooled": False}, {"transfer": False}, {"query": {}}):
         settings = {"tasks": ("a", "b"), "pooled": True, "query": verified, **lacking, "every_policy": True}
@@ -193,6 +196,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
             "proposals": 2,
             "verify_rows": 2,
             "scored_prompts": 1,
+            "pooled": True,
         },
     )
     code, out, err = run_cli(["study", str(path)], capsys)
@@ -222,6 +226,14 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert scored["cost_to_choose_per_seed"]["queries"] == 2 * 2
     assert scored["cost_to_learn"] == task_row["cost_to_learn"]
     assert "scored_vs_best_of_n" in sst and "scored_vs_best_of_n" in average
+    # task mode, all tasks' rows: fitted on both tasks' task-mode rows, verified as the task's own learner is
+    pooled_task = sst["rows"]["learned task mode, all tasks' rows"]
+    assert pooled_task["cost_to_choose_per_seed"]["queries"] == 2 * 2
+    assert pooled_task["cost_to_learn"] == task_row["cost_to_learn"]
+    assert "pooled_task_vs_best_of_n" in sst and "pooled_task_vs_best_of_n" in average
+    pooled_fit = json.loads((root / "runs" / "transfer-task-all" / "config.json").read_text())["config"]
+    assert pooled_fit["tasks"] == ["tiny_sst", "tiny_trec"]
+    assert str(root / "runs" / "tiny_trec-task" / "episodes") in pooled_fit["data"]["dense_data"]
     assert sst["rows"]["learned query mode, other tasks"]["cost_to_choose_per_seed"]["queries"] == 0
     # dev-verified: the policy or a rule it can reproduce, whichever was best on 3 dev rows (learning cost)
     verified = sst["verified_rule"]
@@ -321,6 +333,7 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
         "pooled": True,
         "pooled_with": [str(source)],
         "every_policy": True,
+        "task": {**TASK, "pooled": True},
     }
     path = tiny_study(tmp_path, data_root, tiny_model_dir, query={**QUERY, "stop": True, "verify_rows": 3}, **changes)
     code, _, err = run_cli(["study", str(path)], capsys)
@@ -330,12 +343,16 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     assert str(source / "runs" / "tiny_sst-query-data" / "episodes") in pooled["config"]["data"]["dense_data"]
     other_tasks = json.loads((tmp_path / "results" / "held" / "runs" / "transfer-tiny_rte" / "config.json").read_text())
     assert other_tasks["config"]["tasks"] == ["tiny_sst", "tiny_trec"]  # the other study's tasks only
+    pooled_task = json.loads((tmp_path / "results" / "held" / "runs" / "transfer-task-all" / "config.json").read_text())
+    assert pooled_task["config"]["tasks"] == ["tiny_rte", "tiny_sst", "tiny_trec"]
+    assert str(source / "runs" / "tiny_sst-task" / "episodes") in pooled_task["config"]["data"]["dense_data"]
     summary = json.loads((tmp_path / "results" / "held" / "summary.json").read_text())
     assert {
         "learned query mode, all tasks' rows",
         "learned query mode, all tasks' rows, dev-verified",
         "learned query mode, other tasks",
         "learned query mode, every policy, dev-verified",
+        "learned task mode, all tasks' rows",
     } <= set(summary["tiny_rte"]["rows"])
 
     other = tiny_study(
@@ -343,6 +360,15 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     )
     code, _, err = run_cli(["study", str(other)], capsys)
     assert code == 2 and "has other k, embedder or query settings than this one" in err
+    other = tiny_study(
+        tmp_path,
+        data_root,
+        tiny_model_dir,
+        query={**QUERY, "stop": True, "verify_rows": 3},
+        **{**changes, "task": {**TASK, "num_candidates": 5, "pooled": True}},
+    )
+    code, _, err = run_cli(["study", str(other)], capsys)
+    assert code == 2 and "has other task-mode row settings than this one" in err
     missing = tiny_study(
         tmp_path,
         data_root,
