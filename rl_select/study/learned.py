@@ -73,22 +73,14 @@ from rl_select.study.state import (
     PolicyChoice,
     PooledChoice,
     StudyState,
+    other_tasks_key,
+    pooled_key,
 )
 from rl_select.study.table import StudyTable, write_table
 from rl_select.tasks import Task, load_task
 from rl_select.types import JsonObject, JsonValue
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-
-def pooled_key(task: str) -> str:
-    """The name of the pooled policy's dev score on ``task`` (``dev/<key>.json``)."""
-    return f"transfer-all-on-{task}"
-
-
-def other_tasks_key(task: str) -> str:
-    """The name of the score of the policy fitted on the other tasks' rows, on ``task``'s dev rows."""
-    return f"transfer-{task}-on-{task}"
 
 
 def compare_pooled(own: RuleChoice, pooled: DevScore) -> PooledChoice:
@@ -258,15 +250,13 @@ class Study:
 
     def query_learner(self, name: str) -> Path:
         """Rows on pool queries, every variant fitted, the best on dev kept; returns its run directory."""
-        data_run = self.root / "runs" / f"{name}-query-data"
+        data_run, *others = self.state.query_runs(name, len(self.config.query.variants))
         first = self.config.query.variants[0]
         self.fit(self.train_config([name], "query", **first), data_run)
         variants = [data_run]
-        for i, variant in enumerate(self.config.query.variants[1:], start=1):
+        for run, variant in zip(others, self.config.query.variants[1:], strict=True):
             overrides = {**variant, "data.dense_data": [str(data_run / "episodes")]}
-            variants.append(
-                self.fit(self.train_config([name], "query", **overrides), self.root / "runs" / f"{name}-query-v{i}")
-            )
+            variants.append(self.fit(self.train_config([name], "query", **overrides), run))
         chosen = max(variants, key=lambda run: self.dev_score(name, run))
         self.state.write_choice(name, DevChoice(chosen.name, [v.name for v in variants]))
         return chosen
@@ -302,7 +292,7 @@ class Study:
             if score is None:
                 raise ArtifactError(f"{self.root / 'dev'} lacks the dev score of {variant}; rerun the study")
             selection += score.cost
-        data = data_cost(self.root / "runs" / f"{name}-query-data", self.config.query.training_queries)
+        data = data_cost(self.state.query_runs(name, 1)[0], self.config.query.training_queries)
         return LearnerCost(data=data, selection=selection)
 
     def verified_rule(self, name: str) -> RuleChoice:
@@ -316,11 +306,11 @@ class Study:
 
     def task_learner(self, name: str) -> Path:
         """Task-mode rows and fitted Q; returns the run directory."""
-        return self.fit(self.train_config([name], "task"), self.root / "runs" / f"{name}-task")
+        return self.fit(self.train_config([name], "task"), self.state.task_run(name))
 
     def task_cost(self, name: str) -> LearnerCost:
         """The task-mode learner's LLM cost (its rows, including its candidates' zero-shot features)."""
-        return LearnerCost(data=data_cost(self.root / "runs" / f"{name}-task"), selection=LLMCost())
+        return LearnerCost(data=data_cost(self.state.task_run(name)), selection=LLMCost())
 
     def transfer_policy(self, name: str, sources: list[str]) -> Path:
         """The query-mode learner fitted on ``sources``' rows (no new LLM calls).
@@ -329,7 +319,7 @@ class Study:
         """
         roots = {source: self.root for source in sources}
         roots.update(self.pooled_sources())  # with pooled_with, other studies' tasks join every fit on other tasks
-        data = [str(root / "runs" / f"{source}-query-data" / "episodes") for source, root in roots.items()]
+        data = [str(StudyState(root).query_runs(source, 1)[0] / "episodes") for source, root in roots.items()]
         picked = [StudyState(root).choice(source).index for source, root in roots.items()]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
         overrides = {**self.config.query.variants[variant], "data.dense_data": data}
@@ -403,7 +393,7 @@ class Study:
         ``pooled_with`` the other studies' tasks' too).
         """
         roots = {**{task: self.root for task in self.config.tasks}, **self.pooled_sources()}
-        data = [str(roots[source] / "runs" / f"{source}-task" / "episodes") for source in sources]
+        data = [str(StudyState(roots[source]).task_run(source) / "episodes") for source in sources]
         config = self.train_config(sources, "task", dense_data=data)
         return self.fit(config, self.transfer_task_run(name))
 
@@ -430,7 +420,7 @@ class Study:
         config = self.config
         rows = baseline_selectors(config, self.resources(name).lm.device.type)
         rows.append(best_of_n(config, EQUAL_BUDGET, self.equal_budget_sets(name)))
-        task_run, task = self.root / "runs" / f"{name}-task", config.task
+        task_run, task = self.state.task_run(name), config.task
         task_verify = {"proposals": max(task.proposals, 1), "verify_rows": task.verify_rows}
         rows += [
             PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY, rule=POLICY_RULE),

@@ -1,12 +1,15 @@
 """What a study will ask of the LLM, projected step by step from the same settings and rows the study runs.
 
 Counted as the scorer counts requests (a reward-cache hit counts, a feature read from its cache file does not):
-on an empty cache the projection is the study's work; on a warm one, an upper bound.
+on an empty cache the projection is the study's work; on a warm one, an upper bound. A resumed study's finished
+work (its records in :class:`~rl_select.study.state.StudyState`) is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rl_select.budget import (
@@ -22,6 +25,8 @@ from rl_select.budget import (
     zero_shot_features,
 )
 from rl_select.rules import available_rules
+from rl_select.runs.dirs import read_rule_choice
+from rl_select.runs.episode_store import EpisodeStore
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.study.config import StudyConfig
 from rl_select.study.rows import (
@@ -41,15 +46,22 @@ from rl_select.study.rows import (
     small_best_of_n_row,
     transfer_task_row,
 )
+from rl_select.study.state import StudyState, other_tasks_key, pooled_key
 from rl_select.tasks import Task
 
 
 def project_study(
-    config: StudyConfig, tasks: Sequence[Task], profiles: dict[str, TokenProfile], device_type: str = "cpu"
+    config: StudyConfig,
+    tasks: Sequence[Task],
+    profiles: dict[str, TokenProfile],
+    device_type: str = "cpu",
+    state: StudyState | None = None,
 ) -> Projection:
     """The :class:`~rl_select.study.config.StudyConfig` protocol's work, per step over every task.
 
-    ``device_type`` of the scoring model decides the LLM-heavy baselines' settings (smaller on a CPU).
+    ``device_type`` of the scoring model decides the LLM-heavy baselines' settings (smaller on a CPU). ``state``:
+    the study's records, if it ran before; its finished episodes, dev scores, evaluated seeds and curve points are
+    left out (None: a new study).
 
     Upper bounds where a choice decides: every query-mode episode is counted at k steps (the stop action can end
     it sooner), and every seeded row at every seed.
@@ -59,19 +71,15 @@ def project_study(
     steps = {name: Step(name) for name in names}
     for loaded in tasks:
         name, profile = loaded.name, profiles[loaded.name]
-        episodes = config.query_episodes(name)
+        collected = _episodes(state.query_runs(name, 1)[0]) if state else 0
         episode = dense_episode(profile, k, query.num_candidates + int(query.stop), 1)
-        steps["query-mode rows"].add(*(episodes * x for x in (episode.queries, episode.tokens, episode.forwards)))
+        left = max(config.query_episodes(name) - collected, 0)
+        steps["query-mode rows"].add(*(left * x for x in (episode.queries, episode.tokens, episode.forwards)))
         proposers = query.proposers or {}
-        if proposers.get("task"):  # best-of-N on dev, once per task, for the task-level proposer
+        if proposers.get("task") and not collected:  # best-of-N on dev, once per task, for the task-level proposer
             found = task_level(profile, k, proposers.get("task_sets", 20), proposers.get("task_dev_rows", 32))
             steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
-        dev_rows = len(query.variants) * query.dev_rows
-        if query.verify_rows:  # the chosen policy and every rule it can follow, on the same dev rows
-            rules = available_rules(query.proposers, query.stop)
-            scored = len(rules) + int(config.pooled) + int(config.every_policy)  # + pooled, + the other tasks'
-            dev_rows += scored * min(query.verify_rows, len(loaded.dev))
-        dev = query_level(profile, k, dev_rows)
+        dev = query_level(profile, k, dev_rows_left(config, loaded, state))
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)
         task_episode = dense_episode(profile, k, task.num_candidates, task.reward_rows)
         learner = Step("task-mode rows")
@@ -79,25 +87,69 @@ def project_study(
         if task.features.get("llm_features", True):
             features = zero_shot_features(profile, len(loaded.train), task.episodes * task.num_candidates)
             learner.add(features.queries, features.tokens, features.forwards)
-        steps["task-mode rows"].add(learner.queries, learner.tokens, learner.forwards)
-        learner_queries = learner.queries
+        left_share = max(task.episodes - (_episodes(state.task_run(name)) if state else 0), 0) / task.episodes
+        steps["task-mode rows"].add(*(left_share * x for x in (learner.queries, learner.tokens, learner.forwards)))
         rows = min(config.evaluation.rows, len(loaded.test))
-        for part in evaluation_work(config, loaded, profile, rows, learner_queries, device_type):
+        finished = evaluated_seeds(config, state, name, rows) if state else None
+        for part in evaluation_work(config, loaded, profile, rows, learner.queries, device_type, finished):
             steps["evaluation"].add(part.queries, part.tokens, part.forwards)
         if name in config.learning_curve.tasks:
-            curve = query_level(profile, k, len(config.learning_curve.queries) * rows)
+            points = state.curve(name).points if state else {}
+            missing = [n for n in config.learning_curve.queries if n not in points]
+            curve = query_level(profile, k, len(missing) * rows)
             steps["learning curve"].add(curve.queries, curve.tokens, curve.forwards)
     return Projection([step for step in steps.values() if step.queries])
 
 
+def _episodes(run: Path) -> int:
+    """Episodes a learner's run has stored (0 before it starts)."""
+    return len(EpisodeStore(run / "episodes").ids())
+
+
+def dev_rows_left(config: StudyConfig, task: Task, state: StudyState | None) -> int:
+    """Query-level dev rows the task's dev comparison has yet to score: variants, rules, pooled, other tasks'."""
+    query, name = config.query, task.name
+    variants = state.query_runs(name, len(query.variants)) if state else []
+    rows = query.dev_rows * (len(query.variants) - sum(state.dev_score(run.name) is not None for run in variants))
+    if not query.verify_rows:
+        return rows
+    per_policy = min(query.verify_rows, len(task.dev))
+    choice = state.choices().get(name) if state else None
+    if choice is None or read_rule_choice(state.root / "runs" / choice.chosen, name) is None:
+        rows += len(available_rules(query.proposers, query.stop)) * per_policy  # the chosen policy and its rules
+    keys = [pooled_key(name)] * config.pooled + [other_tasks_key(name)] * config.every_policy
+    return rows + per_policy * sum(state is None or state.dev_score(key) is None for key in keys)
+
+
+def evaluated_seeds(config: StudyConfig, state: StudyState, task: str, rows: int) -> Callable[[Any], int] | None:
+    """How many seeds of a row the task's evaluation file holds (None: no file of this evaluation's rows and seeds)."""
+    path = state.root / "evaluation" / f"{task}.json"
+    try:
+        stored = json.loads(path.read_text())
+        key = stored["key"]
+        if (key["n_rows"], key["seeds"], key["k"]) != (rows, list(range(config.evaluation.seeds)), config.k):
+            return None
+        done = {report["selector"]["name"]: len(report["seeds"]) for report in stored["reports"]}
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged: the study itself says which
+        return None
+    return lambda selector: done.get(selector.name, 0)
+
+
 def evaluation_work(
-    config: StudyConfig, task: Task, profile: TokenProfile, rows: int, learner_queries: float, device_type: str
+    config: StudyConfig,
+    task: Task,
+    profile: TokenProfile,
+    rows: int,
+    learner_queries: float,
+    device_type: str,
+    finished: Callable[[Any], int] | None = None,
 ) -> list[Step]:
     """One task's evaluation: the rows :meth:`~rl_select.study.learned.Study.selectors` evaluates, each by its work.
 
     The baselines are the same selectors (:func:`~rl_select.study.rows.baseline_selectors`, best-of-N at the
     task-mode learner's budget and at the transfer budgets); the learned rows are the policies to come
-    (:class:`~rl_select.runs.policy.PlannedPolicy`, with the same propose-and-verify settings).
+    (:class:`~rl_select.runs.policy.PlannedPolicy`, with the same propose-and-verify settings). ``finished``:
+    seeds of a row already evaluated (as :func:`~rl_select.budget.project_evaluation` reads it).
     """
     dev_rows = config.evaluation.best_of_n_dev_rows
     equal_sets = equal_budget_sets(learner_queries + task_mode_choosing(config.task, len(task.dev)), dev_rows)
@@ -126,7 +178,8 @@ def evaluation_work(
         selectors.append(PlannedPolicy(VERIFIED_EVERY, query_level=True))
     if config.task.pooled:
         selectors.append(PlannedPolicy(POOLED_TASK, query_level=False, **task_verify))
-    return list(project_evaluation(selectors, task, profile, config.k, rows, config.evaluation.seeds).steps)
+    seeds = config.evaluation.seeds
+    return list(project_evaluation(selectors, task, profile, config.k, rows, seeds, finished).steps)
 
 
-__all__ = ["evaluation_work", "project_study"]
+__all__ = ["dev_rows_left", "evaluated_seeds", "evaluation_work", "project_study"]

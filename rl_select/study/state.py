@@ -150,8 +150,18 @@ class LearningCurve:
         return {"task": self.task, "points": {str(n): p.to_dict() for n, p in sorted(self.points.items())}}
 
 
+def pooled_key(task: str) -> str:
+    """The name of the pooled policy's dev score on ``task`` (``dev/<key>.json``)."""
+    return f"transfer-all-on-{task}"
+
+
+def other_tasks_key(task: str) -> str:
+    """The name of the score of the policy fitted on the other tasks' rows, on ``task``'s dev rows."""
+    return f"transfer-{task}-on-{task}"
+
+
 class StudyState:
-    """The records of the study under ``root``.
+    """The records of the study under ``root``, and where its learners' runs live.
 
     Args:
         root: The study's directory.
@@ -159,6 +169,15 @@ class StudyState:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def query_runs(self, task: str, variants: int) -> list[Path]:
+        """The task's query-mode runs: the first variant's (it collects the rows), then one per further variant."""
+        runs = self.root / "runs"
+        return [runs / f"{task}-query-data", *(runs / f"{task}-query-v{i}" for i in range(1, variants))]
+
+    def task_run(self, task: str) -> Path:
+        """The task's task-mode learner run (its rows and fitted Q)."""
+        return self.root / "runs" / f"{task}-task"
 
     def config(self) -> StudyConfig:
         """The settings the study ran with (``study.json``); a one-line error if the folder holds no study."""
@@ -256,4 +275,6 @@ __all__ = [
     "PolicyChoice",
     "PooledChoice",
     "StudyState",
+    "other_tasks_key",
+    "pooled_key",
 ]

@@ -9,7 +9,7 @@ import yaml
 from rl_select.errors import ConfigError
 from rl_select.runs.dirs import rule_path
 from rl_select.study.config import StudyConfig
-from rl_select.study.state import OTHER_TASKS, OWN, POOLED, PolicyChoice, PooledChoice
+from rl_select.study.state import OTHER_TASKS, OWN, POOLED, PolicyChoice, PooledChoice, StudyState
 from tests.helpers import assert_ends_with_results_and_next, experiment_module, run_cli
 
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
@@ -392,8 +392,23 @@ def test_the_projection_is_the_work_the_study_requests(tmp_path, data_root, tiny
     config = read_study(tiny_study(tmp_path, data_root, tiny_model_dir))
     tasks = [load_task(name, config.data_dir) for name in config.tasks]
     lm = load_language_model(str(tiny_model_dir), device="cpu", dtype="float32")
-    projected = project_study(config, tasks, profiles_for(tasks, lm.tokenizer), "cpu")
+    profiles = profiles_for(tasks, lm.tokenizer)
+    state = StudyState(config.root)
+    projected = project_study(config, tasks, profiles, "cpu", state)  # nothing done yet: all of it
+    assert projected.total.queries == project_study(config, tasks, profiles, "cpu").total.queries
     Study(config).run()
     requested = requested_queries()
     print(f"study: projected {projected.total.queries:.0f}, requested {requested}")
     assert abs(projected.total.queries - requested) <= 0.05 * requested
+
+    # resumed: finished work is left out; what a rerun would redo is projected again
+    assert project_study(config, tasks, profiles, "cpu", state).total.queries == 0
+    steps = {step.name: step.queries for step in projected.steps}
+    (config.root / "evaluation" / "tiny_trec.json").unlink()
+    for episode in (state.task_run("tiny_sst") / "episodes" / "episodes").iterdir():
+        episode.unlink()
+    (config.root / "dev" / "tiny_sst-query-data.json").unlink()
+    again = {step.name: step.queries for step in project_study(config, tasks, profiles, "cpu", state).steps}
+    assert 0 < again["evaluation"] < steps["evaluation"] and 0 < again["task-mode rows"] < steps["task-mode rows"]
+    assert 0 < again["query-mode dev comparison"] < steps["query-mode dev comparison"]
+    assert "query-mode rows" not in again
