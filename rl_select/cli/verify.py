@@ -56,6 +56,13 @@ def verify_command(
     ]
     header = "dev accuracy, calibrated" if by == ACCURACY else "gold-label share of demonstrations"
     print_table(f"{loaded.name}: {choice.dev_rows} dev rows", ["rule", header, ""], rows_shown)
+    if choice.margin is not None and not choice.margin.decided:
+        err_console.print(
+            f"note: on {choice.dev_rows} dev rows, {choice.rule} is {choice.margin.describe()} (points, paired "
+            "95% interval): dev cannot tell them apart, so the choice may not hold on test; more dev rows "
+            "(--rows, up to the dev split) would decide",
+            highlight=False,
+        )
     results_and_next(
         f"{rule_path(run_dir, loaded.name)} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
         f"rl-select evaluate --task {loaded.name} --policy {run_dir} --selector knn,bm25",

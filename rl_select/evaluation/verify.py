@@ -19,14 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from rl_select.budget import Projection, Throughput, TokenProfile, measure_throughput, query_level
 from rl_select.envs import EnvConfig
 from rl_select.errors import ConfigError
 from rl_select.evaluation.core import ProgressFactory, evaluate_selector, evaluation_rows
+from rl_select.evaluation.stats import paired_bootstrap
 from rl_select.resources import Resources
 from rl_select.rules import ACCURACY, LABELS, MEASURES, POLICY_RULE, VERIFY_ROWS, available_rules
 from rl_select.runs.config import TrainConfig, read_run_config
-from rl_select.runs.dirs import RuleChoice, read_rule_choice, write_rule_choice
+from rl_select.runs.dirs import DevMargin, RuleChoice, read_rule_choice, write_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.runs.setup import build_setup, load_tasks
 from rl_select.selectors.base import Selector
@@ -63,6 +66,7 @@ def verify_rules(
     env = base.policy.config.env
     before = resources.scorer.cost()
     scores: dict[str, float] = {}
+    correct: dict[str, np.ndarray] = {}
     for rule in verifiable_rules(env, str(run_dir), by):
         selector = PolicySelector(
             base.policy, name=f"rule {rule}", trained_on=base.trained_on, rule=rule, zero_cost=by == LABELS
@@ -72,11 +76,20 @@ def verify_rules(
             continue
         report = evaluate_selector(selector, resources, k=env.k, seeds=[0], n_rows=rows, split="dev", progress=progress)
         scores[rule] = round(float(report.calibrated[0]), 6)
+        correct[rule] = report.correct(calibrated=True)
     best = max(scores, key=lambda rule: scores[rule])  # first best: the policy on ties
     cost = resources.scorer.cost() - before
-    choice = RuleChoice(best, scores, rows, cost, task=resources.task.name, measure=by)
+    margin = dev_margin(best, scores, correct) if correct else None
+    choice = RuleChoice(best, scores, rows, cost, task=resources.task.name, measure=by, margin=margin)
     write_rule_choice(run_dir, choice)
     return choice
+
+
+def dev_margin(kept: str, scores: dict[str, float], correct: dict[str, np.ndarray]) -> DevMargin:
+    """The kept rule − the next best (first best among the others) on the same dev rows, paired bootstrap."""
+    runner_up = max((rule for rule in scores if rule != kept), key=lambda rule: scores[rule])
+    delta = paired_bootstrap(correct[kept], correct[runner_up])
+    return DevMargin(runner_up, delta.mean, delta.ci95)
 
 
 def stored_choice(run_dir: Path, task: Task, rows: int, by: str) -> RuleChoice | None:
@@ -184,6 +197,7 @@ def verify_run(
 __all__ = [
     "VERIFY_ROWS",
     "Verification",
+    "dev_margin",
     "gold_label_share",
     "plan_verification",
     "verify_rules",

@@ -81,6 +81,40 @@ def read_trained_on(run_dir: Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class DevMargin:
+    """How far the kept rule is above the next best one on dev, paired over the same rows.
+
+    Attributes:
+        runner_up: The next best rule.
+        mean: Kept − runner-up, in points of calibrated dev accuracy.
+        ci95: Its 95% paired bootstrap interval over the dev rows, in points.
+    """
+
+    runner_up: str
+    mean: float
+    ci95: tuple[float, float]
+
+    @property
+    def decided(self) -> bool:
+        """Whether dev tells the two apart: the interval's lower bound above 0."""
+        return self.ci95[0] > 0
+
+    def describe(self) -> str:
+        """``+1.5 [-2.0, +5.0] over bm25``."""
+        return f"{self.mean:+.1f} [{self.ci95[0]:+.1f}, {self.ci95[1]:+.1f}] over {self.runner_up}"
+
+    def to_dict(self) -> JsonObject:
+        """JSON form."""
+        return {"runner_up": self.runner_up, "mean": round(self.mean, 2), "ci95": [round(x, 2) for x in self.ci95]}
+
+    @classmethod
+    def from_dict(cls, data: JsonObject) -> DevMargin:
+        """Inverse of :meth:`to_dict`."""
+        low, high = data["ci95"]
+        return cls(str(data["runner_up"]), float(data["mean"]), (float(low), float(high)))
+
+
+@dataclass(frozen=True)
 class RuleChoice:
     """The rule a query-mode policy follows (:mod:`rl_select.rules`), chosen on dev rows after training.
 
@@ -93,6 +127,8 @@ class RuleChoice:
         measure: How rules were compared (:data:`~rl_select.rules.MEASURES`): the LLM's calibrated accuracy, or
             the gold-label share of their demonstrations (no LLM calls; the policy then leaves out the task-level
             proposer, which costs LLM calls to build).
+        margin: By accuracy: the kept rule − the next best on the same dev rows, with its paired interval (None
+            by labels, and in choices stored before margins were kept).
     """
 
     rule: str
@@ -101,6 +137,7 @@ class RuleChoice:
     cost: LLMCost
     task: str | None = None
     measure: str = ACCURACY
+    margin: DevMargin | None = None
 
     @property
     def zero_cost(self) -> bool:
@@ -116,6 +153,7 @@ class RuleChoice:
             "dev_rows": self.dev_rows,
             "cost": self.cost.to_dict(),
             "task": self.task,
+            "margin": None if self.margin is None else self.margin.to_dict(),
         }
 
 
@@ -172,6 +210,7 @@ def _read_choice(path: Path) -> RuleChoice:
             cost=LLMCost.from_dict(data["cost"]),
             task=None if data.get("task") is None else str(data["task"]),
             measure=str(data.get("measure", ACCURACY)),
+            margin=None if data.get("margin") is None else DevMargin.from_dict(data["margin"]),
         )
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise ArtifactError(f"{path} is damaged; delete it to verify the policy again") from None

@@ -292,7 +292,7 @@ class Study:
             if score is None:
                 raise ArtifactError(f"{self.root / 'dev'} lacks the dev score of {variant}; rerun the study")
             selection += score.cost
-        data = data_cost(self.state.query_runs(name, 1)[0], self.config.query.training_queries)
+        data = data_cost(self.state.data_run(name), self.config.query.training_queries)
         return LearnerCost(data=data, selection=selection)
 
     def verified_rule(self, name: str) -> RuleChoice:
@@ -319,7 +319,7 @@ class Study:
         """
         roots = {source: self.root for source in sources}
         roots.update(self.pooled_sources())  # with pooled_with, other studies' tasks join every fit on other tasks
-        data = [str(StudyState(root).query_runs(source, 1)[0] / "episodes") for source, root in roots.items()]
+        data = [str(StudyState(root).data_run(source) / "episodes") for source, root in roots.items()]
         picked = [StudyState(root).choice(source).index for source, root in roots.items()]
         variant = max(range(len(self.config.query.variants)), key=lambda v: (picked.count(v), -v))
         overrides = {**self.config.query.variants[variant], "data.dense_data": data}

@@ -71,7 +71,7 @@ def project_study(
     steps = {name: Step(name) for name in names}
     for loaded in tasks:
         name, profile = loaded.name, profiles[loaded.name]
-        collected = _episodes(state.query_runs(name, 1)[0]) if state else 0
+        collected = _episodes(state.data_run(name)) if state else 0
         episode = dense_episode(profile, k, query.num_candidates + int(query.stop), 1)
         left = max(config.query_episodes(name) - collected, 0)
         steps["query-mode rows"].add(*(left * x for x in (episode.queries, episode.tokens, episode.forwards)))

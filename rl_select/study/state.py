@@ -170,10 +170,14 @@ class StudyState:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def data_run(self, task: str) -> Path:
+        """The task's first query-mode run: it collects the rows every query-mode variant is fitted on."""
+        return self.root / "runs" / f"{task}-query-data"
+
     def query_runs(self, task: str, variants: int) -> list[Path]:
-        """The task's query-mode runs: the first variant's (it collects the rows), then one per further variant."""
+        """The task's query-mode runs: the data run (the first variant's), then one per further variant."""
         runs = self.root / "runs"
-        return [runs / f"{task}-query-data", *(runs / f"{task}-query-v{i}" for i in range(1, variants))]
+        return [self.data_run(task), *(runs / f"{task}-query-v{i}" for i in range(1, variants))]
 
     def task_run(self, task: str) -> Path:
         """The task's task-mode learner run (its rows and fitted Q)."""

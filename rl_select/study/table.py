@@ -497,7 +497,8 @@ def _rule(choice: RuleChoice | None) -> str:
 
 
 def _scores(choice: RuleChoice) -> str:
-    return ", ".join(f"{rule} {100 * score:.1f}" for rule, score in choice.dev_scores.items())
+    scores = ", ".join(f"{rule} {100 * score:.1f}" for rule, score in choice.dev_scores.items())
+    return scores if choice.margin is None else f"{scores}; kept {choice.margin.describe()}, paired"
 
 
 def _costs(row: TableRow) -> list[str]:

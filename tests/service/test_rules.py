@@ -131,6 +131,13 @@ def test_verify_keeps_the_best_rule_on_dev_and_everything_downstream_follows_it(
     assert choice.cost.queries > 0 and choice.task == "gen_sst"
     first = next(r for r, a in choice.dev_scores.items() if a == max(choice.dev_scores.values()))
     assert choice.rule == first  # ties go to the earliest: the policy itself first
+    # how far above the next best rule it is on the same dev rows, and whether dev can tell them apart
+    margin = choice.margin
+    runner_up = max((r for r in choice.dev_scores if r != choice.rule), key=choice.dev_scores.get)
+    assert margin.runner_up == runner_up
+    assert margin.mean == pytest.approx(100 * (choice.dev_scores[choice.rule] - choice.dev_scores[runner_up]), abs=0.01)
+    assert margin.ci95[0] <= margin.mean <= margin.ci95[1] and margin.decided == (margin.ci95[0] > 0)
+    assert ("dev cannot tell them apart" in err) == (not margin.decided)
 
     # verified again on as many rows: the stored choice, no LLM calls
     code, _, err = run_cli(["verify", str(verified_run), "--data-dir", str(big_data), "--rows", "6"], capsys)
@@ -242,6 +249,7 @@ def test_a_label_check_chooses_without_llm_calls_and_is_followed_without_the_tas
     assert list(choice.dev_scores) == ["policy", "embedding", "bm25", "balanced"]  # no zero-shot, no task proposer
     assert choice.dev_scores[choice.rule] == max(choice.dev_scores.values())
     assert all(0.0 <= share <= 1.0 for share in choice.dev_scores.values())
+    assert choice.margin is None  # margins are kept for LLM accuracy only
 
     selector, task = selector_with(run, big_data, tiny_model_dir)
     assert selector.following == choice.rule and selector._env.config.proposers.task == 0
@@ -265,7 +273,7 @@ def test_rule_files_from_before_measures_read_as_accuracy(verified_run, big_data
     assert read_rule_choice(verified_run, "gen_sst") is None  # it names another task
     choice = read_rule_choice(verified_run, "t")
     assert (choice.rule, choice.measure, choice.dev_scores["bm25"]) == ("bm25", "accuracy", 0.75)
-    assert not choice.zero_cost
+    assert not choice.zero_cost and choice.margin is None  # stored before margins were kept
     # one stored before choices named their task was made on the run's own task: kept, no LLM calls
     untasked = {**legacy, "task": None, "dev_rows": 6}
     (verified_run / "policy" / "rule.json").write_text(json.dumps(untasked))

@@ -239,6 +239,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     verified = sst["verified_rule"]
     assert set(verified["dev_scores"]) == {"policy", "zero-shot", "embedding", "bm25", "balanced", "task"}
     assert verified["dev_scores"][verified["rule"]] == max(verified["dev_scores"].values())
+    assert verified["margin"]["runner_up"] in set(verified["dev_scores"]) - {verified["rule"]}
     learned_cost = sst["rows"]["learned query mode"]["cost_to_learn"]["queries"]
     assert sst["rows"]["learned query mode, dev-verified"]["cost_to_learn"]["queries"] == (
         learned_cost + verified["cost"]["queries"]
@@ -248,7 +249,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     checked = sst["transfer_rule"]
     assert checked["measure"] == "labels" and checked["cost"]["queries"] == 0 and checked["task"] == "tiny_sst"
     assert set(checked["dev_scores"]) == {"policy", "embedding", "bm25", "balanced"}
-    assert checked["dev_scores"][checked["rule"]] == max(checked["dev_scores"].values())
+    assert checked["dev_scores"][checked["rule"]] == max(checked["dev_scores"].values()) and checked["margin"] is None
     row = sst["rows"]["learned query mode, other tasks, label-checked"]
     assert row["cost_to_learn"]["queries"] == 0 and row["cost_to_choose_per_seed"]["queries"] == 0
     assert "checked_transfer_vs_best_baseline" in sst and "checked_transfer_vs_best_single_zero_cost" in average
@@ -299,6 +300,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert "learned query mode, all tasks' rows, dev-verified ≥ each task's best baseline − 1" in text
     assert "Targets (calibrated" in text and "best single baseline" in text
     assert f"Dev-verified: dev chose **{verified['rule']}**" in text
+    assert f"; kept {verified['margin']['mean']:+.1f} [" in text and f"over {verified['margin']['runner_up']}" in text
     assert f"Transfer, label-checked: dev chose **{checked['rule']}**" in text
     curve = json.loads((root / "curve" / "tiny_sst.json").read_text())
     assert sorted(curve["points"]) == ["2", "4"] and (root / "curve.png").is_file()
