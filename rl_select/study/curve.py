@@ -21,7 +21,7 @@ def learning_curve(study: Study, name: str) -> LearningCurve:
     state = StudyState(study.root)
     curve = state.curve(name)
     variant = dict(config.query.variants[state.choice(name).index])  # the fitted-Q settings dev chose
-    episodes = StudyState(study.root).data_run(name) / "episodes"
+    episodes = state.data_run(name) / "episodes"
     knn = next(r for r in study.reports(name) if r.name == "knn").correct()[:1]
     for count in sorted(config.learning_curve.queries):
         if count in curve.points:
