@@ -282,7 +282,7 @@ class Study:
 
     def query_policy(self, name: str) -> Path:
         """The chosen query-mode run of a task."""
-        return self.root / "runs" / self.state.choice(name).chosen
+        return self.state.run(self.state.choice(name).chosen)
 
     def query_cost(self, name: str) -> LearnerCost:
         """The query-mode learner's LLM cost: its rows and the dev comparison of its variants."""

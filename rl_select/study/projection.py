@@ -115,7 +115,7 @@ def dev_rows_left(config: StudyConfig, task: Task, state: StudyState | None) -> 
         return rows
     per_policy = min(query.verify_rows, len(task.dev))
     choice = state.choices().get(name) if state else None
-    if choice is None or read_rule_choice(state.root / "runs" / choice.chosen, name) is None:
+    if choice is None or read_rule_choice(state.run(choice.chosen), name) is None:
         rows += len(available_rules(query.proposers, query.stop)) * per_policy  # the chosen policy and its rules
     keys = [pooled_key(name)] * config.pooled + [other_tasks_key(name)] * config.every_policy
     return rows + per_policy * sum(state is None or state.dev_score(key) is None for key in keys)

@@ -170,18 +170,21 @@ class StudyState:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def run(self, name: str) -> Path:
+        """The directory of the study's learner run ``name`` (``runs/<name>``)."""
+        return self.root / "runs" / name
+
     def data_run(self, task: str) -> Path:
         """The task's first query-mode run: it collects the rows every query-mode variant is fitted on."""
-        return self.root / "runs" / f"{task}-query-data"
+        return self.run(f"{task}-query-data")
 
     def query_runs(self, task: str, variants: int) -> list[Path]:
         """The task's query-mode runs: the data run (the first variant's), then one per further variant."""
-        runs = self.root / "runs"
-        return [self.data_run(task), *(runs / f"{task}-query-v{i}" for i in range(1, variants))]
+        return [self.data_run(task), *(self.run(f"{task}-query-v{i}") for i in range(1, variants))]
 
     def task_run(self, task: str) -> Path:
         """The task's task-mode learner run (its rows and fitted Q)."""
-        return self.root / "runs" / f"{task}-task"
+        return self.run(f"{task}-task")
 
     def config(self) -> StudyConfig:
         """The settings the study ran with (``study.json``); a one-line error if the folder holds no study."""
