@@ -288,7 +288,8 @@ def write_json(path: Path, payload: Any) -> Path:
     """Write ``payload`` as indented JSON atomically (a crash never leaves half a file).
 
     Objects and lists of containers are indented; a list of plain values (per-row predictions, a prompt's
-    pool ids) stays on one line, so per-row logs stay a fraction of the size ``indent=2`` would give them.
+    pool ids), or of such lists (every row's pool ids), stays on one line, so per-row logs stay a fraction of the
+    size ``indent=2`` would give them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,9 +305,19 @@ def _indented(value: Any, margin: str) -> str:
     if isinstance(value, dict) and value:
         items = (f"{inner}{json.dumps(key)}: {_indented(item, inner)}" for key, item in value.items())
         return "{\n" + ",\n".join(items) + f"\n{margin}}}"
-    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+    if isinstance(value, list) and not all(map(_plain_row, value)):
         return "[\n" + ",\n".join(inner + _indented(item, inner) for item in value) + f"\n{margin}]"
     return json.dumps(value, separators=(", ", ": "))
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a plain JSON value (no object or list)."""
+    return not isinstance(value, dict | list)
+
+
+def _plain_row(value: Any) -> bool:
+    """Whether ``value`` is a plain value or a list of them (it goes on its list's one line)."""
+    return _plain(value) or (isinstance(value, list) and all(map(_plain, value)))
 
 
 def to_json(value: Any) -> Any:

@@ -1,3 +1,5 @@
+import json
+
 from rl_select import provenance
 
 
@@ -37,3 +39,17 @@ def test_rewritten_results_do_not_make_the_source_tree_dirty(tmp_path, monkeypat
     assert git_state(tmp_path)[1] is False  # a study rewriting its own committed table
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path)[1] is True
+
+
+def test_per_row_lists_stay_on_one_line_and_read_back_unchanged(tmp_path):
+    payload = {
+        "selections": [[3, 1, 4], [1, 5], []],
+        "reports": [{"seed": 0, "predictions": [0, 1]}],
+        "mixed": [1, [2]],
+    }
+    path = provenance.write_json(tmp_path / "log.json", payload)
+    lines = path.read_text().splitlines()
+    assert '  "selections": [[3, 1, 4], [1, 5], []],' in lines
+    assert '  "mixed": [1, [2]]' in lines
+    assert '      "predictions": [0, 1]' in lines  # objects in a list are still indented
+    assert json.loads(path.read_text()) == payload
