@@ -60,7 +60,6 @@ def evaluation_markdown(payload: JsonObject) -> str:
     return (
         title
         + markdown_table(headers, [report_row(r) for r in reports])
-        + "\nLLM cost to choose: queries scored (cache hits included) and forward tokens spent picking the "
-        "demonstrations, not scoring the evaluation rows.\n\n"
-        + provenance_markdown(Provenance.from_dict(payload.get("provenance") or {}))
+        + f"\nLLM cost to choose: {LLMCost.NOTE}, spent picking the demonstrations, not scoring the evaluation "
+        "rows.\n\n" + provenance_markdown(Provenance.from_dict(payload.get("provenance") or {}))
     )

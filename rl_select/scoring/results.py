@@ -133,6 +133,12 @@ class LLMCost:
     def __sub__(self, other: LLMCost) -> LLMCost:
         return LLMCost(self.queries - other.queries, self.tokens - other.tokens)
 
+    #: What a table's "N q / M tok" cost counts, for the note under the table.
+    NOTE = (
+        "queries scored (cache hits included) / forward tokens computed (fewer, even 0, where the cache already "
+        "held the scores: another row or an earlier run had scored the same prompts on the same rows)"
+    )
+
     def to_dict(self) -> dict[str, int]:
         """JSON form."""
         return asdict(self)

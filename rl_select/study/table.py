@@ -337,8 +337,8 @@ def markdown(study: Study, table: StudyTable, record: Provenance, tasks: list[st
         f"Test split, {config.evaluation.rows} rows per task (all where fewer), {config.evaluation.seeds} seed(s), "
         "mean ± sd "
         "over seeds; every row is scored on the same rows. Deltas are paired, in points, with 95% bootstrap "
-        "intervals over test rows × seeds (for the average, every task resampled on its own). LLM cost: queries "
-        "scored (cache hits included) / forward tokens. Learners never see test rows before this evaluation; "
+        "intervals over test rows × seeds (for the average, every task resampled on its own). "
+        f"LLM cost: {LLMCost.NOTE}. Learners never see test rows before this evaluation; "
         "dev rows serve their rewards and model selection.\n",
         "## Average over tasks\n",
     ]
