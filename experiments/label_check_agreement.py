@@ -47,7 +47,8 @@ class Agreement:
 
 def check_task(root: Path, task: str, data_dir: str | None, scratch: Path) -> Agreement:
     """Label-check a copy of the task's chosen query-mode run; compare with its stored accuracy choice."""
-    run = root / "runs" / StudyState(root).choice(task).chosen
+    state = StudyState(root)
+    run = state.run(state.choice(task).chosen)
     stored = read_rule_choice(run, task)
     if stored is None:
         raise RLSelectError(f"{run} was not verified by accuracy; run the study with query.verify_rows")

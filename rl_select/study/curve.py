@@ -27,7 +27,7 @@ def learning_curve(study: Study, name: str) -> LearningCurve:
         if count in curve.points:
             continue
         train_config = study.train_config([name], "query", **variant, dense_data=[str(episodes)], dense_limit=count)
-        run = study.fit(train_config, study.root / "runs" / f"{name}-curve-{count}")
+        run = study.fit(train_config, state.run(f"{name}-curve-{count}"))
         report = evaluate_selector(
             PolicySelector.from_run(run, name=f"learned query mode, {count} queries"),
             study.resources(name),

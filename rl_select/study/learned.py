@@ -354,7 +354,7 @@ class Study:
 
         ``all``: on every task, with ``pooled`` also the ``pooled_with`` studies' tasks.
         """
-        return self.root / "runs" / f"transfer-{name}"
+        return self.state.run(f"transfer-{name}")
 
     def pooled_choice(self, name: str) -> PooledChoice:
         """The pooled policy on the dev rows the task's own policy was verified on, beside what dev chose for it."""
@@ -399,7 +399,7 @@ class Study:
 
     def transfer_task_run(self, name: str) -> Path:
         """The run directory of :meth:`transfer_task_policy` for ``name``."""
-        return self.root / "runs" / f"transfer-task-{name}"
+        return self.state.run(f"transfer-task-{name}")
 
     def equal_budget_sets(self, name: str) -> int:
         """best-of-N's N at the task-mode learner's budget, over best-of-N's dev rows.
