@@ -38,6 +38,8 @@ def test_auto_picks_the_faster_dtype_and_caches_the_verdict(tmp_path, seconds, e
 
 def test_verdicts_are_per_cpu_cores_torch_and_model(tmp_path, monkeypatch):
     path, calls = tmp_path / "verdicts.json", []
+    # Both CPUs are named here: the machine running the test may itself be either of them.
+    monkeypatch.setattr(dtype_choice, "cpu_model", lambda: "AMD EPYC 9B45")
     dtype_choice.cpu_dtype(timing(FAST_BF16, calls), "model-a", path)
     monkeypatch.setattr(dtype_choice, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
     xeon = dtype_choice.cpu_dtype(timing(SLOW_BF16, calls), "model-a", path)
