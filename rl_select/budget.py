@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rl_select.envs.features import ZERO_SHOT_BLOCK
+from rl_select.proposals import ProposerConfig
 from rl_select.scoring.prompts import PromptEncoder
 from rl_select.tasks.task import Task
 
@@ -162,6 +163,16 @@ def task_level(profile: TokenProfile, k: int, prompts: float, rows: int) -> Step
     """``prompts`` task-level prompts, each scored on ``rows`` rows after its KV-cached prefix."""
     tokens = profile.prefix + k * profile.block + rows * profile.query + profile.content_free
     return Step("task-level").add(prompts * rows, prompts * tokens, prompts * (1 + _forwards(rows * profile.query)))
+
+
+def task_proposer_search(profile: TokenProfile, k: int, proposers: ProposerConfig | None) -> Step:
+    """The task-level proposer's search, once per task: its ``task_sets`` random prompts on ``task_dev_rows`` dev rows.
+
+    Nothing where there is no task-level proposer.
+    """
+    if proposers is None or not proposers.task:
+        return Step("task proposer")
+    return task_level(profile, k, proposers.task_sets, proposers.task_dev_rows)
 
 
 def task_mode_choosing(task: Any, dev_rows: int) -> int:

@@ -116,7 +116,8 @@ def announce_budget(projection, throughput, *, table: bool) -> None:
         err_console.print(describe(projection, throughput), highlight=False)
     err_console.print(
         f"about to spend ≈ {total.queries:,.0f} LLM queries, {total.tokens:,.0f} forward tokens, "
-        f"≈ {minutes:.0f} min on this machine (projected from an empty cache; a warm one makes it less)"
+        f"≈ {minutes:.0f} min of LLM forwards on this machine (projected from an empty cache, a warm one makes it "
+        "less; loading, embedding and fitting come on top)"
     )
 
 

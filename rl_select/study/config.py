@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_select.errors import ConfigError
+from rl_select.proposals import ProposerConfig
 from rl_select.settings import (
     DataAndModel,
     build,
@@ -71,6 +72,12 @@ class QueryLearner:
         check_fields(self)
         if not self.variants:
             raise ConfigError("query.variants needs at least one fqi setting")
+        _ = self.proposer_config  # a bad proposer setting is refused here, before any LLM work
+
+    @property
+    def proposer_config(self) -> ProposerConfig | None:
+        """``proposers`` as the env reads them (None: the M nearest neighbours)."""
+        return None if self.proposers is None else build(ProposerConfig, self.proposers, "query.proposers.")
 
 
 @dataclass(frozen=True)

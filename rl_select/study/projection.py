@@ -20,8 +20,8 @@ from rl_select.budget import (
     equal_budget_sets,
     project_evaluation,
     query_level,
-    task_level,
     task_mode_choosing,
+    task_proposer_search,
     zero_shot_features,
 )
 from rl_select.rules import available_rules
@@ -72,12 +72,11 @@ def project_study(
     for loaded in tasks:
         name, profile = loaded.name, profiles[loaded.name]
         collected = _episodes(state.data_run(name)) if state else 0
-        episode = dense_episode(profile, k, query.num_candidates + int(query.stop), 1)
+        episode = dense_episode(profile, k, query.num_candidates, 1)  # stop: its state's prompt, scored
         left = max(config.query_episodes(name) - collected, 0)
         steps["query-mode rows"].add(*(left * x for x in (episode.queries, episode.tokens, episode.forwards)))
-        proposers = query.proposers or {}
-        if proposers.get("task") and not collected:  # best-of-N on dev, once per task, for the task-level proposer
-            found = task_level(profile, k, proposers.get("task_sets", 20), proposers.get("task_dev_rows", 32))
+        if not collected:  # the task-level proposer's best-of-N on dev, once per task
+            found = task_proposer_search(profile, k, query.proposer_config)
             steps["query-mode rows"].add(found.queries, found.tokens, found.forwards)
         dev = query_level(profile, k, dev_rows_left(config, loaded, state))
         steps["query-mode dev comparison"].add(dev.queries, dev.tokens, dev.forwards)

@@ -19,6 +19,7 @@ from rl_select.budget import (
     project_evaluation,
     query_level,
     task_level,
+    task_proposer_search,
     zero_shot_features,
 )
 from rl_select.evaluation.verify import verifiable_rules
@@ -36,7 +37,9 @@ def learning_work(config: TrainConfig, tasks: Sequence[Task], profiles: dict[str
     learning = Step(f"{config.algo} learning")
     for task in tasks:
         profile, share = profiles[task.name], 1.0 / len(tasks)
-        if config.algo == "fqi":
+        search = task_proposer_search(profile, k, env.proposers)
+        learning.add(search.queries, search.tokens, search.forwards)
+        if config.algo == "fqi":  # the stop action's value is its state's prompt, already scored: no extra row
             episodes = share * config.data.dense_episodes
             episode = dense_episode(profile, k, env.num_candidates, rows)
             part = Step("episodes").add(*(episodes * x for x in (episode.queries, episode.tokens, episode.forwards)))

@@ -124,6 +124,8 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
     path = tiny_study(tmp_path, data_root, tiny_model_dir, query={"num_candidates": 4, "sizes": 3})
     code, _, err = run_cli(["study", str(path)], capsys)
     assert code == 2 and "unknown setting 'query.sizes'" in err
+    with pytest.raises(ConfigError, match=r"unknown setting 'query\.proposers\.bogus'"):
+        StudyConfig.from_dict({"tasks": ["a", "b"], "query": {"proposers": {"bogus": 1}}})  # before any LLM work
     with pytest.raises(ConfigError, match="distinct tasks"):
         StudyConfig(tasks=("a", "a"))
     with pytest.raises(ConfigError, match="at least two tasks"):
