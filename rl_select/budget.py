@@ -3,7 +3,8 @@
 Projections count scored queries exactly where the protocol fixes them, and estimate tokens from the task's
 measured token lengths (a demonstration block, a query, the content-free inputs) and time from the model's
 measured throughput on this machine (a fixed cost per forward plus a cost per token, timed on two forwards).
-Cache hits make real runs cheaper than projected; a projection is an upper bound of that kind.
+Cache hits, and the stop action ending episodes early, make real runs cheaper than projected: the counts are
+upper bounds of that kind. The minutes are the forwards' alone (loading, embedding, fitting come on top).
 """
 
 from __future__ import annotations
