@@ -349,7 +349,7 @@ PROPOSERS_AND_STOP = {
         ("cql", "task", {}),
         ("fqi", "query", {}),
         ("ppo", "query", {}),
-        ("fqi", "query", PROPOSERS_AND_STOP),  # the task proposer's search on dev, the stop action's rows
+        ("fqi", "query", PROPOSERS_AND_STOP),  # the task proposer's search on dev; stop may end episodes early
     ],
 )
 def test_the_projection_is_the_work_the_run_requests(
