@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from rich.progress import (
 from rl_select.errors import ConfigError
 from rl_select.logs import setup_logging as setup_logging  # re-exported for the command modules
 from rl_select.settings import DATA_DIR_HELP, DEVICE_HELP, DTYPE_HELP, MODEL_HELP
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # Plain text: what is printed (commands, paths, task names, result tables) may hold brackets, which rich markup eats.
 console = Console(soft_wrap=True, markup=False)
@@ -130,7 +134,18 @@ def print_table(title: str, headers: list[str], rows: list[list[str]]) -> None:
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
-    console.print(table)
+    print_whole(table)
+
+
+def print_whole(table: Table) -> None:
+    """A rich table on stdout: fitted to a terminal's width; whole in a log or pipe (not cut to rich's 80 columns)."""
+    fitted = console.width
+    if not console.is_terminal:
+        console.width = max(fitted, console.measure(table, options=console.options.update_width(10_000)).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = fitted
 
 
 def results_and_next(results: str, *next_commands: str) -> None:

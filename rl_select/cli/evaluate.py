@@ -12,9 +12,9 @@ from rl_select.cli.common import (
     DataDirOption,
     VerboseOption,
     announce_budget,
-    console,
     err_console,
     load_model_with_status,
+    print_whole,
     progress_bars,
     results_and_next,
     setup_logging,
@@ -38,7 +38,7 @@ def tasks_command(data_dir: str | None = DataDirOption) -> None:
     for info in list_tasks(data_dir):
         rows = info.rows or {}
         table.add_row(info.name, info.source, info.location, *(str(rows.get(s, "")) for s in ("train", "dev", "test")))
-    console.print(table)
+    print_whole(table)
     err_console.print("next:    rl-select evaluate --task TASK --selector random,knn,bm25", highlight=False)
 
 
@@ -106,7 +106,7 @@ def render_reports(outcome: Any, k: int, split: str, seeds: int, calibrate: bool
         table.add_column(column, justify="left" if column in ("selector", "per seed") else "right")
     for report in reports:
         table.add_row(*report_row(report))
-    console.print(table)
+    print_whole(table)
     stats = outcome.scorer_stats
     err_console.print(
         f"reward cache hit rate {stats.reward_cache.hit_rate:.1%} · "

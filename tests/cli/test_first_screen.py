@@ -63,3 +63,13 @@ def test_the_first_screen_lists_what_users_need_first(name, capsys, monkeypatch)
 def test_help_fits_a_100_column_terminal(args, capsys, monkeypatch):
     text = help_of(args, capsys, monkeypatch)
     assert max(len(line) for line in text.splitlines()) <= 100, max(text.splitlines(), key=len)
+
+
+def test_a_table_in_a_log_keeps_every_cell_whole(capsys):
+    from rl_select.cli.common import console, print_table
+
+    name, cost, width = "fqi-query (transfer, dev chose policy)", "LLM cost to choose (per seed)", console.width
+    print_table("results", ["selector", "accuracy (calibrated)", "raw", cost], [[name, "70.0 ± 0.0", "62.5", "640 q"]])
+    out = capsys.readouterr().out
+    assert not console.is_terminal and name in out and cost in out and "…" not in out
+    assert console.width == width  # the wider width was only for that table
