@@ -381,7 +381,7 @@ def evaluate_task(
     log = EvaluationLog(out / "evaluation" / f"{name}.json", key, header, render=evaluation_markdown)
     profile = TokenProfile.of(task, lm.tokenizer)
     projection = project_evaluation(selectors, task, profile, study.k, rows, len(seeds), log.kept_seeds)
-    announce_budget(projection, measure_throughput(lm), table=False)  # what is left to do
+    announce_budget(projection, measure_throughput(lm, [task], study.k), table=False)  # what is left to do
     reports = run_evaluation(selectors, resources, log, k=study.k, seeds=seeds, n_rows=rows, progress=progress)
     return {"choice": choice, "reports": {r.name: r for r in reports}, "model": lm.info()}
 

@@ -2,9 +2,11 @@
 
 Projections count scored queries exactly where the protocol fixes them, and estimate tokens from the task's
 measured token lengths (a demonstration block, a query, the content-free inputs) and time from the model's
-measured throughput on this machine (a fixed cost per forward plus a cost per token, timed on two forwards).
-Cache hits, and the stop action ending episodes early, make real runs cheaper than projected: the counts are
-upper bounds of that kind. The minutes are the forwards' alone (loading, embedding, fitting come on top).
+measured throughput on this machine: a fixed cost per forward plus a cost per token, timed on two plain forwards,
+then scaled to the scorer's own time on a few of the tasks' real prompts (its answer reads, masks, padding and
+prompt building cost 1.2–1.5× a plain forward of the same tokens). Cache hits, and the stop action ending episodes
+early, make real runs cheaper than projected: the counts are upper bounds of that kind. The minutes are the
+scoring's alone (loading, embedding, fitting come on top).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,8 @@ import torch
 from rl_select.envs.features import ZERO_SHOT_BLOCK
 from rl_select.proposals import ProposerConfig
 from rl_select.scoring.prompts import PromptEncoder
-from rl_select.tasks.task import Task
+from rl_select.scoring.scorer import Scorer
+from rl_select.tasks.task import Example, Task
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,9 @@ class TokenProfile:
 
     Attributes:
         block: A demonstration block (query part, answer, separator).
-        query: A query part.
-        content_free: The content-free calibration inputs together.
+        query: A scored query: its query part and its answer branches (each multi-token label's tokens but the
+            last, fed to read the rest).
+        content_free: The content-free calibration inputs together, scored as queries.
         prefix: Special tokens before the first block.
     """
 
@@ -44,9 +48,10 @@ class TokenProfile:
     def of(cls, task: Task, tokenizer: Any, sample: int = 200) -> TokenProfile:
         """Measured on up to ``sample`` rows of the pool and the test split."""
         encoder = PromptEncoder(task, tokenizer)
+        branches = sum(len(tokens) - 1 for tokens in encoder.label_tokens)
         blocks = [len(encoder.block(e)) for e in task.train[:sample]]
-        queries = [len(encoder.query(e)) for e in task.test[:sample]]
-        free = sum(len(encoder.query(cf)) for cf in encoder.content_free)
+        queries = [len(encoder.query(e)) + branches for e in task.test[:sample]]
+        free = sum(len(encoder.query(cf)) + branches for cf in encoder.content_free)
         return cls(float(np.mean(blocks)), float(np.mean(queries)), float(free), float(len(encoder.special_prefix)))
 
     def prompt(self, k: int) -> float:
@@ -66,8 +71,52 @@ class Throughput:
         return forwards * self.overhead + tokens * self.per_token
 
 
-def measure_throughput(lm: Any, long: int = 384, short: int = 16, repeats: int = 2) -> Throughput:
-    """Time forwards of ``short`` and ``long`` tokens (after a warm-up) and fit the two-term cost model."""
+def measure_throughput(lm: Any, tasks: Sequence[Task], k: int = 4) -> Throughput:
+    """This machine's scoring cost: :func:`plain_forward_cost`, scaled to the scorer's time on ``tasks``' prompts.
+
+    A plain forward leaves out what the scorer adds to each forward (the answer reads and their log-softmax over
+    the vocabulary, the tree mask, padding, building the prompts). The scale is the scorer's measured time over
+    the plain model's projection of the same forwards, on :func:`calibration_prompts` of every task (scored
+    twice, caches off; the second, timed, pass sees shapes the first already warmed).
+    """
+    plain = plain_forward_cost(lm)
+    measured = projected = 0.0
+    for task in tasks:
+        scorer = Scorer(lm, task)
+        prompts = calibration_prompts(task, k)
+        for timed in (False, True):
+            before = replace(scorer.stats)
+            started = time.perf_counter()
+            for demos, queries in prompts:
+                scorer.score(demos, queries, use_cache=False)
+            if timed:
+                measured += time.perf_counter() - started
+                projected += plain.seconds(scorer.stats.tokens - before.tokens, scorer.stats.forwards - before.forwards)
+    scale = measured / projected if projected > 0 else 1.0
+    return Throughput(overhead=plain.overhead * scale, per_token=plain.per_token * scale)
+
+
+def calibration_prompts(task: Task, k: int, seed: int = 0) -> list[tuple[list[Example], list[Example]]]:
+    """The prompts timed by :func:`measure_throughput`: the two shapes runs score most.
+
+    Query-level prompts (k demonstrations for one query, four times) and one task-level prompt (k demonstrations
+    for 16 queries), drawn from the pool and the test split (dev where test is empty).
+    """
+    rng = np.random.default_rng(seed)
+    queries = task.test or task.dev or task.train
+    k = min(k, len(task.train))
+
+    def demos() -> list[Example]:
+        return [task.train[i] for i in rng.choice(len(task.train), size=k, replace=False)]
+
+    def rows(n: int) -> list[Example]:
+        return [queries[i] for i in rng.choice(len(queries), size=min(n, len(queries)), replace=False)]
+
+    return [*((demos(), rows(1)) for _ in range(4)), (demos(), rows(16))]
+
+
+def plain_forward_cost(lm: Any, long: int = 384, short: int = 16, repeats: int = 2) -> Throughput:
+    """Time plain forwards of ``short`` and ``long`` tokens (after a warm-up) and fit the two-term cost model."""
     vocab = int(lm.model.config.vocab_size)
 
     def timed(n: int) -> float:

@@ -116,11 +116,12 @@ def announce_budget(projection, throughput, *, table: bool) -> None:
 
     total = projection.total
     minutes = throughput.seconds(total.tokens, total.forwards) / 60
+    shown = f"{minutes:.1f}" if minutes < 10 else f"{minutes:.0f}"
     if table:
         err_console.print(describe(projection, throughput), highlight=False)
     err_console.print(
         f"about to spend ≈ {total.queries:,.0f} LLM queries, {total.tokens:,.0f} forward tokens, "
-        f"≈ {minutes:.0f} min of LLM forwards on this machine (projected from an empty cache, a warm one makes it "
+        f"≈ {shown} min of scoring on this machine (projected from an empty cache, a warm one makes it "
         "less; loading, embedding and fitting come on top)"
     )
 

@@ -42,7 +42,7 @@ def headroom_run(settings: Overrides, verbose: bool = VerboseOption) -> None:
                 f"headroom on {queries} {request.task} test queries"
                 + (f" ({done} done in {path}, continuing)" if done else "")
             ),
-            on_budget=announce_timed_budget,
+            on_budget=lambda projection, throughput: announce_budget(projection, throughput, table=True),
         )
     headers, rows = headroom_report(result)  # the file was written after the last query (or was complete)
     title = f"headroom · {result.task} · k={request.k} · M={request.num_candidates} · {request.queries} test queries"
@@ -57,15 +57,6 @@ headroom_command = with_options(HeadroomRequest, headroom_run)
 """``rl-select headroom``: one option per field of :class:`~rl_select.study.headroom_request.HeadroomRequest`."""
 
 
-def announce_timed_budget(projection, lm) -> None:
-    """Time the model on this machine, then print the projected LLM work per step."""
-    from rl_select.budget import measure_throughput  # deferred: CLI start-up (loads torch)
-
-    with err_console.status("timing the model …"):
-        throughput = measure_throughput(lm)
-    announce_budget(projection, throughput, table=True)
-
-
 def announce_study_budget(config) -> None:
     """Project the study's LLM work per step on this machine and print it."""
     from rl_select.budget import measure_throughput, profiles_for  # deferred: CLI start-up (loads torch)
@@ -77,7 +68,7 @@ def announce_study_budget(config) -> None:
     tasks = [load_task(name, config.data_dir) for name in config.tasks]
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
-        throughput = measure_throughput(lm)
+        throughput = measure_throughput(lm, tasks, config.k)
     state = StudyState(config.root)  # a resumed study's finished work is not projected again
     projection = project_study(config, tasks, profiles_for(tasks, lm.tokenizer), lm.device.type, state)
     announce_budget(projection, throughput, table=True)

@@ -129,7 +129,7 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
         )
     with err_console.status("loading the model and timing it …"):
         lm = shared_language_model(config.model, config.device, config.dtype)
-        throughput = measure_throughput(lm)
+        throughput = measure_throughput(lm, tasks, config.env.k)
     evaluated = [*tasks, *transfer_tasks(config)]
     projection = project_training(config, tasks, evaluated, profiles_for(evaluated, lm.tokenizer))
     announce_budget(projection, throughput, table=table)

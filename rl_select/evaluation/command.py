@@ -86,7 +86,7 @@ def projected_work(
     profile = TokenProfile.of(resources.task, resources.lm.tokenizer)
     finished = None if log is None else (lambda selector: log.kept_seeds(selector, request.dump is not None))
     projection = project_evaluation(selectors, resources.task, profile, request.k, n_rows, request.seeds, finished)
-    return projection, measure_throughput(resources.lm)
+    return projection, measure_throughput(resources.lm, [resources.task], request.k)
 
 
 def evaluate(

@@ -190,7 +190,8 @@ def verify_run(
     if on_budget is not None and plan.by == ACCURACY and stored_choice(run_dir, task, rows_used, plan.by) is None:
         profile = TokenProfile.of(task, resources.lm.tokenizer)
         work = query_level(profile, config.env.k, len(plan.rules) * rows_used)
-        on_budget(Projection([replace(work, name="rules on dev")]), measure_throughput(resources.lm))
+        throughput = measure_throughput(resources.lm, [task], config.env.k)
+        on_budget(Projection([replace(work, name="rules on dev")]), throughput)
     return verify_rules(run_dir, resources, rows=rows, by=plan.by, progress=progress)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_select.budget import Projection, TokenProfile, project_headroom
+from rl_select.budget import Projection, Throughput, TokenProfile, measure_throughput, project_headroom
 from rl_select.errors import ArtifactError, ConfigError, Interrupted
 from rl_select.evaluation import PairedDelta, paired_bootstrap
 from rl_select.observation import nearest_first
@@ -368,12 +368,12 @@ def run_headroom(
     *,
     progress: ProgressFactory | None = None,
     on_start: Callable[[Path, int, int], None] | None = None,
-    on_budget: Callable[[Projection, LanguageModel], None] | None = None,
+    on_budget: Callable[[Projection, Throughput], None] | None = None,
 ) -> tuple[Headroom, Path]:
     """Run (or continue) a headroom analysis, writing its file after every query; returns it and the file.
 
     ``on_start`` is told the file, the queries and how many an earlier run left; ``on_budget`` the projected LLM
-    work of the queries still to do (and the model, to time it), before any is scored.
+    work of the queries still to do and this machine's measured throughput, before any is scored.
 
     Raises:
         Interrupted: On Ctrl-C, after the finished queries are on disk.
@@ -394,7 +394,8 @@ def run_headroom(
         on_start(path, len(queries), len(result.records))
     if todo and on_budget is not None:
         profile = TokenProfile.of(task, lm.tokenizer)
-        on_budget(project_headroom(profile, request.k, request.num_candidates, request.dev_neighbours, todo), lm)
+        projection = project_headroom(profile, request.k, request.num_candidates, request.dev_neighbours, todo)
+        on_budget(projection, measure_throughput(lm, [task], request.k))
     resources = Resources(
         task, lm=lm, scoring=ScoringConfig(), embedder=request.embedder, data_seed=request.data_seed, progress=progress
     )
