@@ -4,9 +4,9 @@ Projections count scored queries exactly where the protocol fixes them, and esti
 measured token lengths (a demonstration block, a query, the content-free inputs) and time from the model's
 measured throughput on this machine: a fixed cost per forward plus a cost per token, timed on two plain forwards,
 then scaled to the scorer's own time on a few of the tasks' real prompts (its answer reads, masks, padding and
-prompt building cost 1.2–1.5× a plain forward of the same tokens). Cache hits, and the stop action ending episodes
-early, make real runs cheaper than projected: the counts are upper bounds of that kind. The minutes are the
-scoring's alone (loading, embedding, fitting come on top).
+prompt building took 1.2–1.5× a plain forward of the same tokens on an AMX Xeon). Cache hits, and the stop action
+ending episodes early, make real runs cheaper than projected: the counts are upper bounds of that kind. The minutes
+are the scoring's alone (loading, embedding, fitting come on top).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from rl_select.envs.features import ZERO_SHOT_BLOCK
 from rl_select.proposals import ProposerConfig
 from rl_select.scoring.prompts import PromptEncoder
+from rl_select.scoring.readout import answer_branch_tokens
 from rl_select.scoring.scorer import Scorer
 from rl_select.tasks.task import Example, Task
 
@@ -48,7 +49,7 @@ class TokenProfile:
     def of(cls, task: Task, tokenizer: Any, sample: int = 200) -> TokenProfile:
         """Measured on up to ``sample`` rows of the pool and the test split."""
         encoder = PromptEncoder(task, tokenizer)
-        branches = sum(len(tokens) - 1 for tokens in encoder.label_tokens)
+        branches = answer_branch_tokens(encoder.label_tokens)
         blocks = [len(encoder.block(e)) for e in task.train[:sample]]
         queries = [len(encoder.query(e)) + branches for e in task.test[:sample]]
         free = sum(len(encoder.query(cf)) + branches for cf in encoder.content_free)

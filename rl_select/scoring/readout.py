@@ -36,6 +36,11 @@ class Plan:
     groups: list[tuple[list[int], Job]]
 
 
+def answer_branch_tokens(label_tokens: tuple[tuple[int, ...], ...]) -> int:
+    """Tokens fed after each scored item to read multi-token answers: every label's tokens but its last."""
+    return sum(len(tokens) - 1 for tokens in label_tokens)
+
+
 class LabelReadout:
     """Reads a task's label scores out of next-token log-probabilities and assembles calibrated results.
 
@@ -51,7 +56,7 @@ class LabelReadout:
         self.device = device
         self.first_tokens = torch.tensor([t[0] for t in label_tokens], device=device)
         self.lengths = np.array([len(t) for t in label_tokens], dtype=np.float64)
-        self.answer_tokens = sum(len(t) - 1 for t in label_tokens if len(t) > 1)
+        self.answer_tokens = answer_branch_tokens(label_tokens)
         """Tokens the answer branches add after each item."""
 
     @property
