@@ -369,6 +369,28 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
         "learned task mode, all tasks' rows",
     } <= set(summary["tiny_rte"]["rows"])
 
+    # experiments/gated_verification.py: the gate's choices beside the argmax's, each read from a test row
+    held = tmp_path / "results" / "held"
+    gated = experiment_module("gated_verification.py")
+    assert gated.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "gated")]) == 0
+    (check,) = json.loads((tmp_path / "gated.json").read_text())["tasks"]
+    stored_rule = json.loads(
+        rule_path(held / "runs" / StudyState(held).choice("tiny_rte").chosen, "tiny_rte").read_text()
+    )
+    assert check["own"]["argmax"] == stored_rule["rule"] and check["own"]["incumbent"] == "policy"
+    assert summary["tiny_rte"]["every_policy_choice"]["kept"].startswith(check["every"]["argmax"])
+    every_row = summary["tiny_rte"]["rows"]["learned query mode, every policy, dev-verified"]
+    assert check["every"]["test_argmax"] == pytest.approx(every_row["calibrated"], abs=0.051)
+    assert check["best_baseline"] == summary["tiny_rte"]["best_baseline"]
+    for level in ("own", "every"):
+        assert (
+            check[level]["gated"] == check[level]["incumbent"]
+            or min(check[level]["gate_intervals"][check[level]["gated"]]) > 0
+        )
+    assert (
+        gated.main([str(source), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
+    )  # no every-policy row
+
     other = tiny_study(
         tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
     )
