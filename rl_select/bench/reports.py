@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rl_select.bench.records import AbuseBench, EnvThroughput, RolloutBench, ScorerBench, ServiceBench
 from rl_select.provenance import Provenance, markdown_table, provenance_markdown, write_json
 from rl_select.types import JsonObject
+
+if TYPE_CHECKING:
+    from rl_select.bench.projection import ProjectionBench  # loads torch (via the budget); only its type here
 
 RESULTS_DIR = Path("experiments/results")
 
@@ -239,3 +242,38 @@ def abuse_report(result: AbuseBench, manifest: Any) -> BenchReport:
     )
     title = f"service load and abuse · {manifest.mode} mode · pool {manifest.task.pool_size}"
     return BenchReport(title, headers, rows, [f"healthy after: {result.healthy_after}"], markdown)
+
+
+def projection_report(result: ProjectionBench) -> BenchReport:
+    """``bench projection``: per task and shape, projected vs computed tokens and projected vs spent seconds."""
+    headers = ["task", "shape", "queries", "tokens / projected", "seconds", "spent / projected", "plain: spent / proj."]
+    rows = [
+        [
+            t.task,
+            t.shape,
+            str(t.queries),
+            f"{t.tokens / t.projected_tokens:.2f}",
+            f"{t.seconds:.2f}",
+            f"{t.ratio:.2f}",
+            f"{t.plain_ratio:.2f}",
+        ]
+        for t in result.timings
+    ]
+    ratios = [t.ratio for t in result.timings]
+    notes = [
+        f"all shapes: spent / projected = {result.total_ratio():.2f} (per shape {min(ratios):.2f}–{max(ratios):.2f}); "
+        f"with the plain forwards alone {result.total_ratio(plain=True):.2f}",
+        f"measuring the throughput took {result.throughput_seconds:.1f} s (what every announcing command adds)",
+    ]
+    markdown = (
+        f"# Projected vs spent scoring time (k = {result.k})\n\n"
+        "Each task and prompt shape is projected as the commands project it (tokens from the task's token profile, "
+        "seconds from the throughput measured at the start: plain forwards scaled to the scorer's time on a few "
+        "calibration prompts), then scored with caches off and timed, in the same run. A ratio above 1: the run "
+        "takes longer than announced.\n\n"
+        + markdown_table(headers, rows)
+        + "\n\n"
+        + "\n".join(f"- {note}" for note in notes)
+        + "\n\n"
+    )
+    return BenchReport("Projected vs spent scoring time", headers, rows, notes, markdown)

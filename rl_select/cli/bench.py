@@ -92,6 +92,41 @@ def bench_scorer(
         raise typer.Exit(1)
 
 
+@bench_app.command("projection")
+def bench_projection(
+    tasks: str = typer.Option("trec,sst2,agnews,rte", "--tasks", help="Comma-separated tasks to project and time."),
+    data_dir: str | None = DataDirOption,
+    model: str | None = ModelOption,
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    dtype: str = DtypeOption,
+    k: int = typer.Option(4, "--k", help="Demonstrations per prompt (the k of the shapes that use it)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the demonstrations and queries drawn."),
+    out: Path | None = typer.Option(None, "--out", help="Result JSON (default experiments/results/...)."),
+    verbose: bool = VerboseOption,
+) -> None:
+    """Projected vs spent scoring time, per task and prompt shape, in one run: how far the announced minutes are off."""
+    setup_logging(verbose)
+    from rl_select.bench.projection import run_projection_benchmark  # deferred: CLI start-up (loads torch)
+    from rl_select.bench.reports import RESULTS_DIR, projection_report  # deferred: CLI start-up
+    from rl_select.scoring import load_language_model  # deferred: CLI start-up (loads torch)
+    from rl_select.selectors import check_k  # deferred: CLI start-up (loads torch)
+    from rl_select.tasks import load_task  # deferred: CLI start-up
+
+    stolen = cpu_steal_meter()
+    names = [name.strip() for name in tasks.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("--tasks needs at least one task")
+    loaded = [load_task(name, data_dir) for name in names]
+    for task in loaded:
+        check_k(k, len(task.train))
+    lm = load_language_model(model, device=device, dtype=dtype)
+    with progress_bars() as factory:
+        result = run_projection_benchmark(lm, loaded, k=k, seed=seed, progress=factory)
+    record = provenance(seeds=[seed], model=result.model, cpu_steal_share=stolen())
+    path = out or RESULTS_DIR / f"bench_projection_{lm.device.type}.json"
+    _publish(projection_report(result), path, result.to_dict(), record)
+
+
 @bench_app.command("rollouts")
 def bench_rollouts(
     workers: str = typer.Option("1,2,4", "--workers", help="Comma-separated worker counts."),
