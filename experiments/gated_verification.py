@@ -146,10 +146,11 @@ def check_task(study: Study, task: str) -> TaskCheck:
     own.test_argmax = accuracy(test, own_rows.get(own.argmax))
     own.test_gated = accuracy(test, own_rows.get(own.gated))
 
-    fitted = {OWN: None, POOLED: "all", OTHER_TASKS: task}
-    stored_every = {OWN: own.dev[own.gated] / 100 if own.gated in own.dev else own.dev_stored[own.gated] / 100}
-    for source in (POOLED, OTHER_TASKS):
-        stored_every[source] = study.policy_on_dev(task, fitted[source], rows).accuracy_calibrated
+    stored_choice = study.stored_every_policy_choice(task)  # read only: nothing is scored or written for it
+    if stored_choice is None:
+        raise RLSelectError(f"{study.root} has no every-policy choice for {task}; run the study with every_policy")
+    fitted = {POOLED: "all", OTHER_TASKS: task}
+    stored_every = {**stored_choice[0].scores, OWN: own.dev.get(own.gated, own.dev_stored[own.gated]) / 100}
 
     def every_source(source: str) -> np.ndarray:
         if source == OWN:
@@ -157,9 +158,6 @@ def check_task(study: Study, task: str) -> TaskCheck:
         policy = PolicySelector.from_run(study.transfer_run(fitted[source]), rule=POLICY_RULE)
         return dev_correct(study, task, policy, rows)
 
-    stored_choice = study.stored_every_policy_choice(task)
-    if stored_choice is None:
-        raise RLSelectError(f"{study.root} has no every-policy choice for {task}; run the study with every_policy")
     every = gate(OWN, stored_every, every_source, stored_choice[0].kept)
     every_rows = {OWN: own_rows.get(own.gated), **POLICY_ROWS}
     every.test_argmax = accuracy(test, VERIFIED_EVERY)
@@ -167,11 +165,10 @@ def check_task(study: Study, task: str) -> TaskCheck:
 
     best = json.loads((study.root / "summary.json").read_text())[task]["best_baseline"]
     check = TaskCheck(study.config.name, task, rows, best, accuracy(test, best), own, every)
+    check.argmax_vs_best_baseline = paired_bootstrap(test[VERIFIED_EVERY], test[best]).to_dict()
     gated_row = every_rows.get(every.gated)
     if gated_row in test:
         check.gated_vs_best_baseline = paired_bootstrap(test[gated_row], test[best]).to_dict()
-    check.argmax_vs_best_baseline = paired_bootstrap(test[VERIFIED_EVERY], test[best]).to_dict()
-    if gated_row in test:
         check.gated_vs_argmax = paired_bootstrap(test[gated_row], test[VERIFIED_EVERY]).to_dict()
     return check
 
