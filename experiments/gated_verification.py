@@ -2,15 +2,16 @@
 
 Dev verification (``query.verify_rows``) keeps the rule with the best dev accuracy among the policy and the rules it
 can reproduce; the every-policy row then keeps the best of the task's own choice, the pooled policy and the other
-tasks' policy. On a few hundred dev rows the argmax can switch on noise. The gate
-(:func:`significant_switch`) keeps the incumbent — the learned policy, then the task's
-own (gated) choice — unless an alternative beats it on the same dev rows with its paired 95% interval above 0.
+tasks' policy. On a few hundred dev rows the argmax can switch on noise. The gate (:func:`significant_switch`)
+keeps the incumbent — the learned policy, then the task's own (gated) choice — unless an alternative beats it on the
+same dev rows with its paired 95% interval above 0.
 
 This re-scores, per dev row, every alternative whose stored dev accuracy is at least the incumbent's (the others
-cannot pass the gate), with the study's own model and reward cache (what it already scored costs nothing), checks
-the re-scored accuracies against the stored ones, and reads the test accuracy of each choice from the study's
-evaluation files (every choice the gate can make is a row there; a rule that is not is reported unevaluated).
-Post hoc: the studies' test rows were read before this gate was written. Writes ``OUT.json`` and ``OUT.md``::
+cannot pass the gate), with the study's own model and reward cache (what it already scored costs nothing), reports
+how far the re-scored accuracies are from the stored ones (another CPU's bf16 rounds differently), and reads the
+test accuracy of each choice from the study's evaluation files (a choice that is no row there is reported
+unevaluated). Post hoc: the studies' test rows were read before this gate was written. Writes ``OUT.json`` and
+``OUT.md``::
 
     python experiments/gated_verification.py experiments/results/strongest_cpu --data-dir ../shared/data \\
         --out experiments/results/gated_verification

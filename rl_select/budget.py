@@ -71,16 +71,24 @@ class Throughput:
         """Projected seconds of ``forwards`` forward passes over ``tokens`` tokens in all."""
         return forwards * self.overhead + tokens * self.per_token
 
+    def scaled(self, factor: float) -> Throughput:
+        """Both costs times ``factor``."""
+        return Throughput(overhead=self.overhead * factor, per_token=self.per_token * factor)
+
 
 def measure_throughput(lm: Any, tasks: Sequence[Task], k: int = 4) -> Throughput:
-    """This machine's scoring cost: :func:`plain_forward_cost`, scaled to the scorer's time on ``tasks``' prompts.
+    """This machine's scoring cost: :func:`plain_forward_cost`, scaled by :func:`scorer_scale` on ``tasks``' prompts."""
+    plain = plain_forward_cost(lm)
+    return plain.scaled(scorer_scale(lm, tasks, k, plain))
+
+
+def scorer_scale(lm: Any, tasks: Sequence[Task], k: int, plain: Throughput) -> float:
+    """The scorer's measured time over ``plain``'s projection of the same forwards, on ``tasks``' prompts.
 
     A plain forward leaves out what the scorer adds to each forward (the answer reads and their log-softmax over
-    the vocabulary, the tree mask, padding, building the prompts). The scale is the scorer's measured time over
-    the plain model's projection of the same forwards, on :func:`calibration_prompts` of every task (scored
-    twice, caches off; the second, timed, pass sees shapes the first already warmed).
+    the vocabulary, the tree mask, padding, building the prompts). Measured on :func:`calibration_prompts` of every
+    task (scored twice, caches off; the second, timed, pass sees shapes the first already warmed).
     """
-    plain = plain_forward_cost(lm)
     measured = projected = 0.0
     for task in tasks:
         scorer = Scorer(lm, task)
@@ -93,8 +101,7 @@ def measure_throughput(lm: Any, tasks: Sequence[Task], k: int = 4) -> Throughput
             if timed:
                 measured += time.perf_counter() - started
                 projected += plain.seconds(scorer.stats.tokens - before.tokens, scorer.stats.forwards - before.forwards)
-    scale = measured / projected if projected > 0 else 1.0
-    return Throughput(overhead=plain.overhead * scale, per_token=plain.per_token * scale)
+    return measured / projected if projected > 0 else 1.0
 
 
 def calibration_prompts(task: Task, k: int, seed: int = 0) -> list[tuple[list[Example], list[Example]]]:

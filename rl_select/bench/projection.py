@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
-from rl_select.budget import Throughput, TokenProfile, measure_throughput, plain_forward_cost, prompt_work
+from rl_select.budget import Throughput, TokenProfile, plain_forward_cost, prompt_work, scorer_scale
 from rl_select.scoring.scorer import Scorer
 from rl_select.tasks.task import Task
 from rl_select.types import JsonObject
@@ -29,6 +29,14 @@ class Shape:
     prompts: int
     demos: int
     queries: int
+
+    def demos_at(self, k: int) -> int:
+        """Demonstrations per prompt when the run's k is ``k``."""
+        return k if self.demos < 0 else self.demos
+
+    def queries_from(self, task: Task) -> int:
+        """Queries per prompt on ``task`` (its test split, dev where test is empty, caps them)."""
+        return min(self.queries, len(task.test or task.dev))
 
 
 SHAPES = (
@@ -103,12 +111,11 @@ def time_shape(scorer: Scorer, task: Task, shape: Shape, k: int, seed: int) -> t
     Returns seconds, forward tokens and scored queries.
     """
     rng = random.Random(seed)
-    demos = k if shape.demos < 0 else shape.demos
-    rows = task.test or task.dev
+    demos, queries = shape.demos_at(k), shape.queries_from(task)
     before = replace(scorer.stats)
     started = time.perf_counter()
     for _ in range(shape.prompts):
-        scorer.score(rng.sample(task.train, demos), rng.sample(rows, min(shape.queries, len(rows))), use_cache=False)
+        scorer.score(rng.sample(task.train, demos), rng.sample(task.test or task.dev, queries), use_cache=False)
     seconds = time.perf_counter() - started
     return seconds, scorer.stats.tokens - before.tokens, scorer.stats.queries - before.queries
 
@@ -121,11 +128,14 @@ def run_projection_benchmark(
     seed: int = 0,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> ProjectionBench:
-    """Measure the throughput as the commands do, then project and score every task × shape."""
+    """Measure the throughput as the commands do, then project and score every task × shape.
+
+    The throughput is :func:`~rl_select.budget.measure_throughput`'s, its plain forwards kept for the plain ratio.
+    """
     started = time.perf_counter()
-    throughput = measure_throughput(lm, tasks, k)
-    measured = time.perf_counter() - started
     plain = plain_forward_cost(lm)
+    throughput = plain.scaled(scorer_scale(lm, tasks, k, plain))  # what measure_throughput does, plain kept
+    measured = time.perf_counter() - started
     advance = progress("projected vs spent", len(tasks) * len(SHAPES)) if progress else None
     timings = []
     for task in tasks:
@@ -133,9 +143,7 @@ def run_projection_benchmark(
         scorer = Scorer(lm, task)
         time_shape(scorer, task, SHAPES[0], k, seed + 1)  # warm-up, as a run's first prompts are
         for i, shape in enumerate(SHAPES):
-            demos = k if shape.demos < 0 else shape.demos
-            per_prompt = min(shape.queries, len(task.test or task.dev))  # a small split caps the queries
-            step = prompt_work(profile, shape.prompts, demos, per_prompt)
+            step = prompt_work(profile, shape.prompts, shape.demos_at(k), shape.queries_from(task))
             seconds, tokens, queries = time_shape(scorer, task, shape, k, seed + 10 + i)
             timings.append(
                 ShapeTiming(
