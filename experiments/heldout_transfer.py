@@ -10,7 +10,9 @@ from a file fetched from a package registry, never committed:
 - ``--vader``: four sentiment tasks from the human-rated sentences in the source distribution of ``vaderSentiment``
   3.3.2 (Hutto & Gilbert 2014; MIT licence): tweets, Amazon review snippets and New York Times editorial snippets,
   each binary (mean rating > 1 positive, < −1 negative), and the tweets again with a neutral class
-  (|rating| < 0.5). Its movie-review snippets are left out: they are the sentences SST-2 was built from.
+  (|rating| < 0.5). Its movie-review snippets are left out: they are the sentences SST-2 was built from. A fifth,
+  added later for a held-out study of its own: vader-words, the human-rated tokens of its lexicon (words, slang,
+  emoticons), binary on the same bands.
 - ``--wordnet``: three tasks from Princeton WordNet 3.0 (Debian's ``wordnet-base``; WordNet 3.0 licence), the
   kinds the sentiment set could not test (topic-like classes, a sentence pair): a noun's definition → its
   lexicographer class (8 classes: animal, plant, food, person, location, artifact, body, substance; 340 synsets
@@ -77,6 +79,7 @@ def write_task(name: str, rows: list[dict[str, str]], spec: dict, data_dir: Path
 # --- vaderSentiment: four sentiment tasks -------------------------------------------------------------------------
 
 CLEAR, NEUTRAL = 1.0, 0.5  # |mean rating| beyond CLEAR: polar; below NEUTRAL: neutral (the 3-way task)
+LEXICON = "vader_lexicon.txt"  # the package's rated tokens (token, mean, sd, ratings), beside the ground-truth files
 
 
 @dataclass(frozen=True)
@@ -102,37 +105,55 @@ VADER_TASKS = [
     VaderTask("vader-amazon", "amazonReviewSnippets_GroundTruth.txt", "Review: {text}\nSentiment: {label}"),
     VaderTask("vader-nyt", "nytEditorialSnippets_GroundTruth.txt", "Text: {text}\nSentiment: {label}"),
     VaderTask("vader-tweets-3way", "tweets_GroundTruth.txt", "Tweet: {text}\nSentiment: {label}", three_way=True),
+    VaderTask("vader-words", LEXICON, "Word: {text}\nSentiment: {label}"),
 ]
 
 
 def ground_truth_files(sdist: Path) -> dict[str, str]:
-    """The ``*_GroundTruth.txt`` files inside the sdist's nested ``hutto_ICWSM_2014.tar.gz``, by file name."""
+    """The ``*_GroundTruth.txt`` files inside the sdist's nested ``hutto_ICWSM_2014.tar.gz`` and its lexicon."""
+
+    def text(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+        return archive.extractfile(member).read().decode("utf-8", "replace")  # type: ignore[union-attr]
+
     try:
         with tarfile.open(sdist) as outer:
-            member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
+            members = outer.getmembers()
+            member = next(m for m in members if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
             inner_bytes = outer.extractfile(member).read()  # type: ignore[union-attr]
+            lexicon = next(m for m in members if m.name.endswith(f"vaderSentiment/{LEXICON}"))
+            files = {LEXICON: text(outer, lexicon)}
         with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
-            return {
-                Path(m.name).name: inner.extractfile(m).read().decode("utf-8", "replace")  # type: ignore[union-attr]
-                for m in inner.getmembers()
-                if m.name.endswith("_GroundTruth.txt")
-            }
+            found = [m for m in inner.getmembers() if m.name.endswith("_GroundTruth.txt")]
+            return files | {Path(m.name).name: text(inner, m) for m in found}
     except (OSError, tarfile.TarError, StopIteration) as error:
         raise RLSelectError(f"{sdist} is not the vaderSentiment 3.3.2 sdist with its ground-truth data") from error
 
 
+def rated_line(line: str) -> tuple[float, str] | None:
+    """(mean rating, text) of a ground-truth line (id, mean, sentence) or a lexicon line (token, mean, sd, ratings)."""
+    parts = line.split("\t")
+    if len(parts) == 3:
+        return float(parts[1]), parts[2]
+    return (float(parts[1]), parts[0]) if len(parts) == 4 else None
+
+
 def labelled_rows(text: str, task: VaderTask) -> list[dict[str, str]]:
-    """``{"text", "label"}`` rows of one ground-truth file (id, mean rating, sentence), each text once."""
+    """``{"text", "label"}`` rows of one ground-truth or lexicon file, each text once."""
     rows, seen = [], set()
     for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) != 3:
+        rated = rated_line(line)
+        if rated is None:
             continue
-        label, sentence = task.label(float(parts[1])), " ".join(html.unescape(parts[2]).split())
+        label, sentence = task.label(rated[0]), " ".join(html.unescape(rated[1]).split())
         if label is not None and sentence and sentence.lower() not in seen:
             seen.add(sentence.lower())
             rows.append({"text": sentence, "label": label})
     return rows
+
+
+def source_path(task: VaderTask) -> str:
+    """Where in the sdist the task's rows come from."""
+    return f"vaderSentiment/{LEXICON}" if task.source_file == LEXICON else f"hutto_ICWSM_2014/{task.source_file}"
 
 
 def build_vader_tasks(sdist: Path, data_dir: Path) -> None:
@@ -146,7 +167,7 @@ def build_vader_tasks(sdist: Path, data_dir: Path) -> None:
             "template": task.template,
             "labels": labels,
             "verbalizer": {label: label for label in labels},
-            "source": f"vaderSentiment 3.3.2 sdist, hutto_ICWSM_2014/{task.source_file} (Hutto & Gilbert 2014)",
+            "source": f"vaderSentiment 3.3.2 sdist, {source_path(task)} (Hutto & Gilbert 2014)",
         }
         write_task(task.name, labelled_rows(files[task.source_file], task), spec, data_dir)
 

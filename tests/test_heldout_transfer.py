@@ -24,6 +24,9 @@ RATED = {
     "amazonReviewSnippets_GroundTruth.txt": [(str(i), "1.2" if i % 3 else "-3", f"review {i}") for i in range(40)],
     "nytEditorialSnippets_GroundTruth.txt": [(str(i), "-1.1" if i % 2 else "2", f"editorial {i}") for i in range(40)],
 }
+LEXICON = [(":-)", "1.3", "0.5", "[1, 2]"), ("meh", "-0.3", "0.4", "[0, -1]"), ("hate", "-2.7", "0.6", "[-3, -2]")] + [
+    (f"word{i}", "2.0" if i % 2 else "-2.0", "0.5", "[2, -2]") for i in range(30)
+]  # token, mean rating, sd, ratings
 
 
 def tar_bytes(files: dict[str, bytes]) -> bytes:
@@ -50,7 +53,10 @@ def sdist(tmp_path):
         f"hutto_ICWSM_2014/{name}": "".join("\t".join(row) + "\r\n" for row in rows).encode()
         for name, rows in RATED.items()
     }
-    outer = {"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": tar_bytes(inner)}
+    outer = {
+        "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": tar_bytes(inner),
+        "vaderSentiment-3.3.2/vaderSentiment/vader_lexicon.txt": "".join("\t".join(r) + "\n" for r in LEXICON).encode(),
+    }
     path = tmp_path / "vaderSentiment-3.3.2.tar.gz"
     path.write_bytes(tar_bytes(outer))
     return path
@@ -70,6 +76,9 @@ def test_tasks_are_built_in_the_shared_layout_with_clear_labels_and_each_text_on
     heldout.build_vader_tasks(sdist, tmp_path / "again")
     assert (tmp_path / "again" / "vader-tweets" / "test.jsonl").read_text() == first  # seeded split
     assert json.loads((tmp_path / "data" / "vader-nyt" / "task.json").read_text())["rows"]["test"] == 10
+    words = load_task("vader-words", tmp_path / "data")  # the lexicon's rated tokens, on the same bands
+    labels = {e.text: e.label for s in ("train", "dev", "test") for e in words.splits[s]}
+    assert labels[":-)"] == "positive" and labels["hate"] == "negative" and "meh" not in labels and len(labels) == 32
 
 
 def test_a_file_that_is_not_the_sdist_is_a_one_line_error(heldout, tmp_path, capsys):
