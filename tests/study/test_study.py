@@ -391,6 +391,27 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
         gated.main([str(source), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
     )  # no every-policy row
 
+    # experiments/wide_verification.py: without pool rows it keeps what the every-policy row kept; with them, the
+    # contender best over dev and pool rows, each scored on pool queries its learner never trained on
+    wide = experiment_module("wide_verification.py")
+
+    def wide_check(out: str, *options: str) -> dict:
+        assert wide.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / out), *options]) == 0
+        (found,) = json.loads((tmp_path / f"{out}.json").read_text())["tasks"]
+        return found
+
+    same = wide_check("wide0", "--pool-rows", "0")
+    assert same["kept"] == same["every_argmax"] and same["kept_test"] == same["every_test"]
+    assert same["every_test"] == pytest.approx(every_row["calibrated"], abs=0.051)
+    check = wide_check("wide", "--pool-rows", "3", "--margin", "100")
+    assert check["pool_rows"] == 3 and all(c["pool"] is not None for c in check["candidates"])
+    combined = {
+        c["name"]: (check["dev_rows"] * c["dev"] + 3 * c["pool"]) / (check["dev_rows"] + 3) for c in check["candidates"]
+    }
+    assert combined[check["kept"]] == max(combined.values())
+    assert wide.main([str(source), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
+    assert wide.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--pool-rows", "-1"]) == 2
+
     other = tiny_study(
         tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
     )
