@@ -205,9 +205,9 @@ def check_task(study: Study, task: str, margin: float, pool_rows: int) -> WideCh
 
 def projection(study: Study, margin: float, pool_rows: int) -> Projection:
     """The pool rows to score: contenders × unused pool queries per task (what the reward cache holds included)."""
-    profiles = profiles_for(list(study.tasks.values()), study.resources(study.config.tasks[0]).lm.tokenizer)
+    profiles = profiles_for(list(study.tasks.values()), study.resources(next(iter(study.tasks))).lm.tokenizer)
     steps = []
-    for task in study.config.tasks:
+    for task in study.tasks:
         racing = contenders(candidate_order(study, task), margin)
         rows = len(unused_pool_queries(study, task, pool_rows)) if len(racing) > 1 else 0
         work = query_level(profiles[task], study.config.k, rows * len(racing))
@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output path without extension")
     parser.add_argument("--margin", type=float, default=5.0, help="contenders: within this many dev points")
     parser.add_argument("--pool-rows", type=int, default=400, help="unused pool queries per contender")
+    parser.add_argument("--tasks", default="", help="comma-separated tasks of the studies (default: all)")
     args = parser.parse_args(argv)
     if args.pool_rows < 0 or args.margin < 0:
         print("error: --pool-rows and --margin must be non-negative", file=sys.stderr)
@@ -286,18 +287,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         checks, cost, models = [], LLMCost(), set()
+        wanted = {name for name in args.tasks.split(",") if name}
         with progress_bars() as progress:
             for root in map(Path, args.studies):
                 data = json.loads((root / "study.json").read_text())
                 config = StudyConfig.from_dict({**data, "data_dir": args.data_dir, "out": str(root.parent)})
                 study = Study(config, progress=progress)
-                study.tasks = {name: load_task(name, config.data_dir) for name in config.tasks}
+                names = [name for name in config.tasks if not wanted or name in wanted]
+                if not names:
+                    continue
+                study.tasks = {name: load_task(name, config.data_dir) for name in names}
                 plan = projection(study, args.margin, args.pool_rows)
-                lm = study.resources(config.tasks[0]).lm
+                lm = study.resources(names[0]).lm
                 print(f"{root}: projected work\n{describe(plan, measure_throughput(lm, list(study.tasks.values())))}")
-                checks += [check_task(study, task, args.margin, args.pool_rows) for task in config.tasks]
-                cost += sum((study.resources(task).scorer.cost() for task in config.tasks), LLMCost())
+                checks += [check_task(study, task, args.margin, args.pool_rows) for task in names]
+                cost += sum((study.resources(task).scorer.cost() for task in names), LLMCost())
                 models.add(json.dumps(lm.info(), sort_keys=True))
+        if not checks:
+            raise RLSelectError(f"no study has the tasks {args.tasks}")
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -411,6 +411,8 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     assert combined[check["kept"]] == max(combined.values())
     assert wide.main([str(source), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
     assert wide.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--pool-rows", "-1"]) == 2
+    assert wide.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--tasks", "imdb"]) == 2
+    assert wide_check("wide_rte", "--pool-rows", "0", "--tasks", "tiny_rte,imdb")["task"] == "tiny_rte"
 
     other = tiny_study(
         tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
