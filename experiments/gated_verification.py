@@ -36,11 +36,9 @@ from rl_select.rules import POLICY_RULE
 from rl_select.runs.dirs import read_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring.results import LLMCost
-from rl_select.study.config import StudyConfig
 from rl_select.study.learned import Study
 from rl_select.study.rows import LEARNED_QUERY, POOLED_QUERY, TRANSFER_QUERY, VERIFIED_EVERY, VERIFIED_QUERY
 from rl_select.study.state import OTHER_TASKS, OWN, POOLED
-from rl_select.tasks import load_task
 
 POLICY_ROWS = {POOLED: POOLED_QUERY, OTHER_TASKS: TRANSFER_QUERY}
 """The test rows of the pooled and the other tasks' policy, each following its Q-function."""
@@ -265,13 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checks, models, cost = [], set(), LLMCost()
         with progress_bars() as progress:
-            for root in map(Path, args.studies):
-                data = json.loads((root / "study.json").read_text())
-                config = StudyConfig.from_dict({**data, "data_dir": args.data_dir, "out": str(root.parent)})
+            for root in args.studies:
+                study = Study.from_dir(root, args.data_dir, progress=progress)
+                config = study.config
                 if not config.every_policy or not config.query.verify_rows:
                     raise RLSelectError(f"{root} has no every-policy row (every_policy, query.verify_rows) to check")
-                study = Study(config, progress=progress)
-                study.tasks = {name: load_task(name, config.data_dir) for name in config.tasks}
                 checks += [check_task(study, task) for task in config.tasks]
                 models.add(json.dumps(study.resources(config.tasks[0]).lm.info(), sort_keys=True))
                 cost += sum((study.resources(task).scorer.cost() for task in config.tasks), LLMCost())

@@ -48,11 +48,9 @@ from rl_select.runs.dirs import read_rule_choice
 from rl_select.runs.episode_store import EpisodeStore
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring.results import LLMCost
-from rl_select.study.config import StudyConfig
 from rl_select.study.learned import Study
 from rl_select.study.rows import LEARNED_QUERY, POOLED_QUERY, TRANSFER_QUERY, VERIFIED_EVERY, VERIFIED_QUERY
-from rl_select.study.state import OTHER_TASKS, POOLED
-from rl_select.tasks import load_task
+from rl_select.study.state import OTHER_TASKS, POOLED, StudyState
 from rl_select.tasks.task import Example
 
 ZERO_SHOT = "zero-shot"
@@ -289,14 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         checks, cost, models = [], LLMCost(), set()
         wanted = {name for name in args.tasks.split(",") if name}
         with progress_bars() as progress:
-            for root in map(Path, args.studies):
-                data = json.loads((root / "study.json").read_text())
-                config = StudyConfig.from_dict({**data, "data_dir": args.data_dir, "out": str(root.parent)})
-                study = Study(config, progress=progress)
-                names = [name for name in config.tasks if not wanted or name in wanted]
+            for root in args.studies:
+                names = [name for name in StudyState(Path(root)).config().tasks if not wanted or name in wanted]
                 if not names:
                     continue
-                study.tasks = {name: load_task(name, config.data_dir) for name in names}
+                study = Study.from_dir(root, args.data_dir, names, progress)
                 plan = projection(study, args.margin, args.pool_rows)
                 lm = study.resources(names[0]).lm
                 print(f"{root}: projected work\n{describe(plan, measure_throughput(lm, list(study.tasks.values())))}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from rl_select.runs.dirs import RuleChoice, read_rule_choice
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import LLMCost, RewardCache, ScoringConfig
 from rl_select.scoring.model import shared_language_model
+from rl_select.settings import with_values
 from rl_select.study.config import StudyConfig
 from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
@@ -118,6 +119,21 @@ class Study:
         self.state = StudyState(config.root)
         self.tasks: dict[str, Task] = {}
         self._resources: dict[str, Resources] = {}
+
+    @classmethod
+    def from_dir(
+        cls,
+        root: str | Path,
+        data_dir: str | Path,
+        tasks: Sequence[str] | None = None,
+        progress: ProgressFactory | None = None,
+    ) -> Study:
+        """A study read back from its directory (``study.json``), ``tasks`` (default all) loaded from ``data_dir``."""
+        root = Path(root)
+        config = with_values(StudyState(root).config(), {"data_dir": str(data_dir), "out": str(root.parent)})
+        study = cls(config, progress=progress)
+        study.tasks = {name: load_task(name, config.data_dir) for name in tasks or config.tasks}
+        return study
 
     # ------------------------------------------------------------------ the whole study
 

@@ -412,6 +412,7 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     assert wide.main([str(source), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
     assert wide.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--pool-rows", "-1"]) == 2
     assert wide.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--tasks", "imdb"]) == 2
+    assert wide.main([str(tmp_path), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2  # no study.json
     assert wide_check("wide_rte", "--pool-rows", "0", "--tasks", "tiny_rte,imdb")["task"] == "tiny_rte"
 
     other = tiny_study(
