@@ -274,14 +274,23 @@ def main(argv: list[str] | None = None) -> int:
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = provenance(seeds=[0], model=json.loads(next(iter(models))) if len(models) == 1 else None)
+    record = provenance(seeds=[0], model=one_model(models))
     payload = {"provenance": record, "dev_cost": cost.to_dict(), "tasks": [asdict(c) for c in checks]}
-    write_json(out.with_suffix(".json"), payload)
-    out.with_suffix(".md").write_text(markdown(checks, record, cost) + "\n")
-    print(out.with_suffix(".md").read_text())
+    write_outputs(Path(args.out), payload, markdown(checks, record, cost))
     return 0
+
+
+def one_model(models: set[str]) -> dict | None:
+    """The model record (``lm.info()`` as sorted JSON) the studies share; None where they used several."""
+    return json.loads(next(iter(models))) if len(models) == 1 else None
+
+
+def write_outputs(out: Path, payload: dict, text: str) -> None:
+    """``OUT.json`` (``payload``) and ``OUT.md`` (``text``, also printed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out.with_suffix(".json"), payload)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

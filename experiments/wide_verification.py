@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts' helpers
-from gated_verification import accuracy, fmt, test_reports
+from gated_verification import accuracy, fmt, one_model, test_reports, write_outputs
 
 from rl_select.budget import Projection, Step, describe, measure_throughput, profiles_for, query_level
 from rl_select.errors import RLSelectError
 from rl_select.evaluation.core import evaluate_seed, evaluate_selector
 from rl_select.evaluation.stats import paired_bootstrap
-from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown, write_json
+from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown
 from rl_select.rules import POLICY_RULE
 from rl_select.runs.dirs import read_rule_choice
 from rl_select.runs.episode_store import EpisodeStore
@@ -303,18 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = provenance(seeds=[0], model=json.loads(next(iter(models))) if len(models) == 1 else None)
+    record = provenance(seeds=[0], model=one_model(models))
     payload = {
         "provenance": record,
         "settings": {"margin": args.margin, "pool_rows": args.pool_rows},
         "cost": cost.to_dict(),
         "tasks": [asdict(c) for c in checks],
     }
-    write_json(out.with_suffix(".json"), payload)
-    out.with_suffix(".md").write_text(markdown(checks, args, cost, record) + "\n")
-    print(out.with_suffix(".md").read_text())
+    write_outputs(Path(args.out), payload, markdown(checks, args, cost, record))
     return 0
 
 
