@@ -44,13 +44,13 @@ from rl_select.evaluation.core import evaluate_seed, evaluate_selector
 from rl_select.evaluation.stats import paired_bootstrap
 from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown
 from rl_select.rules import POLICY_RULE
-from rl_select.runs.dirs import read_rule_choice
+from rl_select.runs.dirs import RuleChoice, read_rule_choice
 from rl_select.runs.episode_store import EpisodeStore
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring.results import LLMCost
 from rl_select.study.learned import Study
 from rl_select.study.rows import LEARNED_QUERY, POOLED_QUERY, TRANSFER_QUERY, VERIFIED_EVERY, VERIFIED_QUERY
-from rl_select.study.state import OTHER_TASKS, POOLED, StudyState
+from rl_select.study.state import OTHER_TASKS, OWN, POOLED, PolicyChoice, StudyState
 from rl_select.tasks.task import Example
 
 ZERO_SHOT = "zero-shot"
@@ -91,15 +91,41 @@ class WideCheck:
     kept_vs_every: dict
 
 
-def candidate_order(study: Study, task: str) -> dict[str, float]:
-    """Every candidate's stored calibrated dev accuracy (points), in the order ties are broken by."""
+@dataclass
+class TaskPlan:
+    """What a task's check reads from its study and scores: the stored choices, the contenders, the pool rows."""
+
+    own: RuleChoice
+    every: PolicyChoice
+    contenders: list[str]
+    rows: list[Example]
+
+    @property
+    def dev(self) -> dict[str, float]:
+        """Every candidate's stored calibrated dev accuracy (points), in the order ties are broken by."""
+        return candidate_order(self.own, self.every)
+
+    @property
+    def scored(self) -> list[str]:
+        """The contenders scored on the pool rows: none where there is one, or no pool row."""
+        return self.contenders if self.rows and len(self.contenders) > 1 else []
+
+
+def plan_task(study: Study, task: str, margin: float, pool_rows: int) -> TaskPlan:
+    """Read the task's stored choices once and draw its unused pool queries."""
     own = read_rule_choice(study.query_policy(task), task)
     every = study.stored_every_policy_choice(task)
     if own is None or every is None:
         raise RLSelectError(f"{study.root} has no every-policy choice for {task}; run the study with every_policy")
+    racing = contenders(candidate_order(own, every[0]), margin)
+    return TaskPlan(own, every[0], racing, unused_pool_queries(study, task, pool_rows))
+
+
+def candidate_order(own: RuleChoice, every: PolicyChoice) -> dict[str, float]:
+    """Every candidate's stored calibrated dev accuracy (points), in the order ties are broken by."""
     scores = {POLICY_RULE: own.dev_scores[POLICY_RULE]}
     scores.update({rule: value for rule, value in own.dev_scores.items() if rule != POLICY_RULE})
-    scores.update({POOLED: every[0].scores[POOLED], OTHER_TASKS: every[0].scores[OTHER_TASKS]})
+    scores.update({POOLED: every.scores[POOLED], OTHER_TASKS: every.scores[OTHER_TASKS]})
     return {name: round(100 * value, 2) for name, value in scores.items()}
 
 
@@ -145,12 +171,11 @@ def pool_accuracy(study: Study, task: str, name: str, rows: list[Example]) -> fl
     return round(100 * result.accuracy_calibrated, 2)
 
 
-def test_correct(study: Study, task: str, name: str, reports: dict) -> np.ndarray:
+def test_correct(study: Study, task: str, name: str, own_rule: str, reports: dict) -> np.ndarray:
     """``[seeds, rows]`` calibrated test correctness of a candidate: the study's row, or scored now on its rows."""
-    own = read_rule_choice(study.query_policy(task), task)
     rows = {POLICY_RULE: LEARNED_QUERY, ZERO_SHOT: ZERO_SHOT, POOLED: POOLED_QUERY, OTHER_TASKS: TRANSFER_QUERY}
-    if own is not None and own.rule != POLICY_RULE:
-        rows[own.rule] = VERIFIED_QUERY
+    if own_rule != POLICY_RULE:
+        rows[own_rule] = VERIFIED_QUERY
     if rows.get(name) in reports:
         return reports[rows[name]].correct(calibrated=True)
     config = study.config
@@ -166,23 +191,19 @@ def test_correct(study: Study, task: str, name: str, reports: dict) -> np.ndarra
     return report.correct(calibrated=True)
 
 
-def check_task(study: Study, task: str, margin: float, pool_rows: int) -> WideCheck:
+def check_task(study: Study, task: str, plan: TaskPlan) -> WideCheck:
     """The wide choice on one task beside the study's every-policy row."""
-    dev = candidate_order(study, task)
-    dev_rows = read_rule_choice(study.query_policy(task), task).dev_rows
-    rows = unused_pool_queries(study, task, pool_rows)
-    racing = contenders(dev, margin) if len(rows) else []
+    dev_rows, rows = plan.own.dev_rows, plan.rows
     candidates = [
-        Candidate(name, value, pool_accuracy(study, task, name, rows) if name in racing and len(racing) > 1 else None)
-        for name, value in dev.items()
+        Candidate(name, value, pool_accuracy(study, task, name, rows) if name in plan.scored else None)
+        for name, value in plan.dev.items()
     ]
     kept = kept_candidate(candidates, dev_rows, len(rows))
     reports = test_reports(study.root, task)
     best = json.loads((study.root / "summary.json").read_text())[task]["best_baseline"]
     test = {name: reports[name].correct(calibrated=True) for name in (VERIFIED_EVERY, best)}
-    kept_rows = test_correct(study, task, kept, reports)
-    every_argmax = study.stored_every_policy_choice(task)[0]
-    every_name = every_argmax.own_rule if every_argmax.kept == "own" else every_argmax.kept
+    kept_rows = test_correct(study, task, kept, plan.own.rule, reports)
+    every_name = plan.every.own_rule if plan.every.kept == OWN else plan.every.kept
     return WideCheck(
         study=study.config.name,
         task=task,
@@ -201,15 +222,15 @@ def check_task(study: Study, task: str, margin: float, pool_rows: int) -> WideCh
     )
 
 
-def projection(study: Study, margin: float, pool_rows: int) -> Projection:
+def projection(study: Study, plans: dict[str, TaskPlan]) -> Projection:
     """The pool rows to score: contenders × unused pool queries per task (what the reward cache holds included)."""
     profiles = profiles_for(list(study.tasks.values()), study.resources(next(iter(study.tasks))).lm.tokenizer)
     steps = []
-    for task in study.tasks:
-        racing = contenders(candidate_order(study, task), margin)
-        rows = len(unused_pool_queries(study, task, pool_rows)) if len(racing) > 1 else 0
-        work = query_level(profiles[task], study.config.k, rows * len(racing))
-        steps.append(Step(f"{task}: {len(racing)} × {rows} pool rows").add(work.queries, work.tokens, work.forwards))
+    for task, plan in plans.items():
+        rows = len(plan.rows) if plan.scored else 0
+        work = query_level(profiles[task], study.config.k, rows * len(plan.contenders))
+        name = f"{task}: {len(plan.contenders)} × {rows} pool rows"
+        steps.append(Step(name).add(work.queries, work.tokens, work.forwards))
     return Projection(steps)
 
 
@@ -292,10 +313,11 @@ def main(argv: list[str] | None = None) -> int:
                 if not names:
                     continue
                 study = Study.from_dir(root, args.data_dir, names, progress)
-                plan = projection(study, args.margin, args.pool_rows)
+                plans = {task: plan_task(study, task, args.margin, args.pool_rows) for task in names}
                 lm = study.resources(names[0]).lm
-                print(f"{root}: projected work\n{describe(plan, measure_throughput(lm, list(study.tasks.values())))}")
-                checks += [check_task(study, task, args.margin, args.pool_rows) for task in names]
+                work = describe(projection(study, plans), measure_throughput(lm, list(study.tasks.values())))
+                print(f"{root}: projected work\n{work}")
+                checks += [check_task(study, task, plans[task]) for task in names]
                 cost += sum((study.resources(task).scorer.cost() for task in names), LLMCost())
                 models.add(json.dumps(lm.info(), sort_keys=True))
         if not checks:
