@@ -69,6 +69,7 @@ def other_value(leaf: Leaf):
         "task.behaviour": ({"random": 2.0}, "{random: 2.0}"),
         "query.proposers": ({"embedding": 4, "bm25": 4}, "{embedding: 4, bm25: 4}"),
         "task_transfer_budgets": ((1, 5), "1,5"),
+        "task.ranked_draws": (64, "64"),  # at least the base's task.proposals
         "pooled_with": (("studies/a",), "[studies/a]"),
         "learning_curve.tasks": (("trec",), "trec"),
         "learning_curve.queries": ((10, 20), "10,20"),

@@ -51,8 +51,13 @@ class LoadedPolicy:
 
     def choose(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> int:
         """The best unmasked candidate."""
+        return self.best(obs, mask)[0]
+
+    def best(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> tuple[int, float]:
+        """The best unmasked candidate and its score (a Q-function's: the return it predicts)."""
         scores = np.where(mask, self.scores(obs), -np.inf)
-        return int(np.argmax(scores))
+        action = int(np.argmax(scores))
+        return action, float(scores[action])
 
 
 class CandidateScores(torch.nn.Module):
@@ -179,6 +184,9 @@ class PolicySelector(Selector):
             prompts verified, this many are the best the learner scored on the task while learning
             (:func:`~rl_select.runs.episode_store.best_scored_prompts` over ``episodes``; no LLM calls to find them),
             the rest its greedy proposals.
+        ranked_draws: Task mode: the greedy proposals are the greedy prompts of this many candidate draws with the
+            highest value the Q-function predicts for their first choice (no LLM calls to rank); 0: the greedy
+            prompts of as many draws as proposals.
         episodes: The learner's episode stores (``from_run``: its dense data).
         zero_cost: Query mode: leave the task-level proposer out (it costs LLM calls on a new task); its slots go
             to embedding neighbours.
@@ -199,6 +207,7 @@ class PolicySelector(Selector):
         proposals: int = 1,
         verify_rows: int = 64,
         scored_prompts: int = 0,
+        ranked_draws: int = 0,
         episodes: Sequence[Path] = (),
         zero_cost: bool = False,
         rule: str = POLICY_RULE,
@@ -214,9 +223,12 @@ class PolicySelector(Selector):
             raise ConfigError("proposals and verify_rows must be positive")
         if not 0 <= scored_prompts <= proposals or (scored_prompts and self.query_level):
             raise ConfigError("scored_prompts is for task mode and at most proposals")
+        if ranked_draws and (self.query_level or ranked_draws < proposals - scored_prompts):
+            raise ConfigError("ranked_draws is for task mode and at least its greedy proposals")
         self.proposals = proposals
         self.verify_rows = verify_rows
         self.scored_prompts = scored_prompts
+        self.ranked_draws = ranked_draws
         self.episodes = list(episodes)
         self._scored: list[Selection] = []
         self.zero_cost = zero_cost
@@ -260,6 +272,8 @@ class PolicySelector(Selector):
             found.update(proposals=self.proposals, verify_rows=self.verify_rows)
         if self.scored_prompts:
             found["scored_prompts"] = self.scored_prompts
+        if self.ranked_draws:
+            found["ranked_draws"] = self.ranked_draws
         if self.zero_cost:
             found["zero_cost"] = True
         if self.rule != POLICY_RULE:
@@ -305,7 +319,7 @@ class PolicySelector(Selector):
             if query is None:
                 raise ConfigError(f"'{self.name}' is a query-mode policy; it selects per query")
             options: dict[str, Any] = {"query": query}
-        elif self.proposals > 1:
+        elif self.proposals > 1 or self.ranked_draws:
             return self._propose_and_verify(env, rng)
         else:
             options = {"candidate_ids": rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)}
@@ -322,21 +336,45 @@ class PolicySelector(Selector):
     def _propose_and_verify(self, env: Any, rng: np.random.Generator) -> Selection:
         """The best on dev of ``proposals`` prompts (first best on ties).
 
-        First the learner's best scored prompts (at the trained k), then its greedy prompts over candidate draws.
+        First the learner's best scored prompts (at the trained k), then its greedy prompts over candidate draws
+        (:meth:`_greedy_proposals`). One prompt is kept unscored.
         """
+        scored = self._scored if env.config.k == self.policy.config.env.k else []
+        prompts = [*scored, *self._greedy_proposals(env, rng, self.proposals - len(scored))]
+        if len(prompts) == 1:
+            return prompts[0]
         resources = self.resources_for(env.task)
         dev = resources.dev_sample(self.verify_rows)
-        scored = self._scored if env.config.k == self.policy.config.env.k else []
-        prompts = list(scored)
-        for _ in range(self.proposals - len(scored)):
-            draw = rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)
-            prompts.append(env.run_greedy(self.policy.choose, {"candidate_ids": draw}))
         best: tuple[float, Selection] = (-np.inf, [])
         for prompt in prompts:
             value = resources.scorer.score([env.task.train[i] for i in prompt], dev).accuracy
             if value > best[0]:
                 best = (value, prompt)
         return best[1]
+
+    def _greedy_proposals(self, env: Any, rng: np.random.Generator, count: int) -> list[Selection]:
+        """The greedy prompts of ``count`` candidate draws.
+
+        With ``ranked_draws``: of that many draws, the ``count`` whose first choice the Q-function values highest
+        (the first drawn first on ties).
+        """
+        valued = [self._valued_greedy(env, rng) for _ in range(max(count, self.ranked_draws))]
+        if self.ranked_draws:
+            valued.sort(key=lambda pair: -pair[0])  # stable
+        return [prompt for _, prompt in valued[:count]]
+
+    def _valued_greedy(self, env: Any, rng: np.random.Generator) -> tuple[float, Selection]:
+        """One candidate draw's greedy prompt and the score of its first choice (the return the policy predicts)."""
+        values: list[float] = []
+
+        def choose(obs: dict[str, np.ndarray], mask: np.ndarray) -> int:
+            action, value = self.policy.best(obs, mask)
+            values.append(value)
+            return action
+
+        draw = rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)
+        prompt = env.run_greedy(choose, {"candidate_ids": draw})
+        return (values[0] if values else 0.0), prompt
 
     def choose(self, candidates: Candidates, k: int, rng: np.random.Generator) -> Prompt:
         """A task-mode policy's greedy prompt over given pool candidates (exactly M of them)."""

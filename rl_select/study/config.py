@@ -113,6 +113,14 @@ class TaskLearner:
         "greedy proposals, so it verifies as many as the first; 0: no such row.",
         minimum=0,
     )
+    ranked_draws: int = setting(
+        0,
+        help="+ a task-mode row whose greedy proposals are those of this many candidate draws that the Q-function "
+        "values highest (its predicted return after the first choice; no LLM calls to rank), verifying as many as "
+        "the first row; with task_transfer_budgets, the task policy fitted on the other tasks ranked the same way at "
+        "each budget too; 0: no such rows.",
+        minimum=0,
+    )
     pooled: bool = setting(
         False,
         help="+ a task-mode row whose Q-function is fitted on every task's task-mode rows (the study's tasks, the "
@@ -128,6 +136,8 @@ class TaskLearner:
         check_fields(self)
         if self.scored_prompts > max(self.proposals, 1):
             raise ConfigError("task.scored_prompts must be at most task.proposals")
+        if self.ranked_draws and self.ranked_draws < max(self.proposals, 1):
+            raise ConfigError("task.ranked_draws must be at least task.proposals")
 
 
 @dataclass(frozen=True)
@@ -228,6 +238,8 @@ class StudyConfig(DataAndModel):
             raise ConfigError("the transfer row needs at least two tasks (train on the others) or pooled_with")
         if self.task_transfer_budgets and len(self.tasks) < 2:
             raise ConfigError("task_transfer_budgets need at least two tasks (task-mode rows of the others)")
+        if self.task.ranked_draws and any(n > self.task.ranked_draws for n in self.task_transfer_budgets):
+            raise ConfigError("task.ranked_draws must be at least each of task_transfer_budgets (it ranks them too)")
         if self.every_policy and not (self.pooled and self.transfer and self.query.verify_rows):
             raise ConfigError("every_policy needs pooled, transfer and query.verify_rows (the policies it compares)")
         if self.task.pooled and len(self.tasks) < 2 and not (self.pooled and self.pooled_with):

@@ -53,6 +53,7 @@ from rl_select.study.rows import (
     LEARNED_TASK,
     POOLED_QUERY,
     POOLED_TASK,
+    RANKED_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_EVERY,
@@ -60,6 +61,7 @@ from rl_select.study.rows import (
     VERIFIED_QUERY,
     baseline_selectors,
     best_of_n,
+    ranked_transfer_task_row,
     row_names,
     small_best_of_n_row,
     transfer_task_row,
@@ -447,6 +449,9 @@ class Study:
             rows.append(
                 PolicySelector.from_run(task_run, name=SCORED_TASK, scored_prompts=task.scored_prompts, **task_verify)
             )
+        if task.ranked_draws:  # the same verification budget, its greedy proposals the best-valued of more draws
+            ranked = {"ranked_draws": task.ranked_draws, **task_verify}
+            rows.append(PolicySelector.from_run(task_run, name=RANKED_TASK, **ranked))
         if config.transfer and transfer:
             run = self.transfer_run(name)
             rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True, rule=POLICY_RULE))
@@ -458,6 +463,9 @@ class Study:
                 verify = {"proposals": budget, "verify_rows": config.evaluation.best_of_n_dev_rows}
                 rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
                 rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
+                if task.ranked_draws:
+                    ranked_row = ranked_transfer_task_row(budget)
+                    rows.append(PolicySelector.from_run(run, name=ranked_row, ranked_draws=task.ranked_draws, **verify))
         if config.pooled and transfer:
             rows += self._pooled_rows(name)
         if config.every_policy and transfer:

@@ -36,6 +36,7 @@ from rl_select.study.rows import (
     LEARNED_TASK,
     POOLED_QUERY,
     POOLED_TASK,
+    RANKED_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_EVERY,
@@ -43,6 +44,7 @@ from rl_select.study.rows import (
     VERIFIED_QUERY,
     baseline_selectors,
     best_of_n,
+    ranked_transfer_task_row,
     small_best_of_n_row,
     transfer_task_row,
 )
@@ -161,6 +163,8 @@ def evaluation_work(
     ]
     if config.task.scored_prompts:  # the same verification budget as learned task mode
         selectors.append(PlannedPolicy(SCORED_TASK, query_level=False, **task_verify))
+    if config.task.ranked_draws:  # ranking costs no LLM calls: the same verification budget
+        selectors.append(PlannedPolicy(RANKED_TASK, query_level=False, **task_verify))
     if config.transfer:
         selectors.append(PlannedPolicy(TRANSFER_QUERY, query_level=True))
         if config.transfer_check_rows:
@@ -169,6 +173,9 @@ def evaluation_work(
             name = transfer_task_row(budget)
             selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
             selectors.append(best_of_n(config, small_best_of_n_row(budget), budget))
+            if config.task.ranked_draws:
+                name = ranked_transfer_task_row(budget)
+                selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
     if config.pooled:
         selectors.append(PlannedPolicy(POOLED_QUERY, query_level=True))
         if config.query.verify_rows:

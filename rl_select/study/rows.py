@@ -16,12 +16,18 @@ POOLED_QUERY = "learned query mode, all tasks' rows"
 VERIFIED_POOLED = "learned query mode, all tasks' rows, dev-verified"
 VERIFIED_EVERY = "learned query mode, every policy, dev-verified"
 POOLED_TASK = "learned task mode, all tasks' rows"
+RANKED_TASK = "learned task mode, Q-ranked proposals"
 EQUAL_BUDGET = "best-of-n (equal budget)"
 
 
 def transfer_task_row(budget: int) -> str:
     """The row of a task-mode policy fitted on the other tasks, proposing ``budget`` prompts."""
     return f"task policy, other tasks (N={budget})"
+
+
+def ranked_transfer_task_row(budget: int) -> str:
+    """The row of the task-mode policy fitted on the other tasks, proposing its ``budget`` best-valued prompts."""
+    return f"task policy, other tasks, Q-ranked (N={budget})"
 
 
 def small_best_of_n_row(budget: int) -> str:
@@ -37,12 +43,16 @@ def row_names(config: StudyConfig) -> list[str]:
     rows.append(LEARNED_TASK)
     if config.task.scored_prompts:
         rows.append(SCORED_TASK)
+    if config.task.ranked_draws:
+        rows.append(RANKED_TASK)
     if config.transfer:
         rows.append(TRANSFER_QUERY)
     if config.transfer_check_rows:
         rows.append(CHECKED_TRANSFER)
     for budget in config.task_transfer_budgets:
         rows += [transfer_task_row(budget), small_best_of_n_row(budget)]
+        if config.task.ranked_draws:
+            rows.append(ranked_transfer_task_row(budget))
     if config.pooled:
         rows.append(POOLED_QUERY)
         if config.query.verify_rows:

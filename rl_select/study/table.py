@@ -18,11 +18,13 @@ from rl_select.study.rows import (
     LEARNED_TASK,
     POOLED_QUERY,
     POOLED_TASK,
+    RANKED_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
     VERIFIED_EVERY,
     VERIFIED_POOLED,
     VERIFIED_QUERY,
+    ranked_transfer_task_row,
     small_best_of_n_row,
     transfer_task_row,
 )
@@ -34,6 +36,7 @@ DELTAS = {
     "delta_vs_best_of_n": (LEARNED_TASK, EQUAL_BUDGET),
     "scored_vs_best_of_n": (SCORED_TASK, EQUAL_BUDGET),
     "pooled_task_vs_best_of_n": (POOLED_TASK, EQUAL_BUDGET),
+    "ranked_task_vs_best_of_n": (RANKED_TASK, EQUAL_BUDGET),
     "transfer_vs_knn": (TRANSFER_QUERY, "knn"),
 }
 """Paired differences with a fixed baseline: name → (method, baseline)."""
@@ -56,6 +59,8 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
     costs = {LEARNED_QUERY: study.query_cost(task).total, LEARNED_TASK: study.task_cost(task).total}
     if study.config.task.scored_prompts:
         costs[SCORED_TASK] = costs[LEARNED_TASK]  # its scored prompts come from the same episodes
+    if study.config.task.ranked_draws:
+        costs[RANKED_TASK] = costs[LEARNED_TASK]  # the same Q-function ranks its draws: no LLM calls
     if study.config.task.pooled:
         costs[POOLED_TASK] = costs[LEARNED_TASK]  # the task's own rows; the other tasks' rows are theirs
     verified = study.stored_rule(task) if study.config.query.verify_rows else None
@@ -79,9 +84,10 @@ def learning_costs(study: Study, task: str) -> dict[str, LLMCost]:
 
 def learned_rows(config: StudyConfig) -> set[str]:
     """Rows that learned something (the rest are baselines)."""
-    budgets = (transfer_task_row(n) for n in config.task_transfer_budgets)
+    budgets = (row(n) for n in config.task_transfer_budgets for row in (transfer_task_row, ranked_transfer_task_row))
     transfer = (TRANSFER_QUERY, CHECKED_TRANSFER, POOLED_QUERY, VERIFIED_POOLED, VERIFIED_EVERY)
-    return {LEARNED_QUERY, VERIFIED_QUERY, LEARNED_TASK, SCORED_TASK, POOLED_TASK, *transfer, *budgets}
+    task_mode = (LEARNED_TASK, SCORED_TASK, RANKED_TASK, POOLED_TASK)
+    return {LEARNED_QUERY, VERIFIED_QUERY, *task_mode, *transfer, *budgets}
 
 
 @dataclass
@@ -206,6 +212,8 @@ def comparisons(config: StudyConfig, best_baseline: str, best_zero_cost: str | N
             pairs["checked_transfer_vs_best_baseline"] = (CHECKED_TRANSFER, best_zero_cost)
     for n in config.task_transfer_budgets:
         pairs[f"task_transfer_vs_best_of_n_{n}"] = (transfer_task_row(n), small_best_of_n_row(n))
+        if config.task.ranked_draws:
+            pairs[f"ranked_task_transfer_vs_best_of_n_{n}"] = (ranked_transfer_task_row(n), small_best_of_n_row(n))
     return pairs
 
 
@@ -421,11 +429,25 @@ def average_notes(config: StudyConfig, table: StudyTable, tasks: list[str]) -> l
             f"rows (the task's own among them; no new LLM calls to fit), its {max(config.task.proposals, 1)} "
             f"greedy prompts verified on {config.task.verify_rows} dev rows as learned task mode's are."
         )
+    if config.task.ranked_draws:
+        lines.append(
+            f"- learned task mode, Q-ranked proposals − best-of-N at equal budget: "
+            f"**{_delta(average, 'ranked_task_vs_best_of_n')}**. The same {max(config.task.proposals, 1)} prompts "
+            f"verified on {config.task.verify_rows} dev rows, each the greedy prompt of one of "
+            f"{config.task.ranked_draws} candidate draws, the draws whose first choice the Q-function values "
+            "highest (no LLM calls to rank)."
+        )
     for n in config.task_transfer_budgets:
         lines.append(
             f"- task policy fitted on the other tasks, N = {n} − best-of-N at N = {n}: "
             f"**{_delta(average, f'task_transfer_vs_best_of_n_{n}')}**"
         )
+        if config.task.ranked_draws:
+            lines.append(
+                f"- task policy fitted on the other tasks, Q-ranked, N = {n} − best-of-N at N = {n}: "
+                f"**{_delta(average, f'ranked_task_transfer_vs_best_of_n_{n}')}** (its {n} best-valued of "
+                f"{config.task.ranked_draws} draws' greedy prompts{' verified' if n > 1 else ', no LLM calls'})"
+            )
     return lines
 
 
@@ -449,6 +471,11 @@ def task_section(task: str, part: TaskTable, headers: list[str]) -> list[str]:
         lines.append(
             f"Learned task mode with its scored prompts − best-of-N at equal budget: "
             f"{_delta(part, 'scored_vs_best_of_n')}.\n"
+        )
+    if "ranked_task_vs_best_of_n" in part.deltas:
+        lines.append(
+            f"Learned task mode, Q-ranked proposals − best-of-N at equal budget: "
+            f"{_delta(part, 'ranked_task_vs_best_of_n')}.\n"
         )
     if "pooled_task_vs_best_of_n" in part.deltas:
         lines.append(
@@ -541,6 +568,7 @@ def bars(table: StudyTable, tasks: list[str]) -> list[str]:
     task_bars = (
         (LEARNED_TASK, "delta_vs_best_of_n"),
         (SCORED_TASK, "scored_vs_best_of_n"),
+        (RANKED_TASK, "ranked_task_vs_best_of_n"),
         (POOLED_TASK, "pooled_task_vs_best_of_n"),
     )
     for row, key in task_bars:

@@ -1,4 +1,5 @@
-"""Task mode's propose and verify with the learner's own scored prompts: found in its episodes, verified first."""
+"""Task mode's propose and verify: the learner's own scored prompts, found in its episodes, verified first; or its
+greedy prompts of many candidate draws ranked by the Q-function's value, the best-valued verified."""
 
 import numpy as np
 import pytest
@@ -59,3 +60,36 @@ def test_on_a_task_it_never_trained_on_every_proposal_is_greedy(task_run, tiny_l
 def test_scored_prompts_are_checked(task_run):
     with pytest.raises(ConfigError, match="at most proposals"):
         PolicySelector.from_run(task_run, proposals=2, scored_prompts=3)
+
+
+def test_ranked_proposals_are_the_best_valued_draws_greedy_prompts(task_run, tiny_lm, data_root):
+    resources = Resources(load_task("tiny_sst", data_root), lm=tiny_lm)
+    ranked = PolicySelector.from_run(task_run, ranked_draws=5).build(resources)
+    env, policy = ranked._env, ranked.policy
+    rng = np.random.default_rng(3)
+    valued = []
+    for _ in range(5):  # the same draws, valued by hand: the best masked score at the empty prompt
+        draw = rng.choice(env.candidate_pool, size=env.config.num_candidates, replace=False)
+        seen: list[float] = []
+
+        def choose(obs, mask, seen=seen):
+            seen.append(float(np.max(np.where(mask, policy.scores(obs), -np.inf))))
+            return policy.choose(obs, mask)
+
+        valued.append((seen, env.run_greedy(choose, {"candidate_ids": draw})))
+    assert len({first[0] for first, _ in valued}) > 1  # the draws are valued differently: the ranking matters
+    best = max(valued, key=lambda pair: pair[0][0])[1]
+    calls = resources.scorer.stats.requested
+    assert ranked.select(resources.task, None, 2, np.random.default_rng(3)) == best
+    assert resources.scorer.stats.requested == calls  # one proposal: kept unscored
+    assert ranked.options()["ranked_draws"] == 5 and ranked.choice_work(resources.task, 2, 6) == []
+
+
+def test_ranked_proposals_are_verified_on_dev(task_run, tiny_lm, data_root):
+    resources = Resources(load_task("tiny_sst", data_root), lm=tiny_lm)
+    ranked = PolicySelector.from_run(task_run, proposals=2, verify_rows=3, ranked_draws=4).build(resources)
+    calls = resources.scorer.stats.requested
+    chosen = ranked.select(resources.task, None, 2, np.random.default_rng(0))
+    assert len(chosen) <= 2 and resources.scorer.stats.requested - calls == 2 * 3
+    with pytest.raises(ConfigError, match="at least its greedy proposals"):
+        PolicySelector.from_run(task_run, proposals=3, ranked_draws=2)

@@ -137,6 +137,10 @@ def test_bad_study_files(tmp_path, data_root, tiny_model_dir, capsys):
         StudyConfig(tasks=("a",), pooled=True, pooled_with=("studies/b",), task_transfer_budgets=(1,))
     with pytest.raises(ConfigError, match=r"task\.pooled needs at least two tasks or pooled_with"):
         StudyConfig.from_dict({"tasks": ["a"], "transfer": False, "task": {"pooled": True}})
+    with pytest.raises(ConfigError, match=r"task\.ranked_draws must be at least task\.proposals"):
+        StudyConfig.from_dict({"tasks": ["a", "b"], "task": {"proposals": 8, "ranked_draws": 4}})
+    with pytest.raises(ConfigError, match="ranked_draws must be at least each of task_transfer_budgets"):
+        StudyConfig.from_dict({"tasks": ["a", "b"], "task": {"ranked_draws": 4}, "task_transfer_budgets": [1, 5]})
     verified = {"verify_rows": 3}
     for lacking in ({"pooled": False}, {"transfer": False}, {"query": {}}):
         settings = {"tasks": ("a", "b"), "pooled": True, "query": verified, **lacking, "every_policy": True}
@@ -206,6 +210,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
             "proposals": 2,
             "verify_rows": 2,
             "scored_prompts": 1,
+            "ranked_draws": 3,
             "pooled": True,
         },
     )
@@ -238,6 +243,16 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     assert scored["cost_to_choose_per_seed"]["queries"] == 2 * 2
     assert scored["cost_to_learn"] == task_row["cost_to_learn"]
     assert "scored_vs_best_of_n" in sst and "scored_vs_best_of_n" in average
+    # Q-ranked proposals: the same verification budget and learning cost; the transfer task policy ranked too,
+    # its N = 1 prompt chosen with no LLM calls
+    ranked = sst["rows"]["learned task mode, Q-ranked proposals"]
+    assert ranked["cost_to_choose_per_seed"]["queries"] == 2 * 2
+    assert ranked["cost_to_learn"] == task_row["cost_to_learn"]
+    assert "ranked_task_vs_best_of_n" in sst and "ranked_task_vs_best_of_n" in average
+    assert sst["rows"]["task policy, other tasks, Q-ranked (N=1)"]["cost_to_choose_per_seed"]["queries"] == 0
+    ranked_transfer, transfer_task = (sst["rows"][f"task policy, other tasks{r} (N=2)"] for r in (", Q-ranked", ""))
+    assert ranked_transfer["cost_to_choose_per_seed"]["queries"] == transfer_task["cost_to_choose_per_seed"]["queries"]
+    assert "ranked_task_transfer_vs_best_of_n_2" in sst and "ranked_task_transfer_vs_best_of_n_1" in average
     # task mode, all tasks' rows: fitted on both tasks' task-mode rows, verified as the task's own learner is
     pooled_task = sst["rows"]["learned task mode, all tasks' rows"]
     assert pooled_task["cost_to_choose_per_seed"]["queries"] == 2 * 2
