@@ -363,8 +363,18 @@ class PolicySelector(Selector):
             valued.sort(key=lambda pair: -pair[0])  # stable
         return [prompt for _, prompt in valued[:count]]
 
+    def valued_greedy_prompts(self, draws: int, rng: np.random.Generator) -> list[tuple[float, Selection]]:
+        """Task mode: the greedy prompts of ``draws`` candidate draws, in draw order, each with its value.
+
+        The value is the score of the prompt's first choice: the return the Q-function predicts for it. No LLM
+        calls (without step features). The selector must be built.
+        """
+        if self.query_level or self._env is None:
+            raise ConfigError(f"'{self.name}' values task-level prompts once built (a task-mode policy)")
+        return [self._valued_greedy(self._env, rng) for _ in range(draws)]
+
     def _valued_greedy(self, env: Any, rng: np.random.Generator) -> tuple[float, Selection]:
-        """One candidate draw's greedy prompt and the score of its first choice (the return the policy predicts)."""
+        """One candidate draw's greedy prompt and the score of its first choice."""
         values: list[float] = []
 
         def choose(obs: dict[str, np.ndarray], mask: np.ndarray) -> int:

@@ -430,6 +430,19 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     assert wide.main([str(tmp_path), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2  # no study.json
     assert wide_check("wide_rte", "--pool-rows", "0", "--tasks", "tiny_rte,imdb")["task"] == "tiny_rte"
 
+    # experiments/q_ranking_check.py: the task-mode learner's valued draws, each scored on the verification dev rows
+    ranking = experiment_module("q_ranking_check.py")
+    options = ["--data-dir", str(data_root), "--draws", "5"]
+    assert ranking.main([str(held), *options, "--out", str(tmp_path / "ranking")]) == 0
+    report = json.loads((tmp_path / "ranking.json").read_text())
+    (check,) = report["tasks"]
+    assert check["task"] == "tiny_rte" and check["draws"] == 5 and -1 <= check["spearman"] <= 1
+    assert check["spearman_ci95"][0] <= check["spearman_ci95"][1]
+    assert check["top_valued"]["best"] <= check["all_draws"]["best"] and check["first_drawn"]["mean"] >= 0
+    assert 0 < report["cost"]["queries"] <= 5 * check["dev_rows"]
+    assert ranking.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--draws", "1"]) == 2
+    assert ranking.main([str(tmp_path), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
+
     other = tiny_study(
         tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
     )
