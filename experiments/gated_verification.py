@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -253,15 +253,11 @@ def fmt(delta: dict | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Check every task of the given studies; write OUT.json and OUT.md."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("studies", nargs="+", help="finished study directories (each with study.json)")
-    parser.add_argument("--data-dir", required=True, help="the folder holding every study's task folders")
-    parser.add_argument("--out", required=True, help="output path without extension")
-    args = parser.parse_args(argv)
+    args = study_parser(__doc__).parse_args(argv)
     from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
 
     try:
-        checks, models, cost = [], set(), LLMCost()
+        checks, tally = [], Tally()
         with progress_bars() as progress:
             for root in args.studies:
                 study = Study.from_dir(root, args.data_dir, progress=progress)
@@ -269,20 +265,40 @@ def main(argv: list[str] | None = None) -> int:
                 if not config.every_policy or not config.query.verify_rows:
                     raise RLSelectError(f"{root} has no every-policy row (every_policy, query.verify_rows) to check")
                 checks += [check_task(study, task) for task in config.tasks]
-                models.add(json.dumps(study.resources(config.tasks[0]).lm.info(), sort_keys=True))
-                cost += sum((study.resources(task).scorer.cost() for task in config.tasks), LLMCost())
+                tally.add(study, config.tasks)
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    record = provenance(seeds=[0], model=one_model(models))
-    payload = {"provenance": record, "dev_cost": cost.to_dict(), "tasks": [asdict(c) for c in checks]}
-    write_outputs(Path(args.out), payload, markdown(checks, record, cost))
+    record = provenance(seeds=[0], model=tally.model())
+    payload = {"provenance": record, "dev_cost": tally.cost.to_dict(), "tasks": [asdict(c) for c in checks]}
+    write_outputs(Path(args.out), payload, markdown(checks, record, tally.cost))
     return 0
 
 
-def one_model(models: set[str]) -> dict | None:
-    """The model record (``lm.info()`` as sorted JSON) the studies share; None where they used several."""
-    return json.loads(next(iter(models))) if len(models) == 1 else None
+def study_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of a post-hoc check on finished studies (its first ``doc`` line the description)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("studies", nargs="+", help="finished study directories (each with study.json)")
+    parser.add_argument("--data-dir", required=True, help="the folder holding every study's task folders")
+    parser.add_argument("--out", required=True, help="output path without extension")
+    return parser
+
+
+@dataclass
+class Tally:
+    """What a check over several studies spent, and the models it scored with."""
+
+    cost: LLMCost = field(default_factory=LLMCost)
+    models: set[str] = field(default_factory=set)
+
+    def add(self, study: Study, tasks: Sequence[str]) -> None:
+        """Count the LLM work of the study's scorers on ``tasks`` and the study's model."""
+        self.cost += sum((study.resources(task).scorer.cost() for task in tasks), LLMCost())
+        self.models.add(json.dumps(study.resources(tasks[0]).lm.info(), sort_keys=True))
+
+    def model(self) -> dict | None:
+        """The model record (``lm.info()``) the studies share; None where they used several."""
+        return json.loads(next(iter(self.models))) if len(self.models) == 1 else None
 
 
 def write_outputs(out: Path, payload: dict, text: str) -> None:

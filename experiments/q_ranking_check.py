@@ -20,8 +20,6 @@ and ``OUT.md``::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from rl_select.study.learned import Study
 from rl_select.types import Selection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gated_verification import one_model, write_outputs
+from gated_verification import Tally, study_parser, write_outputs
 
 
 @dataclass
@@ -173,10 +171,7 @@ def markdown(checks: list[RankingCheck], record: Provenance, cost: LLMCost, prop
 
 def main(argv: list[str] | None = None) -> int:
     """Check every task of the given studies; write OUT.json and OUT.md."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("studies", nargs="+", help="finished study directories (each with study.json)")
-    parser.add_argument("--data-dir", required=True, help="the folder holding every study's task folders")
-    parser.add_argument("--out", required=True, help="output path without extension")
+    parser = study_parser(__doc__)
     parser.add_argument("--draws", type=int, default=64, help="candidate draws valued and scored per task")
     args = parser.parse_args(argv)
     if args.draws < 2:
@@ -185,21 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
 
     try:
-        checks, models, cost, proposals = [], set(), LLMCost(), set()
+        checks, tally, proposals = [], Tally(), set()
         with progress_bars() as progress:
             for root in args.studies:
                 study = Study.from_dir(root, args.data_dir, progress=progress)
                 names = study.config.tasks
                 checks += [check_task(study, task, args.draws) for task in names]
-                models.add(json.dumps(study.resources(names[0]).lm.info(), sort_keys=True))
-                cost += sum((study.resources(task).scorer.cost() for task in names), LLMCost())
+                tally.add(study, names)
                 proposals.add(max(study.config.task.proposals, 1))
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    record = provenance(seeds=[0], model=one_model(models))
-    payload = {"provenance": record, "cost": cost.to_dict(), "tasks": [asdict(c) for c in checks]}
-    write_outputs(Path(args.out), payload, markdown(checks, record, cost, min(proposals)))
+    record = provenance(seeds=[0], model=tally.model())
+    payload = {"provenance": record, "cost": tally.cost.to_dict(), "tasks": [asdict(c) for c in checks]}
+    write_outputs(Path(args.out), payload, markdown(checks, record, tally.cost, min(proposals)))
     return 0
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts' helpers
-from gated_verification import accuracy, fmt, one_model, test_reports, write_outputs
+from gated_verification import Tally, accuracy, fmt, study_parser, test_reports, write_outputs
 
 from rl_select.budget import Projection, Step, describe, measure_throughput, profiles_for, query_level
 from rl_select.errors import RLSelectError
@@ -291,10 +291,7 @@ def markdown(checks: list[WideCheck], args: argparse.Namespace, cost: LLMCost, r
 
 def main(argv: list[str] | None = None) -> int:
     """Check every task of the given studies; write OUT.json and OUT.md."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("studies", nargs="+", help="finished study directories (each with study.json)")
-    parser.add_argument("--data-dir", required=True, help="the folder holding every study's task folders")
-    parser.add_argument("--out", required=True, help="output path without extension")
+    parser = study_parser(__doc__)
     parser.add_argument("--margin", type=float, default=5.0, help="contenders: within this many dev points")
     parser.add_argument("--pool-rows", type=int, default=400, help="unused pool queries per contender")
     parser.add_argument("--tasks", default="", help="comma-separated tasks of the studies (default: all)")
@@ -305,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
 
     try:
-        checks, cost, models = [], LLMCost(), set()
+        checks, tally = [], Tally()
         wanted = {name for name in args.tasks.split(",") if name}
         with progress_bars() as progress:
             for root in args.studies:
@@ -318,21 +315,20 @@ def main(argv: list[str] | None = None) -> int:
                 work = describe(projection(study, plans), measure_throughput(lm, list(study.tasks.values())))
                 print(f"{root}: projected work\n{work}")
                 checks += [check_task(study, task, plans[task]) for task in names]
-                cost += sum((study.resources(task).scorer.cost() for task in names), LLMCost())
-                models.add(json.dumps(lm.info(), sort_keys=True))
+                tally.add(study, names)
         if not checks:
             raise RLSelectError(f"no study has the tasks {args.tasks}")
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    record = provenance(seeds=[0], model=one_model(models))
+    record = provenance(seeds=[0], model=tally.model())
     payload = {
         "provenance": record,
         "settings": {"margin": args.margin, "pool_rows": args.pool_rows},
-        "cost": cost.to_dict(),
+        "cost": tally.cost.to_dict(),
         "tasks": [asdict(c) for c in checks],
     }
-    write_outputs(Path(args.out), payload, markdown(checks, args, cost, record))
+    write_outputs(Path(args.out), payload, markdown(checks, args, tally.cost, record))
     return 0
 
 

@@ -340,7 +340,7 @@ class PolicySelector(Selector):
         (:meth:`_greedy_proposals`). One prompt is kept unscored.
         """
         scored = self._scored if env.config.k == self.policy.config.env.k else []
-        prompts = [*scored, *self._greedy_proposals(env, rng, self.proposals - len(scored))]
+        prompts = [*scored, *self._greedy_proposals(rng, self.proposals - len(scored))]
         if len(prompts) == 1:
             return prompts[0]
         resources = self.resources_for(env.task)
@@ -352,13 +352,13 @@ class PolicySelector(Selector):
                 best = (value, prompt)
         return best[1]
 
-    def _greedy_proposals(self, env: Any, rng: np.random.Generator, count: int) -> list[Selection]:
+    def _greedy_proposals(self, rng: np.random.Generator, count: int) -> list[Selection]:
         """The greedy prompts of ``count`` candidate draws.
 
         With ``ranked_draws``: of that many draws, the ``count`` whose first choice the Q-function values highest
         (the first drawn first on ties).
         """
-        valued = [self._valued_greedy(env, rng) for _ in range(max(count, self.ranked_draws))]
+        valued = self.valued_greedy_prompts(max(count, self.ranked_draws), rng)
         if self.ranked_draws:
             valued.sort(key=lambda pair: -pair[0])  # stable
         return [prompt for _, prompt in valued[:count]]
