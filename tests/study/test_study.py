@@ -443,6 +443,14 @@ def test_a_held_out_study_pools_another_studys_rows(tmp_path, data_root, tiny_mo
     assert ranking.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--draws", "1"]) == 2
     assert ranking.main([str(tmp_path), "--data-dir", str(data_root), "--out", str(tmp_path / "x")]) == 2
 
+    # experiments/example_values_check.py: proposals from the learner's rows' per-demonstration values
+    values = experiment_module("example_values_check.py")
+    assert values.main([str(held), *options, "--out", str(tmp_path / "values")]) == 0
+    (check,) = json.loads((tmp_path / "values.json").read_text())["tasks"]
+    assert check["task"] == "tiny_rte" and check["valued_demonstrations"] > 0 and check["dev_rows"] > 0
+    assert check["first_drawn"]["best"] <= check["all_draws"]["best"]
+    assert values.main([str(held), "--data-dir", str(data_root), "--out", str(tmp_path / "x"), "--draws", "0"]) == 2
+
     other = tiny_study(
         tmp_path, data_root, tiny_model_dir, k=3, query={**QUERY, "stop": True, "verify_rows": 3}, **changes
     )
