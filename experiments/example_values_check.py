@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rl_select.errors import RLSelectError
-from rl_select.provenance import Provenance, markdown_table, provenance, provenance_markdown
+from rl_select.provenance import Provenance, provenance
 from rl_select.runs.episode_store import EpisodeStore
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring.results import LLMCost
@@ -34,8 +34,8 @@ from rl_select.study.learned import Study
 from rl_select.types import Selection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gated_verification import Tally, study_parser, write_outputs
-from q_ranking_check import PromptSet
+from gated_verification import check_studies, study_parser, write_outputs
+from q_ranking_check import PromptSet, dev_report
 
 
 @dataclass
@@ -154,19 +154,14 @@ def markdown(checks: list[ValuesCheck], record: Provenance, cost: LLMCost, draws
         "first drawn greedy prompts: mean / best",
         f"all {draws} draws: mean / best",
     ]
-    return "\n".join(
-        [
-            "# Do the task-mode learner's rows value single demonstrations?\n",
-            "Each task's task-mode rows: every demonstration valued by its mean marginal gain over the states it was "
-            "offered at; proposals are the k best-valued, then the k best of values perturbed by their standard "
-            "errors. Scored with the learner's greedy draws on the verification dev rows it never scored on "
-            "(calibrated accuracy, percent). Post hoc, dev rows only.\n",
-            markdown_table(headers, rows),
-            f"\nLLM cost: {cost.queries:,} queries scored ({cost.tokens:,} tokens computed; the reward cache answers "
-            "what was scored before). No test row is scored.\n",
-            provenance_markdown(record),
-        ]
+    intro = (
+        "Each task's task-mode rows: every demonstration valued by its mean marginal gain over the states it was "
+        "offered at; proposals are the k best-valued, then the k best of values perturbed by their standard "
+        "errors. Scored with the learner's greedy draws on the verification dev rows it never scored on "
+        "(calibrated accuracy, percent). Post hoc, dev rows only."
     )
+    title = "Do the task-mode learner's rows value single demonstrations?"
+    return dev_report(title, intro, (headers, rows), record, cost)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,16 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.draws < 1:
         print("error: --draws must be at least 1", file=sys.stderr)
         return 2
-    from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
-
     try:
-        checks, tally = [], Tally()
-        with progress_bars() as progress:
-            for root in args.studies:
-                study = Study.from_dir(root, args.data_dir, progress=progress)
-                names = study.config.tasks
-                checks += [check_task(study, task, args.draws) for task in names]
-                tally.add(study, names)
+        checks, tally = check_studies(args, lambda study, task: check_task(study, task, args.draws))
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from rl_select.scoring.results import LLMCost
 from rl_select.study.learned import Study
 from rl_select.study.rows import LEARNED_QUERY, POOLED_QUERY, TRANSFER_QUERY, VERIFIED_EVERY, VERIFIED_QUERY
 from rl_select.study.state import OTHER_TASKS, OWN, POOLED
+
+Check = TypeVar("Check")
+"""What a post-hoc check reports on one task."""
 
 POLICY_ROWS = {POOLED: POOLED_QUERY, OTHER_TASKS: TRANSFER_QUERY}
 """The test rows of the pooled and the other tasks' policy, each following its Q-function."""
@@ -129,6 +133,8 @@ def gate(incumbent: str, stored: dict[str, float], score: Callable[[str], np.nda
 
 def check_task(study: Study, task: str) -> TaskCheck:
     """The gate's choices on one task beside the argmax's, with test accuracy from the study's evaluation."""
+    if not study.config.every_policy or not study.config.query.verify_rows:
+        raise RLSelectError(f"{study.root} has no every-policy row (every_policy, query.verify_rows) to check")
     run = study.query_policy(task)
     own_choice = read_rule_choice(run, task)
     if own_choice is None:
@@ -254,18 +260,8 @@ def fmt(delta: dict | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Check every task of the given studies; write OUT.json and OUT.md."""
     args = study_parser(__doc__).parse_args(argv)
-    from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
-
     try:
-        checks, tally = [], Tally()
-        with progress_bars() as progress:
-            for root in args.studies:
-                study = Study.from_dir(root, args.data_dir, progress=progress)
-                config = study.config
-                if not config.every_policy or not config.query.verify_rows:
-                    raise RLSelectError(f"{root} has no every-policy row (every_policy, query.verify_rows) to check")
-                checks += [check_task(study, task) for task in config.tasks]
-                tally.add(study, config.tasks)
+        checks, tally = check_studies(args, check_task)
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -282,6 +278,19 @@ def study_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", required=True, help="the folder holding every study's task folders")
     parser.add_argument("--out", required=True, help="output path without extension")
     return parser
+
+
+def check_studies(args: argparse.Namespace, check: Callable[[Study, str], Check]) -> tuple[list[Check], Tally]:
+    """``check`` run on every task of the studies :func:`study_parser` read, with what their scorers spent."""
+    from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
+
+    checks, tally = [], Tally()
+    with progress_bars() as progress:
+        for root in args.studies:
+            study = Study.from_dir(root, args.data_dir, progress=progress)
+            checks += [check(study, task) for task in study.config.tasks]
+            tally.add(study, study.config.tasks)
+    return checks, tally
 
 
 @dataclass

@@ -34,7 +34,7 @@ from rl_select.study.learned import Study
 from rl_select.types import Selection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gated_verification import Tally, study_parser, write_outputs
+from gated_verification import check_studies, study_parser, write_outputs
 
 
 @dataclass
@@ -155,13 +155,23 @@ def markdown(checks: list[RankingCheck], record: Provenance, cost: LLMCost, prop
         "distinct demonstrations (best-valued / first drawn)",
     ]
     draws, dev_rows = checks[0].draws, checks[0].dev_rows
+    intro = (
+        f"Each task's task-mode learner: the greedy prompts of {draws} candidate draws (seed 0), each valued by "
+        f"the score of its first choice and scored on the {dev_rows} verification dev rows (calibrated "
+        "accuracy, percent). Post hoc, dev rows only."
+    )
+    return dev_report("Does the task-mode Q-function's value rank prompts?", intro, (headers, rows), record, cost)
+
+
+def dev_report(
+    title: str, intro: str, table: tuple[list[str], list[list[str]]], record: Provenance, cost: LLMCost
+) -> str:
+    """A dev-only check's markdown: title, what was scored, the table, its LLM cost and provenance."""
     return "\n".join(
         [
-            "# Does the task-mode Q-function's value rank prompts?\n",
-            f"Each task's task-mode learner: the greedy prompts of {draws} candidate draws (seed 0), each valued by "
-            f"the score of its first choice and scored on the {dev_rows} verification dev rows (calibrated "
-            "accuracy, percent). Post hoc, dev rows only.\n",
-            markdown_table(headers, rows),
+            f"# {title}\n",
+            f"{intro}\n",
+            markdown_table(*table),
             f"\nLLM cost: {cost.queries:,} queries scored ({cost.tokens:,} tokens computed; the reward cache answers "
             "what was scored before). No test row is scored.\n",
             provenance_markdown(record),
@@ -177,17 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.draws < 2:
         print("error: --draws must be at least 2", file=sys.stderr)
         return 2
-    from rl_select.cli.common import progress_bars  # deferred: the front end's rich display
+    proposals = set()
+
+    def check(study: Study, task: str) -> RankingCheck:
+        proposals.add(max(study.config.task.proposals, 1))
+        return check_task(study, task, args.draws)
 
     try:
-        checks, tally, proposals = [], Tally(), set()
-        with progress_bars() as progress:
-            for root in args.studies:
-                study = Study.from_dir(root, args.data_dir, progress=progress)
-                names = study.config.tasks
-                checks += [check_task(study, task, args.draws) for task in names]
-                tally.add(study, names)
-                proposals.add(max(study.config.task.proposals, 1))
+        checks, tally = check_studies(args, check)
     except (RLSelectError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
