@@ -261,8 +261,21 @@ class PolicySelector(Selector):
         return self._following[0]
 
     def choice_work(self, task: Task, k: int, rows: int) -> list[PromptWork]:
-        """Propose and verify: each proposed prompt scored on the dev rows (otherwise no LLM calls)."""
-        return policy_choice_work(self.proposals, self.verify_rows, task, k)
+        """The LLM work of choosing: what propose and verify and the task-level proposer score on dev.
+
+        Propose and verify: each proposed prompt scored on the dev rows. Query mode with the task-level proposer:
+        its search on dev, once per task (a cached search makes it less). Otherwise no LLM calls.
+        """
+        work = policy_choice_work(self.proposals, self.verify_rows, task, k)
+        proposers = self.policy.config.env.for_cost(self._follows(task.name)[1]).proposers
+        if self.query_level and proposers is not None and proposers.task:
+            work.append(PromptWork(proposers.task_sets, k, min(proposers.task_dev_rows, len(task.dev))))
+        return work
+
+    def _follows(self, task_name: str) -> tuple[str, bool]:
+        """The rule and zero-cost setting followed on ``task_name``: those verified there, else this selector's."""
+        choice = self.verified.get(task_name)
+        return (self.rule, self.zero_cost) if choice is None else (choice.rule, choice.zero_cost or self.zero_cost)
 
     def options(self) -> JsonObject:
         """The policy's algorithm and MDP settings."""
@@ -292,11 +305,7 @@ class PolicySelector(Selector):
         seen = self.trained_on.get(task.name) == task.fingerprint("train")
         candidates = training_candidates(task, config)[1] if seen else None
         env_config = EnvConfig.from_dict({**config.env.to_dict(), "calibrate": resources.scoring.calibrate})
-        choice = self.verified.get(task.name)
-        rule, zero_cost = (
-            (self.rule, self.zero_cost) if choice is None else (choice.rule, choice.zero_cost or self.zero_cost)
-        )
-        self._following = (rule, zero_cost)
+        rule, zero_cost = self._following = self._follows(task.name)
         env_config = env_config.for_cost(zero_cost)
         if rule != POLICY_RULE:
             proposers = None if env_config.proposers is None else env_config.proposers.counts()

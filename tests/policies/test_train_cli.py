@@ -387,3 +387,30 @@ def test_the_projection_is_the_work_the_run_requests(
     print(f"{algo} {mode}: projected {projected:.0f}, requested {requested}")
     low = 0.95 * requested if not config.env.stop else requested
     assert low <= projected <= 1.05 * requested
+
+
+def test_a_query_policy_projects_its_task_proposers_search(data_root, tiny_model_dir, tiny_lm, tmp_path, monkeypatch):
+    """On a task, the task-level proposer searches dev once: ``evaluate`` counts that work before it starts."""
+    import numpy as np
+
+    from rl_select.cli.train import build_config
+    from rl_select.resources import Resources
+    from rl_select.runs.policy import PolicySelector
+    from rl_select.selectors.base import PromptWork
+    from rl_select.tasks import load_task
+    from rl_select.train import train
+
+    values = {"tasks": ["tiny_sst"], "data_dir": str(data_root), "model": str(tiny_model_dir), "algo": "fqi"}
+    values.update({"device": "cpu", "dtype": "float32", "env.mode": "query", "env.k": 2, "env.num_candidates": 4})
+    values.update({"data.dense_episodes": 3, "evaluation.seeds": 1, "evaluation.rows": 4, **PROPOSERS_AND_STOP})
+    config, _ = build_config(None, values)
+    monkeypatch.setenv("RL_SELECT_CACHE", str(tmp_path / "cold-cache"))
+    train(config, tmp_path / "run", progress_bar=False)
+    task = load_task("tiny_trec", data_root)  # a task it never saw: the search is not cached yet
+    policy = PolicySelector.from_run(tmp_path / "run")
+    assert policy.choice_work(task, 2, 6) == [PromptWork(6, 2, min(8, len(task.dev)))]
+    assert PolicySelector.from_run(tmp_path / "run", zero_cost=True).choice_work(task, 2, 6) == []
+
+    resources = Resources(task, lm=tiny_lm)
+    policy.build(resources).select(task, task.test[0], 2, np.random.default_rng(0))
+    assert resources.scorer.stats.requested == 6 * min(8, len(task.dev))  # the search, and nothing else
