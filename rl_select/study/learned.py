@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +49,21 @@ from rl_select.study.config import StudyConfig
 from rl_select.study.curve import learning_curve
 from rl_select.study.rows import (
     CHECKED_TRANSFER,
-    EQUAL_BUDGET,
     LEARNED_QUERY,
     LEARNED_TASK,
     POOLED_QUERY,
     POOLED_TASK,
     RANKED_TASK,
+    RANKED_TRANSFER_TASK,
     SCORED_TASK,
     TRANSFER_QUERY,
+    TRANSFER_TASK,
     VERIFIED_EVERY,
     VERIFIED_POOLED,
     VERIFIED_QUERY,
-    baseline_selectors,
-    best_of_n,
-    ranked_transfer_task_row,
-    row_names,
-    small_best_of_n_row,
-    transfer_task_row,
+    Row,
+    row_selectors,
+    study_rows,
 )
 from rl_select.study.state import (
     OTHER_TASKS,
@@ -431,75 +430,59 @@ class Study:
         )
 
     def selectors(self, name: str, transfer: bool = True) -> list[Any]:
-        """The table's rows for one task, as selectors, in :func:`row_names` order.
+        """The table's rows for one task (:func:`~rl_select.study.rows.study_rows`), as selectors.
 
         ``transfer``: with the rows that need every task's rows (transfer and pooled).
         """
-        config = self.config
-        rows = baseline_selectors(config, self.resources(name).lm.device.type)
-        rows.append(best_of_n(config, EQUAL_BUDGET, self.equal_budget_sets(name)))
-        task_run, task = self.state.task_run(name), config.task
-        task_verify = {"proposals": max(task.proposals, 1), "verify_rows": task.verify_rows}
-        rows += [
-            PolicySelector.from_run(self.query_policy(name), name=LEARNED_QUERY, rule=POLICY_RULE),
-            *self._verified_row(name),
-            PolicySelector.from_run(task_run, name=LEARNED_TASK, **task_verify),
-        ]
-        if task.scored_prompts:  # the same verification budget, its first prompts the learner's best scored ones
-            rows.append(
-                PolicySelector.from_run(task_run, name=SCORED_TASK, scored_prompts=task.scored_prompts, **task_verify)
-            )
-        if task.ranked_draws:  # the same verification budget, its greedy proposals the best-valued of more draws
-            ranked = {"ranked_draws": task.ranked_draws, **task_verify}
-            rows.append(PolicySelector.from_run(task_run, name=RANKED_TASK, **ranked))
-        if config.transfer and transfer:
-            run = self.transfer_run(name)
-            rows.append(PolicySelector.from_run(run, name=TRANSFER_QUERY, zero_cost=True, rule=POLICY_RULE))
-            if config.transfer_check_rows:  # the rule the label check chose: no LLM calls on the task
-                checked = self.transfer_rule(name).rule
-                rows.append(PolicySelector.from_run(run, name=CHECKED_TRANSFER, rule=checked, zero_cost=True))
-            for budget in config.task_transfer_budgets:
-                run = self.transfer_task_run(name)
-                verify = {"proposals": budget, "verify_rows": config.evaluation.best_of_n_dev_rows}
-                rows.append(PolicySelector.from_run(run, name=transfer_task_row(budget), **verify))
-                rows.append(best_of_n(config, small_best_of_n_row(budget), budget))
-                if task.ranked_draws:
-                    ranked_row = ranked_transfer_task_row(budget)
-                    rows.append(PolicySelector.from_run(run, name=ranked_row, ranked_draws=task.ranked_draws, **verify))
-        if config.pooled and transfer:
-            rows += self._pooled_rows(name)
-        if config.every_policy and transfer:
-            rows.append(self._every_policy_row(name))
-        if task.pooled and transfer:  # the same propose-and-verify budget as the task's own learner
-            rows.append(PolicySelector.from_run(self.transfer_task_run("all"), name=POOLED_TASK, **task_verify))
-        return rows
+        rows = [row for row in study_rows(self.config) if transfer or not row.all_tasks]
+        device_type = self.resources(name).lm.device.type
+        policy = partial(self._policy_row, name)
+        return row_selectors(self.config, rows, device_type, self.equal_budget_sets(name), policy)
 
-    def _pooled_rows(self, name: str) -> list[PolicySelector]:
-        """The pooled policy, and (with ``query.verify_rows``) it or the task's own dev-verified choice."""
-        run = self.transfer_run("all")
-        rows = [PolicySelector.from_run(run, name=POOLED_QUERY, rule=POLICY_RULE)]
-        if self.config.query.verify_rows:
-            choice = self.pooled_choice(name)
-            kept = (run, POLICY_RULE) if choice.pooled else (self.query_policy(name), choice.own_rule)
-            rows.append(PolicySelector.from_run(kept[0], name=VERIFIED_POOLED, rule=kept[1]))
-        return rows
+    def _policy_row(self, name: str, row: Row) -> PolicySelector:
+        """A learned row on task ``name``: its learner's run, the rule it follows and how it proposes."""
+        verify = {"proposals": row.proposals, "verify_rows": row.verify_rows}
+        ranked = {"ranked_draws": self.config.task.ranked_draws, **verify}
+        choices: dict[str, Callable[[], tuple[Path, dict[str, Any]]]] = {
+            LEARNED_QUERY: lambda: (self.query_policy(name), {"rule": POLICY_RULE}),
+            VERIFIED_QUERY: lambda: (self.query_policy(name), {"rule": self.verified_rule(name).rule}),
+            LEARNED_TASK: lambda: (self.state.task_run(name), verify),
+            SCORED_TASK: lambda: (
+                self.state.task_run(name),
+                {"scored_prompts": self.config.task.scored_prompts, **verify},
+            ),
+            RANKED_TASK: lambda: (self.state.task_run(name), ranked),
+            TRANSFER_QUERY: lambda: (self.transfer_run(name), {"zero_cost": True, "rule": POLICY_RULE}),
+            CHECKED_TRANSFER: lambda: (
+                self.transfer_run(name),
+                {"zero_cost": True, "rule": self.transfer_rule(name).rule},
+            ),
+            TRANSFER_TASK: lambda: (self.transfer_task_run(name), verify),
+            RANKED_TRANSFER_TASK: lambda: (self.transfer_task_run(name), ranked),
+            POOLED_QUERY: lambda: (self.transfer_run("all"), {"rule": POLICY_RULE}),
+            VERIFIED_POOLED: lambda: self._verified_pooled(name),
+            VERIFIED_EVERY: lambda: self._every_policy_kept(name),
+            POOLED_TASK: lambda: (self.transfer_task_run("all"), verify),
+        }
+        run, options = choices[row.key]()
+        return PolicySelector.from_run(run, name=row.name, **options)
 
-    def _every_policy_row(self, name: str) -> PolicySelector:
+    def _verified_pooled(self, name: str) -> tuple[Path, dict[str, Any]]:
+        """The pooled policy or the task's own dev-verified choice, whichever dev kept."""
+        choice = self.pooled_choice(name)
+        if choice.pooled:
+            return self.transfer_run("all"), {"rule": POLICY_RULE}
+        return self.query_policy(name), {"rule": choice.own_rule}
+
+    def _every_policy_kept(self, name: str) -> tuple[Path, dict[str, Any]]:
         """The policy dev kept among the task's own choice, the pooled policy and the other tasks' policy."""
         choice = self.every_policy_choice(name)
-        kept = {
+        run, rule = {
             OWN: (self.query_policy(name), choice.own_rule),
             POOLED: (self.transfer_run("all"), POLICY_RULE),
             OTHER_TASKS: (self.transfer_run(name), POLICY_RULE),
         }[choice.kept]
-        return PolicySelector.from_run(kept[0], name=VERIFIED_EVERY, rule=kept[1])
-
-    def _verified_row(self, name: str) -> list[PolicySelector]:
-        """The dev-verified row (with ``query.verify_rows``): the policy following the rule dev chose."""
-        if not self.config.query.verify_rows:
-            return []
-        rule = self.verified_rule(name).rule
-        return [PolicySelector.from_run(self.query_policy(name), name=VERIFIED_QUERY, rule=rule)]
+        return run, {"rule": rule}
 
     def evaluate(self, name: str, transfer: bool = True) -> list[SelectorReport]:
         """Every row on the same test rows and seeds (resumable: ``evaluation/<task>.json``).
@@ -543,4 +526,4 @@ class Study:
         return out
 
 
-__all__ = ["LearnerCost", "Study", "data_cost", "row_names"]
+__all__ = ["LearnerCost", "Study", "data_cost"]

@@ -29,25 +29,7 @@ from rl_select.runs.dirs import read_rule_choice
 from rl_select.runs.episode_store import EpisodeStore
 from rl_select.runs.policy import PlannedPolicy
 from rl_select.study.config import StudyConfig
-from rl_select.study.rows import (
-    CHECKED_TRANSFER,
-    EQUAL_BUDGET,
-    LEARNED_QUERY,
-    LEARNED_TASK,
-    POOLED_QUERY,
-    POOLED_TASK,
-    RANKED_TASK,
-    SCORED_TASK,
-    TRANSFER_QUERY,
-    VERIFIED_EVERY,
-    VERIFIED_POOLED,
-    VERIFIED_QUERY,
-    baseline_selectors,
-    best_of_n,
-    ranked_transfer_task_row,
-    small_best_of_n_row,
-    transfer_task_row,
-)
+from rl_select.study.rows import Row, row_selectors, study_rows
 from rl_select.study.state import StudyState, other_tasks_key, pooled_key
 from rl_select.tasks import Task
 
@@ -147,43 +129,20 @@ def evaluation_work(
 ) -> list[Step]:
     """One task's evaluation: the rows :meth:`~rl_select.study.learned.Study.selectors` evaluates, each by its work.
 
-    The baselines are the same selectors (:func:`~rl_select.study.rows.baseline_selectors`, best-of-N at the
-    task-mode learner's budget and at the transfer budgets); the learned rows are the policies to come
+    The same rows (:func:`~rl_select.study.rows.study_rows`) as the same selectors, best-of-N at equal budget at
+    the task-mode learner's projected budget; the learned rows are the policies to come
     (:class:`~rl_select.runs.policy.PlannedPolicy`, with the same propose-and-verify settings). ``finished``:
     seeds of a row already evaluated (as :func:`~rl_select.budget.project_evaluation` reads it).
     """
     dev_rows = config.evaluation.best_of_n_dev_rows
     equal_sets = equal_budget_sets(learner_queries + task_mode_choosing(config.task, len(task.dev)), dev_rows)
-    selectors: list[Any] = [*baseline_selectors(config, device_type), best_of_n(config, EQUAL_BUDGET, equal_sets)]
-    task_verify = {"proposals": max(config.task.proposals, 1), "verify_rows": config.task.verify_rows}
-    selectors += [
-        PlannedPolicy(LEARNED_QUERY, query_level=True),
-        *([PlannedPolicy(VERIFIED_QUERY, query_level=True)] if config.query.verify_rows else []),
-        PlannedPolicy(LEARNED_TASK, query_level=False, **task_verify),
-    ]
-    if config.task.scored_prompts:  # the same verification budget as learned task mode
-        selectors.append(PlannedPolicy(SCORED_TASK, query_level=False, **task_verify))
-    if config.task.ranked_draws:  # ranking costs no LLM calls: the same verification budget
-        selectors.append(PlannedPolicy(RANKED_TASK, query_level=False, **task_verify))
-    if config.transfer:
-        selectors.append(PlannedPolicy(TRANSFER_QUERY, query_level=True))
-        if config.transfer_check_rows:
-            selectors.append(PlannedPolicy(CHECKED_TRANSFER, query_level=True))
-        for budget in config.task_transfer_budgets:
-            name = transfer_task_row(budget)
-            selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
-            selectors.append(best_of_n(config, small_best_of_n_row(budget), budget))
-            if config.task.ranked_draws:
-                name = ranked_transfer_task_row(budget)
-                selectors.append(PlannedPolicy(name, query_level=False, proposals=budget, verify_rows=dev_rows))
-    if config.pooled:
-        selectors.append(PlannedPolicy(POOLED_QUERY, query_level=True))
-        if config.query.verify_rows:
-            selectors.append(PlannedPolicy(VERIFIED_POOLED, query_level=True))
-    if config.every_policy:
-        selectors.append(PlannedPolicy(VERIFIED_EVERY, query_level=True))
-    if config.task.pooled:
-        selectors.append(PlannedPolicy(POOLED_TASK, query_level=False, **task_verify))
+
+    def planned(row: Row) -> PlannedPolicy:
+        return PlannedPolicy(
+            row.name, query_level=row.query_level, proposals=row.proposals, verify_rows=row.verify_rows
+        )
+
+    selectors = row_selectors(config, study_rows(config), device_type, equal_sets, planned)
     seeds = config.evaluation.seeds
     return list(project_evaluation(selectors, task, profile, config.k, rows, seeds, finished).steps)
 
