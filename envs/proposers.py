@@ -66,11 +66,15 @@ def _best_prompts(resources: Resources, config: ProposerConfig, k: int, seed: in
     rng = np.random.default_rng(seed)
     rows = task.sample("dev", config.task_dev_rows, seed=seed)
     before = scorer.cost()
+    label = f"{task.name} · task proposer: {config.task_sets} prompts × {len(rows)} dev rows (once per task)"
+    advance = resources.progress(label, config.task_sets) if resources.progress else None
     scored = []
     for _ in range(config.task_sets):
         prompt = [int(i) for i in rng.choice(len(task.train), size=min(k, len(task.train)), replace=False)]
         value = float(scorer.score([task.train[i] for i in prompt], rows).gold_probs.mean())
         scored.append((value, prompt))
+        if advance is not None:
+            advance(1)
     best = sorted(scored, key=lambda pair: -pair[0])[: config.task_prompts]
     ids: list[int] = []
     for _, prompt in best:

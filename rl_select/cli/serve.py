@@ -9,7 +9,15 @@ from pathlib import Path
 
 import typer
 
-from rl_select.cli.common import DataDirOption, VerboseOption, console, err_console, results_and_next, setup_logging
+from rl_select.cli.common import (
+    DataDirOption,
+    VerboseOption,
+    console,
+    err_console,
+    progress_bars,
+    results_and_next,
+    setup_logging,
+)
 from rl_select.errors import ConfigError
 
 PoolOption = typer.Option(None, "--pool", help="A JSONL/CSV candidate pool to use instead of the exported one.")
@@ -28,8 +36,9 @@ def export_command(
     setup_logging(verbose)
     from rl_select.export.exporter import export_policy  # deferred: CLI start-up (loads torch and pydantic)
 
-    with err_console.status("exporting …"):
-        manifest = export_policy(run_dir, out, task=task, data_dir=data_dir, pool=pool, seed=seed)
+    err_console.print(f"exporting {run_dir} …")
+    with progress_bars() as progress:
+        manifest = export_policy(run_dir, out, task=task, data_dir=data_dir, pool=pool, seed=seed, progress=progress)
     console.print(
         f"exported {manifest.algo} ({manifest.mode} mode, k={manifest.k}, "
         f"M={manifest.num_candidates}, pool {manifest.task.pool_size}) to {out}"

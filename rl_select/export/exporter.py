@@ -25,7 +25,7 @@ from rl_select.export import manifest as fmt
 from rl_select.export.runtime import OnnxEmbedder
 from rl_select.observation import feature_layout
 from rl_select.provenance import provenance
-from rl_select.resources import Resources
+from rl_select.resources import ProgressFactory, Resources
 from rl_select.retrieval.index import VectorIndex
 from rl_select.scoring import ScoringConfig
 from rl_select.scoring.model import shared_language_model
@@ -175,6 +175,7 @@ def export_policy(
     data_dir: str | None = None,
     pool: str | Path | None = None,
     seed: int = 0,
+    progress: ProgressFactory | None = None,
 ) -> fmt.Manifest:
     """Export a trained run.
 
@@ -185,6 +186,7 @@ def export_policy(
         data_dir: Data directory (default: the run's).
         pool: A JSONL/CSV pool to export instead of the task's (features computed for it).
         seed: Seed of the task-mode candidate draw.
+        progress: A front end's progress factory (embedding the pool, the task-level proposer's search).
 
     Returns:
         The manifest.
@@ -204,7 +206,7 @@ def export_policy(
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; choose a new --out")
     loaded = _export_task(config, task, data_dir, pool)
-    resources = _export_resources(config, loaded)
+    resources = _export_resources(config, loaded, progress)
     bank = FeatureBank(resources, config.env.features)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -252,7 +254,7 @@ def _export_task(config: Any, task: str | None, data_dir: str | None, pool: str 
     return loaded
 
 
-def _export_resources(config: Any, loaded: Any) -> Any:
+def _export_resources(config: Any, loaded: Any, progress: ProgressFactory | None) -> Any:
     """The run's model, scoring and embedder, on the exported task."""
     return Resources(
         loaded,
@@ -260,6 +262,7 @@ def _export_resources(config: Any, loaded: Any) -> Any:
         scoring=ScoringConfig(calibrate=config.env.calibrate),
         embedder=config.env.features.embedder,
         data_seed=config.env.data_seed,
+        progress=progress,
     )
 
 

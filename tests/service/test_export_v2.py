@@ -10,6 +10,7 @@ from rl_select.errors import ArtifactError
 from rl_select.export import manifest as fmt
 from rl_select.observation import PROPOSER_COLUMNS, STOP_COLUMN
 from rl_select.tasks.task import Example
+from tests.helpers import run_cli
 from tests.service.conftest import copy_policy, parity_queries
 from tests.service.test_export import torch_selector
 
@@ -92,3 +93,10 @@ def test_the_service_and_adapters_pass_on_fewer_than_k(proposer_policy, monkeypa
     assert reply["prompt"].count("Sentiment:") == 2
     chooser = RLExampleSelector(selector=exported)
     assert len(chooser.select_examples({"input": "a warm film"})) == 1
+
+
+def test_export_shows_the_task_proposers_search(proposer_policy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RL_SELECT_CACHE", str(tmp_path / "cold-cache"))  # the search is not cached yet
+    code, _, err = run_cli(["export", str(proposer_policy[0]), "--out", str(tmp_path / "again")], capsys)
+    assert code == 0, err
+    assert "gen_sst · task proposer: 3 prompts × 4 dev rows (once per task)" in err
