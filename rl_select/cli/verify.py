@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -63,8 +64,10 @@ def verify_command(
             "(--rows, up to the dev split) would decide",
             highlight=False,
         )
+    given = f"--task {shlex.quote(task or loaded.name)}"  # the task as it was given, so the commands find it
+    given += f" --data-dir {shlex.quote(data_dir)}" if data_dir else ""
     results_and_next(
         f"{rule_path(run_dir, loaded.name)} (rule: {choice.rule}; LLM cost {choice.cost.queries:,} queries)",
-        f"rl-select evaluate --task {loaded.name} --policy {run_dir} --selector knn,bm25",
-        f"rl-select export {run_dir} --out policies/{run_dir.name}",
+        f"rl-select evaluate {given} --policy {run_dir} --selector knn,bm25",
+        f"rl-select export {run_dir} {given} --out policies/{run_dir.name}",
     )

@@ -244,6 +244,8 @@ def test_a_label_check_chooses_without_llm_calls_and_is_followed_without_the_tas
     code, out, err = run_cli(["verify", str(run), "--data-dir", str(big_data), "--rows", "6", "--by", "labels"], capsys)
     assert code == 0, err
     assert "about to spend" not in err and "gold-label share" in out
+    given = f"--task gen_sst --data-dir {big_data}"  # the next commands find the task as it was given
+    assert f"evaluate {given} --policy {run}" in err and f"export {run} {given} --out" in err
     choice = read_rule_choice(run, "gen_sst")
     assert choice.measure == "labels" and choice.zero_cost and choice.cost.queries == 0 and choice.dev_rows == 6
     assert list(choice.dev_scores) == ["policy", "embedding", "bm25", "balanced"]  # no zero-shot, no task proposer
