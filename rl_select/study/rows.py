@@ -59,7 +59,7 @@ class Row:
             for the rows per budget); default: ``name``.
         query_level: A policy row: whether it chooses per query.
         proposals: A task-mode policy row: prompts proposed and verified on ``verify_rows`` dev rows (1: none).
-        verify_rows: Dev rows each proposal is scored on.
+        verify_rows: Dev rows each proposal is scored on (0 where nothing is verified).
         sets: A best-of-N row's N (0: the task-mode learner's budget).
         all_tasks: Whether it needs every task's rows (the transfer and pooled rows: they come last).
     """
@@ -69,7 +69,7 @@ class Row:
     learner: str = ""
     query_level: bool = False
     proposals: int = 1
-    verify_rows: int = 64
+    verify_rows: int = 0
     sets: int = 0
     all_tasks: bool = False
 
