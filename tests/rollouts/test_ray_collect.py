@@ -75,6 +75,7 @@ def test_two_worker_collect_matches_one_worker(ray_cluster, data_root, tiny_mode
     assert two.meta()["settings"]["env"]["k"] == 2
 
 
+@pytest.mark.slow  # tens of seconds on two cores: run once, in CI's in-order pass
 def test_killed_worker_is_restarted_and_no_episode_is_lost_or_duplicated(
     ray_cluster, data_root, tiny_model_dir, tmp_path, caplog
 ):
@@ -131,6 +132,7 @@ def test_train_with_ray_workers(ray_cluster, data_root, tiny_model_dir, tmp_path
     assert alone.queries <= spent.queries <= 1.2 * alone.queries  # per-worker memory caches: shared work runs twice
 
 
+@pytest.mark.slow  # tens of seconds on two cores: run once, in CI's in-order pass
 def test_central_scorer_placement_collects_the_same_episodes(ray_cluster, data_root, tiny_model_dir, tmp_path):
     per_worker = collect_episodes(tmp_path / "w", episodes=6, config=config_for(data_root, tiny_model_dir, 2))
     central = collect_episodes(
@@ -139,6 +141,7 @@ def test_central_scorer_placement_collects_the_same_episodes(ray_cluster, data_r
     same_episodes(per_worker, central, float_tolerance=True)
 
 
+@pytest.mark.slow  # tens of seconds on two cores: run once, in CI's in-order pass
 def test_rollout_benchmark_rows_are_typed_and_relative_to_the_fewest_workers(ray_cluster, data_root, tiny_model_dir):
     from rl_select.bench.reports import rollouts_report
     from rl_select.bench.rollouts import rollout_config, run_rollout_benchmark

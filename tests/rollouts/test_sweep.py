@@ -48,6 +48,7 @@ def tiny_sweep(tmp_path, data_root, tiny_model_dir, **changes):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # tens of seconds on two cores: run once, in CI's in-order pass
 def test_tiny_sweep_runs_summarises_and_resumes(ray_cluster, data_root, tiny_model_dir, tmp_path, capsys):
     path = tiny_sweep(tmp_path, data_root, tiny_model_dir)
     code, out, err = run_cli(["sweep", str(path)], capsys)
