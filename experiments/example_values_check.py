@@ -35,7 +35,7 @@ from rl_select.types import Selection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gated_verification import check_studies, study_parser, write_outputs
-from q_ranking_check import PromptSet, dev_report
+from q_ranking_check import PromptSet, dev_accuracy, dev_report
 
 
 @dataclass
@@ -103,15 +103,7 @@ def check_task(study: Study, task: str, draws: int) -> ValuesCheck:
     drawn = [prompt for _, prompt in policy.valued_greedy_prompts(draws, np.random.default_rng(0))]
     reward_ids = {row.id for row in resources.task.sample("dev", settings.reward_rows, seed=resources.data_seed)}
     dev = [row for row in resources.dev_sample(settings.verify_rows) if row.id not in reward_ids]
-    pool = resources.task.train
-    prompts = proposals + drawn
-    print(f"{task}: scoring {len(prompts)} prompts on {len(dev)} dev rows: at most {len(prompts) * len(dev):,} queries")
-    advance = study.progress(f"{task} · prompts", len(prompts)) if study.progress else None
-    accuracy = []
-    for prompt in prompts:
-        accuracy.append(100 * resources.scorer.score([pool[i] for i in prompt], dev).accuracy)
-        if advance is not None:
-            advance(1)
+    accuracy = dev_accuracy(study, task, proposals + drawn, dev, "prompts")
     proposed, rest = accuracy[: len(proposals)], accuracy[len(proposals) :]
     return ValuesCheck(
         task=task,

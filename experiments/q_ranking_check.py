@@ -31,6 +31,7 @@ from rl_select.provenance import Provenance, markdown_table, provenance, provena
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring.results import LLMCost
 from rl_select.study.learned import Study
+from rl_select.tasks.task import Example
 from rl_select.types import Selection
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,16 +99,9 @@ def check_task(study: Study, task: str, draws: int) -> RankingCheck:
     policy = PolicySelector.from_run(study.state.task_run(task)).build(resources)
     valued = policy.valued_greedy_prompts(draws, np.random.default_rng(0))
     dev = resources.dev_sample(settings.verify_rows)
-    pool = resources.task.train
-    print(f"{task}: scoring {draws} prompts on {len(dev)} dev rows: at most {draws * len(dev):,} LLM queries")
-    advance = study.progress(f"{task} · valued draws", draws) if study.progress else None
-    accuracy = []
-    for _, prompt in valued:
-        accuracy.append(100 * resources.scorer.score([pool[i] for i in prompt], dev).accuracy)
-        if advance is not None:
-            advance(1)
-    values = np.array([value for value, _ in valued])
     prompts = [prompt for _, prompt in valued]
+    accuracy = dev_accuracy(study, task, prompts, dev, "valued draws")
+    values = np.array([value for value, _ in valued])
     count = max(settings.proposals, 1)
     top = np.argsort(-values, kind="stable")[:count]
     return RankingCheck(
@@ -120,6 +114,20 @@ def check_task(study: Study, task: str, draws: int) -> RankingCheck:
         first_drawn=PromptSet.of(accuracy[:count], prompts[:count]),
         all_draws=PromptSet.of(accuracy, prompts),
     )
+
+
+def dev_accuracy(study: Study, task: str, prompts: list[Selection], dev: list[Example], label: str) -> list[float]:
+    """Each prompt's calibrated accuracy (percent) on the dev rows, with the study's scorer, under a progress bar."""
+    resources = study.resources(task)
+    pool = resources.task.train
+    print(f"{task}: scoring {len(prompts)} prompts on {len(dev)} dev rows: at most {len(prompts) * len(dev):,} queries")
+    advance = study.progress(f"{task} · {label}", len(prompts)) if study.progress else None
+    accuracy = []
+    for prompt in prompts:
+        accuracy.append(100 * resources.scorer.score([pool[i] for i in prompt], dev).accuracy)
+        if advance is not None:
+            advance(1)
+    return accuracy
 
 
 def markdown(checks: list[RankingCheck], record: Provenance, cost: LLMCost, proposals: int) -> str:
