@@ -191,10 +191,15 @@ def check_fields(obj: Any) -> None:
         value = getattr(obj, field.name)
         if spec is None or value is None or is_dataclass(value):
             continue
-        if spec.choices and value not in spec.choices:
-            raise SettingError(field.name, f"must be one of {', '.join(spec.choices)}; got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            _check_bounds(field.name, value, spec)
+        check_value(field.name, value, spec)
+
+
+def check_value(name: str, value: Any, spec: Setting) -> None:
+    """Raise :class:`SettingError` (naming ``name``) where ``value`` is outside the setting's choices or bounds."""
+    if spec.choices and value not in spec.choices:
+        raise SettingError(name, f"must be one of {', '.join(spec.choices)}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_bounds(name, value, spec)
 
 
 def _check_bounds(name: str, value: float, spec: Setting) -> None:
@@ -406,6 +411,7 @@ __all__ = [
     "SettingError",
     "build",
     "check_fields",
+    "check_value",
     "cpu_values",
     "differences",
     "fit_to_device",

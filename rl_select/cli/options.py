@@ -9,7 +9,7 @@ from dataclasses import is_dataclass
 from typing import Any
 
 from rl_select.errors import ConfigError
-from rl_select.settings import Leaf, default_text, leaves, unwrap_optional
+from rl_select.settings import Leaf, check_value, default_text, leaves, unwrap_optional
 from rl_select.types import Overrides
 
 SCALARS = (int, float, str, bool)
@@ -65,6 +65,7 @@ def given_values(cls: type, options: Mapping[str, Any]) -> Overrides:
             value = [item for text in value for item in _as_list(parse_text(text, leaf))] or None
         if value is not None:
             given[leaf.path] = parse_text(value, leaf) if isinstance(value, str) else value
+            check_value(leaf.flags[0], given[leaf.path], leaf.spec)  # named as typed: --n-test, not rows
     return given
 
 

@@ -242,7 +242,7 @@ def read_yaml_mapping(path: str | Path, what: str) -> JsonObject:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path} does not exist")
+        raise ConfigError(f"{path} {'is not a regular file' if path.exists() else 'does not exist'}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

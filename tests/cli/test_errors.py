@@ -47,7 +47,10 @@ CASES = {
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "15"],
         "smaller than the candidate pool",
     ),
-    "k <= 0": (lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "0"], "k must be >= 1, got 0"),
+    "k <= 0": (
+        lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--k", "0"],
+        "--k must be >= 1, got 0",
+    ),
     "unknown selector": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--selector", "knnn"],
         "did you mean 'knn'",
@@ -62,7 +65,7 @@ CASES = {
     ),
     "bad n-test": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--n-test", "0"],
-        "rows must be >= 1, got 0",
+        "--n-test must be >= 1, got 0",  # named as typed, not as its setting (evaluation rows)
     ),
     "bad order in a --set": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--set", "order=shuffled"],
@@ -71,7 +74,7 @@ CASES = {
     "no task": (lambda tmp, data: ["--data-dir", str(data)], "give --task"),
     "bad seeds": (
         lambda tmp, data: ["--task", "tiny_sst", "--data-dir", str(data), "--seeds", "0"],
-        "seeds must be >= 1, got 0",
+        "--seeds must be >= 1, got 0",
     ),
 }
 
@@ -142,3 +145,12 @@ def test_brackets_in_printed_text_and_progress_descriptions_stay_verbatim():
     with err_console.capture() as captured:
         err_console.print(progress.make_tasks_table(progress.tasks))
     assert "task [b] · knn · seed 0" in captured.get()
+
+
+def test_a_bad_flag_value_is_named_by_its_flag_and_a_config_that_is_no_file_says_so(tmp_path, capsys):
+    code, _, err = run_cli(["train", "--config", "experiments/configs/quickstart-cpu.yaml", "--steps", "-3"], capsys)
+    assert code == 2 and err.strip() == "error: --steps must be >= 1, got -3"
+    code, _, err = run_cli(["train", "--config", str(tmp_path)], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path} is not a regular file"
+    code, _, err = run_cli(["train", "--config", str(tmp_path / "nope.yaml")], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'nope.yaml'} does not exist"
