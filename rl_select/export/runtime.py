@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import rl_select.export.manifest as fmt
-from rl_select.errors import ArtifactError, ConfigError
+from rl_select.errors import ArtifactError, ConfigError, RLSelectError
 from rl_select.export.torch_parts import load_original_embedder, zero_shot_features
 from rl_select.observation import (
     ORDERS,
@@ -423,7 +423,7 @@ def load_selector(path: str | Path, *, pool: str | Path | None = None, verify: b
     try:
         return Selector(directory, manifest, pool)
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, RLSelectError):  # a bad --pool file or setting: the user's input, not the artifact
             raise
         raise ArtifactError(f"{directory}/{fmt.MANIFEST} is inconsistent: {exc}") from None
 

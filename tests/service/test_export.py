@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rl_select import load_selector
-from rl_select.errors import ArtifactError, ConfigError
+from rl_select.errors import ArtifactError, ConfigError, DataError
 from rl_select.resources import Resources
 from rl_select.runs.policy import PolicySelector
 from rl_select.scoring import load_language_model
@@ -127,7 +127,7 @@ def test_corrupted_artifacts_are_refused(query_policy, tmp_path, capsys, damage,
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_pool_swap_recomputes_features(query_policy, tmp_path):
+def test_pool_swap_recomputes_features(query_policy, tmp_path, capsys):
     pool = tmp_path / "pool.jsonl"
     rows = generated_rows(30, 9)
     pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -139,8 +139,12 @@ def test_pool_swap_recomputes_features(query_policy, tmp_path):
     assert {d.text for d in demos} <= {r["text"] for r in rows}
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "x", "label": "meh"}) + "\n")
-    with pytest.raises(Exception, match="label 'meh'"):
+    with pytest.raises(DataError, match="label 'meh'"):
         load_selector(query_policy[1], pool=bad)
+    # the user's pool file is at fault, not the exported policy: the error names the file, not the manifest
+    code, _, err = run_cli(["select", str(query_policy[1]), "--query", "x", "--pool", str(bad)], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith(f"error: {bad}:1") and "manifest" not in last
 
 
 def test_export_errors(query_policy, tmp_path, capsys):
