@@ -301,9 +301,11 @@ def project_headroom(profile: TokenProfile, k: int, m: int, dev_neighbours: int,
 
 def describe(projection: Projection, throughput: Throughput | None) -> str:
     """A plain-text table of a projection."""
-    lines = [f"{'step':32s} {'scored queries':>15s} {'forward tokens':>16s} {'minutes':>8s}"]
-    for name, queries, tokens, minutes in projection.rows(throughput):
-        lines.append(f"{name:32s} {queries:>15s} {tokens:>16s} {minutes:>8s}")
+    rows = projection.rows(throughput)
+    width = max([32, *(len(row[0]) for row in rows)])  # a sweep's trial names run longer than a run's steps
+    lines = [f"{'step':{width}s} {'scored queries':>15s} {'forward tokens':>16s} {'minutes':>8s}"]
+    for name, queries, tokens, minutes in rows:
+        lines.append(f"{name:{width}s} {queries:>15s} {tokens:>16s} {minutes:>8s}")
     return "\n".join(lines)
 
 

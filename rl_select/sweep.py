@@ -42,6 +42,7 @@ from rl_select.provenance import markdown_table, provenance, provenance_markdown
 from rl_select.types import JsonObject, JsonValue, Overrides
 
 if TYPE_CHECKING:
+    from rl_select.runs.config import TrainConfig
     from rl_select.train import TrainResult
 
 SWEEP_KEYS = {"name", "storage", "description", "metric", "resources_per_trial", "max_concurrent", "base", "grid"}
@@ -196,15 +197,31 @@ def grid_keys(points: list[Overrides]) -> list[str]:
     return [k for k in dict.fromkeys(k for p in points for k in p) if k != "seed"]
 
 
+def trial_config(point: Overrides, base: Overrides) -> TrainConfig:
+    """The training settings of one grid point: the sweep's base with the point's values."""
+    from rl_select.runs.config import TrainConfig  # deferred: loads gymnasium
+
+    return TrainConfig.from_dict(base).with_overrides(point)
+
+
+def unfinished_trials(spec: SweepSpec) -> dict[str, TrainConfig]:
+    """The settings of every trial not finished yet (no results.json in its run directory), by trial name."""
+    runs = spec.root / "runs"
+    return {
+        trial_key(point): trial_config(point, spec.base)
+        for point in spec.points()
+        if not (runs / trial_key(point) / "results.json").is_file()
+    }
+
+
 def run_trial(point: Overrides, base: Overrides, runs_root: str) -> None:
     """Ray Tune function trainable: train one grid point (resuming its run directory), report test metrics."""
     from ray import tune  # deferred: loads Ray and PyYAML
 
-    from rl_select.runs.config import TrainConfig  # deferred: loads gymnasium
     from rl_select.train import train  # deferred: loads torch and gymnasium
 
     setup_logging(False)
-    config = TrainConfig.from_dict(base).with_overrides(point)
+    config = trial_config(point, base)
     run_dir = Path(runs_root) / trial_key(point)
     resume = (run_dir / "config.json").is_file()
     result = train(config, run_dir, resume=resume, progress_bar=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -118,6 +119,21 @@ def pair_rows() -> dict[str, list[dict]]:
             }
         )
     return {"train": rows[:12], "dev": rows[12:16], "test": rows[16:]}
+
+
+def announced_queries(err: str) -> int:
+    """The LLM queries a command's "about to spend" line announced."""
+    announced = re.search(r"about to spend ≈ ([\d,]+) LLM queries", err)
+    assert announced, err
+    return int(announced.group(1).replace(",", ""))
+
+
+def timing_queries(data_root: Path, tasks: tuple[str, ...] = ("tiny_sst", "tiny_trec"), k: int = 2) -> int:
+    """The queries ``measure_throughput`` scores before a command's announcement: calibration prompts, twice."""
+    from rl_select.budget import calibration_prompts
+    from rl_select.tasks import load_task
+
+    return sum(2 * len(queries) for t in tasks for _, queries in calibration_prompts(load_task(t, data_root), k))
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:

@@ -110,6 +110,16 @@ def load_model_with_status(model: str | None, device: str, dtype: str):
         return load_language_model(model, device=device, dtype=dtype)
 
 
+def timed_model(model: str | None, device: str, dtype: str, tasks, k: int):
+    """The scoring model (loaded once, shared with the run) and its throughput on this machine, with a status line."""
+    from rl_select.budget import measure_throughput  # deferred: CLI start-up (loads torch)
+    from rl_select.scoring.model import shared_language_model  # deferred: CLI start-up (loads torch)
+
+    with err_console.status("loading the model and timing it …"):
+        lm = shared_language_model(model, device, dtype)
+        return lm, measure_throughput(lm, tasks, k)
+
+
 def announce_budget(projection, throughput, *, table: bool) -> None:
     """Say what a run is about to spend: the total (and with ``table`` every step) on stderr."""
     from rl_select.budget import describe  # deferred: CLI start-up (loads torch)

@@ -17,6 +17,7 @@ from rl_select.cli.common import (
     progress_bars,
     results_and_next,
     setup_logging,
+    timed_model,
 )
 from rl_select.cli.options import parse_sets, with_options
 from rl_select.errors import ConfigError
@@ -59,16 +60,13 @@ headroom_command = with_options(HeadroomRequest, headroom_run)
 
 def announce_study_budget(config) -> None:
     """Project the study's LLM work per step on this machine and print it."""
-    from rl_select.budget import measure_throughput, profiles_for  # deferred: CLI start-up (loads torch)
-    from rl_select.scoring.model import shared_language_model  # deferred: CLI start-up (loads torch)
+    from rl_select.budget import profiles_for  # deferred: CLI start-up (loads torch)
     from rl_select.study.projection import project_study  # deferred: CLI start-up (loads torch)
     from rl_select.study.state import StudyState  # deferred: CLI start-up
     from rl_select.tasks import load_task  # deferred: CLI start-up
 
     tasks = [load_task(name, config.data_dir) for name in config.tasks]
-    with err_console.status("loading the model and timing it …"):
-        lm = shared_language_model(config.model, config.device, config.dtype)
-        throughput = measure_throughput(lm, tasks, config.k)
+    lm, throughput = timed_model(config.model, config.device, config.dtype, tasks, config.k)
     state = StudyState(config.root)  # a resumed study's finished work is not projected again
     projection = project_study(config, tasks, profiles_for(tasks, lm.tokenizer), lm.device.type, state)
     announce_budget(projection, throughput, table=True)

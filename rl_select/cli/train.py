@@ -15,6 +15,7 @@ from rl_select.cli.common import (
     progress_bars,
     results_and_next,
     setup_logging,
+    timed_model,
 )
 from rl_select.cli.help import first_screen
 from rl_select.cli.options import parse_sets, with_options
@@ -111,9 +112,8 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
 
     ``fitted``: the settings fitted to this machine (shown, so the user sees the values the run will use).
     """
-    from rl_select.budget import measure_throughput, profiles_for  # deferred: CLI start-up (loads torch)
+    from rl_select.budget import profiles_for  # deferred: CLI start-up (loads torch)
     from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
-    from rl_select.scoring.model import shared_language_model  # deferred: CLI start-up (loads torch)
     from rl_select.train.projection import project_training  # deferred: CLI start-up (loads torch)
     from rl_select.train.results import transfer_tasks  # deferred: CLI start-up (loads torch)
 
@@ -127,12 +127,29 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
             f"{config.algo.upper()} collects {config.steps_per_collection} × {config.parallel.n_envs} env steps "
             f"at a time: {asked} steps become {config.total_steps}"
         )
-    with err_console.status("loading the model and timing it …"):
-        lm = shared_language_model(config.model, config.device, config.dtype)
-        throughput = measure_throughput(lm, tasks, config.env.k)
+    lm, throughput = timed_model(config.model, config.device, config.dtype, tasks, config.env.k)
     evaluated = [*tasks, *transfer_tasks(config)]
     projection = project_training(config, tasks, evaluated, profiles_for(evaluated, lm.tokenizer))
     announce_budget(projection, throughput, table=table)
+
+
+def announce_collection_budget(config: TrainConfig, episodes: int, out: Path) -> None:
+    """Project the LLM work of the episodes ``out`` does not hold yet (as CQL's collection counts it) and say it."""
+    from rl_select.budget import Projection, profiles_for  # deferred: CLI start-up (loads torch)
+    from rl_select.runs.episode_store import EpisodeStore  # deferred: CLI start-up
+    from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
+    from rl_select.train.projection import learning_work  # deferred: CLI start-up (loads torch)
+
+    stored = sum(1 for episode_id in EpisodeStore(out).ids() if episode_id < episodes)
+    if stored == episodes:
+        err_console.print(f"{out} holds all {episodes} episodes: nothing to spend")
+        return
+    tasks = load_tasks(config)
+    lm, throughput = timed_model(config.model, config.device, config.dtype, tasks, config.env.k)
+    left = config.with_overrides({"data.cql_episodes": episodes - stored})
+    work = learning_work(left, tasks, profiles_for(tasks, lm.tokenizer))
+    work.name = f"{episodes - stored} episodes" + (f" ({stored} stored)" if stored else "")
+    announce_budget(Projection([work]), throughput, table=True)
 
 
 def collect_run(
@@ -154,6 +171,7 @@ def collect_run(
         raise ConfigError("give --task or --tasks (or --config)")
     config, _ = build_config(config_file, overrides)
     load_tasks(config)  # validate tasks and MDP settings before any work
+    announce_collection_budget(config, episodes, out)
     try:
         with progress_bars() as factory:
             store = collect_episodes(out, episodes=episodes, config=config, progress=factory)
@@ -185,9 +203,39 @@ COLLECT_HELP = first_screen(
 """What ``rl-select collect --help`` shows first."""
 
 
+def announce_sweep_budget(spec) -> None:
+    """Project the LLM work of the sweep's unfinished trials, each as its own training run, and print it per trial.
+
+    Minutes are timed on the first unfinished trial's model; a finished trial (results.json written) costs nothing,
+    an interrupted one is projected whole (an upper bound, as the counts are).
+    """
+    from rl_select.budget import Projection, Step, profiles_for  # deferred: CLI start-up (loads torch)
+    from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
+    from rl_select.sweep import unfinished_trials  # deferred: CLI start-up
+    from rl_select.train.projection import project_training  # deferred: CLI start-up (loads torch)
+    from rl_select.train.results import transfer_tasks  # deferred: CLI start-up (loads torch)
+
+    trials = unfinished_trials(spec)
+    left = f"{len(trials)} of {len(spec.points())} trials left"
+    if not trials:
+        err_console.print(f"{left}: nothing to spend")
+        return
+    first = next(iter(trials.values()))
+    lm, throughput = timed_model(first.model, first.device, first.dtype, load_tasks(first), first.env.k)
+    steps = []
+    for name, config in trials.items():
+        tasks = load_tasks(config)
+        evaluated = [*tasks, *transfer_tasks(config)]
+        total = project_training(config, tasks, evaluated, profiles_for(evaluated, lm.tokenizer)).total
+        steps.append(Step(name).add(total.queries, total.tokens, total.forwards))
+    err_console.print(left)
+    announce_budget(Projection(steps), throughput, table=True)
+
+
 def sweep_command(
     sweep_file: Path = typer.Argument(..., help="Sweep YAML (see experiments/sweeps/)."),
     address: str | None = typer.Option(None, "--address", help="Address of an existing Ray cluster."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the projected LLM calls and time, then stop."),
     verbose: bool = VerboseOption,
 ) -> None:
     """Run (or resume) a grid of training runs with Ray Tune; write trials.csv, summary.md and plots."""
@@ -197,6 +245,9 @@ def sweep_command(
 
     spec = load_sweep(sweep_file)  # every error surfaces here, before Ray starts
     err_console.print(f"sweep {spec.name}: {len(spec.points())} trials into {spec.root}")
+    announce_sweep_budget(spec)
+    if dry_run:
+        return
     if address:
         ensure_ray(address)
     try:

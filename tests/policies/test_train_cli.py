@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import assert_ends_with_results_and_next, run_cli
+from tests.helpers import announced_queries, assert_ends_with_results_and_next, run_cli, timing_queries
 
 SMALL = [
     "--k",
@@ -94,6 +94,21 @@ def test_train_ppo_writes_results_and_the_policy_transfers(data_root, tiny_model
     assert code == 0, err
     reports = json.loads((tmp_path / "transfer.json").read_text())["reports"]
     assert [r["selector"]["name"] for r in reports] == ["random", f"ppo-task ({run.name})"]
+
+
+def test_collect_announces_the_episodes_left_and_spends_what_it_announced(
+    data_root, tiny_model_dir, tmp_path, capsys, requested_queries
+):
+    args = ["collect", *base(data_root, tiny_model_dir)[:8], "--k", "2", "-M", "4", "--reward-rows", "4"]
+    args += ["--out", str(tmp_path / "episodes")]
+    code, _, err = run_cli([*args, "--episodes", "6"], capsys)
+    assert code == 0 and "6 episodes " in err, err
+    spent = requested_queries() - timing_queries(data_root, ("tiny_sst",))  # timing came before the announcement
+    assert spent > 0 and 0.95 * spent <= announced_queries(err) <= 1.05 * spent
+    code, _, err = run_cli([*args, "--episodes", "6"], capsys)
+    assert code == 0 and "holds all 6 episodes: nothing to spend" in err and "about to spend" not in err
+    code, _, err = run_cli([*args, "--episodes", "8"], capsys)
+    assert code == 0 and "2 episodes (6 stored)" in err and 0 < announced_queries(err) < spent
 
 
 def test_collect_then_offline_cql(data_root, tiny_model_dir, tmp_path, capsys):

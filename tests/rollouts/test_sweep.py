@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from rl_select.errors import ConfigError
-from rl_select.sweep import load_sweep
-from tests.helpers import run_cli
+from rl_select.sweep import load_sweep, trial_key
+from tests.helpers import announced_queries, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,6 +91,30 @@ def test_bad_sweep_files_fail_before_ray(tmp_path, data_root, tiny_model_dir, ca
     assert message in str(info.value)
     code, _, err = run_cli(["sweep", str(path)], capsys)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_dry_run_projects_each_unfinished_trial_and_starts_nothing(tmp_path, data_root, tiny_model_dir, capsys):
+    path = tiny_sweep(tmp_path, data_root, tiny_model_dir)
+    code, _, err = run_cli(["sweep", str(path), "--dry-run"], capsys)
+    assert code == 0, err
+    spec = load_sweep(path)
+    names = [trial_key(point) for point in spec.points()]
+    assert "4 of 4 trials left" in err and all(f"\n{name} " in err for name in names)
+    assert not (tmp_path / "sweeps").exists()  # no Ray, no files
+    every = announced_queries(err)
+
+    finished = spec.root / "runs" / names[0]  # a finished trial (its results.json written) costs nothing more
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text("{}")
+    code, _, err = run_cli(["sweep", str(path), "--dry-run"], capsys)
+    assert code == 0 and "3 of 4 trials left" in err and f"\n{names[0]} " not in err
+    assert 0 < announced_queries(err) < every
+
+    for name in names[1:]:
+        (spec.root / "runs" / name).mkdir()
+        (spec.root / "runs" / name / "results.json").write_text("{}")
+    code, _, err = run_cli(["sweep", str(path), "--dry-run"], capsys)
+    assert code == 0 and "0 of 4 trials left: nothing to spend" in err and "about to spend" not in err
 
 
 def test_missing_sweep_file(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """The learned-selector study end to end on tiny tasks: every step, the table, resume, the transfer policy."""
 
 import json
-import re
 
 import pytest
 import yaml
@@ -10,7 +9,13 @@ from rl_select.errors import ConfigError
 from rl_select.runs.dirs import rule_path
 from rl_select.study.config import StudyConfig
 from rl_select.study.state import OTHER_TASKS, OWN, POOLED, PolicyChoice, PooledChoice, StudyState
-from tests.helpers import assert_ends_with_results_and_next, experiment_module, run_cli
+from tests.helpers import (
+    announced_queries,
+    assert_ends_with_results_and_next,
+    experiment_module,
+    run_cli,
+    timing_queries,
+)
 
 FEATURES = {"embedder": "lm", "projection_dim": 0, "label_onehot": False}
 
@@ -161,14 +166,6 @@ def test_every_policy_keeps_the_first_best_on_dev():
     assert PolicyChoice("policy", {**scores, POOLED: 0.62, OTHER_TASKS: 0.61}).to_dict()["kept"] == "pooled"
 
 
-def timing_queries(data_root, tasks=("tiny_sst", "tiny_trec"), k=2) -> int:
-    """The queries ``measure_throughput`` scores for the tiny study: its calibration prompts, twice."""
-    from rl_select.budget import calibration_prompts
-    from rl_select.tasks import load_task
-
-    return sum(2 * len(queries) for t in tasks for _, queries in calibration_prompts(load_task(t, data_root), k))
-
-
 @pytest.mark.slow
 def test_study_against_every_baseline_with_proposers_stop_and_curve(
     tmp_path, data_root, tiny_model_dir, capsys, requested_queries
@@ -216,8 +213,7 @@ def test_study_against_every_baseline_with_proposers_stop_and_curve(
     )
     code, out, err = run_cli(["study", str(path)], capsys)
     assert code == 0, err
-    announced = re.search(r"about to spend ≈ ([\d,]+) LLM queries", err)
-    projected = int(announced.group(1).replace(",", ""))  # the stop action can end episodes early: at most that
+    projected = announced_queries(err)  # the stop action can end episodes early: at most that
     assert timing_queries(data_root) > 0
     run = requested_queries() - timing_queries(data_root)  # timing the scorer came before the announcement
     assert run <= projected <= 1.05 * run
