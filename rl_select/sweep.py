@@ -69,6 +69,11 @@ class SweepSpec:
         """``<storage>/<name>``."""
         return self.storage / self.name
 
+    @property
+    def runs(self) -> Path:
+        """``<root>/runs``: one training run directory per trial, named by :func:`trial_key`."""
+        return self.root / "runs"
+
     def points(self) -> list[Overrides]:
         """Every grid combination, in a stable order."""
         return _points(self.grid)
@@ -206,11 +211,10 @@ def trial_config(point: Overrides, base: Overrides) -> TrainConfig:
 
 def unfinished_trials(spec: SweepSpec) -> dict[str, TrainConfig]:
     """The settings of every trial not finished yet (no results.json in its run directory), by trial name."""
-    runs = spec.root / "runs"
     return {
         trial_key(point): trial_config(point, spec.base)
         for point in spec.points()
-        if not (runs / trial_key(point) / "results.json").is_file()
+        if not (spec.runs / trial_key(point) / "results.json").is_file()
     }
 
 
@@ -268,7 +272,7 @@ def run_sweep(spec: SweepSpec) -> SweepOutcome:
     stored.write_text(spec.source)
     ensure_ray()
     trainable = tune.with_resources(
-        tune.with_parameters(_trial_entry, base=spec.base, runs_root=str(root / "runs")), spec.resources
+        tune.with_parameters(_trial_entry, base=spec.base, runs_root=str(spec.runs)), spec.resources
     )
     param_space = {"point": tune.grid_search(spec.points())}
     tune_dir = root / "tune"
