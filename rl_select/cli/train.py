@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,6 +29,9 @@ from rl_select.runs.config import (
     read_yaml_mapping,
 )
 from rl_select.types import Overrides
+
+if TYPE_CHECKING:
+    from rl_select.tasks import Task
 
 ConfigOption = typer.Option(None, "--config", help="YAML file of training settings (options override it).")
 SetOption = typer.Option([], "--set", help="Any setting by its path: key=value (e.g. evaluation.rows=50), repeatable.")
@@ -133,18 +137,16 @@ def announce_training_budget(config: TrainConfig, *, table: bool, fitted: Overri
     announce_budget(projection, throughput, table=table)
 
 
-def announce_collection_budget(config: TrainConfig, episodes: int, out: Path) -> None:
+def announce_collection_budget(config: TrainConfig, tasks: Sequence[Task], episodes: int, out: Path) -> None:
     """Project the LLM work of the episodes ``out`` does not hold yet (as CQL's collection counts it) and say it."""
     from rl_select.budget import Projection, profiles_for  # deferred: CLI start-up (loads torch)
     from rl_select.runs.episode_store import EpisodeStore  # deferred: CLI start-up
-    from rl_select.runs.setup import load_tasks  # deferred: CLI start-up (loads torch)
     from rl_select.train.projection import learning_work  # deferred: CLI start-up (loads torch)
 
     stored = sum(1 for episode_id in EpisodeStore(out).ids() if episode_id < episodes)
     if stored == episodes:
         err_console.print(f"{out} holds all {episodes} episodes: nothing to spend")
         return
-    tasks = load_tasks(config)
     lm, throughput = timed_model(config.model, config.device, config.dtype, tasks, config.env.k)
     left = config.with_overrides({"data.cql_episodes": episodes - stored})
     work = learning_work(left, tasks, profiles_for(tasks, lm.tokenizer))
@@ -170,8 +172,8 @@ def collect_run(
     if "tasks" not in overrides and config_file is None:
         raise ConfigError("give --task or --tasks (or --config)")
     config, _ = build_config(config_file, overrides)
-    load_tasks(config)  # validate tasks and MDP settings before any work
-    announce_collection_budget(config, episodes, out)
+    tasks = load_tasks(config)  # validate tasks and MDP settings before any work
+    announce_collection_budget(config, tasks, episodes, out)
     try:
         with progress_bars() as factory:
             store = collect_episodes(out, episodes=episodes, config=config, progress=factory)
@@ -220,11 +222,12 @@ def announce_sweep_budget(spec) -> None:
     if not trials:
         err_console.print(f"{left}: nothing to spend")
         return
-    first = next(iter(trials.values()))
-    lm, throughput = timed_model(first.model, first.device, first.dtype, load_tasks(first), first.env.k)
+    lm = throughput = None
     steps = []
     for name, config in trials.items():
         tasks = load_tasks(config)
+        if lm is None:  # timed once, on the first unfinished trial's model and tasks
+            lm, throughput = timed_model(config.model, config.device, config.dtype, tasks, config.env.k)
         evaluated = [*tasks, *transfer_tasks(config)]
         total = project_training(config, tasks, evaluated, profiles_for(evaluated, lm.tokenizer)).total
         steps.append(Step(name).add(total.queries, total.tokens, total.forwards))
